@@ -1,0 +1,133 @@
+//! `arbiter-sdk`: write an arbiter guardrail policy in Rust.
+//!
+//! A policy is a type implementing [`Policy`], exported with
+//! [`export_policy!`]. The same crate compiles natively, so its logic is
+//! unit-tested with plain `cargo test` and the helpers in [`testing`];
+//! `arbiter build` compiles it to a Wasm component.
+//!
+//! ```ignore
+//! use arbiter_sdk::{export_policy, Policy, Request, Verdict};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Settings { blocked: Vec<String> }
+//!
+//! struct Blocklist(Settings);
+//!
+//! impl Policy for Blocklist {
+//!     type Settings = Settings;
+//!     fn new(settings: Settings) -> Result<Self, String> { Ok(Blocklist(settings)) }
+//!     fn evaluate(&self, request: &Request) -> Verdict {
+//!         match request.tool() {
+//!             Some(tool) if self.0.blocked.iter().any(|b| b == tool) => {
+//!                 Verdict::deny("tool_blocked", format!("`{tool}` is blocked"))
+//!             }
+//!             _ => Verdict::allow(),
+//!         }
+//!     }
+//! }
+//!
+//! export_policy!(Blocklist);
+//! ```
+
+// Lets generated code name this crate the same way inside and outside it.
+extern crate self as arbiter_sdk;
+
+pub mod glob;
+pub mod host;
+mod metadata;
+mod request;
+#[doc(hidden)]
+pub mod runtime;
+mod settings;
+pub mod sql;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+pub mod text;
+mod verdict;
+
+/// Bindings generated from the contract in `wit/`.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "policy",
+        pub_export_macro: true,
+        export_macro_name: "__export_policy_world",
+        default_bindings_module: "arbiter_sdk::bindings",
+        runtime_path: "arbiter_sdk::__wit_bindgen::rt",
+        additional_derives: [PartialEq],
+    });
+}
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+pub use bindings::arbiter::policy::types::{
+    Action, ArgValue, Argument, CalendarUnit, Charge, ChargeUnit, Decision, Environment, Escalation, LlmRequest,
+    Obligation, Principal, Reason, Request, ToolCall, ToolFacts, Verdict, Window,
+};
+#[doc(hidden)]
+pub use metadata::{encode as __encode_metadata, encoded_len as __metadata_len};
+pub use settings::parse_settings;
+
+/// The version of the contract (`arbiter:policy`) this SDK targets.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+/// This SDK's version, embedded in every policy it builds.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A guardrail policy.
+///
+/// The host creates the policy once per sandbox instance from the bundle's
+/// settings, then calls [`Policy::evaluate`] for every request in scope.
+/// Evaluation should be a pure function of the request, the settings and
+/// what the granted capabilities report.
+pub trait Policy: Sized + Send + Sync + 'static {
+    /// The policy's settings, deserialised from the bundle's JSON. Use
+    /// `#[serde(deny_unknown_fields)]` so typos reject the bundle.
+    type Settings: serde::de::DeserializeOwned;
+
+    /// Checks the settings; an error rejects the bundle at load time.
+    fn new(settings: Self::Settings) -> Result<Self, String>;
+
+    fn evaluate(&self, request: &Request) -> Verdict;
+}
+
+/// Exports a [`Policy`] as the component's evaluator and embeds the crate's
+/// name and version (from Cargo) in the `arbiter-policy` custom section.
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        // Natively the policy is a plain Rust type for unit tests; only check
+        // that it is a policy.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = || {
+            fn is_policy<P: $crate::Policy>() {}
+            is_policy::<$policy>();
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            static POLICY: ::std::sync::OnceLock<$policy> = ::std::sync::OnceLock::new();
+
+            struct Export;
+
+            impl $crate::bindings::exports::arbiter::policy::evaluator::Guest for Export {
+                fn init(settings: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::runtime::init::<$policy>(&POLICY, &settings)
+                }
+
+                fn evaluate(request: $crate::Request) -> $crate::Verdict {
+                    $crate::runtime::evaluate::<$policy>(&POLICY, &request)
+                }
+            }
+
+            $crate::bindings::__export_policy_world!(Export);
+
+            const METADATA_LEN: usize = $crate::__metadata_len(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+            #[used]
+            #[unsafe(link_section = "arbiter-policy")]
+            static METADATA: [u8; METADATA_LEN] =
+                $crate::__encode_metadata(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+        };
+    };
+}

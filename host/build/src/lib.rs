@@ -1,0 +1,198 @@
+//! `arbiter build`: compile a policy crate for `wasm32-unknown-unknown`,
+//! wrap the core module into a component, and check that the component is
+//! a well-formed arbiter policy that imports nothing but the contract.
+//!
+//! Builds are reproducible: source paths are remapped so the same source,
+//! toolchain and lockfile give the same digest on any machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arbiter_engine::{CONTRACT_VERSION, ComponentInfo, ImportKind, classify_import};
+
+/// The Cargo profile policies are built with, defined on the command line
+/// so a policy workspace needs no profile of its own.
+pub const PROFILE: &str = "arbiter-policy";
+const TARGET: &str = "wasm32-unknown-unknown";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot run cargo: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("`cargo {step}` failed for {manifest}:\n{stderr}")]
+    Cargo { step: &'static str, manifest: PathBuf, stderr: String },
+    #[error("cannot understand `cargo metadata` output: {0}")]
+    Metadata(String),
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot make a component of {path}: {message}")]
+    Componentize { path: PathBuf, message: String },
+    #[error("{path} is not a valid arbiter policy: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+/// A built policy component.
+#[derive(Debug, Clone)]
+pub struct BuiltPolicy {
+    pub path: PathBuf,
+    pub info: ComponentInfo,
+}
+
+/// Builds the policy crate at `crate_dir` into `<out_dir>/<package>.wasm`.
+pub fn build_policy(crate_dir: &Path, out_dir: &Path) -> Result<BuiltPolicy, BuildError> {
+    let manifest = crate_dir.join("Cargo.toml");
+    let package = PackageInfo::read(&manifest)?;
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .args(["build", "--lib", "--target", TARGET, "--profile", PROFILE, "--manifest-path"])
+        .arg(&manifest)
+        .args(profile_config())
+        .env(format!("CARGO_TARGET_{}_RUSTFLAGS", TARGET.to_uppercase().replace('-', "_")), rustflags(&package));
+    run(&mut cargo, "build", &manifest)?;
+    let core_path = package.target_dir.join(TARGET).join(PROFILE).join(format!("{}.wasm", package.lib_name));
+    let core = std::fs::read(&core_path).map_err(|source| BuildError::Io { path: core_path.clone(), source })?;
+    let component = componentize(&core).map_err(|message| BuildError::Componentize { path: core_path, message })?;
+    std::fs::create_dir_all(out_dir).map_err(|source| BuildError::Io { path: out_dir.to_owned(), source })?;
+    let path = out_dir.join(format!("{}.wasm", package.name));
+    let info = check(&component, Some((&package.name, &package.version)))
+        .map_err(|problem| BuildError::Invalid { path: path.clone(), problem })?;
+    std::fs::write(&path, &component).map_err(|source| BuildError::Io { path: path.clone(), source })?;
+    Ok(BuiltPolicy { path, info })
+}
+
+/// Wraps a core module built with `arbiter-sdk` (it carries the contract's
+/// component-type section) into a component. No WASI adapter is involved,
+/// so the component imports only what the policy uses of the contract.
+pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
+    wit_component::ComponentEncoder::default()
+        .module(core)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// Checks a component is an arbiter policy of this contract version that
+/// imports only contract interfaces and, when `expected` is given, embeds
+/// that name and version.
+pub fn check(component: &[u8], expected: Option<(&str, &str)>) -> Result<ComponentInfo, String> {
+    let info = ComponentInfo::read(component).map_err(|e| e.to_string())?;
+    if !info.targets_supported_contract() {
+        return Err(format!(
+            "it does not export arbiter:policy/evaluator@{CONTRACT_VERSION} (exports: {})",
+            info.exports.join(", ")
+        ));
+    }
+    for import in &info.imports {
+        if let ImportKind::Foreign | ImportKind::OtherContractVersion(_) = classify_import(import) {
+            return Err(format!("it imports `{import}`; policies may import only arbiter:policy capabilities"));
+        }
+    }
+    match (&info.metadata, expected) {
+        (None, _) => {
+            return Err("it embeds no `arbiter-policy` section: export it with arbiter_sdk::export_policy!".into());
+        }
+        (Some(meta), Some((name, version))) if meta.name != name || meta.version != version => {
+            return Err(format!("it embeds {} {} but the crate is {name} {version}", meta.name, meta.version));
+        }
+        _ => {}
+    }
+    Ok(info)
+}
+
+/// Small, deterministic guests: see docs/decisions/0002-policy-build.md.
+fn profile_config() -> Vec<String> {
+    let settings = [
+        ("inherits", "\"release\""),
+        ("opt-level", "\"s\""),
+        ("lto", "true"),
+        ("codegen-units", "1"),
+        ("strip", "true"),
+        ("panic", "\"abort\""),
+        ("debug", "false"),
+        ("incremental", "false"),
+    ];
+    settings.iter().flat_map(|(k, v)| ["--config".to_owned(), format!("profile.{PROFILE}.{k}={v}")]).collect()
+}
+
+/// Remaps the absolute paths rustc embeds (panic locations), so digests do
+/// not depend on where the checkout or the Cargo home lie; a 64 KiB shadow
+/// stack keeps instances small.
+fn rustflags(package: &PackageInfo) -> String {
+    let mut flags = vec![format!("--remap-path-prefix={}=/policy", package.workspace_root.display())];
+    if let Some(home) = cargo_home() {
+        flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+    }
+    flags.push("-Clink-arg=-zstack-size=65536".to_owned());
+    flags.join(" ")
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+fn run(command: &mut Command, step: &'static str, manifest: &Path) -> Result<Vec<u8>, BuildError> {
+    let output = command.output().map_err(BuildError::Spawn)?;
+    if !output.status.success() {
+        return Err(BuildError::Cargo {
+            step,
+            manifest: manifest.to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    Ok(output.stdout)
+}
+
+/// What `cargo metadata` says about the policy crate.
+struct PackageInfo {
+    name: String,
+    version: String,
+    lib_name: String,
+    target_dir: PathBuf,
+    workspace_root: PathBuf,
+}
+
+impl PackageInfo {
+    fn read(manifest: &Path) -> Result<Self, BuildError> {
+        let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cargo.args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"]).arg(manifest);
+        let stdout = run(&mut cargo, "metadata", manifest)?;
+        let meta: serde_json::Value =
+            serde_json::from_slice(&stdout).map_err(|e| BuildError::Metadata(e.to_string()))?;
+        let manifest_path =
+            std::fs::canonicalize(manifest).map_err(|source| BuildError::Io { path: manifest.to_owned(), source })?;
+        let package = meta["packages"]
+            .as_array()
+            .and_then(|packages| {
+                packages.iter().find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest_path.as_path()))
+            })
+            .ok_or_else(|| BuildError::Metadata(format!("no package at {}", manifest_path.display())))?;
+        let text = |v: &serde_json::Value, what: &str| {
+            v.as_str().map(str::to_owned).ok_or_else(|| BuildError::Metadata(format!("missing {what}")))
+        };
+        let lib = package["targets"]
+            .as_array()
+            .and_then(|targets| {
+                targets
+                    .iter()
+                    .find(|t| t["crate_types"].as_array().is_some_and(|types| types.iter().any(|c| c == "cdylib")))
+            })
+            .ok_or_else(|| {
+                BuildError::Metadata(format!(
+                    "{} has no cdylib target: add `[lib] crate-type = [\"cdylib\", \"rlib\"]`",
+                    manifest.display()
+                ))
+            })?;
+        Ok(PackageInfo {
+            name: text(&package["name"], "package name")?,
+            version: text(&package["version"], "package version")?,
+            lib_name: text(&lib["name"], "lib name")?.replace('-', "_"),
+            target_dir: PathBuf::from(text(&meta["target_directory"], "target_directory")?),
+            workspace_root: PathBuf::from(text(&meta["workspace_root"], "workspace_root")?),
+        })
+    }
+}

@@ -1,0 +1,50 @@
+//! `arbiter eval`: one request through a bundle.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use arbiter_engine::Bundle;
+use arbiter_types::Request;
+
+use crate::engine_args::EngineArgs;
+
+/// Evaluate a decide request (JSON, shared/DESIGN.md §8) against a bundle and print the decision.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Bundle manifest (TOML).
+    #[arg(long)]
+    bundle: PathBuf,
+    /// Request file, or `-` for standard input.
+    request: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let body = read_input(&args.request)?;
+    let request =
+        Request::from_json_slice(&body).with_context(|| format!("invalid request {}", args.request.display()))?;
+    let engine = args.engine.engine()?;
+    let bundle = Bundle::load(&engine, &args.bundle)?;
+    let decision = bundle.decide(&request, now_ms());
+    println!("{}", serde_json::to_string_pretty(&decision)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut body = Vec::new();
+        std::io::stdin().read_to_end(&mut body).context("reading standard input")?;
+        Ok(body)
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+/// The wall clock, for requests that carry no timestamp.
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,64 @@
+//! `arbiter inspect`: what a component is and what it may touch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use arbiter_engine::{ComponentInfo, ImportKind, classify_import};
+
+/// Show a policy component's name, version, contract, capabilities, exports, size and digest.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    component: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
+    let info = ComponentInfo::read(&bytes).with_context(|| format!("inspecting {}", args.component.display()))?;
+    let capabilities: Vec<String> = info
+        .imports
+        .iter()
+        .map(|import| match classify_import(import) {
+            ImportKind::Capability(c) => c.name().to_owned(),
+            ImportKind::ContractTypes => "(contract types)".to_owned(),
+            ImportKind::OtherContractVersion(v) => format!("REFUSED: {import} (contract {v})"),
+            ImportKind::Foreign => format!("REFUSED: {import}"),
+        })
+        .collect();
+    match args.format {
+        Format::Json => {
+            let mut value = serde_json::to_value(&info)?;
+            value["capabilities"] = serde_json::json!(capabilities);
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        Format::Text => {
+            let (name, version, sdk) = match &info.metadata {
+                Some(m) => (m.name.as_str(), m.version.as_str(), m.sdk.as_str()),
+                None => ("(none embedded)", "(none embedded)", "?"),
+            };
+            println!("component     {}", args.component.display());
+            println!("name          {name}");
+            println!("version       {version}");
+            println!("sdk           {sdk}");
+            println!("contract      arbiter:policy@{}", info.contract_version.as_deref().unwrap_or("(none)"));
+            println!(
+                "capabilities  {}",
+                if capabilities.is_empty() { "(none)".to_owned() } else { capabilities.join(", ") }
+            );
+            println!("imports       {}", info.imports.join(", "));
+            println!("exports       {}", info.exports.join(", "));
+            println!("size          {} bytes", info.size_bytes);
+            println!("digest        {}", info.digest);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,5 @@
+pub mod build;
+pub mod eval;
+pub mod inspect;
+pub mod pin;
+pub mod test;

@@ -1,0 +1,174 @@
+//! A loaded bundle: its policies prepared and ready to decide requests.
+
+use std::path::{Path, PathBuf};
+
+use arbiter_types::{BundleRef, Decision, PolicyResult, Request};
+
+use crate::combine::{Counted, combine};
+use crate::component_info::ComponentInfo;
+use crate::convert;
+use crate::engine::PolicyEngine;
+use crate::manifest::{FailMode, Manifest, ManifestError, ManifestPolicy, Mode};
+use crate::policy::{LoadError, PreparedPolicy};
+use crate::scope::ScopeMatcher;
+
+/// One problem with one policy of a bundle.
+#[derive(Debug, thiserror::Error)]
+#[error("policy `{policy}`: {problem}")]
+pub struct PolicyProblem {
+    pub policy: String,
+    pub problem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("bundle {manifest} cannot be loaded:\n{}", list(.problems))]
+    Policies { manifest: PathBuf, problems: Vec<PolicyProblem> },
+}
+
+fn list(problems: &[PolicyProblem]) -> String {
+    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+}
+
+/// A bundle's policy with what the manifest says about it.
+#[derive(Debug)]
+struct BundlePolicy {
+    prepared: PreparedPolicy,
+    version: String,
+    mode: Mode,
+    fail: FailMode,
+    scope: ScopeMatcher,
+}
+
+#[derive(Debug)]
+pub struct Bundle {
+    name: String,
+    version: String,
+    policies: Vec<BundlePolicy>,
+}
+
+impl Bundle {
+    /// Loads every policy of a manifest. Nothing is half-loaded: either all
+    /// policies check out and are prepared, or the error lists every
+    /// problem found.
+    pub fn load(engine: &PolicyEngine, manifest_path: &Path) -> Result<Self, BundleError> {
+        let manifest = Manifest::from_file(manifest_path)?;
+        let base = manifest_path.parent().unwrap_or(Path::new("."));
+        Self::from_manifest(engine, manifest, base, manifest_path)
+    }
+
+    /// Loads a parsed manifest whose component paths are relative to `base`.
+    pub fn from_manifest(
+        engine: &PolicyEngine,
+        manifest: Manifest,
+        base: &Path,
+        manifest_path: &Path,
+    ) -> Result<Self, BundleError> {
+        let mut policies = Vec::new();
+        let mut problems = Vec::new();
+        for entry in manifest.policies {
+            match load_policy(engine, &entry, base) {
+                Ok(policy) => policies.push(policy),
+                Err(problem) => problems.push(PolicyProblem { policy: entry.name.clone(), problem }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(BundleError::Policies { manifest: manifest_path.to_owned(), problems });
+        }
+        Ok(Bundle { name: manifest.bundle.name, version: manifest.bundle.version, policies })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Names and versions of the bundle's policies, in manifest order.
+    pub fn policies(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.policies.iter().map(|p| (p.prepared.name(), p.version.as_str()))
+    }
+
+    /// Decides a request: evaluates every applicable policy and combines the
+    /// enforced verdicts. `now_ms` is the decision's time, used when the
+    /// request carries no timestamp and served to policies by `clock`.
+    pub fn decide(&self, request: &Request, now_ms: i64) -> Decision {
+        let event_ms = request.timestamp_ms.unwrap_or(now_ms);
+        let wit_request = convert::request_to_wit(request, event_ms);
+        let evaluated: Vec<(PolicyResult, FailMode)> = self
+            .policies
+            .iter()
+            .filter(|p| p.scope.matches(request))
+            .map(|p| {
+                let (outcome, elapsed_us) = p.prepared.evaluate(&wit_request, event_ms);
+                let result = PolicyResult {
+                    name: p.prepared.name().to_owned(),
+                    version: p.version.clone(),
+                    digest: p.prepared.info().digest.clone(),
+                    enforced: p.mode == Mode::Enforce,
+                    outcome,
+                    elapsed_us,
+                };
+                (result, p.fail)
+            })
+            .collect();
+        let combined = combine(evaluated.iter().map(|(result, fail)| Counted { result, fail: *fail }));
+        Decision {
+            id: request.id.clone(),
+            decision: combined.decision,
+            reasons: combined.reasons,
+            escalation: combined.escalation,
+            obligations: combined.obligations,
+            charges: combined.charges,
+            bundle: BundleRef { name: self.name.clone(), version: self.version.clone() },
+            policies: evaluated.into_iter().map(|(result, _)| result).collect(),
+        }
+    }
+}
+
+fn load_policy(engine: &PolicyEngine, entry: &ManifestPolicy, base: &Path) -> Result<BundlePolicy, String> {
+    let path = base.join(&entry.component);
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read component {}: {e}", path.display()))?;
+    let info = ComponentInfo::read(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut mismatches = Vec::new();
+    let expected_digest = format!("sha256:{}", entry.sha256.to_ascii_lowercase());
+    if info.digest != expected_digest {
+        mismatches.push(format!(
+            "digest mismatch: the manifest pins {expected_digest}, {} is {}",
+            path.display(),
+            info.digest
+        ));
+    }
+    match &info.metadata {
+        None => mismatches.push(
+            "the component embeds no name and version (build it with arbiter-sdk and `arbiter build`)".to_owned(),
+        ),
+        Some(meta) => {
+            if meta.name != entry.name {
+                mismatches.push(format!("the manifest names it `{}`, the component says `{}`", entry.name, meta.name));
+            }
+            if meta.version != entry.version {
+                mismatches
+                    .push(format!("the manifest says version {}, the component says {}", entry.version, meta.version));
+            }
+        }
+    }
+    if entry.limits.fuel.is_some() && engine.config().limits.fuel.is_none() {
+        mismatches.push("limits.fuel is set but the engine runs without fuel metering".to_owned());
+    }
+    if !mismatches.is_empty() {
+        return Err(mismatches.join("; "));
+    }
+    let settings =
+        serde_json::to_string(&entry.settings).map_err(|e| format!("settings cannot be encoded as JSON: {e}"))?;
+    let limits = entry.limits.apply(engine.config().limits);
+    let prepared =
+        PreparedPolicy::load_inspected(engine, &entry.name, &bytes, info, &entry.capabilities, settings, limits)
+            .map_err(|e: LoadError| e.to_string())?;
+    let scope = ScopeMatcher::new(entry.scope.clone()).map_err(|e| format!("scope: {e}"))?;
+    Ok(BundlePolicy { prepared, version: entry.version.clone(), mode: entry.mode, fail: entry.fail, scope })
+}

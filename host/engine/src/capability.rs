@@ -1,0 +1,101 @@
+//! Capabilities: the host interfaces a policy may import, each granted per
+//! policy by the bundle.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// `arbiter:policy/log`: log lines attributed to the policy.
+    Log,
+    /// `arbiter:policy/clock`: the host's (possibly trace-driven) clock.
+    Clock,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 2] = [Capability::Log, Capability::Clock];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Log => "log",
+            Capability::Clock => "clock",
+        }
+    }
+
+    /// The fully qualified interface name a component imports it by.
+    pub fn interface(self) -> String {
+        format!("{CONTRACT_PACKAGE}/{}@{CONTRACT_VERSION}", self.name())
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Capability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Capability::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| {
+            let known: Vec<_> = Capability::ALL.iter().map(|c| c.name()).collect();
+            format!("unknown capability `{s}`; known: {}", known.join(", "))
+        })
+    }
+}
+
+/// What an import of a component is, as far as the host is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportKind {
+    /// The contract's type-only interface: always satisfied.
+    ContractTypes,
+    Capability(Capability),
+    /// An interface of the contract package at another version.
+    OtherContractVersion(String),
+    /// Anything else (WASI, other packages): never provided.
+    Foreign,
+}
+
+pub fn classify_import(name: &str) -> ImportKind {
+    let Some(rest) = name.strip_prefix(CONTRACT_PACKAGE).and_then(|r| r.strip_prefix('/')) else {
+        return ImportKind::Foreign;
+    };
+    let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+    if version != CONTRACT_VERSION {
+        return ImportKind::OtherContractVersion(version.to_owned());
+    }
+    if interface == "types" {
+        return ImportKind::ContractTypes;
+    }
+    match interface.parse() {
+        Ok(capability) => ImportKind::Capability(capability),
+        Err(_) => ImportKind::Foreign,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_imports() {
+        assert_eq!(classify_import("arbiter:policy/types@0.1.0"), ImportKind::ContractTypes);
+        assert_eq!(classify_import("arbiter:policy/log@0.1.0"), ImportKind::Capability(Capability::Log));
+        assert_eq!(classify_import("arbiter:policy/clock@0.1.0"), ImportKind::Capability(Capability::Clock));
+        assert_eq!(classify_import("arbiter:policy/log@9.0.0"), ImportKind::OtherContractVersion("9.0.0".into()));
+        assert_eq!(classify_import("arbiter:policy/sockets@0.1.0"), ImportKind::Foreign);
+        assert_eq!(classify_import("wasi:filesystem/types@0.2.0"), ImportKind::Foreign);
+    }
+
+    #[test]
+    fn parses_capability_names() {
+        assert_eq!("clock".parse::<Capability>(), Ok(Capability::Clock));
+        assert!("network".parse::<Capability>().unwrap_err().contains("known: log, clock"));
+    }
+}

@@ -1,0 +1,172 @@
+//! Deny-overrides combination of the enforced policies' results.
+
+use arbiter_types::{Charge, DecisionReason, EscalationOffer, Obligation, PolicyOutcome, PolicyResult, VerdictKind};
+
+use crate::manifest::FailMode;
+
+/// Reason code of a fail-closed policy fault.
+pub const POLICY_FAULT: &str = "policy_fault";
+
+/// A policy's result together with how the bundle treats it.
+pub(crate) struct Counted<'a> {
+    pub(crate) result: &'a PolicyResult,
+    pub(crate) fail: FailMode,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Combined {
+    pub(crate) decision: VerdictKind,
+    pub(crate) reasons: Vec<DecisionReason>,
+    pub(crate) escalation: Option<EscalationOffer>,
+    pub(crate) obligations: Vec<Obligation>,
+    pub(crate) charges: Vec<Charge>,
+}
+
+/// Any deny → deny; else any escalate → escalate (approvers merged, the
+/// shortest validity wins); else allow with every obligation and charge.
+/// Monitor-mode results never count; a fault counts as a deny with code
+/// `policy_fault` unless its policy fails open.
+pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Combined {
+    let mut denies = Vec::new();
+    let mut escalations = Vec::new();
+    let mut approvers: Vec<String> = Vec::new();
+    let mut valid_for: Option<u32> = None;
+    let mut obligations = Vec::new();
+    let mut charges = Vec::new();
+    for Counted { result, fail } in results {
+        if !result.enforced {
+            continue;
+        }
+        let reason = |code: &str, message: &str| DecisionReason {
+            policy: result.name.clone(),
+            code: code.to_owned(),
+            message: message.to_owned(),
+        };
+        match &result.outcome {
+            PolicyOutcome::Fault { kind, detail } => {
+                if fail == FailMode::Closed {
+                    denies.push(reason(POLICY_FAULT, &format!("policy `{}` faulted ({kind}): {detail}", result.name)));
+                }
+            }
+            PolicyOutcome::Verdict(verdict) => match verdict.kind {
+                VerdictKind::Deny => denies.extend(verdict.reasons.iter().map(|r| reason(&r.code, &r.message))),
+                VerdictKind::Escalate => {
+                    escalations.extend(verdict.reasons.iter().map(|r| reason(&r.code, &r.message)));
+                    if let Some(e) = &verdict.escalation {
+                        approvers.extend(e.approvers.iter().cloned());
+                        valid_for = Some(valid_for.map_or(e.valid_for_seconds, |v| v.min(e.valid_for_seconds)));
+                    }
+                }
+                VerdictKind::Allow => {
+                    obligations.extend(verdict.obligations.iter().copied());
+                    charges.extend(verdict.charges.iter().cloned());
+                }
+            },
+        }
+    }
+    if !denies.is_empty() {
+        return Combined::refused(VerdictKind::Deny, denies, None);
+    }
+    if !escalations.is_empty() {
+        approvers.sort();
+        approvers.dedup();
+        let offer = EscalationOffer { approvers, valid_for_seconds: valid_for.unwrap_or(0) };
+        return Combined::refused(VerdictKind::Escalate, escalations, Some(offer));
+    }
+    Combined { decision: VerdictKind::Allow, reasons: vec![], escalation: None, obligations, charges }
+}
+
+impl Combined {
+    fn refused(decision: VerdictKind, reasons: Vec<DecisionReason>, escalation: Option<EscalationOffer>) -> Self {
+        Combined { decision, reasons, escalation, obligations: vec![], charges: vec![] }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arbiter_types::{Escalation, Reason, Verdict};
+
+    fn result(name: &str, enforced: bool, outcome: PolicyOutcome) -> PolicyResult {
+        PolicyResult {
+            name: name.into(),
+            version: "1.0.0".into(),
+            digest: "d".into(),
+            enforced,
+            outcome,
+            elapsed_us: 1,
+        }
+    }
+
+    fn verdict(kind: VerdictKind, code: &str) -> PolicyOutcome {
+        let mut v = Verdict::allow();
+        v.kind = kind;
+        if kind != VerdictKind::Allow {
+            v.reasons.push(Reason { code: code.into(), message: String::new() });
+        }
+        if kind == VerdictKind::Escalate {
+            v.escalation = Some(Escalation { approvers: vec![format!("{code}-team")], valid_for_seconds: 60 });
+        }
+        PolicyOutcome::Verdict(v)
+    }
+
+    fn fault() -> PolicyOutcome {
+        PolicyOutcome::Fault { kind: "out_of_fuel".into(), detail: "x".into() }
+    }
+
+    fn run(results: &[(PolicyResult, FailMode)]) -> Combined {
+        combine(results.iter().map(|(result, fail)| Counted { result, fail: *fail }))
+    }
+
+    /// Table of (policy results, expected decision, expected codes).
+    #[test]
+    fn deny_overrides_escalate_overrides_allow() {
+        use FailMode::{Closed, Open};
+        use VerdictKind::{Allow, Deny, Escalate};
+        let cases: Vec<(Vec<(PolicyResult, FailMode)>, VerdictKind, Vec<&str>)> = vec![
+            (vec![], Allow, vec![]),
+            (vec![(result("a", true, verdict(Allow, "")), Closed)], Allow, vec![]),
+            (
+                vec![
+                    (result("a", true, verdict(Escalate, "e")), Closed),
+                    (result("b", true, verdict(Deny, "d")), Closed),
+                ],
+                Deny,
+                vec!["d"],
+            ),
+            (
+                vec![
+                    (result("a", true, verdict(Escalate, "e1")), Closed),
+                    (result("b", true, verdict(Escalate, "e2")), Closed),
+                ],
+                Escalate,
+                vec!["e1", "e2"],
+            ),
+            (vec![(result("m", false, verdict(Deny, "d")), Closed)], Allow, vec![]),
+            (vec![(result("f", true, fault()), Closed)], Deny, vec![POLICY_FAULT]),
+            (vec![(result("f", true, fault()), Open)], Allow, vec![]),
+            (vec![(result("f", false, fault()), Closed)], Allow, vec![]),
+        ];
+        for (results, decision, codes) in cases {
+            let combined = run(&results);
+            assert_eq!(combined.decision, decision, "{results:?}");
+            let got: Vec<&str> = combined.reasons.iter().map(|r| r.code.as_str()).collect();
+            assert_eq!(got, codes, "{results:?}");
+        }
+    }
+
+    #[test]
+    fn escalations_merge_approvers_and_take_the_shortest_validity() {
+        let mut short = Verdict::allow();
+        short.kind = VerdictKind::Escalate;
+        short.reasons.push(Reason { code: "a".into(), message: String::new() });
+        short.escalation = Some(Escalation { approvers: vec!["oncall".into(), "lead".into()], valid_for_seconds: 30 });
+        let results = vec![
+            (result("x", true, PolicyOutcome::Verdict(short)), FailMode::Closed),
+            (result("y", true, verdict(VerdictKind::Escalate, "oncall")), FailMode::Closed),
+        ];
+        let offer = run(&results).escalation.unwrap();
+        assert_eq!(offer.approvers, vec!["lead", "oncall", "oncall-team"]);
+        assert_eq!(offer.valid_for_seconds, 30);
+    }
+}

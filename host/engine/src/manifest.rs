@@ -1,0 +1,266 @@
+//! The bundle manifest (TOML): which policies make up a bundle, where their
+//! components are, what they may touch, and how their verdicts count.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arbiter_types::{ActionKind, Environment};
+use serde::{Deserialize, Serialize};
+
+use crate::capability::Capability;
+use crate::config::SandboxLimits;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub bundle: BundleHeader,
+    #[serde(rename = "policies", default)]
+    pub policies: Vec<ManifestPolicy>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleHeader {
+    pub name: String,
+    /// Semantic version of the bundle.
+    pub version: String,
+}
+
+/// Whether a policy's verdict counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The verdict takes part in the combined decision.
+    #[default]
+    Enforce,
+    /// Evaluated and recorded, never enforced (shadow rollout).
+    Monitor,
+}
+
+/// What a fault of the policy means for the decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// A fault denies the request with code `policy_fault`.
+    #[default]
+    Closed,
+    /// A fault is recorded and the policy counts as allowing.
+    Open,
+}
+
+/// Which requests a policy applies to. An absent list matches everything;
+/// tool patterns are globs (`*`, `?`, `[...]`) matched against the whole
+/// tool name, case-sensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environments: Option<Vec<Environment>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipelines: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<ActionKind>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+}
+
+/// Per-policy overrides of the engine's sandbox limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    #[serde(default)]
+    pub fuel: Option<u64>,
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    #[serde(default)]
+    pub memory_mib: Option<u32>,
+}
+
+impl LimitOverrides {
+    pub fn apply(&self, defaults: SandboxLimits) -> SandboxLimits {
+        SandboxLimits {
+            fuel: self.fuel.or(defaults.fuel),
+            deadline: self.deadline_ms.map(Duration::from_millis).unwrap_or(defaults.deadline),
+            memory_bytes: self.memory_mib.map(|m| (m as usize) << 20).unwrap_or(defaults.memory_bytes),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestPolicy {
+    /// Must equal the name embedded in the component.
+    pub name: String,
+    /// Must equal the version embedded in the component.
+    pub version: String,
+    /// Path of the component, relative to the manifest.
+    pub component: PathBuf,
+    /// Hex sha256 of the component file.
+    pub sha256: String,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub fail: FailMode,
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    #[serde(default)]
+    pub scope: Scope,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    /// Passed to the policy's `init` as JSON.
+    #[serde(default = "empty_table")]
+    pub settings: toml::Table,
+}
+
+fn empty_table() -> toml::Table {
+    toml::Table::new()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read bundle manifest {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bundle manifest {path} is invalid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Manifest {
+    pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and checks the manifest; `path` only names it in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ManifestError> {
+        let invalid = |message: String| ManifestError::Invalid { path: path.to_owned(), message };
+        let manifest: Manifest = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let problems = manifest.problems();
+        if problems.is_empty() { Ok(manifest) } else { Err(invalid(problems.join("; "))) }
+    }
+
+    /// Every structural problem, each naming the field at fault.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !is_name(&self.bundle.name) {
+            problems.push(format!("bundle.name `{}` must be lowercase letters, digits, `-` or `_`", self.bundle.name));
+        }
+        if !is_semver(&self.bundle.version) {
+            problems.push(format!(
+                "bundle.version `{}` is not a semantic version (MAJOR.MINOR.PATCH)",
+                self.bundle.version
+            ));
+        }
+        if self.policies.is_empty() {
+            problems.push("the bundle has no [[policies]]".to_owned());
+        }
+        for (i, policy) in self.policies.iter().enumerate() {
+            let at = format!("policies[{i}] (`{}`)", policy.name);
+            if !is_name(&policy.name) {
+                problems.push(format!("{at}.name must be lowercase letters, digits, `-` or `_`"));
+            }
+            if self.policies[..i].iter().any(|p| p.name == policy.name) {
+                problems.push(format!("{at}.name is used by an earlier policy"));
+            }
+            if !is_semver(&policy.version) {
+                problems.push(format!("{at}.version `{}` is not a semantic version", policy.version));
+            }
+            if policy.sha256.len() != 64 || !policy.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                problems.push(format!("{at}.sha256 must be 64 hex digits"));
+            }
+            for pattern in policy.scope.tools.iter().flatten() {
+                if let Err(e) = globset::Glob::new(pattern) {
+                    problems.push(format!("{at}.scope.tools: `{pattern}` is not a valid glob: {e}"));
+                }
+            }
+            if policy.limits.deadline_ms == Some(0) || policy.limits.memory_mib == Some(0) {
+                problems.push(format!("{at}.limits must be positive"));
+            }
+        }
+        problems
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn is_semver(s: &str) -> bool {
+    semver::Version::parse(s).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+        [bundle]
+        name = "orders_daily"
+        version = "1.0.0"
+
+        [[policies]]
+        name = "tool-scope"
+        version = "0.1.0"
+        component = "components/tool-scope.wasm"
+        sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+        capabilities = ["log"]
+        [policies.scope]
+        environments = ["prod"]
+        actions = ["tool_call"]
+        tools = ["warehouse.*"]
+        [policies.settings]
+        allowed = ["a"]
+    "#;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::from_toml(text, Path::new("bundle.toml"))
+    }
+
+    #[test]
+    fn parses_a_valid_manifest() {
+        let manifest = parse(VALID).unwrap();
+        let policy = &manifest.policies[0];
+        assert_eq!(policy.mode, Mode::Enforce);
+        assert_eq!(policy.fail, FailMode::Closed);
+        assert_eq!(policy.capabilities, vec![Capability::Log]);
+        assert_eq!(policy.scope.environments, Some(vec![Environment::Prod]));
+    }
+
+    #[test]
+    fn names_the_field_of_each_problem() {
+        let cases = [
+            (VALID.replace("version = \"1.0.0\"", "version = \"1.0\""), "bundle.version"),
+            (VALID.replace("sha256 = \"0000", "sha256 = \"zz00"), "sha256"),
+            (VALID.replace("capabilities = [\"log\"]", "capabilities = [\"network\"]"), "network"),
+            (VALID.replace("capabilities = [\"log\"]", "capabilities = [\"log\"]\nfial = \"open\""), "fial"),
+            (VALID.replace("environments = [\"prod\"]", "environments = [\"qa\"]"), "qa"),
+            (VALID.replace("tools = [\"warehouse.*\"]", "tools = [\"[a\"]"), "scope.tools"),
+            (VALID.replace("version = \"0.1.0\"", "version = \"01.1.0\""), "version"),
+            (
+                format!(
+                    "{VALID}\n[[policies]]\nname = \"tool-scope\"\nversion = \"0.1.0\"\ncomponent = \"x\"\nsha256 = \"{}\"\n",
+                    "0".repeat(64)
+                ),
+                "earlier policy",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = parse(&text).expect_err(needle).to_string();
+            assert!(err.contains(needle), "expected `{needle}` in: {err}");
+        }
+    }
+
+    #[test]
+    fn reports_the_line_of_syntax_errors() {
+        let err = parse("[bundle]\nname = \n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

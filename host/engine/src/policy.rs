@@ -1,0 +1,242 @@
+//! One policy component, prepared once and evaluated many times.
+//!
+//! Loading checks what the component is and what it imports, links only the
+//! capabilities it was granted, and prepares an `InstancePre`. Instances are
+//! kept in a pool and reused across evaluations; an instance that faulted is
+//! dropped (a trapped instance cannot be entered again) and replaced lazily.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use arbiter_types::{PolicyOutcome, Verdict};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Store, Trap};
+
+use crate::CONTRACT_VERSION;
+use crate::bindings::arbiter::policy::{clock, log, types};
+use crate::bindings::{Policy, PolicyPre};
+use crate::capability::{Capability, ImportKind, classify_import};
+use crate::component_info::{ComponentInfo, InspectError};
+use crate::config::SandboxLimits;
+use crate::convert;
+use crate::engine::PolicyEngine;
+use crate::sandbox::SandboxState;
+
+/// Why a component cannot be loaded as a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error("exports no `arbiter:policy/evaluator` interface: not an arbiter policy")]
+    NotAPolicy,
+    #[error("targets contract arbiter:policy@{found}; this host loads arbiter:policy@{CONTRACT_VERSION}")]
+    UnsupportedContract { found: String },
+    #[error("imports `{import}`, which arbiter never provides to policies (no WASI, no ambient authority)")]
+    ForbiddenImport { import: String },
+    #[error(
+        "imports capability `{capability}` ({import}), which the bundle does not grant it; add \"{capability}\" to its `capabilities`"
+    )]
+    CapabilityNotGranted { capability: Capability, import: String },
+    #[error("cannot be compiled: {0}")]
+    Compile(String),
+    #[error("cannot be instantiated: {0}")]
+    Instantiate(String),
+    #[error("rejected its settings: {0}")]
+    Settings(String),
+}
+
+/// A policy ready to evaluate: compiled, linked and prepared.
+pub struct PreparedPolicy {
+    name: Arc<str>,
+    info: ComponentInfo,
+    settings_json: String,
+    limits: SandboxLimits,
+    deadline_ticks: u64,
+    /// Whether the engine meters fuel (an engine-wide setting).
+    metered: bool,
+    engine: wasmtime::Engine,
+    pre: PolicyPre<SandboxState>,
+    pool: Mutex<Vec<Slot>>,
+}
+
+impl std::fmt::Debug for PreparedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedPolicy").field("name", &self.name).field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// A live instance and the store it lives in.
+struct Slot {
+    store: Store<SandboxState>,
+    policy: Policy,
+}
+
+/// How a policy evaluation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fault {
+    pub(crate) kind: &'static str,
+    pub(crate) detail: String,
+}
+
+impl PreparedPolicy {
+    /// Checks, compiles and prepares a component, then creates its first
+    /// instance and initialises it with `settings_json`, so that invalid
+    /// settings reject the bundle at load rather than at request time.
+    pub fn load(
+        engine: &PolicyEngine,
+        name: &str,
+        bytes: &[u8],
+        granted: &[Capability],
+        settings_json: String,
+        limits: SandboxLimits,
+    ) -> Result<Self, LoadError> {
+        let info = ComponentInfo::read(bytes)?;
+        Self::load_inspected(engine, name, bytes, info, granted, settings_json, limits)
+    }
+
+    pub(crate) fn load_inspected(
+        engine: &PolicyEngine,
+        name: &str,
+        bytes: &[u8],
+        info: ComponentInfo,
+        granted: &[Capability],
+        settings_json: String,
+        limits: SandboxLimits,
+    ) -> Result<Self, LoadError> {
+        match &info.contract_version {
+            None => return Err(LoadError::NotAPolicy),
+            Some(v) if v != CONTRACT_VERSION => return Err(LoadError::UnsupportedContract { found: v.clone() }),
+            Some(_) => {}
+        }
+        let mut linker = Linker::<SandboxState>::new(engine.wasmtime());
+        for import in &info.imports {
+            match classify_import(import) {
+                ImportKind::ContractTypes => {}
+                ImportKind::Capability(capability) if granted.contains(&capability) => {
+                    let linked = match capability {
+                        Capability::Log => log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+                        Capability::Clock => clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+                    };
+                    linked.map_err(|e| LoadError::Instantiate(e.to_string()))?;
+                }
+                ImportKind::Capability(capability) => {
+                    return Err(LoadError::CapabilityNotGranted { capability, import: import.clone() });
+                }
+                ImportKind::OtherContractVersion(found) => {
+                    return Err(LoadError::UnsupportedContract { found });
+                }
+                ImportKind::Foreign => return Err(LoadError::ForbiddenImport { import: import.clone() }),
+            }
+        }
+        types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| LoadError::Instantiate(e.to_string()))?;
+        let component = engine.compile(bytes, &info.digest).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let pre = PolicyPre::new(instance_pre).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let policy = PreparedPolicy {
+            name: Arc::from(name),
+            info,
+            settings_json,
+            limits,
+            deadline_ticks: engine.deadline_ticks(limits.deadline),
+            metered: engine.config().limits.fuel.is_some(),
+            engine: engine.wasmtime().clone(),
+            pre,
+            pool: Mutex::new(Vec::new()),
+        };
+        let first = policy.instantiate().map_err(|fault| match fault.kind {
+            "settings_rejected" => LoadError::Settings(fault.detail),
+            _ => LoadError::Instantiate(format!("{}: {}", fault.kind, fault.detail)),
+        })?;
+        policy.release(first);
+        Ok(policy)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn info(&self) -> &ComponentInfo {
+        &self.info
+    }
+
+    /// Evaluates one request. Never panics and never returns an error: any
+    /// failure inside the policy is reported as [`PolicyOutcome::Fault`].
+    pub(crate) fn evaluate(&self, request: &types::Request, now_ms: i64) -> (PolicyOutcome, u64) {
+        let started = Instant::now();
+        let outcome = match self.evaluate_in_sandbox(request, now_ms) {
+            Ok(verdict) => PolicyOutcome::Verdict(verdict),
+            Err(fault) => {
+                tracing::warn!(policy = &*self.name, kind = fault.kind, "policy fault: {}", fault.detail);
+                PolicyOutcome::Fault { kind: fault.kind.to_owned(), detail: fault.detail }
+            }
+        };
+        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        (outcome, elapsed_us)
+    }
+
+    fn evaluate_in_sandbox(&self, request: &types::Request, now_ms: i64) -> Result<Verdict, Fault> {
+        let pooled = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut slot = match pooled {
+            Some(slot) => slot,
+            None => self.instantiate()?,
+        };
+        self.arm(&mut slot.store, now_ms)?;
+        let returned = slot.policy.arbiter_policy_evaluator().call_evaluate(&mut slot.store, request);
+        match returned {
+            Ok(verdict) => {
+                self.release(slot);
+                convert::verdict_from_wit(verdict).map_err(|detail| Fault { kind: "invalid_verdict", detail })
+            }
+            // The instance may be mid-trap or out of memory: never reuse it.
+            Err(error) => Err(classify(&error, &slot.store)),
+        }
+    }
+
+    /// Resets the per-call budgets of a store.
+    fn arm(&self, store: &mut Store<SandboxState>, now_ms: i64) -> Result<(), Fault> {
+        store.data_mut().now_ms = now_ms;
+        store.data_mut().memory_refused = false;
+        if self.metered {
+            let fuel = self.limits.fuel.unwrap_or(u64::MAX);
+            store.set_fuel(fuel).map_err(|e| Fault { kind: "trap", detail: e.to_string() })?;
+        }
+        store.set_epoch_deadline(self.deadline_ticks);
+        Ok(())
+    }
+
+    fn instantiate(&self) -> Result<Slot, Fault> {
+        let state = SandboxState::new(Arc::clone(&self.name), self.limits.memory_bytes);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s);
+        self.arm(&mut store, 0)?;
+        let policy = self.pre.instantiate(&mut store).map_err(|e| classify(&e, &store))?;
+        self.arm(&mut store, 0)?;
+        let initialised = policy
+            .arbiter_policy_evaluator()
+            .call_init(&mut store, &self.settings_json)
+            .map_err(|e| classify(&e, &store))?;
+        initialised.map_err(|message| Fault { kind: "settings_rejected", detail: message })?;
+        Ok(Slot { store, policy })
+    }
+
+    fn release(&self, slot: Slot) {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner).push(slot);
+    }
+}
+
+/// Names what stopped the policy.
+fn classify(error: &wasmtime::Error, store: &Store<SandboxState>) -> Fault {
+    let detail = format!("{error:#}");
+    if store.data().memory_refused {
+        return Fault { kind: "memory_limit", detail };
+    }
+    let kind = match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => "out_of_fuel",
+        Some(Trap::Interrupt) => "deadline_exceeded",
+        Some(Trap::StackOverflow) => "stack_overflow",
+        Some(Trap::UnreachableCodeReached) => "panic",
+        Some(_) => "trap",
+        None => "invalid_return",
+    };
+    Fault { kind, detail }
+}

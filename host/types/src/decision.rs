@@ -1,0 +1,85 @@
+//! The host's answer to a decide request: the combined verdict of a bundle.
+
+use serde::{Deserialize, Serialize};
+
+use crate::verdict::{Charge, Obligation, Verdict, VerdictKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRef {
+    pub name: String,
+    pub version: String,
+}
+
+/// A reason, attributed to the policy that gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionReason {
+    pub policy: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// Who may approve an escalated request, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscalationOffer {
+    pub approvers: Vec<String>,
+    pub valid_for_seconds: u32,
+}
+
+/// How one policy's evaluation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum PolicyOutcome {
+    /// The policy returned a verdict.
+    Verdict(Verdict),
+    /// The policy trapped, ran out of fuel, time or memory, or returned an
+    /// invalid verdict; `kind` says which.
+    Fault { kind: String, detail: String },
+}
+
+/// One evaluated policy, for the audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyResult {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    /// Monitor-mode results are recorded but never enforced.
+    pub enforced: bool,
+    #[serde(flatten)]
+    pub outcome: PolicyOutcome,
+    pub elapsed_us: u64,
+}
+
+/// The combined decision: deny overrides escalate overrides allow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub id: String,
+    pub decision: VerdictKind,
+    /// Reasons of the winning kind only (all deny reasons for a deny, all
+    /// escalate reasons for an escalate, none for an allow).
+    pub reasons: Vec<DecisionReason>,
+    pub escalation: Option<EscalationOffer>,
+    pub obligations: Vec<Obligation>,
+    pub charges: Vec<Charge>,
+    pub bundle: BundleRef,
+    pub policies: Vec<PolicyResult>,
+}
+
+impl Decision {
+    /// Reason codes of the decision, sorted, as the scenario traces state them.
+    pub fn codes(&self) -> Vec<&str> {
+        let mut codes: Vec<&str> = self.reasons.iter().map(|r| r.code.as_str()).collect();
+        codes.sort_unstable();
+        codes
+    }
+
+    /// The clamp obligation, if any policy imposed one (the smallest wins).
+    pub fn clamp_max_output_tokens(&self) -> Option<u64> {
+        self.obligations
+            .iter()
+            .filter_map(|o| match o {
+                Obligation::ClampMaxOutputTokens(n) => Some(*n),
+                Obligation::SummarizeContext(_) => None,
+            })
+            .min()
+    }
+}

@@ -1,0 +1,18 @@
+//! The types arbiter speaks on the wire and between its crates: the request
+//! an agent's gateway sends (`POST /v1/decide`, shared/DESIGN.md §8), the
+//! verdict each policy returns, and the decision the host answers with.
+//!
+//! Parsing validates everything a policy relies on, so an error names the
+//! field at fault and a policy never sees a malformed request.
+
+mod decision;
+mod request;
+mod timestamp;
+mod token_estimate;
+mod verdict;
+
+pub use decision::{BundleRef, Decision, DecisionReason, EscalationOffer, PolicyOutcome, PolicyResult};
+pub use request::{Action, ActionKind, Environment, LlmRequest, Principal, Request, RequestError, ToolCall, ToolFacts};
+pub use timestamp::{TimestampError, format_rfc3339_ms, parse_rfc3339_ms};
+pub use token_estimate::estimate_prompt_tokens;
+pub use verdict::{CalendarUnit, Charge, ChargeUnit, Escalation, Obligation, Reason, Verdict, VerdictKind, Window};

@@ -1,0 +1,491 @@
+//! The decide request (shared/DESIGN.md §8) and its validation.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::timestamp::parse_rfc3339_ms;
+use crate::token_estimate::estimate_prompt_tokens;
+
+/// Longest accepted id, principal field, tool or model name, in bytes.
+const MAX_NAME_BYTES: usize = 256;
+
+/// A validated request: every field a policy may rely on is present and
+/// well-formed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: String,
+    pub principal: Principal,
+    pub action: Action,
+    /// Event time in ms since the Unix epoch; `None` when the caller gave
+    /// none (the host then uses its clock).
+    pub timestamp_ms: Option<i64>,
+    pub labels: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principal {
+    pub pipeline: String,
+    pub agent: String,
+    pub team: String,
+    pub environment: Environment,
+    pub run: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Dev,
+    Staging,
+    Prod,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Staging => "staging",
+            Environment::Prod => "prod",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    ToolCall(ToolCall),
+    LlmRequest(LlmRequest),
+}
+
+/// The kind of an action, as policies are scoped by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    ToolCall,
+    LlmRequest,
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::ToolCall(_) => ActionKind::ToolCall,
+            Action::LlmRequest(_) => ActionKind::LlmRequest,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub tool: String,
+    /// The arguments object, members in document order.
+    pub arguments: Map<String, Value>,
+    pub facts: ToolFacts,
+}
+
+/// What the caller declares about a tool call beyond its arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irreversible: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmRequest {
+    pub model: String,
+    pub prompt_tokens: u64,
+    /// True when `prompt_tokens` was estimated from `messages`.
+    pub prompt_tokens_estimated: bool,
+    pub max_output_tokens: u64,
+}
+
+/// Why a request was refused. The message names the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("request body is not valid UTF-8 JSON: {0}")]
+    Syntax(#[source] serde_json::Error),
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
+}
+
+impl RequestError {
+    fn field(path: &str, message: impl Into<String>) -> Self {
+        RequestError::Field { path: path.to_owned(), message: message.into() }
+    }
+
+    /// The JSON path of the offending field, when one is known.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            RequestError::Syntax(_) => None,
+            RequestError::Field { path, .. } => Some(path),
+        }
+    }
+}
+
+impl Request {
+    /// Parses and validates a decide request body.
+    pub fn from_json_slice(body: &[u8]) -> Result<Self, RequestError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let wire: WireRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() || path == "." {
+                RequestError::Syntax(inner)
+            } else {
+                RequestError::Field { path, message: strip_position(&inner.to_string()) }
+            }
+        })?;
+        de.end().map_err(RequestError::Syntax)?;
+        wire.validate()
+    }
+
+    /// Parses a request that is already a JSON value (e.g. a trace line).
+    pub fn from_json_value(value: &Value) -> Result<Self, RequestError> {
+        let wire: WireRequest = serde_path_to_error::deserialize(value).map_err(|e| RequestError::Field {
+            path: e.path().to_string(),
+            message: strip_position(&e.into_inner().to_string()),
+        })?;
+        wire.validate()
+    }
+
+    /// The request as the JSON body of `POST /v1/decide`.
+    pub fn to_json(&self) -> Value {
+        let mut action = Map::new();
+        match &self.action {
+            Action::ToolCall(call) => {
+                action.insert("kind".into(), "tool_call".into());
+                action.insert("tool".into(), call.tool.clone().into());
+                action.insert("arguments".into(), Value::Object(call.arguments.clone()));
+                if call.facts != ToolFacts::default() {
+                    action.insert("declared".into(), serde_json::to_value(&call.facts).unwrap_or(Value::Null));
+                }
+            }
+            Action::LlmRequest(llm) => {
+                action.insert("kind".into(), "llm_request".into());
+                action.insert("model".into(), llm.model.clone().into());
+                action.insert("prompt_tokens".into(), llm.prompt_tokens.into());
+                action.insert("max_output_tokens".into(), llm.max_output_tokens.into());
+            }
+        }
+        let mut body = Map::new();
+        body.insert("id".into(), self.id.clone().into());
+        body.insert("principal".into(), serde_json::to_value(&self.principal).unwrap_or(Value::Null));
+        body.insert("action".into(), Value::Object(action));
+        if let Some(ms) = self.timestamp_ms {
+            body.insert("timestamp".into(), crate::format_rfc3339_ms(ms).into());
+        }
+        if !self.labels.is_empty() {
+            let labels = self.labels.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
+            body.insert("labels".into(), Value::Object(labels));
+        }
+        Value::Object(body)
+    }
+}
+
+/// serde_json appends "at line L column C"; with a path in front it is noise.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireRequest {
+    id: String,
+    principal: Principal,
+    action: WireAction,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    labels: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum WireAction {
+    ToolCall {
+        tool: String,
+        #[serde(default)]
+        arguments: Option<Value>,
+        #[serde(default)]
+        declared: Option<ToolFacts>,
+    },
+    LlmRequest {
+        model: String,
+        #[serde(default)]
+        prompt_tokens: Option<u64>,
+        #[serde(default)]
+        messages: Option<Vec<Value>>,
+        max_output_tokens: u64,
+    },
+}
+
+impl WireRequest {
+    fn validate(self) -> Result<Request, RequestError> {
+        check_name("id", &self.id)?;
+        let p = &self.principal;
+        check_name("principal.pipeline", &p.pipeline)?;
+        check_name("principal.agent", &p.agent)?;
+        check_name("principal.team", &p.team)?;
+        check_name("principal.run", &p.run)?;
+        let timestamp_ms = match &self.timestamp {
+            Some(text) => Some(parse_rfc3339_ms(text).map_err(|e| RequestError::field("timestamp", e.to_string()))?),
+            None => None,
+        };
+        let labels = match self.labels {
+            None => Vec::new(),
+            Some(map) => map
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k, s)),
+                    other => Err(RequestError::field(
+                        &format!("labels.{k}"),
+                        format!("must be a string, got {}", json_kind(&other)),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let action = self.action.validate()?;
+        Ok(Request { id: self.id, principal: self.principal, action, timestamp_ms, labels })
+    }
+}
+
+impl WireAction {
+    fn validate(self) -> Result<Action, RequestError> {
+        match self {
+            WireAction::ToolCall { tool, arguments, declared } => {
+                check_name("action.tool", &tool)?;
+                let arguments = match arguments {
+                    None | Some(Value::Null) => Map::new(),
+                    Some(Value::Object(map)) => map,
+                    Some(other) => {
+                        return Err(RequestError::field(
+                            "action.arguments",
+                            format!("must be a JSON object, got {}", json_kind(&other)),
+                        ));
+                    }
+                };
+                Ok(Action::ToolCall(ToolCall { tool, arguments, facts: declared.unwrap_or_default() }))
+            }
+            WireAction::LlmRequest { model, prompt_tokens, messages, max_output_tokens } => {
+                check_name("action.model", &model)?;
+                let (prompt_tokens, estimated) = match (prompt_tokens, messages) {
+                    (Some(tokens), _) => (tokens, false),
+                    (None, Some(messages)) if !messages.is_empty() => (estimate_prompt_tokens(&messages), true),
+                    (None, Some(_)) => {
+                        return Err(RequestError::field("action.messages", "must not be empty"));
+                    }
+                    (None, None) => {
+                        return Err(RequestError::field(
+                            "action.prompt_tokens",
+                            "missing: give `prompt_tokens` or `messages`",
+                        ));
+                    }
+                };
+                Ok(Action::LlmRequest(LlmRequest {
+                    model,
+                    prompt_tokens,
+                    prompt_tokens_estimated: estimated,
+                    max_output_tokens,
+                }))
+            }
+        }
+    }
+}
+
+fn check_name(path: &str, value: &str) -> Result<(), RequestError> {
+    if value.is_empty() {
+        return Err(RequestError::field(path, "must not be empty"));
+    }
+    if value.len() > MAX_NAME_BYTES {
+        return Err(RequestError::field(
+            path,
+            format!("is {} bytes long; at most {MAX_NAME_BYTES} are accepted", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(RequestError::field(path, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({
+            "id": "r-17",
+            "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
+                          "environment": "prod", "run": "2026-11-26T02:00Z"},
+            "action": {"kind": "tool_call", "tool": "warehouse.query",
+                       "arguments": {"sql": "select count(*) from orders_daily"}}
+        })
+    }
+
+    fn parse(value: &Value) -> Result<Request, RequestError> {
+        Request::from_json_slice(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn parses_the_design_example() {
+        let request = parse(&base()).unwrap();
+        assert_eq!(request.principal.environment, Environment::Prod);
+        let Action::ToolCall(call) = &request.action else { panic!("not a tool call") };
+        assert_eq!(call.tool, "warehouse.query");
+        assert_eq!(call.arguments["sql"], "select count(*) from orders_daily");
+        assert_eq!(request.timestamp_ms, None);
+    }
+
+    #[test]
+    fn estimates_prompt_tokens_from_messages() {
+        let mut body = base();
+        body["action"] = json!({"kind": "llm_request", "model": "gpt-4o-2024-08-06",
+                                "messages": [{"role": "user", "content": "hi"}], "max_output_tokens": 10});
+        let Action::LlmRequest(llm) = parse(&body).unwrap().action else { panic!("not llm") };
+        assert!(llm.prompt_tokens_estimated);
+        assert!(llm.prompt_tokens > 0);
+    }
+
+    /// Each malformed body must be refused with an error naming the field.
+    #[test]
+    fn bad_input_names_the_field() {
+        let cases: Vec<(Value, &str)> = vec![
+            (
+                {
+                    let mut b = base();
+                    b["principal"].as_object_mut().unwrap().remove("team");
+                    b
+                },
+                "principal",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["principal"]["environment"] = json!("qa");
+                    b
+                },
+                "principal.environment",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["principal"]["run"] = json!("");
+                    b
+                },
+                "principal.run",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["action"]["kind"] = json!("sql");
+                    b
+                },
+                "action",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["action"]["tool"] = json!("");
+                    b
+                },
+                "action.tool",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["action"]["arguments"] = json!([1]);
+                    b
+                },
+                "action.arguments",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["id"] = json!(17);
+                    b
+                },
+                "id",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["timestamp"] = json!("noon");
+                    b
+                },
+                "timestamp",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["labels"] = json!({"k": 1});
+                    b
+                },
+                "labels.k",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["surprise"] = json!(1);
+                    b
+                },
+                "surprise",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["action"] = json!({"kind": "llm_request", "model": "m", "max_output_tokens": 1});
+                    b
+                },
+                "action.prompt_tokens",
+            ),
+            (
+                {
+                    let mut b = base();
+                    b["action"] =
+                        json!({"kind": "llm_request", "model": "m", "prompt_tokens": -5, "max_output_tokens": 1});
+                    b
+                },
+                "action",
+            ),
+        ];
+        for (body, path) in cases {
+            let err = parse(&body).expect_err(&body.to_string());
+            let text = err.to_string();
+            assert!(text.starts_with(path), "expected an error at `{path}`, got `{text}` for {body}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_as_such() {
+        assert!(matches!(Request::from_json_slice(b"{\"id\": "), Err(RequestError::Syntax(_))));
+        assert!(matches!(Request::from_json_slice(b"\xff\xfe"), Err(RequestError::Syntax(_))));
+        assert!(matches!(Request::from_json_slice(b"{} {}"), Err(_)));
+    }
+
+    #[test]
+    fn to_json_round_trips() {
+        let mut body = base();
+        body["timestamp"] = json!("2026-11-26T02:00:01.000Z");
+        body["labels"] = json!({"ticket": "DQ-1"});
+        let request = parse(&body).unwrap();
+        assert_eq!(Request::from_json_value(&request.to_json()).unwrap(), request);
+    }
+}

@@ -1,0 +1,182 @@
+//! `data-residency`: keep data where it belongs.
+//!
+//! - A tool call whose region (the `region` argument, or the caller's
+//!   declared region) is not allowed is denied with `region_not_allowed`;
+//!   so is an LLM request to a model served from a region not allowed.
+//! - Cross-environment rules deny (`cross_environment`) a call in one
+//!   environment whose arguments mention another environment's data, e.g. a
+//!   dev agent reading `prod.` tables.
+
+use arbiter_sdk::{Decision, Environment, Policy, Reason, Request, Verdict, export_policy, glob, text};
+use serde::Deserialize;
+
+const REGION_NOT_ALLOWED: &str = "region_not_allowed";
+const CROSS_ENVIRONMENT: &str = "cross_environment";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub allowed_regions: Vec<String>,
+    /// The tool-call argument that names a region.
+    #[serde(default = "region")]
+    pub region_argument: String,
+    /// Where each model is served, for models whose region is known.
+    #[serde(default)]
+    pub model_regions: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub cross_environment: Vec<CrossEnvironmentRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrossEnvironmentRule {
+    /// The environment the rule guards (`dev`, `staging` or `prod`).
+    pub environment: String,
+    /// Tools (globs) it applies to.
+    pub tools: Vec<String>,
+    /// Arguments to look in.
+    pub arguments: Vec<String>,
+    /// Prefixes that must not appear at a word start (any case), e.g. `prod.`.
+    pub forbidden_prefixes: Vec<String>,
+}
+
+fn region() -> String {
+    "region".to_owned()
+}
+
+pub struct DataResidency {
+    settings: Settings,
+}
+
+impl Policy for DataResidency {
+    type Settings = Settings;
+
+    fn new(settings: Settings) -> Result<Self, String> {
+        if settings.allowed_regions.is_empty() {
+            return Err("settings.allowed_regions: at least one region is needed".into());
+        }
+        for (i, rule) in settings.cross_environment.iter().enumerate() {
+            if !["dev", "staging", "prod"].contains(&rule.environment.as_str()) {
+                return Err(format!("settings.cross_environment[{i}].environment: unknown `{}`", rule.environment));
+            }
+            if rule.forbidden_prefixes.iter().any(String::is_empty) {
+                return Err(format!("settings.cross_environment[{i}].forbidden_prefixes: empty prefix"));
+            }
+        }
+        Ok(DataResidency { settings })
+    }
+
+    fn evaluate(&self, request: &Request) -> Verdict {
+        let mut reasons = Vec::new();
+        if let Some(region) = self.disallowed_region(request) {
+            reasons.push(Reason {
+                code: REGION_NOT_ALLOWED.to_owned(),
+                message: format!("region `{region}` is outside {}", self.settings.allowed_regions.join(", ")),
+            });
+        }
+        if let Some((argument, prefix)) = self.cross_environment(request) {
+            reasons.push(Reason {
+                code: CROSS_ENVIRONMENT.to_owned(),
+                message: format!(
+                    "a {} agent must not touch `{prefix}` data (argument `{argument}`)",
+                    request.principal.environment.as_str()
+                ),
+            });
+        }
+        if reasons.is_empty() {
+            Verdict::allow()
+        } else {
+            Verdict { decision: Decision::Deny, reasons, ..Verdict::allow() }
+        }
+    }
+}
+
+impl DataResidency {
+    fn allowed(&self, region: &str) -> bool {
+        self.settings.allowed_regions.iter().any(|r| r == region)
+    }
+
+    fn disallowed_region<'r>(&'r self, request: &'r Request) -> Option<&'r str> {
+        if let Some(llm) = request.llm_request() {
+            return self.settings.model_regions.get(&llm.model).map(String::as_str).filter(|r| !self.allowed(r));
+        }
+        let call = request.tool_call()?;
+        let argument = call.argument(&self.settings.region_argument).map(|v| v.as_str().unwrap_or("(not a string)"));
+        [argument, call.facts.region.as_deref()].into_iter().flatten().find(|r| !self.allowed(r))
+    }
+
+    fn cross_environment<'r>(&'r self, request: &'r Request) -> Option<(&'r str, &'r str)> {
+        let tool = request.tool()?;
+        let environment: Environment = request.principal.environment;
+        self.settings
+            .cross_environment
+            .iter()
+            .filter(|rule| rule.environment == environment.as_str() && glob::any_matches(&rule.tools, tool))
+            .find_map(|rule| {
+                rule.arguments.iter().find_map(|argument| {
+                    let value = request.str_argument(argument)?;
+                    let prefix = rule.forbidden_prefixes.iter().find(|p| text::mentions_at_word_start(value, p))?;
+                    Some((argument.as_str(), prefix.as_str()))
+                })
+            })
+    }
+}
+
+export_policy!(DataResidency);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arbiter_sdk::testing::{RequestBuilder, policy_from_json};
+
+    fn policy() -> DataResidency {
+        policy_from_json(
+            r#"{"allowed_regions": ["eu-west-1", "eu-central-1"],
+                "model_regions": {"gpt-4o-2024-08-06": "us-east-1"},
+                "cross_environment": [{"environment": "dev", "tools": ["warehouse.*"],
+                                       "arguments": ["sql", "table"], "forbidden_prefixes": ["prod."]}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn dev(tool: &str) -> RequestBuilder {
+        RequestBuilder::tool_call(tool).environment(Environment::Dev)
+    }
+
+    #[test]
+    fn table() {
+        let policy = policy();
+        let cases: Vec<(Request, Vec<&str>)> = vec![
+            (
+                dev("warehouse.query").arg("sql", "select * from prod.orders_daily limit 5").build(),
+                vec![CROSS_ENVIRONMENT],
+            ),
+            (dev("warehouse.query").arg("sql", "select * from dev.orders_daily limit 5").build(), vec![]),
+            (dev("warehouse.describe_table").arg("table", "PROD.orders_daily").build(), vec![CROSS_ENVIRONMENT]),
+            (dev("docs.search").arg("query", "prod.orders_daily").build(), vec![]),
+            (
+                dev("warehouse.query").arg("region", "us-east-1").arg("sql", "select 1").build(),
+                vec![REGION_NOT_ALLOWED],
+            ),
+            (dev("warehouse.query").arg("region", "eu-west-1").arg("sql", "select 1").build(), vec![]),
+            (
+                dev("warehouse.query").arg("region", "us-east-1").arg("sql", "select * from prod.x").build(),
+                vec![CROSS_ENVIRONMENT, REGION_NOT_ALLOWED],
+            ),
+            (RequestBuilder::tool_call("warehouse.query").arg("sql", "select * from prod.x").build(), vec![]),
+            (RequestBuilder::llm_request("gpt-4o-2024-08-06", 1, 1).build(), vec![REGION_NOT_ALLOWED]),
+            (RequestBuilder::llm_request("claude-sonnet-4-5-20250929", 1, 1).build(), vec![]),
+        ];
+        for (request, codes) in cases {
+            let verdict = policy.evaluate(&request);
+            assert_eq!(verdict.codes(), codes, "{request:?}");
+            assert_eq!(verdict.is_deny(), !codes.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_non_string_region_is_not_allowed() {
+        let request = RequestBuilder::tool_call("x").arg_value("region", arbiter_sdk::ArgValue::Integer(1)).build();
+        assert!(policy().evaluate(&request).is_deny());
+    }
+}

@@ -1,0 +1,119 @@
+//! `model-pin`: LLM requests may use only pinned model ids.
+//!
+//! Pinned ids are exact, dated model versions; floating aliases (`gpt-4o`,
+//! `*-latest`) drift under the agent and are denied with `model_not_pinned`.
+
+use arbiter_sdk::{Policy, Request, Verdict, export_policy, glob};
+use serde::Deserialize;
+
+const MODEL_NOT_PINNED: &str = "model_not_pinned";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Model ids allowed everywhere.
+    #[serde(default)]
+    pub pinned: Vec<String>,
+    /// Extra model ids per pipeline (glob on the pipeline name).
+    #[serde(default)]
+    pub per_pipeline: Vec<PipelinePins>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelinePins {
+    pub pipeline: String,
+    pub pinned: Vec<String>,
+}
+
+pub struct ModelPin {
+    settings: Settings,
+}
+
+/// Whether a model id names a moving target rather than a fixed version.
+pub fn is_floating_alias(model: &str) -> bool {
+    model.ends_with("-latest") || model.contains('*') || !model.chars().any(|c| c.is_ascii_digit())
+}
+
+impl Policy for ModelPin {
+    type Settings = Settings;
+
+    fn new(settings: Settings) -> Result<Self, String> {
+        let all = settings.pinned.iter().chain(settings.per_pipeline.iter().flat_map(|p| &p.pinned));
+        if let Some(alias) = all.clone().find(|m| is_floating_alias(m)) {
+            return Err(format!("settings: `{alias}` is a floating alias; pin a dated model version"));
+        }
+        if all.count() == 0 {
+            return Err("settings.pinned: no model is pinned, so every LLM request would be denied".into());
+        }
+        Ok(ModelPin { settings })
+    }
+
+    fn evaluate(&self, request: &Request) -> Verdict {
+        let Some(llm) = request.llm_request() else { return Verdict::allow() };
+        let model = llm.model.as_str();
+        let pipeline = request.principal.pipeline.as_str();
+        let pinned = self.settings.pinned.iter().any(|m| m == model)
+            || self
+                .settings
+                .per_pipeline
+                .iter()
+                .any(|p| glob::matches(&p.pipeline, pipeline) && p.pinned.iter().any(|m| m == model));
+        if pinned {
+            Verdict::allow()
+        } else if is_floating_alias(model) {
+            Verdict::deny(MODEL_NOT_PINNED, format!("`{model}` is a floating alias; use a pinned, dated model id"))
+        } else {
+            Verdict::deny(MODEL_NOT_PINNED, format!("`{model}` is not pinned for pipeline {pipeline}"))
+        }
+    }
+}
+
+export_policy!(ModelPin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arbiter_sdk::testing::{RequestBuilder, policy_from_json};
+
+    fn policy() -> ModelPin {
+        policy_from_json(
+            r#"{"pinned": ["claude-sonnet-4-5-20250929", "gpt-4o-2024-08-06"],
+                "per_pipeline": [{"pipeline": "experiments_*", "pinned": ["gpt-4.1-2025-04-14"]}]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn table() {
+        let cases = [
+            ("orders_daily", "claude-sonnet-4-5-20250929", true),
+            ("orders_daily", "gpt-4o-2024-08-06", true),
+            ("orders_daily", "claude-sonnet-4-5", false),
+            ("orders_daily", "gpt-4o", false),
+            ("orders_daily", "claude-3-5-sonnet-latest", false),
+            ("orders_daily", "gpt-4.1-2025-04-14", false),
+            ("experiments_a", "gpt-4.1-2025-04-14", true),
+        ];
+        let policy = policy();
+        for (pipeline, model, allowed) in cases {
+            let verdict = policy.evaluate(&RequestBuilder::llm_request(model, 10, 10).pipeline(pipeline).build());
+            assert_eq!(verdict.is_allow(), allowed, "{pipeline} {model}");
+            if !allowed {
+                assert_eq!(verdict.codes(), [MODEL_NOT_PINNED]);
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_to_pin_aliases() {
+        let err = policy_from_json::<ModelPin>(r#"{"pinned": ["gpt-4o-latest"]}"#).err().unwrap();
+        assert!(err.contains("floating alias"), "{err}");
+        assert!(policy_from_json::<ModelPin>(r#"{"pinned": []}"#).is_err());
+    }
+
+    #[test]
+    fn tool_calls_pass() {
+        assert!(policy().evaluate(&RequestBuilder::tool_call("x").build()).is_allow());
+    }
+}
