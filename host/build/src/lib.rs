@@ -60,7 +60,11 @@ pub fn build_policy(crate_dir: &Path, out_dir: &Path) -> Result<BuiltPolicy, Bui
     let path = out_dir.join(format!("{}.wasm", package.name));
     let info = check(&component, Some((&package.name, &package.version)))
         .map_err(|problem| BuildError::Invalid { path: path.clone(), problem })?;
-    std::fs::write(&path, &component).map_err(|source| BuildError::Io { path: path.clone(), source })?;
+    // Write then rename: a bundle being loaded meanwhile sees the old or the
+    // new component, never half of one.
+    let tmp = path.with_extension(format!("wasm.tmp{}", std::process::id()));
+    std::fs::write(&tmp, &component).map_err(|source| BuildError::Io { path: tmp.clone(), source })?;
+    std::fs::rename(&tmp, &path).map_err(|source| BuildError::Io { path: path.clone(), source })?;
     Ok(BuiltPolicy { path, info })
 }
 

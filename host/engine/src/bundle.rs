@@ -9,7 +9,7 @@ use crate::component_info::ComponentInfo;
 use crate::convert;
 use crate::engine::PolicyEngine;
 use crate::manifest::{FailMode, Manifest, ManifestError, ManifestPolicy, Mode};
-use crate::policy::{LoadError, PreparedPolicy};
+use crate::policy::{LoadError, PreparedPolicy, check_contract};
 use crate::scope::ScopeMatcher;
 
 /// One problem with one policy of a bundle.
@@ -156,6 +156,9 @@ fn load_policy(engine: &PolicyEngine, entry: &ManifestPolicy, base: &Path) -> Re
                     .push(format!("the manifest says version {}, the component says {}", entry.version, meta.version));
             }
         }
+    }
+    if let Err(e) = check_contract(&info, &entry.capabilities) {
+        mismatches.push(e.to_string());
     }
     if entry.limits.fuel.is_some() && engine.config().limits.fuel.is_none() {
         mismatches.push("limits.fuel is set but the engine runs without fuel metering".to_owned());

@@ -18,7 +18,7 @@ mod scope;
 
 pub use bundle::{Bundle, BundleError, PolicyProblem};
 pub use capability::{Capability, ImportKind, classify_import};
-pub use component_info::{ComponentInfo, InspectError, METADATA_SECTION, PolicyMetadata};
+pub use component_info::{ComponentInfo, InspectError, METADATA_SECTION, PolicyMetadata, digest_of};
 pub use config::{EngineConfig, SandboxLimits};
 pub use engine::{EngineError, PolicyEngine};
 pub use manifest::{BundleHeader, FailMode, LimitOverrides, Manifest, ManifestError, ManifestPolicy, Mode, Scope};

@@ -103,30 +103,14 @@ impl PreparedPolicy {
         settings_json: String,
         limits: SandboxLimits,
     ) -> Result<Self, LoadError> {
-        match &info.contract_version {
-            None => return Err(LoadError::NotAPolicy),
-            Some(v) if v != CONTRACT_VERSION => return Err(LoadError::UnsupportedContract { found: v.clone() }),
-            Some(_) => {}
-        }
+        check_contract(&info, granted)?;
         let mut linker = Linker::<SandboxState>::new(engine.wasmtime());
-        for import in &info.imports {
-            match classify_import(import) {
-                ImportKind::ContractTypes => {}
-                ImportKind::Capability(capability) if granted.contains(&capability) => {
-                    let linked = match capability {
-                        Capability::Log => log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-                        Capability::Clock => clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-                    };
-                    linked.map_err(|e| LoadError::Instantiate(e.to_string()))?;
-                }
-                ImportKind::Capability(capability) => {
-                    return Err(LoadError::CapabilityNotGranted { capability, import: import.clone() });
-                }
-                ImportKind::OtherContractVersion(found) => {
-                    return Err(LoadError::UnsupportedContract { found });
-                }
-                ImportKind::Foreign => return Err(LoadError::ForbiddenImport { import: import.clone() }),
-            }
+        for capability in granted.iter().filter(|c| info.imports.contains(&c.interface())) {
+            let linked = match capability {
+                Capability::Log => log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+                Capability::Clock => clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+            };
+            linked.map_err(|e| LoadError::Instantiate(e.to_string()))?;
         }
         types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| LoadError::Instantiate(e.to_string()))?;
         let component = engine.compile(bytes, &info.digest).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -222,6 +206,28 @@ impl PreparedPolicy {
     fn release(&self, slot: Slot) {
         self.pool.lock().unwrap_or_else(PoisonError::into_inner).push(slot);
     }
+}
+
+/// Checks, without compiling, that a component targets this contract and
+/// imports only granted capabilities.
+pub(crate) fn check_contract(info: &ComponentInfo, granted: &[Capability]) -> Result<(), LoadError> {
+    match &info.contract_version {
+        None => return Err(LoadError::NotAPolicy),
+        Some(v) if v != CONTRACT_VERSION => return Err(LoadError::UnsupportedContract { found: v.clone() }),
+        Some(_) => {}
+    }
+    for import in &info.imports {
+        match classify_import(import) {
+            ImportKind::ContractTypes => {}
+            ImportKind::Capability(capability) if granted.contains(&capability) => {}
+            ImportKind::Capability(capability) => {
+                return Err(LoadError::CapabilityNotGranted { capability, import: import.clone() });
+            }
+            ImportKind::OtherContractVersion(found) => return Err(LoadError::UnsupportedContract { found }),
+            ImportKind::Foreign => return Err(LoadError::ForbiddenImport { import: import.clone() }),
+        }
+    }
+    Ok(())
 }
 
 /// Names what stopped the policy.

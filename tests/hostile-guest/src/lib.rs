@@ -1,0 +1,79 @@
+//! A policy that misbehaves as its settings say, to prove the host survives
+//! it. `{"behaviour": "..."}` picks one of [`Behaviour`].
+
+use arbiter_sdk::host::{clock, log};
+use arbiter_sdk::{Policy, Request, Verdict, export_policy};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Behaviour {
+    /// Allows, after logging and reading the clock (uses both capabilities).
+    Allow,
+    /// Denies with the clock's reading in the message.
+    EchoClock,
+    LoopForever,
+    /// Loops forever inside `init`, at bundle load.
+    LoopInInit,
+    MemoryBomb,
+    DeepRecursion,
+    Panic,
+    HugeReason,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub behaviour: Behaviour,
+}
+
+pub struct Hostile {
+    behaviour: Behaviour,
+}
+
+impl Policy for Hostile {
+    type Settings = Settings;
+
+    fn new(settings: Settings) -> Result<Self, String> {
+        if settings.behaviour == Behaviour::LoopInInit {
+            spin();
+        }
+        Ok(Hostile { behaviour: settings.behaviour })
+    }
+
+    fn evaluate(&self, request: &Request) -> Verdict {
+        match self.behaviour {
+            Behaviour::Allow | Behaviour::LoopInInit => {
+                log::info(&format!("allowing {} at {}", request.id, clock::now_ms()));
+                Verdict::allow()
+            }
+            Behaviour::EchoClock => Verdict::deny("clock", clock::now_ms().to_string()),
+            Behaviour::LoopForever => spin(),
+            Behaviour::MemoryBomb => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Behaviour::DeepRecursion => Verdict::deny("depth", recurse(u64::MAX).to_string()),
+            Behaviour::Panic => panic!("policy bug"),
+            Behaviour::HugeReason => Verdict::deny("huge", "x".repeat(10 << 20)),
+        }
+    }
+}
+
+fn spin() -> ! {
+    let mut n = 0u64;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 16]);
+    if n == 0 { 0 } else { recurse(n - 1).wrapping_add(frame[3]) }
+}
+
+export_policy!(Hostile);
