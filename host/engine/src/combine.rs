@@ -123,7 +123,8 @@ mod tests {
     fn deny_overrides_escalate_overrides_allow() {
         use FailMode::{Closed, Open};
         use VerdictKind::{Allow, Deny, Escalate};
-        let cases: Vec<(Vec<(PolicyResult, FailMode)>, VerdictKind, Vec<&str>)> = vec![
+        type Case = (Vec<(PolicyResult, FailMode)>, VerdictKind, Vec<&'static str>);
+        let cases: Vec<Case> = vec![
             (vec![], Allow, vec![]),
             (vec![(result("a", true, verdict(Allow, "")), Closed)], Allow, vec![]),
             (

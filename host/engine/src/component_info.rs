@@ -129,15 +129,14 @@ mod tests {
         let component = wat::parse_str(
             r#"(component
                 (import "wasi:filesystem/types@0.2.0" (instance))
-                (core module $m)
-                (instance $i (export "arbiter:policy/evaluator@0.1.0"))
+                (instance $i)
                 (export "arbiter:policy/evaluator@0.1.0" (instance $i)))"#,
-        );
-        // Text-format support for components varies; only assert when it parses.
-        if let Ok(bytes) = component {
-            let info = ComponentInfo::read(&bytes).unwrap();
-            assert_eq!(info.imports, vec!["wasi:filesystem/types@0.2.0"]);
-            assert_eq!(info.contract_version.as_deref(), Some("0.1.0"));
-        }
+        )
+        .unwrap();
+        let info = ComponentInfo::read(&component).unwrap();
+        assert_eq!(info.imports, vec!["wasi:filesystem/types@0.2.0"]);
+        assert_eq!(info.exports, vec!["arbiter:policy/evaluator@0.1.0"]);
+        assert_eq!(info.contract_version.as_deref(), Some("0.1.0"));
+        assert!(info.metadata.is_none());
     }
 }

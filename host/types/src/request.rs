@@ -477,7 +477,7 @@ mod tests {
     fn syntax_errors_are_reported_as_such() {
         assert!(matches!(Request::from_json_slice(b"{\"id\": "), Err(RequestError::Syntax(_))));
         assert!(matches!(Request::from_json_slice(b"\xff\xfe"), Err(RequestError::Syntax(_))));
-        assert!(matches!(Request::from_json_slice(b"{} {}"), Err(_)));
+        assert!(Request::from_json_slice(b"{} {}").is_err());
     }
 
     #[test]

@@ -35,10 +35,10 @@ impl Policy for ContextBloat {
         if settings.deny_above == 0 {
             return Err("settings.deny_above: must be positive".into());
         }
-        if let Some(s) = &settings.summarize {
-            if s.above >= settings.deny_above || s.to >= s.above {
-                return Err("settings.summarize: need to < above < deny_above".into());
-            }
+        if let Some(s) = &settings.summarize
+            && (s.above >= settings.deny_above || s.to >= s.above)
+        {
+            return Err("settings.summarize: need to < above < deny_above".into());
         }
         Ok(ContextBloat { settings })
     }

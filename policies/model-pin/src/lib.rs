@@ -30,9 +30,19 @@ pub struct ModelPin {
     settings: Settings,
 }
 
-/// Whether a model id names a moving target rather than a fixed version.
+/// Whether a model id is certainly a moving target: `*-latest` or a pattern.
+/// Such ids can never be pinned.
 pub fn is_floating_alias(model: &str) -> bool {
-    model.ends_with("-latest") || model.contains('*') || !model.chars().any(|c| c.is_ascii_digit())
+    model.ends_with("-latest") || model.contains('*')
+}
+
+/// Whether a model id carries a release date (`20250929` or `2024-08-06`),
+/// as dated, immutable model versions do.
+pub fn has_date_stamp(model: &str) -> bool {
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    let b = model.as_bytes();
+    b.windows(8).any(digits)
+        || b.windows(10).any(|w| digits(&w[..4]) && w[4] == b'-' && digits(&w[5..7]) && w[7] == b'-' && digits(&w[8..]))
 }
 
 impl Policy for ModelPin {
@@ -61,7 +71,7 @@ impl Policy for ModelPin {
                 .any(|p| glob::matches(&p.pipeline, pipeline) && p.pinned.iter().any(|m| m == model));
         if pinned {
             Verdict::allow()
-        } else if is_floating_alias(model) {
+        } else if is_floating_alias(model) || !has_date_stamp(model) {
             Verdict::deny(MODEL_NOT_PINNED, format!("`{model}` is a floating alias; use a pinned, dated model id"))
         } else {
             Verdict::deny(MODEL_NOT_PINNED, format!("`{model}` is not pinned for pipeline {pipeline}"))
@@ -110,6 +120,16 @@ mod tests {
         let err = policy_from_json::<ModelPin>(r#"{"pinned": ["gpt-4o-latest"]}"#).err().unwrap();
         assert!(err.contains("floating alias"), "{err}");
         assert!(policy_from_json::<ModelPin>(r#"{"pinned": []}"#).is_err());
+    }
+
+    #[test]
+    fn recognises_date_stamps() {
+        assert!(has_date_stamp("claude-sonnet-4-5-20250929"));
+        assert!(has_date_stamp("gpt-4o-2024-08-06"));
+        assert!(!has_date_stamp("gpt-4o"));
+        assert!(!has_date_stamp("claude-sonnet-4-5"));
+        let verdict = policy().evaluate(&RequestBuilder::llm_request("gpt-4o", 1, 1).build());
+        assert!(verdict.reasons[0].message.contains("floating alias"), "{verdict:?}");
     }
 
     #[test]

@@ -18,8 +18,17 @@ pub struct Args {
     bundle: PathBuf,
     /// Request file, or `-` for standard input.
     request: PathBuf,
+    /// Output format: the whole decision, or one line per request.
+    #[arg(long, value_enum, default_value = "json")]
+    format: Format,
     #[command(flatten)]
     engine: EngineArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Format {
+    Json,
+    Brief,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -29,7 +38,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = args.engine.engine()?;
     let bundle = Bundle::load(&engine, &args.bundle)?;
     let decision = bundle.decide(&request, now_ms());
-    println!("{}", serde_json::to_string_pretty(&decision)?);
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&decision)?),
+        Format::Brief => {
+            let reasons: Vec<String> =
+                decision.reasons.iter().map(|r| format!("{} ({}): {}", r.code, r.policy, r.message)).collect();
+            println!("{:<8} {:<12} {}", decision.decision.as_str(), decision.id, reasons.join("; "));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

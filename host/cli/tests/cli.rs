@@ -1,0 +1,178 @@
+//! The `arbiter` binary, end to end.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use arbiter_tests::{REFERENCE_POLICIES, orders_daily_bundle, root};
+use serde_json::{Value, json};
+
+fn arbiter(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args(args)
+        .current_dir(root())
+        .env("ARBITER_CACHE_DIR", root().join("target/arbiter-tests/cache"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run arbiter: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn bundle_arg() -> String {
+    orders_daily_bundle().display().to_string()
+}
+
+#[test]
+fn build_produces_a_component_with_no_wasi_imports() {
+    let out = tempfile::tempdir().unwrap();
+    let output = arbiter(&["build", "policies/model-pin", "--out", &out.path().display().to_string()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("model-pin 0.1.0"), "{stdout}");
+    assert!(stdout.contains("imports: [arbiter:policy/types@0.1.0]"), "{stdout}");
+    assert!(out.path().join("model-pin.wasm").is_file());
+}
+
+#[test]
+fn inspect_shows_embedded_version_and_only_contract_imports() {
+    let components = orders_daily_bundle().parent().unwrap().join("components");
+    for policy in REFERENCE_POLICIES {
+        let path = components.join(format!("{policy}.wasm"));
+        let output = arbiter(&["inspect", "--format", "json", &path.display().to_string()]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let info: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(info["metadata"]["name"], policy);
+        assert_eq!(info["metadata"]["version"], "0.1.0");
+        assert_eq!(info["contract_version"], "0.1.0");
+        for import in info["imports"].as_array().unwrap() {
+            let import = import.as_str().unwrap();
+            assert!(import.starts_with("arbiter:policy/") && !import.contains("wasi"), "{policy} imports {import}");
+        }
+    }
+    let output = arbiter(&["inspect", &components.join("human-review.wasm").display().to_string()]);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("version       0.1.0") && stdout.contains("contract      arbiter:policy@0.1.0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn eval_prints_the_decision() {
+    let bundle = bundle_arg();
+    let output = arbiter(&["eval", "--bundle", &bundle, "examples/orders_daily/requests/drop-table.json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let decision: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(decision["decision"], "escalate");
+    assert_eq!(decision["reasons"][0]["code"], "needs_approval");
+    assert_eq!(decision["escalation"]["approvers"], json!(["data-platform-oncall"]));
+    assert_eq!(decision["bundle"], json!({"name": "orders_daily", "version": "0.1.0"}));
+}
+
+/// Malformed requests: exit code 2, an error naming the field, no panic.
+#[test]
+fn eval_rejects_bad_input_naming_the_field() {
+    let bundle = bundle_arg();
+    let valid: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("examples/orders_daily/requests/query.json")).unwrap(),
+    )
+    .unwrap();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = valid.clone();
+        f(&mut v);
+        v.to_string()
+    };
+    let cases = [
+        ("{\"id\": ".to_owned(), "not valid UTF-8 JSON"),
+        (with(&|v| drop(v["principal"].as_object_mut().unwrap().remove("pipeline"))), "missing field `pipeline`"),
+        (with(&|v| v["action"]["kind"] = json!("sql_query")), "unknown variant `sql_query`"),
+        (with(&|v| v["principal"]["team"] = json!(7)), "principal.team"),
+        (with(&|v| v["action"]["tool"] = json!("")), "action.tool: must not be empty"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (body, needle)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad-{i}.json"));
+        std::fs::write(&path, body).unwrap();
+        let output = arbiter(&["eval", "--bundle", &bundle, &path.display().to_string()]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{body}: {stderr}");
+        assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn eval_reports_a_tampered_bundle_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = std::fs::read_to_string(orders_daily_bundle()).unwrap();
+    let components = orders_daily_bundle().parent().unwrap().join("components");
+    let tampered = manifest
+        .replace("components/", &format!("{}/", components.display()))
+        .replace("name = \"model-pin\"\nversion = \"0.1.0\"", "name = \"model-pin\"\nversion = \"0.2.0\"");
+    let path = dir.path().join("bundle.toml");
+    std::fs::write(&path, tampered).unwrap();
+    std::fs::copy(components.join("tool-scope.wasm"), dir.path().join("x.wasm")).unwrap();
+    let output =
+        arbiter(&["eval", "--bundle", &path.display().to_string(), "examples/orders_daily/requests/query.json"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("policy `model-pin`: the manifest says version 0.2.0, the component says 0.1.0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn test_command_reports_passes_and_failures() {
+    let bundle = bundle_arg();
+    let output = arbiter(&["test", &bundle, "examples/orders_daily/cases.json"]);
+    assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(text(&output.stdout).trim_end().ends_with("14 passed, 0 failed"), "{}", text(&output.stdout));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cases = json!({"cases": [
+        {"name": "wrongly expected allow",
+         "request": serde_json::from_str::<Value>(&std::fs::read_to_string(root().join("examples/orders_daily/requests/shell-exec.json")).unwrap()).unwrap(),
+         "expect": {"decision": "allow"}}
+    ]});
+    let path = dir.path().join("cases.json");
+    std::fs::write(&path, cases.to_string()).unwrap();
+    let output = arbiter(&["test", &bundle, &path.display().to_string()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  wrongly expected allow: expected allow [], got deny [\"tool_not_allowed\"]"),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with("0 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn test_command_runs_a_lone_component_with_settings() {
+    let component = orders_daily_bundle().parent().unwrap().join("components/model-pin.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let request = |model: &str| {
+        json!({"id": "r", "action": {"kind": "llm_request", "model": model, "prompt_tokens": 1, "max_output_tokens": 1},
+               "principal": {"pipeline": "p", "agent": "a", "team": "t", "environment": "dev", "run": "r"}})
+    };
+    let cases = json!({
+        "policy": {"settings": {"pinned": ["gpt-4o-2024-08-06"]}},
+        "cases": [
+            {"name": "pinned", "request": request("gpt-4o-2024-08-06"), "expect": {"decision": "allow"}},
+            {"name": "alias", "request": request("gpt-4o"), "expect": {"decision": "deny", "codes": ["model_not_pinned"]}}
+        ]
+    });
+    let path = dir.path().join("cases.json");
+    std::fs::write(&path, cases.to_string()).unwrap();
+    let output = arbiter(&["test", &component.display().to_string(), &path.display().to_string()]);
+    assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(text(&output.stdout).contains("2 passed, 0 failed"));
+}
+
+#[test]
+fn pin_check_agrees_with_the_shipped_bundle() {
+    let output = arbiter(&["pin", "--check", &bundle_arg()]);
+    assert!(output.status.success(), "the shipped digests differ from a fresh build:\n{}", text(&output.stdout));
+    assert!(Path::new(&bundle_arg()).is_file());
+}

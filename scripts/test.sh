@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every check and test on a fresh machine: formatting, clippy with
+# warnings denied, then all tests (unit, end-to-end, hostile modules,
+# scenario traces, CLI), benches compiled and run once as smoke tests, and
+# doc tests. Tests build the Wasm policies they need themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target add wasm32-unknown-unknown >/dev/null
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The guest side must also build, warning-free, for the sandbox target.
+cargo clippy --quiet --target wasm32-unknown-unknown -p arbiter-sdk -p hostile-guest \
+    -p tool-scope -p human-review -p model-pin -p context-bloat -p data-residency -- -D warnings
+cargo test --workspace --all-targets
+cargo test --workspace --doc
