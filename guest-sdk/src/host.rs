@@ -4,7 +4,9 @@
 //! Natively (in unit tests) they are served by [`crate::testing`].
 
 #[cfg(target_arch = "wasm32")]
-use crate::bindings::arbiter::policy::{clock as wit_clock, log as wit_log};
+use crate::bindings::arbiter::policy::{
+    breakers as wit_breakers, budgets as wit_budgets, clock as wit_clock, history as wit_history, log as wit_log,
+};
 
 /// Capability `log`.
 pub mod log {
@@ -66,5 +68,72 @@ pub mod clock {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn now_ms() -> i64 {
         crate::testing::now_ms()
+    }
+}
+
+/// Capability `budgets`: how much of a budget is spent.
+pub mod budgets {
+    use crate::{ChargeUnit, Window};
+
+    /// Units committed or reserved on `scope` in the window containing the
+    /// decision's time.
+    #[cfg(target_arch = "wasm32")]
+    pub fn used(scope: &str, window: Window, unit: ChargeUnit) -> u64 {
+        super::wit_budgets::used(scope, window, unit)
+    }
+
+    /// Units committed or reserved on `scope` (set with
+    /// [`crate::testing::set_used`] in tests).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn used(scope: &str, window: Window, unit: ChargeUnit) -> u64 {
+        crate::testing::used(scope, window, unit)
+    }
+}
+
+/// Capability `history`: the allowed tool calls of the request's run.
+pub mod history {
+    use crate::PastToolCall;
+
+    /// Allowed tool calls of this run at or after `since_ms`, oldest first,
+    /// optionally of one tool only.
+    #[cfg(target_arch = "wasm32")]
+    pub fn tool_calls(tool: Option<&str>, since_ms: i64) -> Vec<PastToolCall> {
+        super::wit_history::tool_calls(tool, since_ms)
+    }
+
+    /// How many tool calls of this run were allowed at or after `since_ms`.
+    #[cfg(target_arch = "wasm32")]
+    pub fn count_tool_calls(since_ms: i64) -> u32 {
+        super::wit_history::count_tool_calls(since_ms)
+    }
+
+    /// Allowed tool calls of this run (added with
+    /// [`crate::testing::record_tool_call`] in tests).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn tool_calls(tool: Option<&str>, since_ms: i64) -> Vec<PastToolCall> {
+        crate::testing::tool_calls(tool, since_ms)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn count_tool_calls(since_ms: i64) -> u32 {
+        u32::try_from(crate::testing::tool_calls(None, since_ms).len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// Capability `breakers`: circuit-breaker states, fed by outcome reports.
+pub mod breakers {
+    use crate::{BreakerConfig, BreakerState};
+
+    #[cfg(target_arch = "wasm32")]
+    pub fn state(key: &str, config: BreakerConfig) -> BreakerState {
+        super::wit_breakers::state(key, config)
+    }
+
+    /// A breaker's state (set with [`crate::testing::set_breaker`] in tests;
+    /// closed otherwise).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn state(key: &str, config: BreakerConfig) -> BreakerState {
+        let _ = config;
+        crate::testing::breaker(key)
     }
 }

@@ -62,9 +62,11 @@ pub mod bindings {
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+pub use bindings::arbiter::policy::breakers::BreakerState;
+pub use bindings::arbiter::policy::history::PastToolCall;
 pub use bindings::arbiter::policy::types::{
-    Action, ArgValue, Argument, CalendarUnit, Charge, ChargeUnit, Decision, Environment, Escalation, LlmRequest,
-    Obligation, Principal, Reason, Request, ToolCall, ToolFacts, Verdict, Window,
+    Action, ArgValue, Argument, BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Decision,
+    Environment, Escalation, LlmRequest, Obligation, Principal, Reason, Request, ToolCall, ToolFacts, Verdict, Window,
 };
 #[doc(hidden)]
 pub use metadata::{encode as __encode_metadata, encoded_len as __metadata_len};

@@ -2,13 +2,70 @@
 //! a policy from settings exactly as the host would — no Wasm involved.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use crate::host::log::Level;
-use crate::{Action, ArgValue, Argument, Environment, LlmRequest, Policy, Principal, Request, ToolCall, ToolFacts};
+use crate::{
+    Action, ArgValue, Argument, BreakerState, ChargeUnit, Environment, LlmRequest, PastToolCall, Policy, Principal,
+    Request, ToolCall, ToolFacts, Window,
+};
 
 thread_local! {
     static NOW_MS: Cell<i64> = const { Cell::new(0) };
     static LOGS: RefCell<Vec<(Level, String)>> = const { RefCell::new(Vec::new()) };
+    static HOST: RefCell<FakeHost> = RefCell::new(FakeHost::default());
+}
+
+/// What the stateful capabilities answer natively, per thread.
+#[derive(Default)]
+struct FakeHost {
+    used: HashMap<String, u64>,
+    tool_calls: Vec<PastToolCall>,
+    breakers: HashMap<String, BreakerState>,
+}
+
+fn budget_key(scope: &str, window: Window, unit: ChargeUnit) -> String {
+    format!("{scope}|{window:?}|{unit:?}")
+}
+
+/// Sets what `host::budgets::used` answers for a scope and window.
+pub fn set_used(scope: &str, window: Window, unit: ChargeUnit, used: u64) {
+    HOST.with(|h| h.borrow_mut().used.insert(budget_key(scope, window, unit), used));
+}
+
+pub(crate) fn used(scope: &str, window: Window, unit: ChargeUnit) -> u64 {
+    HOST.with(|h| h.borrow().used.get(&budget_key(scope, window, unit)).copied().unwrap_or(0))
+}
+
+/// Adds an allowed tool call to the run history `host::history` reads.
+pub fn record_tool_call(request_id: &str, timestamp_ms: i64, tool: &str, arguments: Vec<Argument>) {
+    let call = PastToolCall { request_id: request_id.to_owned(), timestamp_ms, tool: tool.to_owned(), arguments };
+    HOST.with(|h| h.borrow_mut().tool_calls.push(call));
+}
+
+pub(crate) fn tool_calls(tool: Option<&str>, since_ms: i64) -> Vec<PastToolCall> {
+    HOST.with(|h| {
+        h.borrow()
+            .tool_calls
+            .iter()
+            .filter(|c| c.timestamp_ms >= since_ms && tool.is_none_or(|t| c.tool == t))
+            .cloned()
+            .collect()
+    })
+}
+
+/// Sets what `host::breakers::state` answers for a key.
+pub fn set_breaker(key: &str, state: BreakerState) {
+    HOST.with(|h| h.borrow_mut().breakers.insert(key.to_owned(), state));
+}
+
+pub(crate) fn breaker(key: &str) -> BreakerState {
+    HOST.with(|h| h.borrow().breakers.get(key).copied().unwrap_or(BreakerState::Closed))
+}
+
+/// Forgets every budget, tool call and breaker state set on this thread.
+pub fn reset_host() {
+    HOST.with(|h| *h.borrow_mut() = FakeHost::default());
 }
 
 /// Creates a policy from JSON settings, as the host's `init` does.

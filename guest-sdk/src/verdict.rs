@@ -1,10 +1,16 @@
 //! Building verdicts.
 
-use crate::{Charge, Decision, Escalation, Obligation, Reason, Verdict};
+use crate::{BreakerConfig, BreakerGuard, Charge, Decision, Escalation, Obligation, Reason, Verdict};
 
 impl Verdict {
     pub fn allow() -> Self {
-        Verdict { decision: Decision::Allow, reasons: Vec::new(), obligations: Vec::new(), charges: Vec::new() }
+        Verdict {
+            decision: Decision::Allow,
+            reasons: Vec::new(),
+            obligations: Vec::new(),
+            charges: Vec::new(),
+            breakers: Vec::new(),
+        }
     }
 
     /// Deny with a machine-readable `code` (snake_case) and a message.
@@ -30,6 +36,13 @@ impl Verdict {
 
     pub fn with_charge(mut self, charge: Charge) -> Self {
         self.charges.push(charge);
+        self
+    }
+
+    /// On allow, the host admits the request through this breaker (or
+    /// denies it with `circuit_open`) and feeds it the request's outcome.
+    pub fn with_breaker(mut self, key: String, config: BreakerConfig) -> Self {
+        self.breakers.push(BreakerGuard { key, config });
         self
     }
 

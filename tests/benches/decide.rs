@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use arbiter_engine::Bundle;
+use arbiter_engine::{Bundle, Decider};
 use arbiter_tests::{engine, orders_daily_bundle, tool_call};
 use arbiter_types::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -40,19 +40,19 @@ fn llm_request() -> Request {
 
 fn decide(c: &mut Criterion) {
     let engine = engine();
-    let bundle = Bundle::load(&engine, &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}"));
+    let decider = Decider::in_memory(Bundle::load(&engine, &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")));
     let tool = tool_call_1kb();
     let body = tool.to_json().to_string();
     let llm = llm_request();
     let mut group = c.benchmark_group("orders_daily");
-    group.bench_function("tool_call_1kb", |b| b.iter(|| bundle.decide(black_box(&tool), 0)));
+    group.bench_function("tool_call_1kb", |b| b.iter(|| decider.decide(black_box(&tool), 0)));
     group.bench_function("tool_call_1kb_with_parse", |b| {
         b.iter(|| {
             let request = Request::from_json_slice(black_box(body.as_bytes())).unwrap_or_else(|e| panic!("{e}"));
-            bundle.decide(&request, 0)
+            decider.decide(&request, 0)
         })
     });
-    group.bench_function("llm_request", |b| b.iter(|| bundle.decide(black_box(&llm), 0)));
+    group.bench_function("llm_request", |b| b.iter(|| decider.decide(black_box(&llm), 0)));
     group.finish();
 }
 

@@ -150,3 +150,14 @@ pub fn orders_daily_traces() -> Vec<(String, Vec<serde_json::Value>)> {
         })
         .collect()
 }
+
+/// Evaluates a request against a bundle with fresh, empty state.
+pub fn decide(
+    bundle: &arbiter_engine::Bundle,
+    request: &arbiter_types::Request,
+    now_ms: i64,
+) -> arbiter_types::Decision {
+    let state: std::sync::Arc<dyn arbiter_state::StateStore> =
+        std::sync::Arc::new(arbiter_state::InMemoryStore::in_memory(arbiter_state::StoreConfig::default()));
+    bundle.evaluate(request, now_ms, &state)
+}

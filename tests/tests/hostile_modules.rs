@@ -16,7 +16,7 @@ fn hostile(engine: &PolicyEngine, behaviour: &str, fail: FailMode) -> Bundle {
 
 /// Decides one request and returns the decision and the fault kind.
 fn fault_of(bundle: &Bundle) -> (VerdictKind, Vec<String>, Option<String>) {
-    let decision = bundle.decide(&tool_call("r-1", "warehouse.query", json!({"sql": "select 1"})), 0);
+    let decision = arbiter_tests::decide(bundle, &tool_call("r-1", "warehouse.query", json!({"sql": "select 1"})), 0);
     let fault = decision.policies.iter().find_map(|p| match &p.outcome {
         PolicyOutcome::Fault { kind, .. } => Some(kind.clone()),
         PolicyOutcome::Verdict(_) => None,
@@ -127,7 +127,7 @@ fn policies_read_the_decision_clock() {
     let engine = arbiter_tests::engine();
     let bundle = hostile(&engine, "echo_clock", FailMode::Closed);
     let request = tool_call("r-1", "x", json!({}));
-    let decision = bundle.decide(&request, 0);
+    let decision = arbiter_tests::decide(&bundle, &request, 0);
     assert_eq!(decision.reasons[0].message, request.timestamp_ms.unwrap().to_string());
 }
 

@@ -35,7 +35,7 @@ fn stateless_events_match_the_expected_verdicts() {
                 continue;
             }
             let request = Request::from_json_value(&event["request"]).unwrap_or_else(|e| panic!("{file}: {e}"));
-            let decision = bundle.decide(&request, 0);
+            let decision = arbiter_tests::decide(&bundle, &request, 0);
             checked += 1;
             if decision.decision != expected_kind || decision.codes() != stateless {
                 failures.push(format!(

@@ -1,6 +1,9 @@
 //! A loaded bundle: its policies prepared and ready to decide requests.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arbiter_state::{RunKey, StateStore};
 
 use arbiter_types::{BundleRef, Decision, PolicyResult, Request};
 
@@ -10,6 +13,7 @@ use crate::convert;
 use crate::engine::PolicyEngine;
 use crate::manifest::{FailMode, Manifest, ManifestError, ManifestPolicy, Mode};
 use crate::policy::{LoadError, PreparedPolicy, check_contract};
+use crate::sandbox::DecisionContext;
 use crate::scope::ScopeMatcher;
 
 /// One problem with one policy of a bundle.
@@ -93,18 +97,21 @@ impl Bundle {
         self.policies.iter().map(|p| (p.prepared.name(), p.version.as_str()))
     }
 
-    /// Decides a request: evaluates every applicable policy and combines the
-    /// enforced verdicts. `now_ms` is the decision's time, used when the
-    /// request carries no timestamp and served to policies by `clock`.
-    pub fn decide(&self, request: &Request, now_ms: i64) -> Decision {
+    /// Evaluates every applicable policy and combines the enforced verdicts;
+    /// commits nothing (see [`crate::Decider`]). The decision's time is the
+    /// request's timestamp, or `now_ms` when it carries none; capabilities
+    /// answer from `state` at that time.
+    pub fn evaluate(&self, request: &Request, now_ms: i64, state: &Arc<dyn StateStore>) -> Decision {
         let event_ms = request.timestamp_ms.unwrap_or(now_ms);
         let wit_request = convert::request_to_wit(request, event_ms);
+        let run = RunKey { pipeline: request.principal.pipeline.clone(), run: request.principal.run.clone() };
+        let context = Arc::new(DecisionContext { now_ms: event_ms, run, state: Arc::clone(state) });
         let evaluated: Vec<(PolicyResult, FailMode)> = self
             .policies
             .iter()
             .filter(|p| p.scope.matches(request))
             .map(|p| {
-                let (outcome, elapsed_us) = p.prepared.evaluate(&wit_request, event_ms);
+                let (outcome, elapsed_us) = p.prepared.evaluate(&wit_request, &context);
                 let result = PolicyResult {
                     name: p.prepared.name().to_owned(),
                     version: p.version.clone(),
@@ -124,6 +131,7 @@ impl Bundle {
             escalation: combined.escalation,
             obligations: combined.obligations,
             charges: combined.charges,
+            breakers: combined.breakers,
             bundle: BundleRef { name: self.name.clone(), version: self.version.clone() },
             policies: evaluated.into_iter().map(|(result, _)| result).collect(),
         }

@@ -15,15 +15,25 @@ pub enum Capability {
     Log,
     /// `arbiter:policy/clock`: the host's (possibly trace-driven) clock.
     Clock,
+    /// `arbiter:policy/budgets`: how much of a budget is spent.
+    Budgets,
+    /// `arbiter:policy/history`: the allowed actions of the request's run.
+    History,
+    /// `arbiter:policy/breakers`: circuit-breaker states.
+    Breakers,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 2] = [Capability::Log, Capability::Clock];
+    pub const ALL: [Capability; 5] =
+        [Capability::Log, Capability::Clock, Capability::Budgets, Capability::History, Capability::Breakers];
 
     pub fn name(self) -> &'static str {
         match self {
             Capability::Log => "log",
             Capability::Clock => "clock",
+            Capability::Budgets => "budgets",
+            Capability::History => "history",
+            Capability::Breakers => "breakers",
         }
     }
 
@@ -96,6 +106,6 @@ mod tests {
     #[test]
     fn parses_capability_names() {
         assert_eq!("clock".parse::<Capability>(), Ok(Capability::Clock));
-        assert!("network".parse::<Capability>().unwrap_err().contains("known: log, clock"));
+        assert!("network".parse::<Capability>().unwrap_err().contains("known: log, clock, budgets, history, breakers"));
     }
 }

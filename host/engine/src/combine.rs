@@ -1,6 +1,8 @@
 //! Deny-overrides combination of the enforced policies' results.
 
-use arbiter_types::{Charge, DecisionReason, EscalationOffer, Obligation, PolicyOutcome, PolicyResult, VerdictKind};
+use arbiter_types::{
+    BreakerGuard, Charge, DecisionReason, EscalationOffer, Obligation, PolicyOutcome, PolicyResult, VerdictKind,
+};
 
 use crate::manifest::FailMode;
 
@@ -20,6 +22,7 @@ pub(crate) struct Combined {
     pub(crate) escalation: Option<EscalationOffer>,
     pub(crate) obligations: Vec<Obligation>,
     pub(crate) charges: Vec<Charge>,
+    pub(crate) breakers: Vec<BreakerGuard>,
 }
 
 /// Any deny → deny; else any escalate → escalate (approvers merged, the
@@ -33,6 +36,7 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
     let mut valid_for: Option<u32> = None;
     let mut obligations = Vec::new();
     let mut charges = Vec::new();
+    let mut breakers = Vec::new();
     for Counted { result, fail } in results {
         if !result.enforced {
             continue;
@@ -60,6 +64,7 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
                 VerdictKind::Allow => {
                     obligations.extend(verdict.obligations.iter().copied());
                     charges.extend(verdict.charges.iter().cloned());
+                    breakers.extend(verdict.breakers.iter().cloned());
                 }
             },
         }
@@ -73,12 +78,12 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
         let offer = EscalationOffer { approvers, valid_for_seconds: valid_for.unwrap_or(0) };
         return Combined::refused(VerdictKind::Escalate, escalations, Some(offer));
     }
-    Combined { decision: VerdictKind::Allow, reasons: vec![], escalation: None, obligations, charges }
+    Combined { decision: VerdictKind::Allow, reasons: vec![], escalation: None, obligations, charges, breakers }
 }
 
 impl Combined {
     fn refused(decision: VerdictKind, reasons: Vec<DecisionReason>, escalation: Option<EscalationOffer>) -> Self {
-        Combined { decision, reasons, escalation, obligations: vec![], charges: vec![] }
+        Combined { decision, reasons, escalation, obligations: vec![], charges: vec![], breakers: vec![] }
     }
 }
 

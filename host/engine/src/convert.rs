@@ -2,10 +2,10 @@
 //! and the validation of what a policy returns.
 
 use arbiter_types::{
-    Action, CalendarUnit, Charge, ChargeUnit, Environment, Escalation, Obligation, Reason, Request, Verdict,
-    VerdictKind, Window,
+    Action, BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Environment, Escalation,
+    Obligation, Reason, Request, Verdict, VerdictKind, Window,
 };
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::bindings::arbiter::policy::types as wit;
 
@@ -17,6 +17,7 @@ const MAX_APPROVERS: usize = 32;
 const MAX_NAME_BYTES: usize = 256;
 const MAX_OBLIGATIONS: usize = 8;
 const MAX_CHARGES: usize = 16;
+const MAX_BREAKERS: usize = 8;
 
 /// Builds the request every policy of a decision receives; done once per
 /// decision.
@@ -25,11 +26,7 @@ pub(crate) fn request_to_wit(request: &Request, timestamp_ms: i64) -> wit::Reque
     let action = match &request.action {
         Action::ToolCall(call) => wit::Action::ToolCall(wit::ToolCall {
             tool: call.tool.clone(),
-            arguments: call
-                .arguments
-                .iter()
-                .map(|(name, value)| wit::Argument { name: name.clone(), value: arg_value(value) })
-                .collect(),
+            arguments: arguments(&call.arguments),
             facts: wit::ToolFacts {
                 irreversible: call.facts.irreversible,
                 target_resource: call.facts.resource.clone(),
@@ -62,6 +59,11 @@ pub(crate) fn request_to_wit(request: &Request, timestamp_ms: i64) -> wit::Reque
     }
 }
 
+/// Top-level members of a JSON arguments object, in order.
+pub(crate) fn arguments(map: &Map<String, Value>) -> Vec<wit::Argument> {
+    map.iter().map(|(name, value)| wit::Argument { name: name.clone(), value: arg_value(value) }).collect()
+}
+
 fn arg_value(value: &Value) -> wit::ArgValue {
     match value {
         Value::Null => wit::ArgValue::Null,
@@ -87,6 +89,9 @@ pub(crate) fn verdict_from_wit(verdict: wit::Verdict) -> Result<Verdict, String>
     if verdict.charges.len() > MAX_CHARGES {
         return Err(format!("{} charges; at most {MAX_CHARGES}", verdict.charges.len()));
     }
+    if verdict.breakers.len() > MAX_BREAKERS {
+        return Err(format!("{} breakers; at most {MAX_BREAKERS}", verdict.breakers.len()));
+    }
     let reasons =
         verdict.reasons.into_iter().enumerate().map(|(i, r)| check_reason(i, r)).collect::<Result<Vec<_>, _>>()?;
     let (kind, escalation) = match verdict.decision {
@@ -106,7 +111,17 @@ pub(crate) fn verdict_from_wit(verdict: wit::Verdict) -> Result<Verdict, String>
         })
         .collect();
     let charges = verdict.charges.into_iter().map(check_charge).collect::<Result<Vec<_>, _>>()?;
-    Ok(Verdict { kind, escalation, reasons, obligations, charges })
+    let breakers = verdict
+        .breakers
+        .into_iter()
+        .map(|g| {
+            if g.key.is_empty() || g.key.len() > MAX_NAME_BYTES {
+                return Err(format!("a breaker key must be 1..={MAX_NAME_BYTES} bytes"));
+            }
+            Ok(BreakerGuard { config: check_breaker_config(g.config)?, key: g.key })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Verdict { kind, escalation, reasons, obligations, charges, breakers })
 }
 
 fn check_reason(index: usize, reason: wit::Reason) -> Result<Reason, String> {
@@ -148,9 +163,15 @@ fn check_charge(c: wit::Charge) -> Result<Charge, String> {
     if c.scope.is_empty() || c.scope.len() > MAX_NAME_BYTES {
         return Err(format!("a charge scope must be 1..={MAX_NAME_BYTES} bytes"));
     }
-    let window = match c.window {
+    let window = check_window(c.window).map_err(|e| format!("charge `{}`: {e}", c.scope))?;
+    let unit = unit(c.unit);
+    Ok(Charge { scope: c.scope, window, unit, amount: c.amount, limit: c.limit })
+}
+
+fn check_window(window: wit::Window) -> Result<Window, String> {
+    Ok(match window {
         wit::Window::Run => Window::Run,
-        wit::Window::RollingSeconds(0) => return Err(format!("charge `{}` has a zero-length window", c.scope)),
+        wit::Window::RollingSeconds(0) => return Err("zero-length window".to_owned()),
         wit::Window::RollingSeconds(s) => Window::RollingSeconds(s),
         wit::Window::Calendar(unit) => Window::Calendar(match unit {
             wit::CalendarUnit::Minute => CalendarUnit::Minute,
@@ -158,12 +179,51 @@ fn check_charge(c: wit::Charge) -> Result<Charge, String> {
             wit::CalendarUnit::Day => CalendarUnit::Day,
             wit::CalendarUnit::Month => CalendarUnit::Month,
         }),
-    };
-    let unit = match c.unit {
+    })
+}
+
+/// A window a policy asked about through a capability.
+pub(crate) fn window(window: wit::Window) -> wasmtime::Result<Window> {
+    check_window(window).map_err(wasmtime::Error::msg)
+}
+
+pub(crate) fn unit(unit: wit::ChargeUnit) -> ChargeUnit {
+    match unit {
         wit::ChargeUnit::Tokens => ChargeUnit::Tokens,
         wit::ChargeUnit::MicroUsd => ChargeUnit::MicroUsd,
+    }
+}
+
+fn check_breaker_config(c: wit::BreakerConfig) -> Result<BreakerConfig, String> {
+    let percent_ok = |p: u8| (1..=100).contains(&p);
+    let window = match c.window {
+        wit::BreakerWindow::Count(0) | wit::BreakerWindow::Seconds(0) => {
+            return Err("a breaker window must be positive".to_owned());
+        }
+        wit::BreakerWindow::Count(n) => BreakerWindow::Count(n),
+        wit::BreakerWindow::Seconds(s) => BreakerWindow::Seconds(s),
     };
-    Ok(Charge { scope: c.scope, window, unit, amount: c.amount, limit: c.limit })
+    if !percent_ok(c.failure_rate_percent) || c.slow_call_rate_percent.is_some_and(|p| !percent_ok(p)) {
+        return Err("breaker rates are percentages from 1 to 100".to_owned());
+    }
+    if c.half_open_calls == 0 {
+        return Err("a breaker must admit at least one half-open call".to_owned());
+    }
+    Ok(BreakerConfig {
+        window,
+        minimum_calls: c.minimum_calls,
+        failure_rate_percent: c.failure_rate_percent,
+        slow_call_ms: c.slow_call_ms,
+        slow_call_rate_percent: c.slow_call_rate_percent,
+        open_seconds: c.open_seconds,
+        half_open_calls: c.half_open_calls,
+        max_half_open_seconds: c.max_half_open_seconds,
+    })
+}
+
+/// A breaker config a policy asked about through a capability.
+pub(crate) fn breaker_config(config: wit::BreakerConfig) -> wasmtime::Result<BreakerConfig> {
+    check_breaker_config(config).map_err(wasmtime::Error::msg)
 }
 
 #[cfg(test)]
@@ -176,6 +236,7 @@ mod tests {
             reasons: vec![wit::Reason { code: code.into(), message }],
             obligations: vec![],
             charges: vec![],
+            breakers: vec![],
         }
     }
 

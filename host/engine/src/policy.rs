@@ -13,14 +13,14 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
 use crate::CONTRACT_VERSION;
-use crate::bindings::arbiter::policy::{clock, log, types};
+use crate::bindings::arbiter::policy::{breakers, budgets, clock, history, log, types};
 use crate::bindings::{Policy, PolicyPre};
 use crate::capability::{Capability, ImportKind, classify_import};
 use crate::component_info::{ComponentInfo, InspectError};
 use crate::config::SandboxLimits;
 use crate::convert;
 use crate::engine::PolicyEngine;
-use crate::sandbox::SandboxState;
+use crate::sandbox::{DecisionContext, SandboxState};
 
 /// Why a component cannot be loaded as a policy.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +109,9 @@ impl PreparedPolicy {
             let linked = match capability {
                 Capability::Log => log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
                 Capability::Clock => clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+                Capability::Budgets => budgets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+                Capability::History => history::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+                Capability::Breakers => breakers::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
             };
             linked.map_err(|e| LoadError::Instantiate(e.to_string()))?;
         }
@@ -145,9 +148,9 @@ impl PreparedPolicy {
 
     /// Evaluates one request. Never panics and never returns an error: any
     /// failure inside the policy is reported as [`PolicyOutcome::Fault`].
-    pub(crate) fn evaluate(&self, request: &types::Request, now_ms: i64) -> (PolicyOutcome, u64) {
+    pub(crate) fn evaluate(&self, request: &types::Request, context: &Arc<DecisionContext>) -> (PolicyOutcome, u64) {
         let started = Instant::now();
-        let outcome = match self.evaluate_in_sandbox(request, now_ms) {
+        let outcome = match self.evaluate_in_sandbox(request, context) {
             Ok(verdict) => PolicyOutcome::Verdict(verdict),
             Err(fault) => {
                 tracing::warn!(policy = &*self.name, kind = fault.kind, "policy fault: {}", fault.detail);
@@ -158,14 +161,16 @@ impl PreparedPolicy {
         (outcome, elapsed_us)
     }
 
-    fn evaluate_in_sandbox(&self, request: &types::Request, now_ms: i64) -> Result<Verdict, Fault> {
+    fn evaluate_in_sandbox(&self, request: &types::Request, context: &Arc<DecisionContext>) -> Result<Verdict, Fault> {
         let pooled = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut slot = match pooled {
             Some(slot) => slot,
             None => self.instantiate()?,
         };
-        self.arm(&mut slot.store, now_ms)?;
+        self.arm(&mut slot.store)?;
+        slot.store.data_mut().decision = Some(Arc::clone(context));
         let returned = slot.policy.arbiter_policy_evaluator().call_evaluate(&mut slot.store, request);
+        slot.store.data_mut().decision = None;
         match returned {
             Ok(verdict) => {
                 self.release(slot);
@@ -177,8 +182,7 @@ impl PreparedPolicy {
     }
 
     /// Resets the per-call budgets of a store.
-    fn arm(&self, store: &mut Store<SandboxState>, now_ms: i64) -> Result<(), Fault> {
-        store.data_mut().now_ms = now_ms;
+    fn arm(&self, store: &mut Store<SandboxState>) -> Result<(), Fault> {
         store.data_mut().memory_refused = false;
         if self.metered {
             let fuel = self.limits.fuel.unwrap_or(u64::MAX);
@@ -192,9 +196,9 @@ impl PreparedPolicy {
         let state = SandboxState::new(Arc::clone(&self.name), self.limits.memory_bytes);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s);
-        self.arm(&mut store, 0)?;
+        self.arm(&mut store)?;
         let policy = self.pre.instantiate(&mut store).map_err(|e| classify(&e, &store))?;
-        self.arm(&mut store, 0)?;
+        self.arm(&mut store)?;
         let initialised = policy
             .arbiter_policy_evaluator()
             .call_init(&mut store, &self.settings_json)

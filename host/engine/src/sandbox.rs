@@ -3,13 +3,23 @@
 
 use std::sync::Arc;
 
+use arbiter_state::{RunKey, StateStore};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
-use crate::bindings::arbiter::policy::{clock, log, types};
+use crate::bindings::arbiter::policy::{breakers, budgets, clock, history, log, types};
+use crate::convert;
 
 /// Longest log line kept from a policy; the rest is cut, so a policy cannot
 /// flood the host's logs.
 const MAX_LOG_LINE: usize = 2048;
+
+/// What the capabilities answer from during one decision.
+#[derive(Debug)]
+pub(crate) struct DecisionContext {
+    pub(crate) now_ms: i64,
+    pub(crate) run: RunKey,
+    pub(crate) state: Arc<dyn StateStore>,
+}
 
 pub(crate) struct SandboxState {
     limits: StoreLimits,
@@ -17,8 +27,8 @@ pub(crate) struct SandboxState {
     /// resulting trap is reported as a memory fault.
     pub(crate) memory_refused: bool,
     pub(crate) policy: Arc<str>,
-    /// The decision's time, served by the `clock` capability.
-    pub(crate) now_ms: i64,
+    /// Present while a decision is being evaluated.
+    pub(crate) decision: Option<Arc<DecisionContext>>,
 }
 
 impl SandboxState {
@@ -30,8 +40,16 @@ impl SandboxState {
             .table_elements(100_000)
             .instances(16)
             .build();
-        SandboxState { limits, memory_refused: false, policy, now_ms: 0 }
+        SandboxState { limits, memory_refused: false, policy, decision: None }
     }
+
+    fn decision(&self) -> wasmtime::Result<&DecisionContext> {
+        self.decision.as_deref().ok_or_else(|| wasmtime::Error::msg("capability used outside a decision"))
+    }
+}
+
+fn state_error(e: arbiter_state::StateError) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("state unavailable: {e}"))
 }
 
 impl ResourceLimiter for SandboxState {
@@ -61,7 +79,7 @@ impl ResourceLimiter for SandboxState {
 impl types::Host for SandboxState {}
 
 impl log::Host for SandboxState {
-    fn log(&mut self, level: log::Level, message: String) {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let mut end = message.len().min(MAX_LOG_LINE);
         while !message.is_char_boundary(end) {
             end -= 1;
@@ -74,11 +92,52 @@ impl log::Host for SandboxState {
             log::Level::Warn => tracing::warn!(target: "arbiter::policy", policy, "{message}"),
             log::Level::Error => tracing::error!(target: "arbiter::policy", policy, "{message}"),
         }
+        Ok(())
     }
 }
 
 impl clock::Host for SandboxState {
-    fn now_ms(&mut self) -> i64 {
-        self.now_ms
+    fn now_ms(&mut self) -> wasmtime::Result<i64> {
+        Ok(self.decision()?.now_ms)
+    }
+}
+
+impl budgets::Host for SandboxState {
+    fn used(&mut self, scope: String, window: types::Window, unit: types::ChargeUnit) -> wasmtime::Result<u64> {
+        let d = self.decision()?;
+        d.state.used(&scope, convert::window(window)?, convert::unit(unit), d.now_ms).map_err(state_error)
+    }
+}
+
+impl history::Host for SandboxState {
+    fn tool_calls(&mut self, tool: Option<String>, since_ms: i64) -> wasmtime::Result<Vec<history::PastToolCall>> {
+        let d = self.decision()?;
+        let calls = d.state.tool_calls(&d.run, tool.as_deref(), since_ms).map_err(state_error)?;
+        Ok(calls
+            .into_iter()
+            .map(|c| history::PastToolCall {
+                request_id: c.request_id,
+                timestamp_ms: c.timestamp_ms,
+                tool: c.tool,
+                arguments: convert::arguments(&c.arguments),
+            })
+            .collect())
+    }
+
+    fn count_tool_calls(&mut self, since_ms: i64) -> wasmtime::Result<u32> {
+        let d = self.decision()?;
+        d.state.count_tool_calls(&d.run, since_ms).map_err(state_error)
+    }
+}
+
+impl breakers::Host for SandboxState {
+    fn state(&mut self, key: String, config: types::BreakerConfig) -> wasmtime::Result<breakers::BreakerState> {
+        let d = self.decision()?;
+        let config = convert::breaker_config(config)?;
+        Ok(match d.state.breaker_state(&key, &config, d.now_ms).map_err(state_error)? {
+            arbiter_state::BreakerState::Closed => breakers::BreakerState::Closed,
+            arbiter_state::BreakerState::Open { until_ms } => breakers::BreakerState::Open(until_ms),
+            arbiter_state::BreakerState::HalfOpen { permits_left } => breakers::BreakerState::HalfOpen(permits_left),
+        })
     }
 }

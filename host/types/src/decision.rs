@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::verdict::{Charge, Obligation, Verdict, VerdictKind};
+use crate::verdict::{BreakerGuard, Charge, Obligation, Verdict, VerdictKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleRef {
@@ -60,6 +60,9 @@ pub struct Decision {
     pub escalation: Option<EscalationOffer>,
     pub obligations: Vec<Obligation>,
     pub charges: Vec<Charge>,
+    /// Breakers the allowed request passed (its outcome feeds them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakers: Vec<BreakerGuard>,
     pub bundle: BundleRef,
     pub policies: Vec<PolicyResult>,
 }

@@ -73,6 +73,33 @@ pub struct Charge {
     pub limit: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum BreakerWindow {
+    Count(u32),
+    Seconds(u32),
+}
+
+/// A circuit breaker's thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BreakerConfig {
+    pub window: BreakerWindow,
+    pub minimum_calls: u32,
+    pub failure_rate_percent: u8,
+    pub slow_call_ms: Option<u32>,
+    pub slow_call_rate_percent: Option<u8>,
+    pub open_seconds: u32,
+    pub half_open_calls: u32,
+    pub max_half_open_seconds: Option<u32>,
+}
+
+/// A breaker the request must pass when allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerGuard {
+    pub key: String,
+    pub config: BreakerConfig,
+}
+
 /// One policy's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -85,11 +112,20 @@ pub struct Verdict {
     pub obligations: Vec<Obligation>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub charges: Vec<Charge>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakers: Vec<BreakerGuard>,
 }
 
 impl Verdict {
     pub fn allow() -> Self {
-        Verdict { kind: VerdictKind::Allow, escalation: None, reasons: vec![], obligations: vec![], charges: vec![] }
+        Verdict {
+            kind: VerdictKind::Allow,
+            escalation: None,
+            reasons: vec![],
+            obligations: vec![],
+            charges: vec![],
+            breakers: vec![],
+        }
     }
 
     pub fn deny(code: &str, message: impl Into<String>) -> Self {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use arbiter_engine::Bundle;
+use arbiter_engine::{Bundle, Decider};
 use arbiter_types::Request;
 
 use crate::engine_args::EngineArgs;
@@ -36,8 +36,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let request =
         Request::from_json_slice(&body).with_context(|| format!("invalid request {}", args.request.display()))?;
     let engine = args.engine.engine()?;
-    let bundle = Bundle::load(&engine, &args.bundle)?;
-    let decision = bundle.decide(&request, now_ms());
+    let decider = Decider::in_memory(Bundle::load(&engine, &args.bundle)?);
+    let decision = decider.decide(&request, now_ms());
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&decision)?),
         Format::Brief => {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use arbiter_engine::{Bundle, ComponentInfo, Manifest};
+use arbiter_engine::{Bundle, ComponentInfo, Decider, Manifest};
 use arbiter_types::{Decision, Request, VerdictKind};
 use serde::Deserialize;
 
@@ -91,11 +91,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let file: CaseFile =
             serde_json::from_str(&text).with_context(|| format!("invalid case file {}", path.display()))?;
-        let bundle = load_target(&engine, &args.target, file.policy)?;
+        // Cases are independent: each file starts from empty state.
+        let decider = Decider::in_memory(load_target(&engine, &args.target, file.policy)?);
         for case in file.cases {
             let request = Request::from_json_value(&case.request)
                 .with_context(|| format!("{}: case `{}` has an invalid request", path.display(), case.name))?;
-            let decision = bundle.decide(&request, crate::commands::eval::now_ms());
+            let decision = decider.decide(&request, crate::commands::eval::now_ms());
             match case.expect.mismatch(&decision) {
                 None => {
                     passed += 1;

@@ -1,0 +1,112 @@
+//! All state, and the deterministic application of operations to it.
+
+use arbiter_types::{BreakerConfig, ChargeUnit, Window};
+use serde::{Deserialize, Serialize};
+
+use crate::breaker::{BreakerState, Breakers};
+use crate::error::{OutcomeRejected, UsageRejected};
+use crate::history::{History, PastToolCall, RunKey};
+use crate::ledger::Ledger;
+use crate::ops::{Commit, CommitRefused, Op, OutcomeReport, OutcomeStatus, UsageReport};
+use crate::spend::{Spend, SpendDimension, SpendRow, Spender};
+use crate::store::StoreConfig;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct StateData {
+    ledger: Ledger,
+    breakers: Breakers,
+    history: History,
+    spend: Spend,
+}
+
+impl StateData {
+    /// Re-applies a journaled operation; it succeeded when it was written.
+    pub(crate) fn replay(&mut self, op: &Op, config: &StoreConfig) -> bool {
+        match op {
+            Op::Commit(commit) => self.commit(commit, config).is_ok(),
+            Op::Usage(usage) => self.reconcile(usage, config).is_ok(),
+            Op::Outcome(outcome) => self.outcome(outcome, config).is_ok(),
+        }
+    }
+
+    fn expire(&mut self, now_ms: i64, config: &StoreConfig) {
+        let ttl = config.reservation_ttl_ms;
+        self.ledger.expire(now_ms, ttl);
+        self.spend.expire(now_ms, ttl);
+        self.breakers.expire(now_ms, config.outcome_ttl_ms);
+        self.history.age_out(now_ms - config.history_ttl_ms);
+    }
+
+    pub(crate) fn commit(&mut self, commit: &Commit, config: &StoreConfig) -> Result<(), CommitRefused> {
+        let now = commit.now_ms;
+        self.expire(now, config);
+        if let Some(guard) = commit.breakers.iter().find(|g| !self.breakers.admits(&g.key, &g.config, now)) {
+            return Err(CommitRefused::CircuitOpen { key: guard.key.clone() });
+        }
+        let reserved_tokens = commit.llm.as_ref().map_or(0, |l| l.tokens);
+        self.ledger.reserve(&commit.request_id, &commit.charges, reserved_tokens, now)?;
+        if !commit.breakers.is_empty() {
+            let guards: Vec<(String, BreakerConfig)> =
+                commit.breakers.iter().map(|g| (g.key.clone(), g.config)).collect();
+            self.breakers.admit(&commit.request_id, &guards, now);
+        }
+        if let Some((tool, arguments)) = &commit.tool_call {
+            let call = PastToolCall {
+                request_id: commit.request_id.clone(),
+                timestamp_ms: now,
+                tool: tool.clone(),
+                arguments: arguments.clone(),
+            };
+            self.history.record(&commit.run, call, config.history_per_run);
+        }
+        if let Some(llm) = &commit.llm {
+            let micro_usd = commit.charges.iter().filter(|c| c.unit == ChargeUnit::MicroUsd).map(|c| c.amount).max();
+            let who =
+                Spender { pipeline: &commit.run.pipeline, agent: &commit.agent, team: &commit.team, model: &llm.model };
+            self.spend.record(&commit.request_id, who, llm.tokens, micro_usd.unwrap_or(0), now);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn reconcile(&mut self, usage: &UsageReport, config: &StoreConfig) -> Result<(), UsageRejected> {
+        self.expire(usage.now_ms, config);
+        let id = &usage.request_id;
+        if self.ledger.reservation(id).is_none() && !self.spend.is_open(id) {
+            return Err(UsageRejected::NoReservation(id.clone()));
+        }
+        let actual = usage.prompt_tokens.saturating_add(usage.output_tokens);
+        self.ledger.reconcile(id, actual, usage.now_ms);
+        self.spend.reconcile(id, actual);
+        Ok(())
+    }
+
+    pub(crate) fn outcome(&mut self, outcome: &OutcomeReport, config: &StoreConfig) -> Result<(), OutcomeRejected> {
+        self.expire(outcome.now_ms, config);
+        let failed = outcome.status != OutcomeStatus::Success;
+        if self.breakers.record(&outcome.request_id, outcome.now_ms, failed, outcome.latency_ms) {
+            Ok(())
+        } else {
+            Err(OutcomeRejected::UnknownRequest(outcome.request_id.clone()))
+        }
+    }
+
+    pub(crate) fn used(&self, scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> u64 {
+        self.ledger.used(scope, window, unit, now_ms)
+    }
+
+    pub(crate) fn breaker_state(&mut self, key: &str, config: &BreakerConfig, now_ms: i64) -> BreakerState {
+        self.breakers.state(key, config, now_ms)
+    }
+
+    pub(crate) fn tool_calls(&self, run: &RunKey, tool: Option<&str>, since_ms: i64) -> Vec<PastToolCall> {
+        self.history.tool_calls(run, tool, since_ms)
+    }
+
+    pub(crate) fn count_tool_calls(&self, run: &RunKey, since_ms: i64) -> u32 {
+        self.history.count(run, since_ms)
+    }
+
+    pub(crate) fn spend(&self, since_ms: i64, until_ms: i64, by: SpendDimension) -> Vec<SpendRow> {
+        self.spend.report(since_ms, until_ms, by)
+    }
+}

@@ -1,0 +1,226 @@
+//! The embedded persistent store: state in memory, every change appended to
+//! a checksummed journal and fsync'd before it is acknowledged, and a
+//! snapshot now and then so the journal stays short.
+//!
+//! Layout of the state directory:
+//! - `snapshot.json`: header line, then the state as of operation `seq`;
+//! - `journal.log`: header line, then one line per operation after the
+//!   snapshot: `<seq> <checksum> <json>`.
+//!
+//! A crash can lose only an operation whose append had not returned, i.e.
+//! one that was never acknowledged; a torn last line is dropped on open.
+//! Any other damage, or another format version, stops the open with an
+//! error naming the file and line: never a silent reset.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::StateData;
+use crate::error::StateError;
+use crate::memory::Locked;
+use crate::memory::sealed::Append;
+use crate::ops::{Op, OpRef};
+use crate::store::StoreConfig;
+
+const FORMAT: &str = "arbiter-state";
+const VERSION: u32 = 1;
+const SNAPSHOT: &str = "snapshot.json";
+const JOURNAL: &str = "journal.log";
+/// Operations between snapshots.
+const SNAPSHOT_EVERY: u64 = 10_000;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    seq: u64,
+    state: StateData,
+}
+
+/// The journal file and where it stands.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    file: File,
+    seq: u64,
+    since_snapshot: u64,
+}
+
+/// State kept in a directory, surviving restarts.
+pub type JournalStore = Locked<Journal>;
+
+impl JournalStore {
+    /// Opens (or creates) the state kept in `dir`.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let (mut data, snapshot_seq) = read_snapshot(&dir.join(SNAPSHOT))?;
+        let journal_path = dir.join(JOURNAL);
+        let (seq, valid_len) = replay_journal(&journal_path, snapshot_seq, &mut data, &config)?;
+        let file = open_journal(&journal_path, valid_len)?;
+        Ok(Locked::new(data, Journal { dir: dir.to_owned(), file, seq, since_snapshot: seq - snapshot_seq }, config))
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError + use<> {
+    let path = path.to_owned();
+    move |source| StateError::Io { action, path, source }
+}
+
+fn header_line() -> String {
+    serde_json::json!({"format": FORMAT, "version": VERSION}).to_string()
+}
+
+fn check_header(path: &Path, line: &str) -> Result<(), StateError> {
+    let header: Header = serde_json::from_str(line).map_err(|e| StateError::Corrupt {
+        path: path.to_owned(),
+        line: 1,
+        detail: format!("not an arbiter state header: {e}"),
+    })?;
+    if header.format != FORMAT || header.version != VERSION {
+        return Err(StateError::Incompatible {
+            path: path.to_owned(),
+            found: format!("{} v{}", header.format, header.version),
+            expected: format!("{FORMAT} v{VERSION}"),
+        });
+    }
+    Ok(())
+}
+
+fn checksum(json: &str) -> String {
+    hex::encode(&Sha256::digest(json.as_bytes())[..8])
+}
+
+fn read_snapshot(path: &Path) -> Result<(StateData, u64), StateError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((StateData::default(), 0)),
+        Err(e) => return Err(io("read", path)(e)),
+    };
+    let (header, body) = text.split_once('\n').unwrap_or((&text, ""));
+    check_header(path, header)?;
+    let snapshot: Snapshot = serde_json::from_str(body).map_err(|e| StateError::Corrupt {
+        path: path.to_owned(),
+        line: 2,
+        detail: e.to_string(),
+    })?;
+    Ok((snapshot.state, snapshot.seq))
+}
+
+/// Re-applies the journal's operations after `snapshot_seq`; returns the
+/// last sequence number and the length of the intact prefix of the file.
+fn replay_journal(
+    path: &Path,
+    snapshot_seq: u64,
+    data: &mut StateData,
+    config: &StoreConfig,
+) -> Result<(u64, u64), StateError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((snapshot_seq, 0)),
+        Err(e) => return Err(io("open", path)(e)),
+    };
+    let mut reader = BufReader::new(file);
+    let (mut seq, mut valid_len, mut number) = (snapshot_seq, 0u64, 0usize);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = reader.read_line(&mut line).map_err(io("read", path))?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        if !line.ends_with('\n') {
+            // Torn write of an operation that was never acknowledged.
+            break;
+        }
+        let text = line.trim_end_matches('\n');
+        let corrupt = |detail: String| StateError::Corrupt { path: path.to_owned(), line: number, detail };
+        if number == 1 {
+            check_header(path, text)?;
+        } else {
+            let mut parts = text.splitn(3, ' ');
+            let (Some(n), Some(sum), Some(json)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(corrupt("expected `<seq> <checksum> <json>`".into()));
+            };
+            if checksum(json) != sum {
+                return Err(corrupt("checksum mismatch".into()));
+            }
+            let n: u64 = n.parse().map_err(|_| corrupt(format!("bad sequence number `{n}`")))?;
+            if n > snapshot_seq {
+                if n != seq + 1 {
+                    return Err(corrupt(format!("sequence jumps from {seq} to {n}")));
+                }
+                let op: Op = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
+                if !data.replay(&op, config) {
+                    return Err(corrupt(format!("operation {n} no longer applies")));
+                }
+                seq = n;
+            }
+        }
+        valid_len += read as u64;
+    }
+    Ok((seq, valid_len))
+}
+
+/// Opens the journal for appending, cutting a torn tail and writing the
+/// header of a new file.
+fn open_journal(path: &Path, valid_len: u64) -> Result<File, StateError> {
+    let mut file =
+        OpenOptions::new().create(true).read(true).write(true).truncate(false).open(path).map_err(io("open", path))?;
+    file.set_len(valid_len).map_err(io("truncate", path))?;
+    if valid_len == 0 {
+        writeln!(file, "{}", header_line()).map_err(io("write", path))?;
+        file.sync_all().map_err(io("sync", path))?;
+    }
+    let mut file = OpenOptions::new().append(true).open(path).map_err(io("open", path))?;
+    file.flush().map_err(io("flush", path))?;
+    Ok(file)
+}
+
+impl Append for Journal {
+    fn append(&mut self, op: OpRef<'_>, data: &StateData) -> Result<(), StateError> {
+        let path = self.dir.join(JOURNAL);
+        let json = serde_json::to_string(&op).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            line: 0,
+            detail: format!("cannot encode operation: {e}"),
+        })?;
+        let seq = self.seq + 1;
+        let line = format!("{seq} {} {json}\n", checksum(&json));
+        self.file.write_all(line.as_bytes()).map_err(io("write", &path))?;
+        self.file.sync_data().map_err(io("sync", &path))?;
+        self.seq = seq;
+        self.since_snapshot += 1;
+        if self.since_snapshot >= SNAPSHOT_EVERY {
+            self.snapshot(data)?;
+        }
+        Ok(())
+    }
+}
+
+impl Journal {
+    /// Writes the state as of `seq` and starts a fresh journal. A crash in
+    /// between is safe: replay skips operations the snapshot holds.
+    fn snapshot(&mut self, data: &StateData) -> Result<(), StateError> {
+        let path = self.dir.join(SNAPSHOT);
+        let tmp = self.dir.join(format!("{SNAPSHOT}.tmp"));
+        let body = serde_json::to_string(&Snapshot { seq: self.seq, state: data.clone() })
+            .map_err(|e| StateError::Corrupt { path: path.clone(), line: 0, detail: e.to_string() })?;
+        let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
+        file.write_all(format!("{}\n{body}\n", header_line()).as_bytes()).map_err(io("write", &tmp))?;
+        file.sync_all().map_err(io("sync", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        let journal = self.dir.join(JOURNAL);
+        self.file = open_journal(&journal, 0)?;
+        self.since_snapshot = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,251 @@
+//! Budgets: windowed totals and the reservations booked against them.
+
+use std::collections::{HashMap, VecDeque};
+
+use arbiter_types::{Charge, ChargeUnit, Window};
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::period_start;
+use crate::ops::CommitRefused;
+
+/// Run and calendar totals are kept this long after their last booking.
+const TOTAL_RETENTION_MS: i64 = 62 * 86_400_000;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct Ledger {
+    /// Run- and calendar-window totals.
+    totals: HashMap<String, Total>,
+    /// Rolling-window bookings per series (unit and scope).
+    rolling: HashMap<String, Series>,
+    /// Unreconciled reservations by request id.
+    reservations: HashMap<String, Reservation>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Total {
+    used: u64,
+    last_ms: i64,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Series {
+    /// Longest window asked of this series: older bookings can go.
+    max_window_ms: i64,
+    entries: VecDeque<(i64, u64)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Reservation {
+    pub(crate) created_ms: i64,
+    bookings: Vec<Booking>,
+    /// What the bookings were sized for (the LLM worst case), to scale them
+    /// to actual usage.
+    pub(crate) reserved_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Booking {
+    place: Place,
+    amount: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+enum Place {
+    Total(String),
+    Rolling { series: String, at_ms: i64 },
+}
+
+fn unit_name(unit: ChargeUnit) -> &'static str {
+    match unit {
+        ChargeUnit::Tokens => "tokens",
+        ChargeUnit::MicroUsd => "micro_usd",
+    }
+}
+
+/// Where a charge made at `now_ms` is booked.
+fn place_of(scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Place {
+    let unit = unit_name(unit);
+    match window {
+        Window::Run => Place::Total(format!("{unit}|{scope}|run")),
+        Window::Calendar(cal) => {
+            Place::Total(format!("{unit}|{scope}|{cal:?}:{}", period_start(cal, now_ms)).to_ascii_lowercase())
+        }
+        Window::RollingSeconds(_) => Place::Rolling { series: format!("{unit}|{scope}"), at_ms: now_ms },
+    }
+}
+
+impl Ledger {
+    /// Units booked on `scope` in the window containing `now_ms`.
+    pub(crate) fn used(&self, scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> u64 {
+        match (place_of(scope, window, unit, now_ms), window) {
+            (Place::Total(key), _) => self.totals.get(&key).map_or(0, |t| t.used),
+            (Place::Rolling { series, .. }, Window::RollingSeconds(secs)) => {
+                let from = now_ms - i64::from(secs) * 1000;
+                self.rolling
+                    .get(&series)
+                    .map_or(0, |s| s.entries.iter().filter(|(at, _)| *at > from && *at <= now_ms).map(|(_, a)| a).sum())
+            }
+            (Place::Rolling { .. }, _) => 0,
+        }
+    }
+
+    /// Checks every charge against its limit (charges on the same window
+    /// add up), and books them all, or none.
+    pub(crate) fn reserve(
+        &mut self,
+        request_id: &str,
+        charges: &[Charge],
+        reserved_tokens: u64,
+        now_ms: i64,
+    ) -> Result<(), CommitRefused> {
+        let mut pending: Vec<(Place, &Charge, u64)> = Vec::new();
+        for charge in charges {
+            let place = place_of(&charge.scope, charge.window, charge.unit, now_ms);
+            let earlier: u64 = pending.iter().filter(|(p, _, _)| *p == place).map(|(_, _, a)| a).sum();
+            let used = self.used(&charge.scope, charge.window, charge.unit, now_ms).saturating_add(earlier);
+            if used.saturating_add(charge.amount) > charge.limit {
+                return Err(CommitRefused::BudgetExhausted {
+                    scope: charge.scope.clone(),
+                    used,
+                    amount: charge.amount,
+                    limit: charge.limit,
+                });
+            }
+            pending.push((place, charge, charge.amount));
+        }
+        let mut bookings = Vec::with_capacity(pending.len());
+        for (place, charge, amount) in pending {
+            self.add(&place, charge.window, amount as i128, now_ms);
+            bookings.push(Booking { place, amount });
+        }
+        if !bookings.is_empty() {
+            self.reservations
+                .insert(request_id.to_owned(), Reservation { created_ms: now_ms, bookings, reserved_tokens });
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, place: &Place, window: Window, delta: i128, now_ms: i64) {
+        let apply = |v: u64| u64::try_from((i128::from(v) + delta).max(0)).unwrap_or(u64::MAX);
+        match place {
+            Place::Total(key) => {
+                let total = self.totals.entry(key.clone()).or_default();
+                total.used = apply(total.used);
+                total.last_ms = total.last_ms.max(now_ms);
+            }
+            Place::Rolling { series, at_ms } => {
+                let s = self.rolling.entry(series.clone()).or_default();
+                if let Window::RollingSeconds(secs) = window {
+                    s.max_window_ms = s.max_window_ms.max(i64::from(secs) * 1000);
+                }
+                match s.entries.iter_mut().find(|(at, _)| at == at_ms) {
+                    Some(entry) => entry.1 = apply(entry.1),
+                    None => s.entries.push_back((*at_ms, apply(0))),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn reservation(&self, request_id: &str) -> Option<&Reservation> {
+        self.reservations.get(request_id)
+    }
+
+    /// Replaces a reservation with actual usage: every booking is scaled by
+    /// `actual_tokens / reserved_tokens`. Returns the scale applied, as
+    /// (numerator, denominator), or `None` if there was no reservation.
+    pub(crate) fn reconcile(&mut self, request_id: &str, actual_tokens: u64, now_ms: i64) -> Option<(u64, u64)> {
+        let reservation = self.reservations.remove(request_id)?;
+        let denominator = reservation.reserved_tokens.max(1);
+        for booking in &reservation.bookings {
+            let actual = (u128::from(booking.amount) * u128::from(actual_tokens) / u128::from(denominator)) as i128;
+            let delta = actual - booking.amount as i128;
+            self.add(&booking.place, Window::Run, delta, now_ms);
+        }
+        Some((actual_tokens, denominator))
+    }
+
+    /// Finalises reservations older than `ttl_ms` at their reserved amount,
+    /// and drops bookings no window can reach any more.
+    pub(crate) fn expire(&mut self, now_ms: i64, ttl_ms: i64) {
+        self.reservations.retain(|_, r| r.created_ms + ttl_ms >= now_ms);
+        self.totals.retain(|_, t| t.last_ms + TOTAL_RETENTION_MS >= now_ms);
+        for series in self.rolling.values_mut() {
+            let from = now_ms - series.max_window_ms;
+            while series.entries.front().is_some_and(|(at, _)| *at <= from) {
+                series.entries.pop_front();
+            }
+        }
+        self.rolling.retain(|_, s| !s.entries.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arbiter_types::CalendarUnit;
+
+    fn charge(scope: &str, window: Window, amount: u64, limit: u64) -> Charge {
+        Charge { scope: scope.into(), window, unit: ChargeUnit::Tokens, amount, limit }
+    }
+
+    const DAY: Window = Window::Calendar(CalendarUnit::Day);
+
+    #[test]
+    fn reserves_all_or_nothing() {
+        let mut ledger = Ledger::default();
+        ledger.reserve("a", &[charge("run:1", Window::Run, 50, 60), charge("team", DAY, 50, 1000)], 50, 0).unwrap();
+        let refused = ledger
+            .reserve("b", &[charge("team", DAY, 20, 1000), charge("run:1", Window::Run, 20, 60)], 20, 1)
+            .unwrap_err();
+        assert!(matches!(refused, CommitRefused::BudgetExhausted { ref scope, used: 50, .. } if scope == "run:1"));
+        assert_eq!(ledger.used("team", DAY, ChargeUnit::Tokens, 2), 50, "nothing of the refused commit stays");
+    }
+
+    #[test]
+    fn charges_on_one_scope_in_one_commit_add_up() {
+        let mut ledger = Ledger::default();
+        let refused = ledger.reserve("a", &[charge("s", Window::Run, 40, 60), charge("s", Window::Run, 40, 60)], 80, 0);
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn calendar_windows_reset_at_utc_boundaries() {
+        let mut ledger = Ledger::default();
+        let day = 86_400_000;
+        ledger.reserve("a", &[charge("p", DAY, 100, 100)], 100, day - 1).unwrap();
+        assert!(ledger.reserve("b", &[charge("p", DAY, 1, 100)], 1, day - 1).is_err());
+        ledger.reserve("c", &[charge("p", DAY, 100, 100)], 100, day).unwrap();
+    }
+
+    #[test]
+    fn rolling_windows_slide() {
+        let mut ledger = Ledger::default();
+        let w = Window::RollingSeconds(10);
+        ledger.reserve("a", &[charge("s", w, 5, 10)], 5, 0).unwrap();
+        ledger.reserve("b", &[charge("s", w, 5, 10)], 5, 5_000).unwrap();
+        assert!(ledger.reserve("c", &[charge("s", w, 1, 10)], 1, 9_999).is_err());
+        ledger.reserve("d", &[charge("s", w, 5, 10)], 5, 10_000).unwrap();
+        ledger.expire(10_000, 3_600_000);
+        assert_eq!(ledger.used("s", w, ChargeUnit::Tokens, 10_000), 10);
+    }
+
+    #[test]
+    fn reconciliation_replaces_the_reservation() {
+        let mut ledger = Ledger::default();
+        let money = Charge { unit: ChargeUnit::MicroUsd, ..charge("team", DAY, 1_000, 10_000) };
+        ledger.reserve("a", &[charge("run:1", Window::Run, 24_000, 60_000), money], 24_000, 0).unwrap();
+        assert_eq!(ledger.reconcile("a", 21_500, 1), Some((21_500, 24_000)));
+        assert_eq!(ledger.used("run:1", Window::Run, ChargeUnit::Tokens, 2), 21_500);
+        assert_eq!(ledger.used("team", DAY, ChargeUnit::MicroUsd, 2), 895);
+        assert_eq!(ledger.reconcile("a", 1, 3), None, "a second report finds no reservation");
+    }
+
+    #[test]
+    fn expired_reservations_keep_their_amount() {
+        let mut ledger = Ledger::default();
+        ledger.reserve("a", &[charge("run:1", Window::Run, 100, 1000)], 100, 0).unwrap();
+        ledger.expire(10_000, 5_000);
+        assert!(ledger.reservation("a").is_none());
+        assert_eq!(ledger.used("run:1", Window::Run, ChargeUnit::Tokens, 10_000), 100);
+    }
+}

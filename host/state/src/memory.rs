@@ -1,0 +1,136 @@
+//! State in memory, behind one lock; also the core of the journal store.
+
+use std::fmt::Debug;
+use std::sync::{Mutex, MutexGuard};
+
+use arbiter_types::{BreakerConfig, ChargeUnit, Window};
+
+use crate::breaker::BreakerState;
+use crate::data::StateData;
+use crate::error::{OutcomeRejected, StateError, UsageRejected};
+use crate::history::{PastToolCall, RunKey};
+use crate::ops::{Commit, CommitRefused, OpRef, OutcomeReport, UsageReport};
+use crate::spend::{SpendDimension, SpendRow};
+use crate::store::{StateStore, StoreConfig};
+
+/// Where a locked store writes the operations it applies. Sealed: the
+/// backends are this crate's.
+pub trait Sink: Send + Debug + sealed::Append {}
+
+impl<T: Send + Debug + sealed::Append> Sink for T {}
+
+pub(crate) mod sealed {
+    use super::{OpRef, StateData, StateError};
+
+    pub trait Append {
+        /// Called under the lock after `op` changed state; an error means
+        /// the change is not durable and must not be acknowledged.
+        fn append(&mut self, op: OpRef<'_>, data: &StateData) -> Result<(), StateError>;
+    }
+}
+
+/// No durability: for tests, replay and embedding without persistence.
+#[derive(Debug, Default)]
+pub struct Nowhere;
+
+impl sealed::Append for Nowhere {
+    fn append(&mut self, _: OpRef<'_>, _: &StateData) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Inner<S> {
+    data: StateData,
+    sink: S,
+    /// Set when the sink failed: memory then holds a change that is not
+    /// durable, so the store stops (fail-stop) rather than answer from it.
+    failed: Option<String>,
+}
+
+/// State behind one mutex, with operations written to a sink.
+#[derive(Debug)]
+pub struct Locked<S: Sink> {
+    inner: Mutex<Inner<S>>,
+    config: StoreConfig,
+}
+
+impl<S: Sink> Locked<S> {
+    pub(crate) fn new(data: StateData, sink: S, config: StoreConfig) -> Self {
+        Locked { inner: Mutex::new(Inner { data, sink, failed: None }), config }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner<S>>, StateError> {
+        let guard = self.inner.lock().map_err(|_| StateError::Poisoned)?;
+        match &guard.failed {
+            Some(reason) => Err(StateError::Stopped(reason.clone())),
+            None => Ok(guard),
+        }
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&mut StateData) -> R) -> Result<R, StateError> {
+        Ok(f(&mut self.lock()?.data))
+    }
+
+    /// Applies an operation; when it changed state, makes it durable before
+    /// answering.
+    fn mutate<E>(
+        &self,
+        op: OpRef<'_>,
+        f: impl FnOnce(&mut StateData, &StoreConfig) -> Result<(), E>,
+    ) -> Result<Result<(), E>, StateError> {
+        let mut guard = self.lock()?;
+        let inner = &mut *guard;
+        let result = f(&mut inner.data, &self.config);
+        if result.is_ok()
+            && let Err(e) = inner.sink.append(op, &inner.data)
+        {
+            inner.failed = Some(e.to_string());
+            return Err(e);
+        }
+        Ok(result)
+    }
+}
+
+impl<S: Sink> StateStore for Locked<S> {
+    fn used(&self, scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Result<u64, StateError> {
+        self.read(|d| d.used(scope, window, unit, now_ms))
+    }
+
+    fn breaker_state(&self, key: &str, config: &BreakerConfig, now_ms: i64) -> Result<BreakerState, StateError> {
+        self.read(|d| d.breaker_state(key, config, now_ms))
+    }
+
+    fn tool_calls(&self, run: &RunKey, tool: Option<&str>, since_ms: i64) -> Result<Vec<PastToolCall>, StateError> {
+        self.read(|d| d.tool_calls(run, tool, since_ms))
+    }
+
+    fn count_tool_calls(&self, run: &RunKey, since_ms: i64) -> Result<u32, StateError> {
+        self.read(|d| d.count_tool_calls(run, since_ms))
+    }
+
+    fn commit(&self, commit: Commit) -> Result<Result<(), CommitRefused>, StateError> {
+        self.mutate(OpRef::Commit(&commit), |d, config| d.commit(&commit, config))
+    }
+
+    fn reconcile(&self, usage: UsageReport) -> Result<Result<(), UsageRejected>, StateError> {
+        self.mutate(OpRef::Usage(&usage), |d, config| d.reconcile(&usage, config))
+    }
+
+    fn record_outcome(&self, outcome: OutcomeReport) -> Result<Result<(), OutcomeRejected>, StateError> {
+        self.mutate(OpRef::Outcome(&outcome), |d, config| d.outcome(&outcome, config))
+    }
+
+    fn spend(&self, since_ms: i64, until_ms: i64, by: SpendDimension) -> Result<Vec<SpendRow>, StateError> {
+        self.read(|d| d.spend(since_ms, until_ms, by))
+    }
+}
+
+/// State in memory only: lost when the process ends.
+pub type InMemoryStore = Locked<Nowhere>;
+
+impl InMemoryStore {
+    pub fn in_memory(config: StoreConfig) -> Self {
+        Locked::new(StateData::default(), Nowhere, config)
+    }
+}

@@ -1,0 +1,103 @@
+//! The operations that change state. Each is journaled as it is applied,
+//! so the embedded store rebuilds its state by applying them again.
+
+use arbiter_types::{BreakerGuard, Charge};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::history::RunKey;
+
+/// What an allowed decision commits, all or nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    pub request_id: String,
+    pub now_ms: i64,
+    pub run: RunKey,
+    pub agent: String,
+    pub team: String,
+    pub charges: Vec<Charge>,
+    pub breakers: Vec<BreakerGuard>,
+    /// For tool calls: the tool and its arguments, kept in the run history.
+    pub tool_call: Option<(String, Map<String, Value>)>,
+    /// For LLM requests: what was reserved, for reconciliation and spend.
+    pub llm: Option<LlmUsage>,
+}
+
+/// The tokens of an LLM request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmUsage {
+    pub model: String,
+    /// Reserved (worst case) or reconciled (actual) tokens.
+    pub tokens: u64,
+}
+
+/// Why a commit was refused; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommitRefused {
+    /// A charge would cross its limit.
+    BudgetExhausted { scope: String, used: u64, amount: u64, limit: u64 },
+    /// A breaker is open, or half-open with no probe left.
+    CircuitOpen { key: String },
+}
+
+impl CommitRefused {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommitRefused::BudgetExhausted { .. } => "budget_exhausted",
+            CommitRefused::CircuitOpen { .. } => "circuit_open",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            CommitRefused::BudgetExhausted { scope, used, amount, limit } => {
+                format!("reserving {amount} on `{scope}` would cross its limit ({used} of {limit} used)")
+            }
+            CommitRefused::CircuitOpen { key } => format!("circuit `{key}` is open"),
+        }
+    }
+}
+
+/// Actual usage of an allowed LLM request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub request_id: String,
+    pub now_ms: i64,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    Success,
+    Failure,
+    Timeout,
+}
+
+/// How an allowed call ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeReport {
+    pub request_id: String,
+    pub now_ms: i64,
+    pub status: OutcomeStatus,
+    pub latency_ms: Option<u64>,
+}
+
+/// A journaled operation, as read back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum Op {
+    Commit(Commit),
+    Usage(UsageReport),
+    Outcome(OutcomeReport),
+}
+
+/// A journaled operation, as written.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum OpRef<'a> {
+    Commit(&'a Commit),
+    Usage(&'a UsageReport),
+    Outcome(&'a OutcomeReport),
+}

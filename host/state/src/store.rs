@@ -1,0 +1,63 @@
+//! The one interface every backend implements.
+
+use std::fmt::Debug;
+
+use arbiter_types::{BreakerConfig, ChargeUnit, Window};
+
+use crate::breaker::BreakerState;
+use crate::error::{OutcomeRejected, StateError, UsageRejected};
+use crate::history::{PastToolCall, RunKey};
+use crate::ops::{Commit, CommitRefused, OutcomeReport, UsageReport};
+use crate::spend::{SpendDimension, SpendRow};
+
+/// Retention and expiry settings shared by all backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// An unreconciled reservation is finalised at its reserved amount, and
+    /// a later usage report for it rejected, after this long.
+    pub reservation_ttl_ms: i64,
+    /// How long an allowed request waits for its outcome report.
+    pub outcome_ttl_ms: i64,
+    /// Runs with no allowed action for this long are forgotten.
+    pub history_ttl_ms: i64,
+    /// Tool calls kept per run (the oldest go first).
+    pub history_per_run: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            reservation_ttl_ms: 3_600_000,
+            outcome_ttl_ms: 3_600_000,
+            history_ttl_ms: 7 * 86_400_000,
+            history_per_run: 1024,
+        }
+    }
+}
+
+/// State shared by every decision. Implementations make each method atomic:
+/// `commit` in particular checks every charge and breaker and applies all
+/// of them or none, so concurrent decisions never overshoot a limit.
+pub trait StateStore: Send + Sync + Debug {
+    /// Units booked on `scope` in the window containing `now_ms`.
+    fn used(&self, scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Result<u64, StateError>;
+
+    fn breaker_state(&self, key: &str, config: &BreakerConfig, now_ms: i64) -> Result<BreakerState, StateError>;
+
+    /// Allowed tool calls of a run at or after `since_ms`, oldest first.
+    fn tool_calls(&self, run: &RunKey, tool: Option<&str>, since_ms: i64) -> Result<Vec<PastToolCall>, StateError>;
+
+    fn count_tool_calls(&self, run: &RunKey, since_ms: i64) -> Result<u32, StateError>;
+
+    /// Commits an allowed decision, all or nothing.
+    fn commit(&self, commit: Commit) -> Result<Result<(), CommitRefused>, StateError>;
+
+    /// Replaces a reservation with actual usage.
+    fn reconcile(&self, usage: UsageReport) -> Result<Result<(), UsageRejected>, StateError>;
+
+    /// Feeds an allowed call's outcome to the breakers it passed.
+    fn record_outcome(&self, outcome: OutcomeReport) -> Result<Result<(), OutcomeRejected>, StateError>;
+
+    /// Spend per value of `by` over the UTC days overlapping [since, until).
+    fn spend(&self, since_ms: i64, until_ms: i64, by: SpendDimension) -> Result<Vec<SpendRow>, StateError>;
+}
