@@ -12,19 +12,30 @@ bundle=examples/orders_daily
 
 echo "== build the reference policies (reproducible: digests match the bundle manifest)"
 $arbiter build policies/tool-scope policies/human-review policies/model-pin policies/context-bloat \
-    policies/data-residency --out "$bundle/components"
+    policies/data-residency policies/token-budget policies/tool-storm policies/retrieval-thrash \
+    policies/circuit-breaker --out "$bundle/components"
 $arbiter pin --check "$bundle/bundle.toml"
 
 echo
-echo "== inspect: what the human-review policy is and may touch"
-$arbiter inspect "$bundle/components/human-review.wasm"
+echo "== inspect: what the token-budget policy is and may touch"
+$arbiter inspect "$bundle/components/token-budget.wasm"
 
 echo
 echo "== test: the bundle against its cases"
 $arbiter test "$bundle/bundle.toml" "$bundle/cases.json"
 
 echo
-echo "== eval: sample requests of the orders_daily monitor agent"
+echo "== replay: the recorded orders_daily nights, on their own clock"
+$arbiter replay --quiet --bundle "$bundle/bundle.toml" ../shared/scenarios/orders_daily/*.jsonl
+
+echo
+echo "== eval: sample requests of the orders_daily monitor agent, sharing state"
+state=$(mktemp -d)
 for request in "$bundle"/requests/*.json; do
-    $arbiter eval --format brief --bundle "$bundle/bundle.toml" "$request"
+    $arbiter eval --format brief --state "$state" --bundle "$bundle/bundle.toml" "$request"
 done
+
+echo
+echo "== report: spend by model"
+$arbiter report --state "$state" --since 2026-11-26 --until 2026-11-27 --by model
+rm -rf "$state"

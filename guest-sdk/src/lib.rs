@@ -35,6 +35,7 @@ extern crate self as arbiter_sdk;
 pub mod glob;
 pub mod host;
 mod metadata;
+mod refusal;
 mod request;
 #[doc(hidden)]
 pub mod runtime;
@@ -70,6 +71,7 @@ pub use bindings::arbiter::policy::types::{
 };
 #[doc(hidden)]
 pub use metadata::{encode as __encode_metadata, encoded_len as __metadata_len};
+pub use refusal::Refusal;
 pub use settings::parse_settings;
 
 /// The version of the contract (`arbiter:policy`) this SDK targets.

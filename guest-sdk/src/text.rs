@@ -11,6 +11,38 @@ pub fn mentions_at_word_start(haystack: &str, needle: &str) -> bool {
     (0..=h.len() - n.len()).any(|i| (i == 0 || !is_word_byte(h[i - 1])) && h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
+/// The set of lowercase ASCII-alphanumeric tokens of `text` (split on
+/// anything else, empties dropped), sorted and deduplicated.
+pub fn token_set(text: &str) -> Vec<String> {
+    let mut tokens: Vec<String> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    tokens
+}
+
+/// Jaccard similarity |a ∩ b| / |a ∪ b| of two sorted, deduplicated sets
+/// (1.0 for two empty sets).
+pub fn jaccard<T: Ord>(a: &[T], b: &[T]) -> f64 {
+    let (mut i, mut j, mut common) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                common += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let union = a.len() + b.len() - common;
+    if union == 0 { 1.0 } else { common as f64 / union as f64 }
+}
+
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -18,6 +50,17 @@ fn is_word_byte(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_sets_and_similarity() {
+        let a = token_set("orders_daily schema change column missing");
+        assert_eq!(a, ["change", "column", "daily", "missing", "orders", "schema"]);
+        let b = token_set("orders_daily schema changed column missing");
+        assert!((jaccard(&a, &b) - 5.0 / 7.0).abs() < 1e-9);
+        assert_eq!(jaccard(&a, &token_set("Orders daily, schema CHANGE missing column!")), 1.0);
+        assert_eq!(jaccard::<String>(&[], &[]), 1.0);
+        assert_eq!(jaccard(&a, &token_set("page the oncall")), 0.0);
+    }
 
     #[test]
     fn table() {

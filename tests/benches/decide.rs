@@ -2,10 +2,13 @@
 //! in-process (`cargo bench -p arbiter-tests --bench decide`).
 
 use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arbiter_engine::{Bundle, Decider};
+use arbiter_state::{InMemoryStore, JournalStore, StateStore, StoreConfig};
 use arbiter_tests::{engine, orders_daily_bundle, tool_call};
-use arbiter_types::Request;
+use arbiter_types::{Request, VerdictKind};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
@@ -18,17 +21,16 @@ fn tool_call_1kb() -> Request {
     let request = tool_call(
         "bench-1",
         "warehouse.query",
-        json!({"sql": sql, "limit": 100, "region": "eu-west-1",
-        "labels": {"ticket": "DQ-1234", "requested_by": "monitor"}}),
+        json!({"sql": sql, "limit": 100, "region": "eu-west-1", "labels": {"ticket": "DQ-1234", "requested_by": "monitor"}}),
     );
     let size = request.to_json()["action"]["arguments"].to_string().len();
     assert!((900..1400).contains(&size), "arguments are {size} bytes");
     request
 }
 
-fn llm_request() -> Request {
+fn llm_request(id: &str) -> Request {
     Request::from_json_value(&json!({
-        "id": "bench-2",
+        "id": id,
         "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
                       "environment": "prod", "run": "run-1"},
         "action": {"kind": "llm_request", "model": "claude-sonnet-4-5-20250929",
@@ -38,23 +40,52 @@ fn llm_request() -> Request {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn decide(c: &mut Criterion) {
-    let engine = engine();
-    let decider = Decider::in_memory(Bundle::load(&engine, &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")));
+/// Policy evaluation and combination only: nothing is committed.
+fn evaluate(c: &mut Criterion) {
+    let bundle = Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}"));
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
     let tool = tool_call_1kb();
     let body = tool.to_json().to_string();
-    let llm = llm_request();
-    let mut group = c.benchmark_group("orders_daily");
-    group.bench_function("tool_call_1kb", |b| b.iter(|| decider.decide(black_box(&tool), 0)));
+    let llm = llm_request("bench-2");
+    let mut group = c.benchmark_group("evaluate");
+    group.bench_function("tool_call_1kb", |b| b.iter(|| bundle.evaluate(black_box(&tool), 0, &state)));
     group.bench_function("tool_call_1kb_with_parse", |b| {
         b.iter(|| {
             let request = Request::from_json_slice(black_box(body.as_bytes())).unwrap_or_else(|e| panic!("{e}"));
-            decider.decide(&request, 0)
+            bundle.evaluate(&request, 0, &state)
         })
     });
-    group.bench_function("llm_request", |b| b.iter(|| decider.decide(black_box(&llm), 0)));
+    group.bench_function("llm_request", |b| b.iter(|| bundle.evaluate(black_box(&llm), 0, &state)));
     group.finish();
 }
 
-criterion_group!(benches, decide);
+/// A full decision with charges (reserved atomically on three budgets),
+/// then its usage report, which frees the reservation again.
+fn decide_with_charges(c: &mut Criterion) {
+    let journal_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let stores: [(&str, Arc<dyn StateStore>); 2] = [
+        ("in_memory", Arc::new(InMemoryStore::in_memory(StoreConfig::default()))),
+        (
+            "journal_fsync",
+            Arc::new(JournalStore::open(journal_dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"))),
+        ),
+    ];
+    let bundle = Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")));
+    let mut group = c.benchmark_group("decide_llm_with_charges_and_usage");
+    let next = AtomicU64::new(0);
+    for (name, state) in stores {
+        let decider = Decider::new(Arc::clone(&bundle), state);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let id = format!("bench-{}", next.fetch_add(1, Ordering::Relaxed));
+                let decision = decider.decide(&llm_request(&id), 0);
+                assert_eq!(decision.decision, VerdictKind::Allow);
+                decider.report_usage(&id, 0, 0, 0).unwrap_or_else(|e| panic!("{e}"));
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, evaluate, decide_with_charges);
 criterion_main!(benches);

@@ -50,9 +50,11 @@ pub fn scratch_dir() -> PathBuf {
     dir
 }
 
-/// An engine with default limits and no disk cache.
+/// An engine with default limits, caching compiled components under the
+/// target directory.
 pub fn engine() -> PolicyEngine {
-    PolicyEngine::new(EngineConfig::default()).unwrap_or_else(|e| panic!("engine: {e}"))
+    let config = EngineConfig { cache_dir: Some(scratch_dir().join("cache")), ..EngineConfig::default() };
+    PolicyEngine::new(config).unwrap_or_else(|e| panic!("engine: {e}"))
 }
 
 /// The shared contract's world, for wrapping hand-written core modules.

@@ -21,6 +21,8 @@ enum Command {
     Eval(commands::eval::Args),
     Test(commands::test::Args),
     Pin(commands::pin::Args),
+    Replay(commands::replay::Args),
+    Report(commands::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Test(args) => commands::test::run(args),
         Command::Pin(args) => commands::pin::run(args),
+        Command::Replay(args) => commands::replay::run(args),
+        Command::Report(args) => commands::report::run(args),
     };
     match result {
         Ok(code) => code,

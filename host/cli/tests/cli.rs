@@ -176,3 +176,57 @@ fn pin_check_agrees_with_the_shipped_bundle() {
     assert!(output.status.success(), "the shipped digests differ from a fresh build:\n{}", text(&output.stdout));
     assert!(Path::new(&bundle_arg()).is_file());
 }
+
+#[test]
+fn replay_runs_every_trace_green() {
+    let traces: Vec<String> = arbiter_tests::orders_daily_traces()
+        .into_iter()
+        .map(|(file, _)| arbiter_tests::scenarios_dir().join("orders_daily").join(file).display().to_string())
+        .collect();
+    let mut args = vec!["replay", "--quiet", "--bundle"];
+    let bundle = bundle_arg();
+    args.push(&bundle);
+    args.extend(traces.iter().map(String::as_str));
+    let output = arbiter(&args);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let summary = stdout.trim_end().lines().last().unwrap_or_default();
+    assert!(summary.ends_with(" passed, 0 failed") && !summary.starts_with("0 "), "{summary}");
+}
+
+#[test]
+fn eval_with_state_feeds_the_spend_report() {
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().display().to_string();
+    let bundle = bundle_arg();
+    for _ in 0..2 {
+        let output = arbiter(&[
+            "eval",
+            "--state",
+            &state_arg,
+            "--bundle",
+            &bundle,
+            "examples/orders_daily/requests/llm-pinned.json",
+        ]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    let output = arbiter(&[
+        "report",
+        "--state",
+        &state_arg,
+        "--since",
+        "2026-11-26",
+        "--until",
+        "2026-11-27",
+        "--by",
+        "model",
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let rows: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        rows,
+        json!([{"key": "claude-sonnet-4-5-20250929", "requests": 2, "tokens": 2 * (5200 + 1024), "micro_usd": 0, "reconciled": 0}])
+    );
+}

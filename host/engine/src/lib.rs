@@ -14,6 +14,7 @@ mod decider;
 mod engine;
 mod manifest;
 mod policy;
+mod replay;
 mod sandbox;
 mod scope;
 
@@ -25,6 +26,7 @@ pub use decider::{Decider, ReportError, STATE_UNAVAILABLE};
 pub use engine::{EngineError, PolicyEngine};
 pub use manifest::{BundleHeader, FailMode, LimitOverrides, Manifest, ManifestError, ManifestPolicy, Mode, Scope};
 pub use policy::{LoadError, PreparedPolicy};
+pub use replay::{ReplayError, ReplayedEvent, replay};
 
 /// The contract version this host loads (the `arbiter:policy` WIT package).
 pub const CONTRACT_VERSION: &str = "0.1.0";

@@ -30,8 +30,6 @@ const FORMAT: &str = "arbiter-state";
 const VERSION: u32 = 1;
 const SNAPSHOT: &str = "snapshot.json";
 const JOURNAL: &str = "journal.log";
-/// Operations between snapshots.
-const SNAPSHOT_EVERY: u64 = 10_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
@@ -49,6 +47,7 @@ struct Snapshot {
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
+    snapshot_every: u64,
     file: File,
     seq: u64,
     since_snapshot: u64,
@@ -65,7 +64,17 @@ impl JournalStore {
         let journal_path = dir.join(JOURNAL);
         let (seq, valid_len) = replay_journal(&journal_path, snapshot_seq, &mut data, &config)?;
         let file = open_journal(&journal_path, valid_len)?;
-        Ok(Locked::new(data, Journal { dir: dir.to_owned(), file, seq, since_snapshot: seq - snapshot_seq }, config))
+        Ok(Locked::new(
+            data,
+            Journal {
+                dir: dir.to_owned(),
+                snapshot_every: config.snapshot_every.max(1),
+                file,
+                seq,
+                since_snapshot: seq - snapshot_seq,
+            },
+            config,
+        ))
     }
 }
 
@@ -199,7 +208,7 @@ impl Append for Journal {
         self.file.sync_data().map_err(io("sync", &path))?;
         self.seq = seq;
         self.since_snapshot += 1;
-        if self.since_snapshot >= SNAPSHOT_EVERY {
+        if self.since_snapshot >= self.snapshot_every {
             self.snapshot(data)?;
         }
         Ok(())

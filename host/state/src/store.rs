@@ -22,6 +22,8 @@ pub struct StoreConfig {
     pub history_ttl_ms: i64,
     /// Tool calls kept per run (the oldest go first).
     pub history_per_run: usize,
+    /// Journal store: operations between snapshots.
+    pub snapshot_every: u64,
 }
 
 impl Default for StoreConfig {
@@ -31,6 +33,7 @@ impl Default for StoreConfig {
             outcome_ttl_ms: 3_600_000,
             history_ttl_ms: 7 * 86_400_000,
             history_per_run: 1024,
+            snapshot_every: 10_000,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! `arbiter eval`: one request through a bundle.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
+use arbiter_state::{JournalStore, StoreConfig};
 use arbiter_types::Request;
 
 use crate::engine_args::EngineArgs;
@@ -18,6 +20,10 @@ pub struct Args {
     bundle: PathBuf,
     /// Request file, or `-` for standard input.
     request: PathBuf,
+    /// Keep state (budgets, breakers, history, spend) in this directory, so
+    /// successive evaluations share it; in memory for this one call otherwise.
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// Output format: the whole decision, or one line per request.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
@@ -36,7 +42,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let request =
         Request::from_json_slice(&body).with_context(|| format!("invalid request {}", args.request.display()))?;
     let engine = args.engine.engine()?;
-    let decider = Decider::in_memory(Bundle::load(&engine, &args.bundle)?);
+    let bundle = Bundle::load(&engine, &args.bundle)?;
+    let decider = match &args.state {
+        None => Decider::in_memory(bundle),
+        Some(dir) => Decider::new(Arc::new(bundle), Arc::new(open_state(dir)?)),
+    };
     let decision = decider.decide(&request, now_ms());
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&decision)?),
@@ -47,6 +57,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the embedded state store kept in `dir`.
+pub fn open_state(dir: &Path) -> anyhow::Result<JournalStore> {
+    JournalStore::open(dir, StoreConfig::default()).with_context(|| format!("opening state {}", dir.display()))
 }
 
 pub fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {

@@ -2,4 +2,6 @@ pub mod build;
 pub mod eval;
 pub mod inspect;
 pub mod pin;
+pub mod replay;
+pub mod report;
 pub mod test;

@@ -1,0 +1,61 @@
+//! How a policy that detects trouble answers: deny, or escalate to a human.
+//! A settings field, so each bundle chooses.
+
+use serde::Deserialize;
+
+use crate::Verdict;
+
+/// `{"verdict": "deny"}` or `{"verdict": "escalate", "approvers": [...],
+/// "valid_for_seconds": N}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Refusal {
+    #[default]
+    Deny,
+    Escalate {
+        approvers: Vec<String>,
+        valid_for_seconds: u32,
+    },
+}
+
+impl Refusal {
+    /// Checks an escalation names approvers and a validity.
+    pub fn validate(&self, field: &str) -> Result<(), String> {
+        match self {
+            Refusal::Escalate { approvers, .. } if approvers.is_empty() => {
+                Err(format!("settings.{field}.approvers: at least one approver is needed"))
+            }
+            Refusal::Escalate { valid_for_seconds: 0, .. } => {
+                Err(format!("settings.{field}.valid_for_seconds: must be positive"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn verdict(&self, code: &str, message: impl Into<String>) -> Verdict {
+        match self {
+            Refusal::Deny => Verdict::deny(code, message),
+            Refusal::Escalate { approvers, valid_for_seconds } => {
+                Verdict::escalate(approvers.clone(), *valid_for_seconds, code, message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_answers() {
+        let deny: Refusal = crate::parse_settings(r#"{"verdict": "deny"}"#).unwrap();
+        assert!(deny.verdict("x", "m").is_deny());
+        let escalate: Refusal =
+            crate::parse_settings(r#"{"verdict": "escalate", "approvers": ["oncall"], "valid_for_seconds": 60}"#)
+                .unwrap();
+        assert!(escalate.verdict("x", "m").is_escalate());
+        let bad: Refusal =
+            crate::parse_settings(r#"{"verdict": "escalate", "approvers": [], "valid_for_seconds": 60}"#).unwrap();
+        assert!(bad.validate("respond").unwrap_err().contains("settings.respond.approvers"));
+    }
+}

@@ -1,0 +1,135 @@
+//! The embedded journal store survives restarts, and refuses damaged or
+//! foreign files with a clear error rather than starting empty.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use arbiter_engine::{Bundle, Decider};
+use arbiter_state::{JournalStore, OutcomeStatus, StateError, StateStore, StoreConfig};
+use arbiter_tests::{engine, orders_daily_bundle, tool_call};
+use arbiter_types::{ChargeUnit, Request, VerdictKind, Window};
+use serde_json::json;
+
+const T0: i64 = 1_795_658_400_000;
+
+fn config() -> StoreConfig {
+    // Snapshot every few operations, so reopening reads a snapshot and a journal.
+    StoreConfig { snapshot_every: 4, ..StoreConfig::default() }
+}
+
+fn decider(dir: &Path) -> Decider {
+    let bundle = Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}"));
+    let state: Arc<dyn StateStore> = Arc::new(JournalStore::open(dir, config()).unwrap_or_else(|e| panic!("{e}")));
+    Decider::new(Arc::new(bundle), state)
+}
+
+fn llm(id: &str, prompt: u64) -> Request {
+    Request::from_json_value(&json!({
+        "id": id,
+        "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
+                      "environment": "prod", "run": "r1"},
+        "action": {"kind": "llm_request", "model": "claude-sonnet-4-5-20250929",
+                   "prompt_tokens": prompt, "max_output_tokens": 1000},
+        "timestamp": "2026-11-26T02:00:00Z"
+    }))
+    .unwrap()
+}
+
+fn used(decider: &Decider) -> u64 {
+    decider.state().used("run:orders_daily/r1", Window::Run, ChargeUnit::Tokens, T0 + 10_000).unwrap()
+}
+
+/// Allowed LLM requests, a breaker opened by failures, and tool calls in
+/// the run's history, written by one host.
+fn populate(dir: &Path) {
+    let decider = decider(dir);
+    assert_eq!(decider.decide(&llm("l1", 20_000), T0).decision, VerdictKind::Allow);
+    decider.report_usage("l1", 20_000, 500, T0 + 1).unwrap();
+    assert_eq!(decider.decide(&llm("l2", 10_000), T0 + 2).decision, VerdictKind::Allow);
+    for i in 0..5 {
+        let call = tool_call(&format!("q{i}"), "warehouse.query", json!({"sql": "select 1"}));
+        assert_eq!(decider.decide(&call, T0).decision, VerdictKind::Allow);
+        decider.report_outcome(&format!("q{i}"), OutcomeStatus::Failure, None, T0 + 100).unwrap();
+    }
+    assert_eq!(used(&decider), 20_500 + 11_000);
+}
+
+#[test]
+fn a_restarted_host_continues_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let decider = decider(dir.path());
+    assert_eq!(used(&decider), 31_500, "budgets kept");
+    // The unreconciled reservation is still open for its usage report.
+    decider.report_usage("l2", 10_000, 200, T0 + 3).unwrap();
+    assert_eq!(used(&decider), 20_500 + 10_200);
+    assert!(decider.report_usage("l1", 1, 1, T0 + 4).is_err(), "an already reconciled request stays reconciled");
+    // The breaker opened by the failures is still open.
+    let call = tool_call("q9", "warehouse.query", json!({"sql": "select 2"}));
+    let denied = decider.decide(&call, T0);
+    assert_eq!(denied.codes(), ["circuit_open"]);
+    // History kept: 5 tool calls already in the run; 3 more make a burst of 8.
+    for i in 0..3 {
+        let docs = tool_call(&format!("d{i}"), "docs.search", json!({"query": format!("topic {i}")}));
+        assert_eq!(decider.decide(&docs, T0).decision, VerdictKind::Allow, "d{i}");
+    }
+    let storm = tool_call("d9", "docs.search", json!({"query": "another"}));
+    assert_eq!(decider.decide(&storm, T0).codes(), ["tool_storm"]);
+}
+
+#[test]
+fn a_torn_last_line_is_dropped_and_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let mut journal = std::fs::OpenOptions::new().append(true).open(dir.path().join("journal.log")).unwrap();
+    journal.write_all(b"99 0123456789abcdef {\"op\":\"usa").unwrap();
+    drop(journal);
+    assert_eq!(used(&decider(dir.path())), 31_500);
+}
+
+fn open_err(dir: &Path) -> String {
+    match JournalStore::open(dir, config()) {
+        Ok(_) => panic!("a damaged store opened"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn corrupt_or_foreign_files_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let journal = dir.path().join("journal.log");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.lines().count() >= 2, "{text}");
+
+    // One flipped character inside an operation.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[1] = lines[1].replacen("\"now_ms\":", "\"now_ms\":1", 1);
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let err = open_err(dir.path());
+    assert!(err.contains("corrupt at line 2") && err.contains("checksum"), "{err}");
+
+    // A file from another format version.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[0] = lines[0].replace("\"version\":1", "\"version\":9");
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let err = open_err(dir.path());
+    assert!(err.contains("arbiter-state v9") && err.contains("reads format arbiter-state v1"), "{err}");
+
+    // A damaged snapshot.
+    std::fs::write(&journal, &text).unwrap();
+    let snapshot = dir.path().join("snapshot.json");
+    let snap = std::fs::read_to_string(&snapshot).unwrap();
+    std::fs::write(&snapshot, snap.replacen("{\"seq\"", "{\"seq\"x", 1)).unwrap();
+    let err = open_err(dir.path());
+    assert!(err.contains("snapshot.json is corrupt at line 2"), "{err}");
+    std::fs::write(&snapshot, snap).unwrap();
+    JournalStore::open(dir.path(), config()).unwrap();
+
+    // Something that is not a state file at all.
+    std::fs::write(&journal, "hello\n").unwrap();
+    let err = open_err(dir.path());
+    assert!(err.contains("not an arbiter state header"), "{err}");
+    assert!(matches!(JournalStore::open(dir.path(), config()), Err(StateError::Corrupt { .. })));
+}
