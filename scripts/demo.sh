@@ -37,5 +37,5 @@ done
 
 echo
 echo "== report: spend by model"
-$arbiter report --state "$state" --since 2026-11-26 --until 2026-11-27 --by model
+$arbiter report --state "$state" --since 2026-11-26 --until 2026-11-27 --by model --prices "$bundle/prices.toml"
 rm -rf "$state"

@@ -128,7 +128,7 @@ fn test_command_reports_passes_and_failures() {
     let bundle = bundle_arg();
     let output = arbiter(&["test", &bundle, "examples/orders_daily/cases.json"]);
     assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
-    assert!(text(&output.stdout).trim_end().ends_with("14 passed, 0 failed"), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).trim_end().ends_with("16 passed, 0 failed"), "{}", text(&output.stdout));
 
     let dir = tempfile::tempdir().unwrap();
     let cases = json!({"cases": [
@@ -210,23 +210,18 @@ fn eval_with_state_feeds_the_spend_report() {
         ]);
         assert!(output.status.success(), "{}", text(&output.stderr));
     }
-    let output = arbiter(&[
-        "report",
-        "--state",
-        &state_arg,
-        "--since",
-        "2026-11-26",
-        "--until",
-        "2026-11-27",
-        "--by",
-        "model",
-        "--format",
-        "json",
-    ]);
+    let args = ["report", "--state", &state_arg, "--since", "2026-11-26", "--until", "2026-11-27", "--by", "model"];
+    let mut json_args = args.to_vec();
+    json_args.extend(["--format", "json", "--prices", "examples/orders_daily/prices.toml"]);
+    let output = arbiter(&json_args);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let rows: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let usd = (2.0 * 5200.0 * 3.0 + 2.0 * 1024.0 * 15.0) / 1e6;
     assert_eq!(
         rows,
-        json!([{"key": "claude-sonnet-4-5-20250929", "requests": 2, "tokens": 2 * (5200 + 1024), "micro_usd": 0, "reconciled": 0}])
+        json!([{"key": "claude-sonnet-4-5-20250929", "requests": 2, "reconciled": 0, "prompt_tokens": 10400,
+                "output_tokens": 2048, "charged_micro_usd": 0, "priced_usd": usd, "unpriced_tokens": 0}])
     );
+    let table = text(&arbiter(&args).stdout);
+    assert!(table.starts_with("model ") && table.contains("claude-sonnet-4-5-20250929"), "{table}");
 }

@@ -134,8 +134,8 @@ fn commit_of(request: &Request, decision: &Decision, at_ms: i64) -> Commit {
         Action::LlmRequest(llm) => {
             let output =
                 decision.clamp_max_output_tokens().map_or(llm.max_output_tokens, |c| c.min(llm.max_output_tokens));
-            let tokens = llm.prompt_tokens.saturating_add(output);
-            (None, Some(LlmUsage { model: llm.model.clone(), tokens }))
+            let usage = LlmUsage { model: llm.model.clone(), prompt_tokens: llm.prompt_tokens, output_tokens: output };
+            (None, Some(usage))
         }
     };
     Commit {

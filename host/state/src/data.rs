@@ -7,8 +7,8 @@ use crate::breaker::{BreakerState, Breakers};
 use crate::error::{OutcomeRejected, UsageRejected};
 use crate::history::{History, PastToolCall, RunKey};
 use crate::ledger::Ledger;
-use crate::ops::{Commit, CommitRefused, Op, OutcomeReport, OutcomeStatus, UsageReport};
-use crate::spend::{Spend, SpendDimension, SpendRow, Spender};
+use crate::ops::{Commit, CommitRefused, LlmUsage, Op, OutcomeReport, OutcomeStatus, UsageReport};
+use crate::spend::{Spend, SpendEntry, Spent};
 use crate::store::StoreConfig;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -43,7 +43,7 @@ impl StateData {
         if let Some(guard) = commit.breakers.iter().find(|g| !self.breakers.admits(&g.key, &g.config, now)) {
             return Err(CommitRefused::CircuitOpen { key: guard.key.clone() });
         }
-        let reserved_tokens = commit.llm.as_ref().map_or(0, |l| l.tokens);
+        let reserved_tokens = commit.llm.as_ref().map_or(0, LlmUsage::tokens);
         self.ledger.reserve(&commit.request_id, &commit.charges, reserved_tokens, now)?;
         if !commit.breakers.is_empty() {
             let guards: Vec<(String, BreakerConfig)> =
@@ -61,9 +61,16 @@ impl StateData {
         }
         if let Some(llm) = &commit.llm {
             let micro_usd = commit.charges.iter().filter(|c| c.unit == ChargeUnit::MicroUsd).map(|c| c.amount).max();
-            let who =
-                Spender { pipeline: &commit.run.pipeline, agent: &commit.agent, team: &commit.team, model: &llm.model };
-            self.spend.record(&commit.request_id, who, llm.tokens, micro_usd.unwrap_or(0), now);
+            let spent = Spent {
+                pipeline: &commit.run.pipeline,
+                agent: &commit.agent,
+                team: &commit.team,
+                model: &llm.model,
+                prompt_tokens: llm.prompt_tokens,
+                output_tokens: llm.output_tokens,
+                micro_usd: micro_usd.unwrap_or(0),
+            };
+            self.spend.record(&commit.request_id, spent, now);
         }
         Ok(())
     }
@@ -76,7 +83,7 @@ impl StateData {
         }
         let actual = usage.prompt_tokens.saturating_add(usage.output_tokens);
         self.ledger.reconcile(id, actual, usage.now_ms);
-        self.spend.reconcile(id, actual);
+        self.spend.reconcile(id, usage.prompt_tokens, usage.output_tokens);
         Ok(())
     }
 
@@ -106,7 +113,7 @@ impl StateData {
         self.history.count(run, since_ms)
     }
 
-    pub(crate) fn spend(&self, since_ms: i64, until_ms: i64, by: SpendDimension) -> Vec<SpendRow> {
-        self.spend.report(since_ms, until_ms, by)
+    pub(crate) fn spend(&self, since_ms: i64, until_ms: i64) -> Vec<SpendEntry> {
+        self.spend.entries(since_ms, until_ms)
     }
 }

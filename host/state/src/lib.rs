@@ -35,5 +35,5 @@ pub use history::{PastToolCall, RunKey};
 pub use journal::JournalStore;
 pub use memory::InMemoryStore;
 pub use ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, UsageReport};
-pub use spend::{SpendDimension, SpendRow};
+pub use spend::{ModelPrice, SpendDimension, SpendEntry, SpendRow, aggregate};
 pub use store::{StateStore, StoreConfig};

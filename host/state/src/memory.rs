@@ -10,7 +10,7 @@ use crate::data::StateData;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::history::{PastToolCall, RunKey};
 use crate::ops::{Commit, CommitRefused, OpRef, OutcomeReport, UsageReport};
-use crate::spend::{SpendDimension, SpendRow};
+use crate::spend::SpendEntry;
 use crate::store::{StateStore, StoreConfig};
 
 /// Where a locked store writes the operations it applies. Sealed: the
@@ -121,8 +121,8 @@ impl<S: Sink> StateStore for Locked<S> {
         self.mutate(OpRef::Outcome(&outcome), |d, config| d.outcome(&outcome, config))
     }
 
-    fn spend(&self, since_ms: i64, until_ms: i64, by: SpendDimension) -> Result<Vec<SpendRow>, StateError> {
-        self.read(|d| d.spend(since_ms, until_ms, by))
+    fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError> {
+        self.read(|d| d.spend(since_ms, until_ms))
     }
 }
 

@@ -23,12 +23,19 @@ pub struct Commit {
     pub llm: Option<LlmUsage>,
 }
 
-/// The tokens of an LLM request.
+/// What an allowed LLM request reserved: its prompt and the most output
+/// it may produce (after any clamp).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LlmUsage {
     pub model: String,
-    /// Reserved (worst case) or reconciled (actual) tokens.
-    pub tokens: u64,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl LlmUsage {
+    pub fn tokens(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.output_tokens)
+    }
 }
 
 /// Why a commit was refused; nothing was changed.
@@ -88,7 +95,7 @@ pub struct OutcomeReport {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum Op {
-    Commit(Commit),
+    Commit(Box<Commit>),
     Usage(UsageReport),
     Outcome(OutcomeReport),
 }

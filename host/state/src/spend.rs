@@ -1,5 +1,5 @@
-//! Cost attribution: LLM tokens and money per day, pipeline, agent, team
-//! and model, from reservations and their reconciliation.
+//! Cost attribution: LLM tokens (and money charged) per UTC day, pipeline,
+//! agent, team and model, from reservations and their reconciliation.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,15 +16,80 @@ pub enum SpendDimension {
     Model,
 }
 
-/// Spend of one value of a dimension over a period.
+/// Spend of one principal on one model on one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendEntry {
+    pub day_ms: i64,
+    pub pipeline: String,
+    pub agent: String,
+    pub team: String,
+    pub model: String,
+    pub requests: u64,
+    /// Requests whose usage was reported; the rest count at their reservation.
+    pub reconciled: u64,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    /// Money charged by budgets counted in USD, in millionths.
+    pub charged_micro_usd: u64,
+}
+
+/// USD per million tokens of one model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+/// Spend of one value of a dimension over a period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpendRow {
     pub key: String,
     pub requests: u64,
-    pub tokens: u64,
-    pub micro_usd: u64,
-    /// Requests whose usage was reported (the rest count at their reservation).
     pub reconciled: u64,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    pub charged_micro_usd: u64,
+    /// Cost of the tokens at the given prices.
+    pub priced_usd: f64,
+    /// Tokens of models without a price.
+    pub unpriced_tokens: u64,
+}
+
+/// Sums entries per value of `by`, pricing tokens with `prices`.
+pub fn aggregate(entries: &[SpendEntry], by: SpendDimension, prices: &BTreeMap<String, ModelPrice>) -> Vec<SpendRow> {
+    let mut rows: BTreeMap<&str, SpendRow> = BTreeMap::new();
+    for e in entries {
+        let key = match by {
+            SpendDimension::Pipeline => &e.pipeline,
+            SpendDimension::Agent => &e.agent,
+            SpendDimension::Team => &e.team,
+            SpendDimension::Model => &e.model,
+        };
+        let row = rows.entry(key).or_insert_with(|| SpendRow {
+            key: key.clone(),
+            requests: 0,
+            reconciled: 0,
+            prompt_tokens: 0,
+            output_tokens: 0,
+            charged_micro_usd: 0,
+            priced_usd: 0.0,
+            unpriced_tokens: 0,
+        });
+        row.requests += e.requests;
+        row.reconciled += e.reconciled;
+        row.prompt_tokens += e.prompt_tokens;
+        row.output_tokens += e.output_tokens;
+        row.charged_micro_usd += e.charged_micro_usd;
+        match prices.get(&e.model) {
+            Some(p) => {
+                row.priced_usd +=
+                    (e.prompt_tokens as f64 * p.input_per_mtok + e.output_tokens as f64 * p.output_per_mtok) / 1e6;
+            }
+            None => row.unpriced_tokens += e.prompt_tokens + e.output_tokens,
+        }
+    }
+    rows.into_values().collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -39,15 +104,17 @@ struct SpendKey {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Totals {
     requests: u64,
-    tokens: u64,
-    micro_usd: u64,
     reconciled: u64,
+    prompt_tokens: u64,
+    output_tokens: u64,
+    micro_usd: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Open {
     key: SpendKey,
-    tokens: u64,
+    prompt_tokens: u64,
+    output_tokens: u64,
     micro_usd: u64,
     created_ms: i64,
 }
@@ -75,42 +142,55 @@ mod as_pairs {
     }
 }
 
-/// Who spent, for [`Spend::record`].
-pub(crate) struct Spender<'a> {
+/// Who spent, and what was reserved, for [`Spend::record`].
+pub(crate) struct Spent<'a> {
     pub(crate) pipeline: &'a str,
     pub(crate) agent: &'a str,
     pub(crate) team: &'a str,
     pub(crate) model: &'a str,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) micro_usd: u64,
 }
 
 impl Spend {
-    pub(crate) fn record(&mut self, request_id: &str, who: Spender<'_>, tokens: u64, micro_usd: u64, now_ms: i64) {
+    pub(crate) fn record(&mut self, request_id: &str, spent: Spent<'_>, now_ms: i64) {
         let key = SpendKey {
             day_ms: day_start(now_ms),
-            pipeline: who.pipeline.to_owned(),
-            agent: who.agent.to_owned(),
-            team: who.team.to_owned(),
-            model: who.model.to_owned(),
+            pipeline: spent.pipeline.to_owned(),
+            agent: spent.agent.to_owned(),
+            team: spent.team.to_owned(),
+            model: spent.model.to_owned(),
         };
         let totals = self.days.entry(key.clone()).or_default();
         totals.requests += 1;
-        totals.tokens += tokens;
-        totals.micro_usd += micro_usd;
-        self.open.insert(request_id.to_owned(), Open { key, tokens, micro_usd, created_ms: now_ms });
+        totals.prompt_tokens += spent.prompt_tokens;
+        totals.output_tokens += spent.output_tokens;
+        totals.micro_usd += spent.micro_usd;
+        let open = Open {
+            key,
+            prompt_tokens: spent.prompt_tokens,
+            output_tokens: spent.output_tokens,
+            micro_usd: spent.micro_usd,
+            created_ms: now_ms,
+        };
+        self.open.insert(request_id.to_owned(), open);
     }
 
     pub(crate) fn is_open(&self, request_id: &str) -> bool {
         self.open.contains_key(request_id)
     }
 
-    /// Replaces a request's reserved tokens (and its money, in proportion)
-    /// with actual usage.
-    pub(crate) fn reconcile(&mut self, request_id: &str, actual_tokens: u64) -> bool {
+    /// Replaces a request's reserved tokens with actual usage, and its money
+    /// in proportion.
+    pub(crate) fn reconcile(&mut self, request_id: &str, prompt_tokens: u64, output_tokens: u64) -> bool {
         let Some(open) = self.open.remove(request_id) else { return false };
-        let micro_usd =
-            (u128::from(open.micro_usd) * u128::from(actual_tokens) / u128::from(open.tokens.max(1))) as u64;
+        let reserved = (open.prompt_tokens + open.output_tokens).max(1);
+        let actual = prompt_tokens + output_tokens;
+        let micro_usd = (u128::from(open.micro_usd) * u128::from(actual) / u128::from(reserved)) as u64;
         let totals = self.days.entry(open.key).or_default();
-        totals.tokens = (totals.tokens + actual_tokens).saturating_sub(open.tokens);
+        totals.prompt_tokens = (totals.prompt_tokens + prompt_tokens).saturating_sub(open.prompt_tokens);
+        totals.output_tokens = (totals.output_tokens + output_tokens).saturating_sub(open.output_tokens);
         totals.micro_usd = (totals.micro_usd + micro_usd).saturating_sub(open.micro_usd);
         totals.reconciled += 1;
         true
@@ -120,29 +200,52 @@ impl Spend {
         self.open.retain(|_, o| o.created_ms + ttl_ms >= now_ms);
     }
 
-    /// Spend per value of `by` on the UTC days overlapping [since, until).
-    pub(crate) fn report(&self, since_ms: i64, until_ms: i64, by: SpendDimension) -> Vec<SpendRow> {
-        let mut rows: BTreeMap<&str, SpendRow> = BTreeMap::new();
+    /// Entries of the UTC days overlapping [since, until).
+    pub(crate) fn entries(&self, since_ms: i64, until_ms: i64) -> Vec<SpendEntry> {
         let first_day = day_start(since_ms);
-        for (key, totals) in self.days.iter().filter(|(k, _)| k.day_ms >= first_day && k.day_ms < until_ms) {
-            let name = match by {
-                SpendDimension::Pipeline => &key.pipeline,
-                SpendDimension::Agent => &key.agent,
-                SpendDimension::Team => &key.team,
-                SpendDimension::Model => &key.model,
-            };
-            let row = rows.entry(name).or_insert_with(|| SpendRow {
-                key: name.clone(),
-                requests: 0,
-                tokens: 0,
-                micro_usd: 0,
-                reconciled: 0,
-            });
-            row.requests += totals.requests;
-            row.tokens += totals.tokens;
-            row.micro_usd += totals.micro_usd;
-            row.reconciled += totals.reconciled;
-        }
-        rows.into_values().collect()
+        self.days
+            .iter()
+            .filter(|(k, _)| k.day_ms >= first_day && k.day_ms < until_ms)
+            .map(|(k, t)| SpendEntry {
+                day_ms: k.day_ms,
+                pipeline: k.pipeline.clone(),
+                agent: k.agent.clone(),
+                team: k.team.clone(),
+                model: k.model.clone(),
+                requests: t.requests,
+                reconciled: t.reconciled,
+                prompt_tokens: t.prompt_tokens,
+                output_tokens: t.output_tokens,
+                charged_micro_usd: t.micro_usd,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spent<'a>(model: &'a str, team: &'a str, prompt: u64, output: u64) -> Spent<'a> {
+        Spent { pipeline: "p", agent: "a", team, model, prompt_tokens: prompt, output_tokens: output, micro_usd: 0 }
+    }
+
+    #[test]
+    fn reconciliation_replaces_reserved_tokens_and_reports_aggregate() {
+        let mut spend = Spend::default();
+        spend.record("r1", spent("m1", "t1", 1000, 500), 0);
+        spend.record("r2", spent("m2", "t1", 2000, 1000), 0);
+        spend.record("r3", spent("m1", "t2", 10, 10), 86_400_000);
+        assert!(spend.reconcile("r1", 1000, 100));
+        assert!(!spend.reconcile("r1", 1, 1));
+        let entries = spend.entries(0, 86_400_000);
+        assert_eq!(entries.len(), 2, "only the first day");
+        let prices = BTreeMap::from([("m1".to_owned(), ModelPrice { input_per_mtok: 3.0, output_per_mtok: 15.0 })]);
+        let rows = aggregate(&entries, SpendDimension::Team, &prices);
+        assert_eq!(rows.len(), 1);
+        let t1 = &rows[0];
+        assert_eq!((t1.requests, t1.reconciled, t1.prompt_tokens, t1.output_tokens), (2, 1, 3000, 1100));
+        assert!((t1.priced_usd - (1000.0 * 3.0 + 100.0 * 15.0) / 1e6).abs() < 1e-12);
+        assert_eq!(t1.unpriced_tokens, 3000);
     }
 }

@@ -8,7 +8,7 @@ use crate::breaker::BreakerState;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::history::{PastToolCall, RunKey};
 use crate::ops::{Commit, CommitRefused, OutcomeReport, UsageReport};
-use crate::spend::{SpendDimension, SpendRow};
+use crate::spend::SpendEntry;
 
 /// Retention and expiry settings shared by all backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,6 @@ pub trait StateStore: Send + Sync + Debug {
     /// Feeds an allowed call's outcome to the breakers it passed.
     fn record_outcome(&self, outcome: OutcomeReport) -> Result<Result<(), OutcomeRejected>, StateError>;
 
-    /// Spend per value of `by` over the UTC days overlapping [since, until).
-    fn spend(&self, since_ms: i64, until_ms: i64, by: SpendDimension) -> Result<Vec<SpendRow>, StateError>;
+    /// Spend entries of the UTC days overlapping [since, until).
+    fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError>;
 }

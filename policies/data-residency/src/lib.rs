@@ -6,12 +6,18 @@
 //! - Cross-environment rules deny (`cross_environment`) a call in one
 //!   environment whose arguments mention another environment's data, e.g. a
 //!   dev agent reading `prod.` tables.
+//! - Egress rules (stateful, capability `history`) deny (`sensitive_egress`)
+//!   a call to a sink tool (e.g. `slack.*`) once the run has read sensitive
+//!   data: an earlier allowed source call (e.g. `warehouse.*`) whose
+//!   arguments mention a marker (e.g. `pii.`).
 
+use arbiter_sdk::host::history;
 use arbiter_sdk::{Decision, Environment, Policy, Reason, Request, Verdict, export_policy, glob, text};
 use serde::Deserialize;
 
 const REGION_NOT_ALLOWED: &str = "region_not_allowed";
 const CROSS_ENVIRONMENT: &str = "cross_environment";
+const SENSITIVE_EGRESS: &str = "sensitive_egress";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +31,21 @@ pub struct Settings {
     pub model_regions: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub cross_environment: Vec<CrossEnvironmentRule>,
+    #[serde(default)]
+    pub egress: Vec<EgressRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressRule {
+    /// Tools (globs) that read data.
+    pub sources: Vec<String>,
+    /// Their arguments to look in.
+    pub arguments: Vec<String>,
+    /// Prefixes that mark sensitive data (at a word start, any case).
+    pub markers: Vec<String>,
+    /// Tools (globs) that send data out of the boundary.
+    pub sinks: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +84,13 @@ impl Policy for DataResidency {
                 return Err(format!("settings.cross_environment[{i}].forbidden_prefixes: empty prefix"));
             }
         }
+        if settings
+            .egress
+            .iter()
+            .any(|r| r.sources.is_empty() || r.sinks.is_empty() || r.markers.iter().any(String::is_empty))
+        {
+            return Err("settings.egress: each rule needs sources, sinks and non-empty markers".into());
+        }
         Ok(DataResidency { settings })
     }
 
@@ -80,6 +108,15 @@ impl Policy for DataResidency {
                 message: format!(
                     "a {} agent must not touch `{prefix}` data (argument `{argument}`)",
                     request.principal.environment.as_str()
+                ),
+            });
+        }
+        if let Some((source, marker)) = self.sensitive_read(request) {
+            reasons.push(Reason {
+                code: SENSITIVE_EGRESS.to_owned(),
+                message: format!(
+                    "this run read `{marker}` data (request {source}); `{}` would send it out",
+                    request.tool().unwrap_or_default()
                 ),
             });
         }
@@ -119,6 +156,28 @@ impl DataResidency {
                     Some((argument.as_str(), prefix.as_str()))
                 })
             })
+    }
+}
+
+impl DataResidency {
+    /// For a call to a sink: the earlier allowed source call of the run that
+    /// read sensitive data, and the marker it mentioned.
+    fn sensitive_read(&self, request: &Request) -> Option<(String, String)> {
+        let tool = request.tool()?;
+        let rules: Vec<&EgressRule> =
+            self.settings.egress.iter().filter(|r| glob::any_matches(&r.sinks, tool)).collect();
+        if rules.is_empty() {
+            return None;
+        }
+        history::tool_calls(None, i64::MIN).into_iter().find_map(|call| {
+            rules.iter().filter(|r| glob::any_matches(&r.sources, &call.tool)).find_map(|rule| {
+                call.arguments.iter().filter(|a| rule.arguments.contains(&a.name)).find_map(|a| {
+                    let text = a.value.as_str()?;
+                    let marker = rule.markers.iter().find(|m| text::mentions_at_word_start(text, m))?;
+                    Some((call.request_id.clone(), marker.clone()))
+                })
+            })
+        })
     }
 }
 
@@ -172,6 +231,32 @@ mod tests {
             assert_eq!(verdict.codes(), codes, "{request:?}");
             assert_eq!(verdict.is_deny(), !codes.is_empty());
         }
+    }
+
+    #[test]
+    fn sensitive_reads_may_not_leave_the_run() {
+        use arbiter_sdk::testing::{record_tool_call, reset_host};
+        use arbiter_sdk::{ArgValue, Argument};
+        let policy: DataResidency = policy_from_json(
+            r#"{"allowed_regions": ["eu-west-1"],
+                "egress": [{"sources": ["warehouse.*"], "arguments": ["sql"], "markers": ["pii."],
+                            "sinks": ["slack.*"]}]}"#,
+        )
+        .unwrap();
+        let post = RequestBuilder::tool_call("slack.post_message").arg("text", "done").build();
+        reset_host();
+        let sql = |s: &str| vec![Argument { name: "sql".into(), value: ArgValue::Text(s.into()) }];
+        record_tool_call("q1", 0, "warehouse.query", sql("select count(*) from analytics.orders"));
+        assert!(policy.evaluate(&post).is_allow());
+        record_tool_call("q2", 1, "warehouse.query", sql("select email from PII.customers"));
+        let verdict = policy.evaluate(&post);
+        assert_eq!(verdict.codes(), [SENSITIVE_EGRESS]);
+        assert!(verdict.reasons[0].message.contains("q2"), "{}", verdict.reasons[0].message);
+        // Sources themselves are not sinks.
+        assert!(
+            policy.evaluate(&RequestBuilder::tool_call("warehouse.query").arg("sql", "select 1").build()).is_allow()
+        );
+        reset_host();
     }
 
     #[test]

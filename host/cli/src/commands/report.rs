@@ -1,10 +1,11 @@
 //! `arbiter report`: spend per pipeline, agent, team or model.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use arbiter_state::{SpendDimension, StateStore};
+use arbiter_state::{ModelPrice, SpendDimension, StateStore, aggregate};
 use arbiter_types::parse_rfc3339_ms;
 
 /// Report LLM spend (tokens, USD) from a state directory, by pipeline, agent, team or model.
@@ -21,8 +22,18 @@ pub struct Args {
     until: Option<String>,
     #[arg(long, value_enum, default_value = "pipeline")]
     by: By,
+    /// Price table (TOML: `[models."<id>"] input_per_mtok = 3.0, output_per_mtok = 15.0`)
+    /// to cost the tokens in USD.
+    #[arg(long)]
+    prices: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceTable {
+    models: BTreeMap<String, ModelPrice>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -56,16 +67,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         By::Team => SpendDimension::Team,
         By::Model => SpendDimension::Model,
     };
+    let prices = match &args.prices {
+        None => BTreeMap::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str::<PriceTable>(&text)
+                .with_context(|| format!("invalid price table {}", path.display()))?
+                .models
+        }
+    };
     let state = crate::commands::eval::open_state(&args.state)?;
-    let rows = state.spend(since, until, by)?;
+    let rows = aggregate(&state.spend(since, until)?, by, &prices);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table => {
             let dimension = format!("{by:?}").to_lowercase();
-            println!("{dimension:<32} {:>9} {:>12} {:>12} {:>10}", "requests", "tokens", "usd", "reconciled");
-            for row in &rows {
-                let usd = row.micro_usd as f64 / 1e6;
-                println!("{:<32} {:>9} {:>12} {:>12.6} {:>10}", row.key, row.requests, row.tokens, usd, row.reconciled);
+            println!(
+                "{dimension:<30} {:>8} {:>10} {:>12} {:>12} {:>12} {:>12}",
+                "requests", "reconciled", "prompt", "output", "usd_priced", "usd_charged"
+            );
+            for r in &rows {
+                println!(
+                    "{:<30} {:>8} {:>10} {:>12} {:>12} {:>12.6} {:>12.6}",
+                    r.key,
+                    r.requests,
+                    r.reconciled,
+                    r.prompt_tokens,
+                    r.output_tokens,
+                    r.priced_usd,
+                    r.charged_micro_usd as f64 / 1e6
+                );
             }
         }
     }
