@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use arbiter_state::{RunKey, StateStore};
 
-use arbiter_types::{BundleRef, Decision, PolicyResult, Request};
+use arbiter_types::{BundleRef, Decision, PolicyResult, Request, VerdictKind};
 
-use crate::combine::{Counted, combine};
+use crate::combine::{Counted, Effects, combine};
 use crate::component_info::ComponentInfo;
 use crate::convert;
 use crate::engine::PolicyEngine;
@@ -102,6 +102,21 @@ impl Bundle {
     /// request's timestamp, or `now_ms` when it carries none; capabilities
     /// answer from `state` at that time.
     pub fn evaluate(&self, request: &Request, now_ms: i64, state: &Arc<dyn StateStore>) -> Decision {
+        let (mut decision, effects) = self.evaluate_with_effects(request, now_ms, state);
+        if decision.decision == VerdictKind::Allow {
+            apply(&mut decision, effects);
+        }
+        decision
+    }
+
+    /// Like [`Bundle::evaluate`], with the allowing policies' effects kept
+    /// apart (and not applied) whatever the decision.
+    pub(crate) fn evaluate_with_effects(
+        &self,
+        request: &Request,
+        now_ms: i64,
+        state: &Arc<dyn StateStore>,
+    ) -> (Decision, Effects) {
         let event_ms = request.timestamp_ms.unwrap_or(now_ms);
         let wit_request = convert::request_to_wit(request, event_ms);
         let run = RunKey { pipeline: request.principal.pipeline.clone(), run: request.principal.run.clone() };
@@ -124,18 +139,27 @@ impl Bundle {
             })
             .collect();
         let combined = combine(evaluated.iter().map(|(result, fail)| Counted { result, fail: *fail }));
-        Decision {
+        let decision = Decision {
             id: request.id.clone(),
             decision: combined.decision,
             reasons: combined.reasons,
             escalation: combined.escalation,
-            obligations: combined.obligations,
-            charges: combined.charges,
-            breakers: combined.breakers,
+            obligations: vec![],
+            charges: vec![],
+            breakers: vec![],
             bundle: BundleRef { name: self.name.clone(), version: self.version.clone() },
             policies: evaluated.into_iter().map(|(result, _)| result).collect(),
-        }
+            approved_by: None,
+        };
+        (decision, combined.effects)
     }
+}
+
+/// Makes a decision carry the effects it commits.
+pub(crate) fn apply(decision: &mut Decision, effects: Effects) {
+    decision.obligations = effects.obligations;
+    decision.charges = effects.charges;
+    decision.breakers = effects.breakers;
 }
 
 fn load_policy(engine: &PolicyEngine, entry: &ManifestPolicy, base: &Path) -> Result<BundlePolicy, String> {

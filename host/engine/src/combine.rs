@@ -15,14 +15,21 @@ pub(crate) struct Counted<'a> {
     pub(crate) fail: FailMode,
 }
 
+/// What the allowing policies asked for: applied when the decision is
+/// allow, or when an approval turns an escalation into one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Effects {
+    pub(crate) obligations: Vec<Obligation>,
+    pub(crate) charges: Vec<Charge>,
+    pub(crate) breakers: Vec<BreakerGuard>,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Combined {
     pub(crate) decision: VerdictKind,
     pub(crate) reasons: Vec<DecisionReason>,
     pub(crate) escalation: Option<EscalationOffer>,
-    pub(crate) obligations: Vec<Obligation>,
-    pub(crate) charges: Vec<Charge>,
-    pub(crate) breakers: Vec<BreakerGuard>,
+    pub(crate) effects: Effects,
 }
 
 /// Any deny → deny; else any escalate → escalate (approvers merged, the
@@ -34,9 +41,7 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
     let mut escalations = Vec::new();
     let mut approvers: Vec<String> = Vec::new();
     let mut valid_for: Option<u32> = None;
-    let mut obligations = Vec::new();
-    let mut charges = Vec::new();
-    let mut breakers = Vec::new();
+    let mut effects = Effects::default();
     for Counted { result, fail } in results {
         if !result.enforced {
             continue;
@@ -62,29 +67,24 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
                     }
                 }
                 VerdictKind::Allow => {
-                    obligations.extend(verdict.obligations.iter().copied());
-                    charges.extend(verdict.charges.iter().cloned());
-                    breakers.extend(verdict.breakers.iter().cloned());
+                    effects.obligations.extend(verdict.obligations.iter().copied());
+                    effects.charges.extend(verdict.charges.iter().cloned());
+                    effects.breakers.extend(verdict.breakers.iter().cloned());
                 }
             },
         }
     }
     if !denies.is_empty() {
-        return Combined::refused(VerdictKind::Deny, denies, None);
+        return Combined { decision: VerdictKind::Deny, reasons: denies, escalation: None, effects };
     }
     if !escalations.is_empty() {
         approvers.sort();
         approvers.dedup();
-        let offer = EscalationOffer { approvers, valid_for_seconds: valid_for.unwrap_or(0) };
-        return Combined::refused(VerdictKind::Escalate, escalations, Some(offer));
+        let offer =
+            EscalationOffer { id: None, approvers, valid_for_seconds: valid_for.unwrap_or(0), expires_at: None };
+        return Combined { decision: VerdictKind::Escalate, reasons: escalations, escalation: Some(offer), effects };
     }
-    Combined { decision: VerdictKind::Allow, reasons: vec![], escalation: None, obligations, charges, breakers }
-}
-
-impl Combined {
-    fn refused(decision: VerdictKind, reasons: Vec<DecisionReason>, escalation: Option<EscalationOffer>) -> Self {
-        Combined { decision, reasons, escalation, obligations: vec![], charges: vec![], breakers: vec![] }
-    }
+    Combined { decision: VerdictKind::Allow, reasons: vec![], escalation: None, effects }
 }
 
 #[cfg(test)]

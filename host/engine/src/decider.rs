@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
-use arbiter_state::{Commit, LlmUsage, OutcomeReport, OutcomeStatus, RunKey, StateError, StateStore, UsageReport};
-use arbiter_types::{Action, Decision, DecisionReason, PolicyOutcome, Request, VerdictKind};
+use arbiter_state::{
+    ApprovalClaim, Commit, CommitRefused, Escalation, EscalationRefused, EscalationStatus, LlmUsage, OutcomeReport,
+    OutcomeStatus, Resolution, RunKey, StateError, StateStore, UsageReport,
+};
+use arbiter_types::{Action, Decision, DecisionReason, PolicyOutcome, Request, VerdictKind, format_rfc3339_ms};
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, apply};
 
 /// Reason code when the state store cannot be reached.
 pub const STATE_UNAVAILABLE: &str = "state_unavailable";
@@ -20,6 +23,8 @@ pub enum ReportError {
     Usage(#[from] arbiter_state::UsageRejected),
     #[error(transparent)]
     Outcome(#[from] arbiter_state::OutcomeRejected),
+    #[error(transparent)]
+    Escalation(#[from] arbiter_state::EscalationRefused),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -54,29 +59,111 @@ impl Decider {
     /// budget, all or nothing), passes its breakers and enters the run's
     /// history; if the commit is refused, the decision becomes a deny with
     /// `budget_exhausted` or `circuit_open`.
+    ///
+    /// An escalate records an escalation (its id is in the decision). A
+    /// retry that names an approved escalation of the same request is
+    /// allowed once, with the effects of the allowing policies; a pending
+    /// one stays escalated; any other claim is denied.
     pub fn decide(&self, request: &Request, now_ms: i64) -> Decision {
-        let mut decision = self.bundle.evaluate(request, now_ms, &self.state);
-        if decision.decision != VerdictKind::Allow {
-            return decision;
-        }
+        let (mut decision, effects) = self.bundle.evaluate_with_effects(request, now_ms, &self.state);
         let at_ms = request.timestamp_ms.unwrap_or(now_ms);
-        match self.state.commit(commit_of(request, &decision, at_ms)) {
-            Ok(Ok(())) => decision,
-            Ok(Err(refused)) => {
-                let policy = blame(&decision, &refused);
-                refuse(
-                    &mut decision,
-                    DecisionReason { policy, code: refused.code().to_owned(), message: refused.message() },
-                );
+        match (decision.decision, &request.escalation_id) {
+            (VerdictKind::Deny, _) => decision,
+            (VerdictKind::Allow, _) => {
+                apply(&mut decision, effects);
+                self.commit(decision, request, at_ms)
+            }
+            (VerdictKind::Escalate, None) => self.escalate(decision, request, at_ms),
+            (VerdictKind::Escalate, Some(id)) => {
+                let claim = ApprovalClaim {
+                    escalation_id: id.clone(),
+                    fingerprint: request.fingerprint(),
+                    request_id: request.id.clone(),
+                };
+                let escalated = decision.clone();
+                decision.decision = VerdictKind::Allow;
+                decision.reasons.clear();
+                decision.escalation = None;
+                apply(&mut decision, effects);
+                match self.state.commit(commit_of(request, &decision, at_ms, Some(claim))) {
+                    Ok(Ok(())) => {
+                        decision.approved_by = self.approver_of(id);
+                        decision
+                    }
+                    // Still waiting: the same escalation, not a new one.
+                    Ok(Err(CommitRefused::Escalation(EscalationRefused::Pending(_)))) => {
+                        self.pending(escalated, id, at_ms)
+                    }
+                    committed => refused(decision, committed),
+                }
+            }
+        }
+    }
+
+    fn commit(&self, decision: Decision, request: &Request, at_ms: i64) -> Decision {
+        let committed = self.state.commit(commit_of(request, &decision, at_ms, None));
+        refused(decision, committed)
+    }
+
+    /// Records a new escalation and puts its id and expiry in the decision.
+    fn escalate(&self, mut decision: Decision, request: &Request, at_ms: i64) -> Decision {
+        let Some(offer) = decision.escalation.as_mut() else { return decision };
+        let fingerprint = request.fingerprint();
+        let id = escalation_id(&request.id, &fingerprint, at_ms);
+        let expires_ms = at_ms.saturating_add(i64::from(offer.valid_for_seconds) * 1000);
+        let escalation = Escalation {
+            id: id.clone(),
+            request_id: request.id.clone(),
+            fingerprint,
+            approvers: offer.approvers.clone(),
+            summary: summary(request),
+            reasons: decision.reasons.iter().map(|r| format!("{}: {}: {}", r.policy, r.code, r.message)).collect(),
+            created_ms: at_ms,
+            expires_ms,
+            status: EscalationStatus::Pending,
+        };
+        match self.state.open_escalation(escalation) {
+            Ok(()) => {
+                offer.id = Some(id);
+                offer.expires_at = Some(format_rfc3339_ms(expires_ms));
                 decision
             }
             Err(e) => {
-                tracing::error!("state store failed on commit: {e}");
-                let message = format!("the decision could not be recorded: {e}");
+                tracing::error!("state store failed recording an escalation: {e}");
+                let message = format!("the escalation could not be recorded: {e}");
                 refuse(&mut decision, DecisionReason { policy: HOST.into(), code: STATE_UNAVAILABLE.into(), message });
                 decision
             }
         }
+    }
+
+    /// The escalated decision of a retry whose escalation awaits approval.
+    fn pending(&self, mut decision: Decision, id: &str, at_ms: i64) -> Decision {
+        let expires = self.state.escalation(id).ok().flatten().map(|e| e.expires_ms);
+        if let Some(offer) = decision.escalation.as_mut() {
+            offer.id = Some(id.to_owned());
+            offer.expires_at = expires.or(Some(at_ms)).map(format_rfc3339_ms);
+        }
+        decision
+    }
+
+    fn approver_of(&self, id: &str) -> Option<String> {
+        match self.state.escalation(id).ok().flatten()?.status {
+            EscalationStatus::Used { by, .. } | EscalationStatus::Approved { by, .. } => Some(by),
+            _ => None,
+        }
+    }
+
+    /// Approves or rejects an escalation.
+    pub fn resolve_escalation(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Escalation, ReportError> {
+        let resolution = Resolution { escalation_id: id.to_owned(), approve, by: by.to_owned(), now_ms };
+        Ok(self.state.resolve_escalation(resolution)??)
     }
 
     /// Replaces the reservation of an allowed LLM request with its actual
@@ -105,6 +192,25 @@ impl Decider {
     }
 }
 
+/// The decision after its commit: unchanged if committed, else a deny.
+fn refused(mut decision: Decision, committed: Result<Result<(), CommitRefused>, StateError>) -> Decision {
+    match committed {
+        Ok(Ok(())) => decision,
+        Ok(Err(refused)) => {
+            let policy = blame(&decision, &refused);
+            let reason = DecisionReason { policy, code: refused.code().to_owned(), message: refused.message() };
+            refuse(&mut decision, reason);
+            decision
+        }
+        Err(e) => {
+            tracing::error!("state store failed on commit: {e}");
+            let message = format!("the decision could not be recorded: {e}");
+            refuse(&mut decision, DecisionReason { policy: HOST.into(), code: STATE_UNAVAILABLE.into(), message });
+            decision
+        }
+    }
+}
+
 fn refuse(decision: &mut Decision, reason: DecisionReason) {
     decision.decision = VerdictKind::Deny;
     decision.reasons = vec![reason];
@@ -122,12 +228,41 @@ fn blame(decision: &Decision, refused: &arbiter_state::CommitRefused) -> String 
         (PolicyOutcome::Verdict(v), arbiter_state::CommitRefused::CircuitOpen { key }) => {
             v.breakers.iter().any(|b| &b.key == key)
         }
-        (PolicyOutcome::Fault { .. }, _) => false,
+        (PolicyOutcome::Fault { .. }, _) | (_, arbiter_state::CommitRefused::Escalation(_)) => false,
     };
     decision.policies.iter().find(asked).map_or_else(|| HOST.to_owned(), |p| p.name.clone())
 }
 
-fn commit_of(request: &Request, decision: &Decision, at_ms: i64) -> Commit {
+/// A stable id: the same request escalated at the same instant gets the same
+/// id, so replays are deterministic.
+fn escalation_id(request_id: &str, fingerprint: &str, at_ms: i64) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{request_id}\n{fingerprint}\n{at_ms}").as_bytes());
+    format!("esc-{}", hex::encode(&digest[..10]))
+}
+
+/// One line an approver can read: who wants to do what.
+fn summary(request: &Request) -> String {
+    let p = &request.principal;
+    let what = match &request.action {
+        Action::ToolCall(call) => format!("tool {} {}", call.tool, serde_json::Value::Object(call.arguments.clone())),
+        Action::LlmRequest(llm) => {
+            format!("LLM {} ({} prompt + {} max output tokens)", llm.model, llm.prompt_tokens, llm.max_output_tokens)
+        }
+    };
+    let mut line = format!("{}/{} in {} (run {}): {what}", p.pipeline, p.agent, p.environment.as_str(), p.run);
+    if line.len() > 1024 {
+        let mut end = 1024;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push('…');
+    }
+    line
+}
+
+fn commit_of(request: &Request, decision: &Decision, at_ms: i64, approval: Option<ApprovalClaim>) -> Commit {
     let p = &request.principal;
     let (tool_call, llm) = match &request.action {
         Action::ToolCall(call) => (Some((call.tool.clone(), call.arguments.clone())), None),
@@ -148,5 +283,6 @@ fn commit_of(request: &Request, decision: &Decision, at_ms: i64) -> Commit {
         breakers: decision.breakers.clone(),
         tool_call,
         llm,
+        approval,
     }
 }

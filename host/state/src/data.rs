@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::breaker::{BreakerState, Breakers};
 use crate::error::{OutcomeRejected, UsageRejected};
+use crate::escalation::{Escalation, EscalationRefused, Escalations, Resolution};
 use crate::history::{History, PastToolCall, RunKey};
 use crate::ledger::Ledger;
 use crate::ops::{Commit, CommitRefused, LlmUsage, Op, OutcomeReport, OutcomeStatus, UsageReport};
@@ -17,6 +18,7 @@ pub(crate) struct StateData {
     breakers: Breakers,
     history: History,
     spend: Spend,
+    escalations: Escalations,
 }
 
 impl StateData {
@@ -26,6 +28,11 @@ impl StateData {
             Op::Commit(commit) => self.commit(commit, config).is_ok(),
             Op::Usage(usage) => self.reconcile(usage, config).is_ok(),
             Op::Outcome(outcome) => self.outcome(outcome, config).is_ok(),
+            Op::OpenEscalation(escalation) => {
+                self.open_escalation(escalation, config);
+                true
+            }
+            Op::Resolve(resolution) => self.resolve(resolution, config).is_ok(),
         }
     }
 
@@ -35,16 +42,45 @@ impl StateData {
         self.spend.expire(now_ms, ttl);
         self.breakers.expire(now_ms, config.outcome_ttl_ms);
         self.history.age_out(now_ms - config.history_ttl_ms);
+        self.escalations.expire(now_ms);
+    }
+
+    pub(crate) fn open_escalation(&mut self, escalation: &Escalation, config: &StoreConfig) {
+        self.expire(escalation.created_ms, config);
+        self.escalations.open(escalation.clone());
+    }
+
+    pub(crate) fn resolve(
+        &mut self,
+        resolution: &Resolution,
+        config: &StoreConfig,
+    ) -> Result<Escalation, EscalationRefused> {
+        self.expire(resolution.now_ms, config);
+        self.escalations.resolve(resolution)
+    }
+
+    pub(crate) fn escalation(&self, id: &str) -> Option<Escalation> {
+        self.escalations.get(id).cloned()
+    }
+
+    pub(crate) fn escalations(&self) -> Vec<Escalation> {
+        self.escalations.all()
     }
 
     pub(crate) fn commit(&mut self, commit: &Commit, config: &StoreConfig) -> Result<(), CommitRefused> {
         let now = commit.now_ms;
         self.expire(now, config);
+        if let Some(claim) = &commit.approval {
+            self.escalations.check(claim, now).map_err(CommitRefused::Escalation)?;
+        }
         if let Some(guard) = commit.breakers.iter().find(|g| !self.breakers.admits(&g.key, &g.config, now)) {
             return Err(CommitRefused::CircuitOpen { key: guard.key.clone() });
         }
         let reserved_tokens = commit.llm.as_ref().map_or(0, LlmUsage::tokens);
         self.ledger.reserve(&commit.request_id, &commit.charges, reserved_tokens, now)?;
+        if let Some(claim) = &commit.approval {
+            self.escalations.consume(claim, now);
+        }
         if !commit.breakers.is_empty() {
             let guards: Vec<(String, BreakerConfig)> =
                 commit.breakers.iter().map(|g| (g.key.clone(), g.config)).collect();

@@ -21,6 +21,7 @@ mod breaker;
 mod calendar;
 mod data;
 mod error;
+mod escalation;
 mod history;
 mod journal;
 mod ledger;
@@ -31,6 +32,7 @@ mod store;
 
 pub use breaker::BreakerState;
 pub use error::{OutcomeRejected, StateError, UsageRejected};
+pub use escalation::{ApprovalClaim, Escalation, EscalationRefused, EscalationStatus, Resolution};
 pub use history::{PastToolCall, RunKey};
 pub use journal::JournalStore;
 pub use memory::InMemoryStore;

@@ -8,6 +8,7 @@ use arbiter_types::{BreakerConfig, ChargeUnit, Window};
 use crate::breaker::BreakerState;
 use crate::data::StateData;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
+use crate::escalation::{Escalation, EscalationRefused, Resolution};
 use crate::history::{PastToolCall, RunKey};
 use crate::ops::{Commit, CommitRefused, OpRef, OutcomeReport, UsageReport};
 use crate::spend::SpendEntry;
@@ -74,11 +75,11 @@ impl<S: Sink> Locked<S> {
 
     /// Applies an operation; when it changed state, makes it durable before
     /// answering.
-    fn mutate<E>(
+    fn mutate<T, E>(
         &self,
         op: OpRef<'_>,
-        f: impl FnOnce(&mut StateData, &StoreConfig) -> Result<(), E>,
-    ) -> Result<Result<(), E>, StateError> {
+        f: impl FnOnce(&mut StateData, &StoreConfig) -> Result<T, E>,
+    ) -> Result<Result<T, E>, StateError> {
         let mut guard = self.lock()?;
         let inner = &mut *guard;
         let result = f(&mut inner.data, &self.config);
@@ -119,6 +120,29 @@ impl<S: Sink> StateStore for Locked<S> {
 
     fn record_outcome(&self, outcome: OutcomeReport) -> Result<Result<(), OutcomeRejected>, StateError> {
         self.mutate(OpRef::Outcome(&outcome), |d, config| d.outcome(&outcome, config))
+    }
+
+    fn open_escalation(&self, escalation: Escalation) -> Result<(), StateError> {
+        let opened = self.mutate(OpRef::OpenEscalation(&escalation), |d, config| {
+            d.open_escalation(&escalation, config);
+            Ok::<(), std::convert::Infallible>(())
+        })?;
+        match opened {
+            Ok(()) => Ok(()),
+            Err(never) => match never {},
+        }
+    }
+
+    fn resolve_escalation(&self, resolution: Resolution) -> Result<Result<Escalation, EscalationRefused>, StateError> {
+        self.mutate(OpRef::Resolve(&resolution), |d, config| d.resolve(&resolution, config))
+    }
+
+    fn escalation(&self, id: &str) -> Result<Option<Escalation>, StateError> {
+        self.read(|d| d.escalation(id))
+    }
+
+    fn escalations(&self) -> Result<Vec<Escalation>, StateError> {
+        self.read(|d| d.escalations())
     }
 
     fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError> {

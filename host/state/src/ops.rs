@@ -5,6 +5,7 @@ use arbiter_types::{BreakerGuard, Charge};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::escalation::{ApprovalClaim, Escalation, EscalationRefused, Resolution};
 use crate::history::RunKey;
 
 /// What an allowed decision commits, all or nothing.
@@ -21,6 +22,8 @@ pub struct Commit {
     pub tool_call: Option<(String, Map<String, Value>)>,
     /// For LLM requests: what was reserved, for reconciliation and spend.
     pub llm: Option<LlmUsage>,
+    /// An approval the request claims; used up with the commit.
+    pub approval: Option<ApprovalClaim>,
 }
 
 /// What an allowed LLM request reserved: its prompt and the most output
@@ -45,6 +48,8 @@ pub enum CommitRefused {
     BudgetExhausted { scope: String, used: u64, amount: u64, limit: u64 },
     /// A breaker is open, or half-open with no probe left.
     CircuitOpen { key: String },
+    /// The claimed approval does not hold.
+    Escalation(EscalationRefused),
 }
 
 impl CommitRefused {
@@ -52,6 +57,7 @@ impl CommitRefused {
         match self {
             CommitRefused::BudgetExhausted { .. } => "budget_exhausted",
             CommitRefused::CircuitOpen { .. } => "circuit_open",
+            CommitRefused::Escalation(refused) => refused.code(),
         }
     }
 
@@ -61,6 +67,7 @@ impl CommitRefused {
                 format!("reserving {amount} on `{scope}` would cross its limit ({used} of {limit} used)")
             }
             CommitRefused::CircuitOpen { key } => format!("circuit `{key}` is open"),
+            CommitRefused::Escalation(refused) => refused.to_string(),
         }
     }
 }
@@ -98,6 +105,8 @@ pub(crate) enum Op {
     Commit(Box<Commit>),
     Usage(UsageReport),
     Outcome(OutcomeReport),
+    OpenEscalation(Box<Escalation>),
+    Resolve(Resolution),
 }
 
 /// A journaled operation, as written.
@@ -107,4 +116,6 @@ pub(crate) enum OpRef<'a> {
     Commit(&'a Commit),
     Usage(&'a UsageReport),
     Outcome(&'a OutcomeReport),
+    OpenEscalation(&'a Escalation),
+    Resolve(&'a Resolution),
 }

@@ -6,6 +6,7 @@ use arbiter_types::{BreakerConfig, ChargeUnit, Window};
 
 use crate::breaker::BreakerState;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
+use crate::escalation::{Escalation, EscalationRefused, Resolution};
 use crate::history::{PastToolCall, RunKey};
 use crate::ops::{Commit, CommitRefused, OutcomeReport, UsageReport};
 use crate::spend::SpendEntry;
@@ -60,6 +61,17 @@ pub trait StateStore: Send + Sync + Debug {
 
     /// Feeds an allowed call's outcome to the breakers it passed.
     fn record_outcome(&self, outcome: OutcomeReport) -> Result<Result<(), OutcomeRejected>, StateError>;
+
+    /// Records a new escalation.
+    fn open_escalation(&self, escalation: Escalation) -> Result<(), StateError>;
+
+    /// Approves or rejects a pending escalation.
+    fn resolve_escalation(&self, resolution: Resolution) -> Result<Result<Escalation, EscalationRefused>, StateError>;
+
+    fn escalation(&self, id: &str) -> Result<Option<Escalation>, StateError>;
+
+    /// Every escalation still kept, oldest first.
+    fn escalations(&self) -> Result<Vec<Escalation>, StateError>;
 
     /// Spend entries of the UTC days overlapping [since, until).
     fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError>;

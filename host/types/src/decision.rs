@@ -21,8 +21,13 @@ pub struct DecisionReason {
 /// Who may approve an escalated request, and for how long.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscalationOffer {
+    /// Set once the escalation is recorded: retry with it after approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub approvers: Vec<String>,
     pub valid_for_seconds: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// How one policy's evaluation ended.
@@ -65,6 +70,9 @@ pub struct Decision {
     pub breakers: Vec<BreakerGuard>,
     pub bundle: BundleRef,
     pub policies: Vec<PolicyResult>,
+    /// Set when an approved escalation let this request through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 impl Decision {

@@ -20,6 +20,9 @@ pub struct Request {
     /// none (the host then uses its clock).
     pub timestamp_ms: Option<i64>,
     pub labels: Vec<(String, String)>,
+    /// A retry of an escalated request names its escalation, to claim the
+    /// approval.
+    pub escalation_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,7 +184,36 @@ impl Request {
             let labels = self.labels.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
             body.insert("labels".into(), Value::Object(labels));
         }
+        if let Some(id) = &self.escalation_id {
+            body.insert("escalation_id".into(), id.clone().into());
+        }
         Value::Object(body)
+    }
+
+    /// What makes two requests "the same" for an approval: principal and
+    /// action, not id, time or labels. `sha256:` of their canonical JSON.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let body = self.to_json();
+        let canonical = canonical_json(&serde_json::json!({"principal": body["principal"], "action": body["action"]}));
+        format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes())))
+    }
+}
+
+/// JSON with object keys sorted at every level.
+fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let members: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::from(k.as_str()), canonical_json(&map[k.as_str()])))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
     }
 }
 
@@ -203,6 +235,8 @@ struct WireRequest {
     timestamp: Option<String>,
     #[serde(default)]
     labels: Option<Map<String, Value>>,
+    #[serde(default)]
+    escalation_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -250,8 +284,18 @@ impl WireRequest {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        if let Some(id) = &self.escalation_id {
+            check_name("escalation_id", id)?;
+        }
         let action = self.action.validate()?;
-        Ok(Request { id: self.id, principal: self.principal, action, timestamp_ms, labels })
+        Ok(Request {
+            id: self.id,
+            principal: self.principal,
+            action,
+            timestamp_ms,
+            labels,
+            escalation_id: self.escalation_id,
+        })
     }
 }
 
@@ -478,6 +522,23 @@ mod tests {
         assert!(matches!(Request::from_json_slice(b"{\"id\": "), Err(RequestError::Syntax(_))));
         assert!(matches!(Request::from_json_slice(b"\xff\xfe"), Err(RequestError::Syntax(_))));
         assert!(Request::from_json_slice(b"{} {}").is_err());
+    }
+
+    #[test]
+    fn fingerprints_ignore_id_time_and_key_order() {
+        let a = parse(&base()).unwrap();
+        let mut other = base();
+        other["id"] = json!("r-18");
+        other["timestamp"] = json!("2026-11-26T03:00:00Z");
+        other["escalation_id"] = json!("esc-1");
+        assert_eq!(parse(&other).unwrap().fingerprint(), a.fingerprint());
+        let mut different = base();
+        different["action"]["arguments"]["sql"] = json!("drop table orders_daily");
+        assert_ne!(parse(&different).unwrap().fingerprint(), a.fingerprint());
+        let reordered = r#"{"action": {"arguments": {"sql": "select count(*) from orders_daily"}, "tool": "warehouse.query", "kind": "tool_call"},
+            "principal": {"run": "2026-11-26T02:00Z", "environment": "prod", "team": "data-platform", "agent": "monitor", "pipeline": "orders_daily"},
+            "id": "x"}"#;
+        assert_eq!(Request::from_json_slice(reordered.as_bytes()).unwrap().fingerprint(), a.fingerprint());
     }
 
     #[test]

@@ -1,0 +1,94 @@
+//! Escalation and approval: an escalated request gets an escalation id; an
+//! approved escalation lets the same request through exactly once before it
+//! expires; anything else is refused with a code that says why.
+
+use std::sync::Arc;
+
+use arbiter_engine::{Bundle, Decider};
+use arbiter_state::{InMemoryStore, StoreConfig};
+use arbiter_tests::{engine, orders_daily_bundle, tool_call};
+use arbiter_types::{Decision, Request, VerdictKind};
+use serde_json::json;
+
+fn decider() -> Decider {
+    let bundle = Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}"));
+    Decider::new(Arc::new(bundle), Arc::new(InMemoryStore::in_memory(StoreConfig::default())))
+}
+
+fn drop_table(id: &str, table: &str, escalation: Option<&str>) -> Request {
+    let mut request = tool_call(id, "warehouse.drop_table", json!({"table": table}));
+    request.escalation_id = escalation.map(str::to_owned);
+    request
+}
+
+fn kind_and_codes(d: &Decision) -> (VerdictKind, Vec<&str>) {
+    (d.decision, d.codes())
+}
+
+const T: i64 = 0;
+
+#[test]
+fn approve_then_retry_passes_exactly_once() {
+    let decider = decider();
+    let first = decider.decide(&drop_table("r1", "tmp", None), T);
+    assert_eq!(kind_and_codes(&first), (VerdictKind::Escalate, vec!["needs_approval"]));
+    let offer = first.escalation.clone().unwrap();
+    let id = offer.id.clone().expect("an escalation id");
+    assert_eq!(offer.approvers, ["data-platform-oncall"]);
+    assert!(offer.expires_at.unwrap().starts_with("2026-11-26T03:00:00"));
+
+    // Retried before approval: still escalated, same escalation.
+    let waiting = decider.decide(&drop_table("r2", "tmp", Some(&id)), T);
+    assert_eq!(waiting.decision, VerdictKind::Escalate);
+    assert_eq!(waiting.escalation.unwrap().id.as_deref(), Some(id.as_str()));
+    assert_eq!(decider.state().escalations().unwrap().len(), 1, "no second escalation");
+
+    let now = arbiter_types::parse_rfc3339_ms("2026-11-26T02:10:00Z").unwrap();
+    decider.resolve_escalation(&id, true, "alice", now).unwrap();
+    let retried = decider.decide(&drop_table("r3", "tmp", Some(&id)), now);
+    assert_eq!(kind_and_codes(&retried), (VerdictKind::Allow, vec![]));
+    assert_eq!(retried.approved_by.as_deref(), Some("alice"));
+    assert!(!retried.breakers.is_empty(), "the allowing policies' effects apply");
+
+    let again = decider.decide(&drop_table("r4", "tmp", Some(&id)), now);
+    assert_eq!(kind_and_codes(&again), (VerdictKind::Deny, vec!["escalation_used"]));
+}
+
+#[test]
+fn approvals_do_not_transfer_and_refusals_say_why() {
+    let decider = decider();
+    let id = decider.decide(&drop_table("r1", "tmp", None), T).escalation.unwrap().id.unwrap();
+    decider.resolve_escalation(&id, true, "alice", T).unwrap();
+    let other = decider.decide(&drop_table("r2", "orders_daily", Some(&id)), T);
+    assert_eq!(kind_and_codes(&other), (VerdictKind::Deny, vec!["escalation_mismatch"]));
+    let unknown = decider.decide(&drop_table("r3", "tmp", Some("esc-nope")), T);
+    assert_eq!(kind_and_codes(&unknown), (VerdictKind::Deny, vec!["escalation_unknown"]));
+
+    let rejected_id = decider.decide(&drop_table("r4", "x", None), T).escalation.unwrap().id.unwrap();
+    decider.resolve_escalation(&rejected_id, false, "bob", T).unwrap();
+    let rejected = decider.decide(&drop_table("r5", "x", Some(&rejected_id)), T);
+    assert_eq!(kind_and_codes(&rejected), (VerdictKind::Deny, vec!["escalation_rejected"]));
+    assert!(decider.resolve_escalation(&rejected_id, true, "alice", T).is_err(), "decided once");
+}
+
+#[test]
+fn an_unapproved_escalation_expires_into_a_deny() {
+    let decider = decider();
+    let id = decider.decide(&drop_table("r1", "tmp", None), T).escalation.unwrap().id.unwrap();
+    let later = arbiter_types::parse_rfc3339_ms("2026-11-26T03:00:01Z").unwrap();
+    let expired = decider.decide(&drop_table("r2", "tmp", Some(&id)), later);
+    // The request carries its own timestamp (02:00); time it at `later`.
+    assert_eq!(expired.decision, VerdictKind::Escalate, "{expired:?}");
+    let mut late = drop_table("r3", "tmp", Some(&id));
+    late.timestamp_ms = Some(later);
+    assert_eq!(kind_and_codes(&decider.decide(&late, later)), (VerdictKind::Deny, vec!["escalation_expired"]));
+    assert!(decider.resolve_escalation(&id, true, "alice", later).is_err(), "too late to approve");
+}
+
+#[test]
+fn a_claim_on_an_allowed_request_changes_nothing() {
+    let decider = decider();
+    let mut query = tool_call("q1", "warehouse.query", json!({"sql": "select 1"}));
+    query.escalation_id = Some("esc-whatever".into());
+    assert_eq!(decider.decide(&query, T).decision, VerdictKind::Allow);
+}
