@@ -11,18 +11,22 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// The reference policies that the orders_daily bundle uses.
-pub const REFERENCE_POLICIES: [&str; 5] =
-    ["tool-scope", "human-review", "model-pin", "context-bloat", "data-residency"];
+/// The reference policies, as the orders_daily bundle lists them.
+pub fn reference_policies() -> Vec<String> {
+    let manifest = root().join("examples/orders_daily/bundle.toml");
+    let manifest = arbiter_engine::Manifest::from_file(&manifest).unwrap_or_else(|e| panic!("{e}"));
+    manifest.policies.into_iter().map(|p| p.name).collect()
+}
 
-/// Builds the reference policies into the orders_daily bundle's component
-/// directory (once per test binary) and returns the manifest path.
+/// Builds every policy of the orders_daily bundle (from `policies/<name>`)
+/// into its component directory, once per test binary, and returns the
+/// manifest path.
 pub fn orders_daily_bundle() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let bundle_dir = root().join("examples/orders_daily");
-            for policy in REFERENCE_POLICIES {
+            for policy in reference_policies() {
                 build(&root().join("policies").join(policy), &bundle_dir.join("components"));
             }
             bundle_dir.join("bundle.toml")

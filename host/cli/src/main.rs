@@ -23,6 +23,8 @@ enum Command {
     Pin(commands::pin::Args),
     Replay(commands::replay::Args),
     Report(commands::report::Args),
+    Serve(commands::serve::Args),
+    Audit(commands::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,8 @@ fn main() -> ExitCode {
         Command::Pin(args) => commands::pin::run(args),
         Command::Replay(args) => commands::replay::run(args),
         Command::Report(args) => commands::report::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Audit(args) => commands::audit::run(args),
     };
     match result {
         Ok(code) => code,

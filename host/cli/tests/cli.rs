@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use arbiter_tests::{REFERENCE_POLICIES, orders_daily_bundle, root};
+use arbiter_tests::{orders_daily_bundle, reference_policies, root};
 use serde_json::{Value, json};
 
 fn arbiter(args: &[&str]) -> Output {
@@ -37,12 +37,14 @@ fn build_produces_a_component_with_no_wasi_imports() {
 #[test]
 fn inspect_shows_embedded_version_and_only_contract_imports() {
     let components = orders_daily_bundle().parent().unwrap().join("components");
-    for policy in REFERENCE_POLICIES {
+    let policies = reference_policies();
+    assert_eq!(policies.len(), 9);
+    for policy in &policies {
         let path = components.join(format!("{policy}.wasm"));
         let output = arbiter(&["inspect", "--format", "json", &path.display().to_string()]);
         assert!(output.status.success(), "{}", text(&output.stderr));
         let info: Value = serde_json::from_slice(&output.stdout).unwrap();
-        assert_eq!(info["metadata"]["name"], policy);
+        assert_eq!(info["metadata"]["name"], policy.as_str());
         assert_eq!(info["metadata"]["version"], "0.1.0");
         assert_eq!(info["contract_version"], "0.1.0");
         for import in info["imports"].as_array().unwrap() {

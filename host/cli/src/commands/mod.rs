@@ -1,7 +1,9 @@
+pub mod audit;
 pub mod build;
 pub mod eval;
 pub mod inspect;
 pub mod pin;
 pub mod replay;
 pub mod report;
+pub mod serve;
 pub mod test;

@@ -1,0 +1,89 @@
+//! `GET /v1/escalations`, `POST /v1/escalations/{id}/approve|reject`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::auth::require_admin;
+use super::decide::parse_body;
+use crate::state::{AppState, now_ms};
+use arbiter_engine::ReportError;
+use arbiter_state::{EscalationRefused, EscalationStatus};
+
+pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    let now = now_ms();
+    let escalations: Vec<Value> = state
+        .decider
+        .state()
+        .escalations()?
+        .into_iter()
+        .map(|e| {
+            let expired = e.status == EscalationStatus::Pending && now >= e.expires_ms;
+            let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
+            v["expires_at"] = arbiter_types::format_rfc3339_ms(e.expires_ms).into();
+            if expired {
+                v["status"] = json!({"status": "expired"});
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({"escalations": escalations})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    /// Who decides (recorded in the audit log).
+    #[serde(default)]
+    by: Option<String>,
+}
+
+pub(crate) async fn resolve(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    let approve = match action.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no action `{other}`: approve or reject"),
+            ));
+        }
+    };
+    let body = body?;
+    let resolve: ResolveBody = if body.is_empty() { ResolveBody::default() } else { parse_body(&body)? };
+    let by = resolve.by.unwrap_or_else(|| "admin".to_owned());
+    let decider = state.decider.clone();
+    let (id_for_task, by_for_task) = (id.clone(), by.clone());
+    let result =
+        tokio::task::spawn_blocking(move || decider.resolve_escalation(&id_for_task, approve, &by_for_task, now_ms()))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    match result {
+        Ok(escalation) => {
+            state.metrics.escalation_event(if approve { "approved" } else { "rejected" });
+            state.audit_event(
+                "escalation_resolved",
+                json!({"escalation_id": id, "approved": approve, "by": by, "request_id": escalation.request_id}),
+            );
+            Ok(Json(serde_json::to_value(escalation).unwrap_or(Value::Null)))
+        }
+        Err(ReportError::State(e)) => Err(e.into()),
+        Err(ReportError::Escalation(EscalationRefused::Unknown(id))) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no escalation `{id}`")))
+        }
+        Err(other) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", other.to_string())),
+    }
+}

@@ -1,0 +1,85 @@
+//! Server configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the server does with gateway traffic it cannot read as an LLM
+/// request or an MCP call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnrecognizedTraffic {
+    /// Let it through (arbiter guards only what it understands).
+    Allow,
+    /// Refuse it with 400 (fail closed).
+    Deny,
+}
+
+/// How gateway traffic becomes decisions.
+#[derive(Debug, Clone)]
+pub struct WireConfig {
+    /// Request headers that carry the principal, e.g. `x-arbiter-pipeline`.
+    pub header_prefix: String,
+    /// Environment when the header is absent; `None` requires the header.
+    pub default_environment: Option<String>,
+    /// Worst case assumed when an LLM request states no max output tokens.
+    pub default_max_output_tokens: u64,
+    /// MCP methods that are not guarded and pass untouched.
+    pub mcp_passthrough: Vec<String>,
+    pub unrecognized: UnrecognizedTraffic,
+}
+
+impl Default for WireConfig {
+    fn default() -> Self {
+        WireConfig {
+            header_prefix: "x-arbiter-".to_owned(),
+            default_environment: None,
+            default_max_output_tokens: 4096,
+            mcp_passthrough: [
+                "initialize",
+                "ping",
+                "tools/list",
+                "resources/list",
+                "resources/read",
+                "prompts/list",
+                "prompts/get",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            unrecognized: UnrecognizedTraffic::Deny,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// HTTP API (and HTTP ext_authz) address.
+    pub http: SocketAddr,
+    /// gRPC ext_authz address; `None` disables it.
+    pub grpc: Option<SocketAddr>,
+    /// Bearer token for admin and approval endpoints; `None` disables them.
+    pub admin_token: Option<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Time limit of one API request.
+    pub request_timeout: Duration,
+    /// Audit log file; `None` disables auditing.
+    pub audit_log: Option<PathBuf>,
+    /// Tool-call arguments written to the audit log as `"***"`.
+    pub audit_mask: Vec<String>,
+    pub wire: WireConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grpc: Some(SocketAddr::from(([127, 0, 0, 1], 9191))),
+            admin_token: None,
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(10),
+            audit_log: None,
+            audit_mask: Vec::new(),
+            wire: WireConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Envoy's gRPC ext_authz: `envoy.service.auth.v3.Authorization/Check`.
+
+use std::collections::HashMap;
+
+use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer, CheckRequest, CheckResponse, HttpStatusCode};
+use envoy_types::ext_authz::v3::{CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder};
+use tonic::{Request, Response, Status};
+
+use super::{Answer, check};
+use crate::state::{AppState, now_ms};
+use crate::wire::GatewayRequest;
+
+pub(crate) struct ExtAuthz {
+    state: AppState,
+}
+
+pub(crate) fn service(state: AppState) -> AuthorizationServer<ExtAuthz> {
+    AuthorizationServer::new(ExtAuthz { state })
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthz {
+    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let request = request.into_inner();
+        let http = request
+            .attributes
+            .and_then(|a| a.request)
+            .and_then(|r| r.http)
+            .ok_or_else(|| Status::invalid_argument("CheckRequest carries no HTTP request attributes"))?;
+        let headers: HashMap<String, String> =
+            http.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        // `pack_as_bytes: true` sends raw_body; otherwise body (UTF-8).
+        let body = if http.raw_body.is_empty() { http.body.into_bytes() } else { http.raw_body };
+        let gateway =
+            GatewayRequest { method: &http.method, path: &http.path, headers: &headers, body: &body, now_ms: now_ms() };
+        let mut response = CheckResponse::new();
+        match check(&self.state, &gateway).await {
+            Answer::Allow { headers } => {
+                let mut ok = OkHttpResponseBuilder::new();
+                for (name, value) in headers {
+                    ok.add_header(name, value, None, true);
+                }
+                response.set_status(Status::ok("allowed")).set_http_response(ok);
+            }
+            Answer::Deny { status, headers, body } => {
+                let mut denied = DeniedHttpResponseBuilder::new();
+                let code = HttpStatusCode::try_from(i32::from(status)).unwrap_or(HttpStatusCode::Forbidden);
+                denied.set_http_status(code).set_body(body);
+                for (name, value) in headers {
+                    denied.add_header(name, value, None, false);
+                }
+                response.set_status(Status::permission_denied("denied by arbiter")).set_http_response(denied);
+            }
+        }
+        Ok(Response::new(response))
+    }
+}

@@ -1,0 +1,24 @@
+//! `arbiter serve`: arbiter where agents run, behind a gateway.
+//!
+//! - the HTTP JSON API (`/v1/decide`, `/v1/usage`, `/v1/outcomes`,
+//!   `/v1/escalations`, `/v1/report`, health, Prometheus `/metrics`);
+//! - Envoy external authorization over gRPC
+//!   (`envoy.service.auth.v3.Authorization/Check`) and over HTTP
+//!   (`/ext_authz/...`), which turn OpenAI, Anthropic and MCP traffic into
+//!   decisions;
+//! - a hash-chained JSON-lines audit log of every decision and approval.
+//!
+//! Evaluation runs on blocking threads, never on the async runtime.
+
+mod api;
+mod audit;
+mod config;
+mod ext_authz;
+mod metrics;
+mod server;
+mod state;
+mod wire;
+
+pub use audit::{AuditError, AuditLog, verify as verify_audit_log};
+pub use config::{ServerConfig, UnrecognizedTraffic, WireConfig};
+pub use server::{Server, ServerError};

@@ -1,0 +1,158 @@
+//! Prometheus metrics (`GET /metrics`).
+
+use std::sync::Arc;
+
+use arbiter_types::{Decision, PolicyOutcome};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: String,
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    policy: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    policy: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    pipeline: String,
+    agent: String,
+    team: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: String,
+}
+
+/// Every metric the server exports.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    registry: Arc<Registry>,
+    decisions: Family<DecisionLabels, Counter>,
+    reasons: Family<ReasonLabels, Counter>,
+    faults: Family<FaultLabels, Counter>,
+    decision_seconds: Histogram,
+    policy_seconds: Family<PolicyLabels, Histogram>,
+    reserved_tokens: Family<TokenLabels, Counter>,
+    actual_tokens: Family<EventLabels, Counter>,
+    escalations: Family<EventLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 µs .. ~80 ms.
+    Histogram::new(exponential_buckets(0.000_005, 2.0, 15))
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("arbiter");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let reasons = Family::<ReasonLabels, Counter>::default();
+        let faults = Family::<FaultLabels, Counter>::default();
+        let decision_seconds = latency_histogram();
+        let policy_seconds =
+            Family::<PolicyLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let reserved_tokens = Family::<TokenLabels, Counter>::default();
+        let actual_tokens = Family::<EventLabels, Counter>::default();
+        let escalations = Family::<EventLabels, Counter>::default();
+        registry.register("decisions", "Decisions by verdict and source (api, ext_authz)", decisions.clone());
+        registry.register("reasons", "Reasons of deny and escalate decisions, by policy and code", reasons.clone());
+        registry.register("policy_faults", "Policy faults (trap, fuel, deadline, memory, bad verdict)", faults.clone());
+        registry.register("decision_seconds", "Time to decide, policies and commit included", decision_seconds.clone());
+        registry.register("policy_seconds", "Time to evaluate one policy", policy_seconds.clone());
+        registry.register("llm_reserved_tokens", "Tokens reserved by allowed LLM requests", reserved_tokens.clone());
+        registry.register("llm_reported_tokens", "Tokens reported by usage reports, by outcome", actual_tokens.clone());
+        registry.register("escalations", "Escalations created, approved and rejected", escalations.clone());
+        Metrics {
+            registry: Arc::new(registry),
+            decisions,
+            reasons,
+            faults,
+            decision_seconds,
+            policy_seconds,
+            reserved_tokens,
+            actual_tokens,
+            escalations,
+        }
+    }
+
+    pub(crate) fn decision(
+        &self,
+        decision: &Decision,
+        source: &str,
+        seconds: f64,
+        llm: Option<(&arbiter_types::Principal, &str, u64)>,
+    ) {
+        let labels = DecisionLabels { decision: decision.decision.as_str().to_owned(), source: source.to_owned() };
+        self.decisions.get_or_create(&labels).inc();
+        self.decision_seconds.observe(seconds);
+        for reason in &decision.reasons {
+            self.reasons
+                .get_or_create(&ReasonLabels { policy: reason.policy.clone(), code: reason.code.clone() })
+                .inc();
+        }
+        for policy in &decision.policies {
+            let labels = PolicyLabels { policy: policy.name.clone() };
+            self.policy_seconds.get_or_create(&labels).observe(policy.elapsed_us as f64 / 1e6);
+            if let PolicyOutcome::Fault { kind, .. } = &policy.outcome {
+                self.faults.get_or_create(&FaultLabels { policy: policy.name.clone(), kind: kind.clone() }).inc();
+            }
+        }
+        if let (arbiter_types::VerdictKind::Allow, Some((p, model, tokens))) = (decision.decision, llm) {
+            let labels = TokenLabels {
+                pipeline: p.pipeline.clone(),
+                agent: p.agent.clone(),
+                team: p.team.clone(),
+                model: model.to_owned(),
+            };
+            self.reserved_tokens.get_or_create(&labels).inc_by(tokens);
+        }
+        if decision.escalation.as_ref().is_some_and(|e| e.id.is_some()) && decision.approved_by.is_none() {
+            self.escalation_event("created");
+        }
+    }
+
+    pub(crate) fn usage(&self, accepted: bool, tokens: u64) {
+        let event = if accepted { "accepted" } else { "rejected" };
+        self.actual_tokens.get_or_create(&EventLabels { event: event.to_owned() }).inc_by(tokens);
+    }
+
+    pub(crate) fn escalation_event(&self, event: &str) {
+        self.escalations.get_or_create(&EventLabels { event: event.to_owned() }).inc();
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!("cannot encode metrics: {e}");
+        }
+        text
+    }
+}

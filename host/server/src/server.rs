@@ -1,0 +1,116 @@
+//! Binding and running the HTTP and gRPC servers, with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arbiter_engine::Decider;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api;
+use crate::audit::{AuditError, AuditLog};
+use crate::config::ServerConfig;
+use crate::ext_authz::grpc;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[source] tonic::transport::Error),
+}
+
+/// A bound, not yet running server.
+#[derive(Debug)]
+pub struct Server {
+    http: TcpListener,
+    grpc: Option<TcpListener>,
+    state: AppState,
+    config: ServerConfig,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+}
+
+impl Server {
+    /// Binds the listeners and opens the audit log.
+    pub async fn bind(config: ServerConfig, decider: Decider) -> Result<Self, ServerError> {
+        let audit = match &config.audit_log {
+            Some(path) => Some(Arc::new(AuditLog::open(path, config.audit_mask.clone())?)),
+            None => None,
+        };
+        let state = AppState {
+            decider,
+            audit,
+            metrics: Metrics::new(),
+            admin_token: config.admin_token.as_deref().map(Arc::from),
+            wire: Arc::new(config.wire.clone()),
+        };
+        let http = bind(config.http).await?;
+        let grpc = match config.grpc {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Server { http, grpc, state, config })
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.local_addr().ok()
+    }
+
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests
+    /// and syncs the audit log.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let wait = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        };
+        let router = api::router(self.state.clone(), self.config.max_body_bytes).layer(
+            tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                self.config.request_timeout,
+            ),
+        );
+        let http = axum::serve(self.http, router).with_graceful_shutdown(wait(stopped.clone()));
+        let grpc = self.grpc.map(|listener| {
+            tonic::transport::Server::builder()
+                .timeout(self.config.request_timeout)
+                .add_service(grpc::service(self.state.clone()))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    wait(stopped.clone()),
+                )
+        });
+        let result = match grpc {
+            Some(grpc) => {
+                let (http, grpc) = tokio::join!(http, grpc);
+                http.map_err(ServerError::Http).and(grpc.map_err(ServerError::Grpc))
+            }
+            None => http.await.map_err(ServerError::Http),
+        };
+        if let Some(audit) = &self.state.audit {
+            audit.sync()?;
+        }
+        result
+    }
+}

@@ -1,0 +1,197 @@
+//! OpenAI (chat completions, responses) and Anthropic (messages) calls.
+
+use arbiter_types::{Action, LlmRequest, Request};
+use serde_json::Value;
+
+use super::principal::{principal, request_id};
+use super::tokens::prompt_tokens;
+use super::{Classified, GatewayRequest, Protocol};
+use crate::config::WireConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    OpenAiChat,
+    OpenAiResponses,
+    AnthropicMessages,
+}
+
+fn api_of(path: &str) -> Option<Api> {
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    if path.ends_with("/chat/completions") {
+        Some(Api::OpenAiChat)
+    } else if path.ends_with("/responses") {
+        Some(Api::OpenAiResponses)
+    } else if path.ends_with("/messages") {
+        Some(Api::AnthropicMessages)
+    } else {
+        None
+    }
+}
+
+/// `None` when the path is no LLM API arbiter knows.
+pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConfig) -> Option<Classified> {
+    let api = api_of(req.path)?;
+    Some(match llm_request(api, body, config) {
+        Err(message) => Classified::refuse(400, "bad_request", message, Protocol::Llm),
+        Ok(llm) => match principal(req, config) {
+            Err(message) => Classified::refuse(400, "missing_principal", message, Protocol::Llm),
+            Ok(principal) => {
+                let request = Request {
+                    id: request_id(req),
+                    principal,
+                    action: Action::LlmRequest(llm),
+                    timestamp_ms: Some(req.now_ms),
+                    labels: vec![("api".to_owned(), format!("{api:?}"))],
+                    escalation_id: escalation_header(req, config),
+                };
+                Classified::Guard { request: Box::new(request), protocol: Protocol::Llm }
+            }
+        },
+    })
+}
+
+pub(super) fn escalation_header(req: &GatewayRequest<'_>, config: &WireConfig) -> Option<String> {
+    req.headers.get(&format!("{}escalation-id", config.header_prefix)).filter(|v| !v.is_empty()).cloned()
+}
+
+fn llm_request(api: Api, body: &Value, config: &WireConfig) -> Result<LlmRequest, String> {
+    let model = match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(_) => return Err("body.model: must be a non-empty string".into()),
+        None => return Err("body.model: missing".into()),
+    };
+    let (parts, max_fields): (Vec<Value>, &[&str]) = match api {
+        Api::OpenAiChat => (array("messages", body)?, &["max_completion_tokens", "max_tokens"]),
+        Api::OpenAiResponses => {
+            let mut parts = match body.get("input") {
+                Some(Value::String(text)) => vec![Value::String(text.clone())],
+                Some(Value::Array(items)) => items.clone(),
+                Some(_) => return Err("body.input: must be a string or an array".into()),
+                None => return Err("body.input: missing".into()),
+            };
+            parts.extend(body.get("instructions").cloned());
+            (parts, &["max_output_tokens"])
+        }
+        Api::AnthropicMessages => {
+            let mut parts = array("messages", body)?;
+            parts.extend(body.get("system").cloned());
+            (parts, &["max_tokens"])
+        }
+    };
+    let mut max_output_tokens = config.default_max_output_tokens;
+    for field in max_fields {
+        match body.get(*field) {
+            None | Some(Value::Null) => {}
+            Some(value) => {
+                max_output_tokens =
+                    value.as_u64().ok_or_else(|| format!("body.{field}: must be a non-negative integer"))?;
+                break;
+            }
+        }
+    }
+    let (prompt_tokens, _exact) = prompt_tokens(&model, &parts);
+    Ok(LlmRequest { model, prompt_tokens, prompt_tokens_estimated: true, max_output_tokens })
+}
+
+fn array(field: &str, body: &Value) -> Result<Vec<Value>, String> {
+    match body.get(field) {
+        Some(Value::Array(items)) if !items.is_empty() => Ok(items.clone()),
+        Some(Value::Array(_)) => Err(format!("body.{field}: must not be empty")),
+        Some(_) => Err(format!("body.{field}: must be an array")),
+        None => Err(format!("body.{field}: missing")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    fn headers() -> HashMap<String, String> {
+        [
+            ("pipeline", "orders_daily"),
+            ("agent", "monitor"),
+            ("team", "data-platform"),
+            ("environment", "prod"),
+            ("run", "r1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("x-arbiter-{k}"), v.to_owned()))
+        .collect()
+    }
+
+    fn run(path: &str, body: Value, headers: &HashMap<String, String>) -> Classified {
+        let body = body.to_string();
+        let req = GatewayRequest { method: "POST", path, headers, body: body.as_bytes(), now_ms: 0 };
+        super::super::classify(&req, &WireConfig::default())
+    }
+
+    fn llm_of(c: Classified) -> LlmRequest {
+        match c {
+            Classified::Guard { request, .. } => match request.action {
+                Action::LlmRequest(llm) => llm,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_openai_and_anthropic_bodies() {
+        let h = headers();
+        let chat = llm_of(run(
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 77}),
+            &h,
+        ));
+        assert_eq!((chat.model.as_str(), chat.max_output_tokens), ("gpt-4o-2024-08-06", 77));
+        assert!(chat.prompt_tokens > 0);
+        let responses = llm_of(run(
+            "/v1/responses",
+            json!({"model": "gpt-4o-2024-08-06", "input": "hi", "max_output_tokens": 5}),
+            &h,
+        ));
+        assert_eq!(responses.max_output_tokens, 5);
+        let anthropic = llm_of(run(
+            "/v1/messages",
+            json!({"model": "claude-sonnet-4-5-20250929", "system": "be brief", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 512}),
+            &h,
+        ));
+        assert_eq!(anthropic.max_output_tokens, 512);
+        let defaulted = llm_of(run(
+            "/v1/chat/completions",
+            json!({"model": "m-1", "messages": [{"role": "user", "content": "x"}]}),
+            &h,
+        ));
+        assert_eq!(defaulted.max_output_tokens, 4096);
+    }
+
+    #[test]
+    fn refuses_bad_bodies_and_missing_principals_by_name() {
+        let h = headers();
+        let cases = [
+            (json!({"messages": []}), "body.model: missing"),
+            (json!({"model": 3, "messages": [{}]}), "body.model: must be a non-empty string"),
+            (json!({"model": "m", "messages": "hi"}), "body.messages: must be an array"),
+            (
+                json!({"model": "m", "messages": [{}], "max_tokens": -1}),
+                "body.max_tokens: must be a non-negative integer",
+            ),
+        ];
+        for (body, needle) in cases {
+            match run("/v1/chat/completions", body, &h) {
+                Classified::Refuse { status: 400, message, .. } => assert_eq!(message, needle),
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut missing = h.clone();
+        missing.remove("x-arbiter-team");
+        match run("/v1/chat/completions", json!({"model": "m", "messages": [{}]}), &missing) {
+            Classified::Refuse { code: "missing_principal", message, .. } => {
+                assert_eq!(message, "missing header x-arbiter-team")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! MCP (JSON-RPC over streamable HTTP): `tools/call` is guarded; session
+//! plumbing and listings pass untouched.
+
+use arbiter_types::{Action, Request, ToolCall, ToolFacts};
+use serde_json::Value;
+
+use super::llm::escalation_header;
+use super::principal::{principal, request_id};
+use super::{Classified, GatewayRequest, Protocol};
+use crate::config::{UnrecognizedTraffic, WireConfig};
+
+pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConfig) -> Classified {
+    // Batches are answered per element by the server; arbiter refuses them
+    // rather than guess which element a denial answers.
+    let Some(message) = body.as_object() else {
+        return Classified::refuse(400, "bad_request", "JSON-RPC batches are not supported", Protocol::Llm);
+    };
+    let id = message.get("id").cloned();
+    let protocol = Protocol::Mcp { id: id.clone().unwrap_or(Value::Null) };
+    if body.get("jsonrpc") != Some(&Value::from("2.0")) {
+        return Classified::refuse(400, "bad_request", "jsonrpc: must be \"2.0\"", protocol);
+    }
+    let method = match message.get("method") {
+        Some(Value::String(m)) => m.as_str(),
+        // A response the client sends back (e.g. to a sampling request).
+        None if message.contains_key("result") || message.contains_key("error") => return Classified::Pass,
+        _ => return Classified::refuse(400, "bad_request", "method: missing or not a string", protocol),
+    };
+    if id.is_none() || method.starts_with("notifications/") || config.mcp_passthrough.iter().any(|m| m == method) {
+        return Classified::Pass;
+    }
+    if method != "tools/call" {
+        return match config.unrecognized {
+            UnrecognizedTraffic::Allow => Classified::Pass,
+            UnrecognizedTraffic::Deny => {
+                Classified::refuse(400, "method_not_allowed", format!("MCP method `{method}` is not allowed"), protocol)
+            }
+        };
+    }
+    let params = message.get("params").and_then(Value::as_object);
+    let name = match params.and_then(|p| p.get("name")) {
+        Some(Value::String(n)) if !n.is_empty() => n.clone(),
+        _ => return Classified::refuse(400, "bad_request", "params.name: must be a non-empty string", protocol),
+    };
+    let arguments = match params.and_then(|p| p.get("arguments")) {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Classified::refuse(400, "bad_request", "params.arguments: must be an object", protocol),
+    };
+    let principal = match principal(req, config) {
+        Ok(p) => p,
+        Err(message) => return Classified::refuse(400, "missing_principal", message, protocol),
+    };
+    let request = Request {
+        id: request_id(req),
+        principal,
+        action: Action::ToolCall(ToolCall { tool: name, arguments, facts: ToolFacts::default() }),
+        timestamp_ms: Some(req.now_ms),
+        labels: vec![("api".to_owned(), "mcp".to_owned())],
+        escalation_id: escalation_header(req, config),
+    };
+    Classified::Guard { request: Box::new(request), protocol }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    fn classify_body(body: Value) -> Classified {
+        let headers: HashMap<String, String> =
+            [("pipeline", "p"), ("agent", "a"), ("team", "t"), ("environment", "dev")]
+                .into_iter()
+                .map(|(k, v)| (format!("x-arbiter-{k}"), v.to_owned()))
+                .chain([("mcp-session-id".to_owned(), "s-1".to_owned())])
+                .collect();
+        let body = body.to_string();
+        let req = GatewayRequest { method: "POST", path: "/mcp", headers: &headers, body: body.as_bytes(), now_ms: 0 };
+        super::super::classify(&req, &WireConfig::default())
+    }
+
+    #[test]
+    fn guards_tool_calls_and_passes_session_plumbing() {
+        match classify_body(
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "warehouse.query", "arguments": {"sql": "select 1"}}}),
+        ) {
+            Classified::Guard { request, protocol } => {
+                assert_eq!(protocol, Protocol::Mcp { id: json!(7) });
+                assert_eq!(request.principal.run, "s-1", "the MCP session is the run");
+                let Action::ToolCall(call) = request.action else { panic!() };
+                assert_eq!((call.tool.as_str(), &call.arguments["sql"]), ("warehouse.query", &json!("select 1")));
+            }
+            other => panic!("{other:?}"),
+        }
+        for body in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+            json!({"jsonrpc": "2.0", "id": 3, "result": {}}),
+        ] {
+            assert!(matches!(classify_body(body.clone()), Classified::Pass), "{body}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_or_foreign_json_rpc_with_its_id() {
+        let cases = [
+            (json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": ""}}), "params.name"),
+            (
+                json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "x", "arguments": [1]}}),
+                "params.arguments",
+            ),
+            (json!({"jsonrpc": "2.0", "id": 6, "method": "eth_call", "params": []}), "`eth_call` is not allowed"),
+        ];
+        for (body, needle) in cases {
+            match classify_body(body.clone()) {
+                Classified::Refuse { message, protocol: Protocol::Mcp { id }, .. } => {
+                    assert!(message.contains(needle), "{message}");
+                    assert_eq!(id, body["id"]);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

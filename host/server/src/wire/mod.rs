@@ -1,0 +1,78 @@
+//! Gateway traffic → arbiter requests: OpenAI and Anthropic LLM calls and
+//! MCP `tools/call`, with the principal taken from request headers.
+
+mod llm;
+mod mcp;
+mod principal;
+mod tokens;
+
+use std::collections::HashMap;
+
+use arbiter_types::Request;
+use serde_json::Value;
+
+use crate::config::{UnrecognizedTraffic, WireConfig};
+
+/// An HTTP request as the gateway saw it.
+#[derive(Debug)]
+pub(crate) struct GatewayRequest<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    /// Lowercase names.
+    pub(crate) headers: &'a HashMap<String, String>,
+    pub(crate) body: &'a [u8],
+    pub(crate) now_ms: i64,
+}
+
+/// How the answer must be shaped for the caller to understand it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Protocol {
+    /// An HTTP API: denials are non-2xx JSON errors.
+    Llm,
+    /// MCP over streamable HTTP: denials are JSON-RPC errors to this id, with
+    /// status 200, so the client's session survives.
+    Mcp { id: Value },
+}
+
+#[derive(Debug)]
+pub(crate) enum Classified {
+    /// To be decided.
+    Guard { request: Box<Request>, protocol: Protocol },
+    /// Not an action arbiter guards: let it through untouched.
+    Pass,
+    /// Malformed or not allowed without a decision.
+    Refuse { status: u16, code: &'static str, message: String, protocol: Protocol },
+}
+
+impl Classified {
+    fn refuse(status: u16, code: &'static str, message: impl Into<String>, protocol: Protocol) -> Self {
+        Classified::Refuse { status, code, message: message.into(), protocol }
+    }
+}
+
+pub(crate) fn classify(req: &GatewayRequest<'_>, config: &WireConfig) -> Classified {
+    if req.body.is_empty() && matches!(req.method, "GET" | "DELETE" | "HEAD" | "OPTIONS") {
+        return Classified::Pass;
+    }
+    let body: Value = match serde_json::from_slice(req.body) {
+        Ok(body) => body,
+        Err(e) => {
+            return Classified::refuse(400, "bad_request", format!("body is not JSON: {e}"), Protocol::Llm);
+        }
+    };
+    if body.get("jsonrpc").is_some() {
+        return mcp::classify(req, &body, config);
+    }
+    match llm::classify(req, &body, config) {
+        Some(classified) => classified,
+        None => match config.unrecognized {
+            UnrecognizedTraffic::Allow => Classified::Pass,
+            UnrecognizedTraffic::Deny => Classified::refuse(
+                400,
+                "unrecognized_request",
+                format!("{} {} is neither an OpenAI or Anthropic LLM call nor MCP JSON-RPC", req.method, req.path),
+                Protocol::Llm,
+            ),
+        },
+    }
+}
