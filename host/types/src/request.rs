@@ -135,10 +135,10 @@ impl Request {
         let wire: WireRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            if inner.is_syntax() || inner.is_eof() || path == "." {
+            if inner.is_syntax() || inner.is_eof() {
                 RequestError::Syntax(inner)
             } else {
-                RequestError::Field { path, message: strip_position(&inner.to_string()) }
+                RequestError::Field { path: field_path(path), message: strip_position(&inner.to_string()) }
             }
         })?;
         de.end().map_err(RequestError::Syntax)?;
@@ -198,6 +198,11 @@ impl Request {
         let canonical = canonical_json(&serde_json::json!({"principal": body["principal"], "action": body["action"]}));
         format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes())))
     }
+}
+
+/// serde_path_to_error calls the top level "."; name it.
+fn field_path(path: String) -> String {
+    if path == "." { "request".to_owned() } else { path }
 }
 
 /// JSON with object keys sorted at every level.
@@ -515,6 +520,15 @@ mod tests {
             let text = err.to_string();
             assert!(text.starts_with(path), "expected an error at `{path}`, got `{text}` for {body}");
         }
+    }
+
+    #[test]
+    fn a_missing_top_level_field_is_a_field_error() {
+        let mut body = base();
+        body.as_object_mut().unwrap().remove("principal");
+        let err = parse(&body).unwrap_err();
+        assert_eq!(err.path(), Some("request"));
+        assert_eq!(err.to_string(), "request: missing field `principal`");
     }
 
     #[test]

@@ -1,0 +1,30 @@
+"""A real MCP server (official Python SDK, streamable HTTP) exposing the
+orders_daily monitor's tools. Usage: mcp_server.py PORT"""
+
+import sys
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("warehouse")
+
+
+@server.tool(name="warehouse.query")
+def query(sql: str) -> str:
+    """Runs a read-only query."""
+    return f"ran: {sql}"
+
+
+@server.tool(name="warehouse.drop_table")
+def drop_table(table: str) -> str:
+    """Drops a table (irreversible)."""
+    return f"dropped {table}"
+
+
+@server.tool(name="shell.exec")
+def shell(command: str) -> str:
+    """Not something the monitor agent may use."""
+    return "should never run"
+
+
+if __name__ == "__main__":
+    server.run(transport="streamable-http", host="127.0.0.1", port=int(sys.argv[1]), json_response=True)

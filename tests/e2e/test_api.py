@@ -1,0 +1,152 @@
+"""The HTTP API of `arbiter serve`, end to end."""
+
+import json
+import subprocess
+
+from conftest import ARBITER, ROOT, SCENARIOS, TOKEN
+
+PRINCIPAL = {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform", "environment": "prod",
+             "run": "run-e2e"}
+
+
+def tool(id, name, arguments, **extra):
+    return {"id": id, "principal": PRINCIPAL, "action": {"kind": "tool_call", "tool": name, "arguments": arguments},
+            **extra}
+
+
+def llm(id, model="claude-sonnet-4-5-20250929", prompt=1000, max_output=500):
+    return {"id": id, "principal": PRINCIPAL,
+            "action": {"kind": "llm_request", "model": model, "prompt_tokens": prompt, "max_output_tokens": max_output}}
+
+
+def test_decide_usage_outcomes_and_report(arbiter):
+    r = arbiter.decide(llm("l1"))
+    assert r.status_code == 200 and r.json()["decision"] == "allow"
+    assert set(r.json()) == {"id", "decision", "reasons", "escalation", "obligations", "bundle"}, "no budgets leak"
+    assert arbiter.client.post("/v1/usage", json={"id": "l1", "prompt_tokens": 1000, "output_tokens": 20}).json() == {
+        "accepted": True}
+    again = arbiter.client.post("/v1/usage", json={"id": "l1", "prompt_tokens": 1, "output_tokens": 1})
+    assert again.status_code == 404 and again.json()["error"]["code"] == "no_such_request"
+    assert arbiter.decide(tool("t1", "warehouse.query", {"sql": "select 1"})).json()["decision"] == "allow"
+    assert arbiter.client.post("/v1/outcomes", json={"id": "t1", "status": "success", "latency_ms": 12}).status_code == 200
+    assert arbiter.client.post("/v1/outcomes", json={"id": "t1", "status": "success"}).status_code == 404
+    assert arbiter.client.get("/v1/report", params={"since": "2020-01-01"}).status_code == 401
+    rows = arbiter.client.get("/v1/report", params={"since": "2020-01-01", "by": "model"}, headers=arbiter.admin()).json()
+    assert rows[0]["key"] == "claude-sonnet-4-5-20250929" and rows[0]["prompt_tokens"] == 1000
+    assert rows[0]["output_tokens"] == 20 and rows[0]["reconciled"] == 1
+
+
+def test_escalation_approval_over_http(arbiter):
+    first = arbiter.decide(tool("d1", "warehouse.drop_table", {"table": "tmp"})).json()
+    assert first["decision"] == "escalate"
+    esc = first["escalation"]["id"]
+    assert arbiter.client.get("/v1/escalations").status_code == 401
+    assert arbiter.client.get("/v1/escalations", headers={"authorization": "Bearer wrong"}).status_code == 403
+    assert arbiter.client.post(f"/v1/escalations/{esc}/approve").status_code == 401
+    listed = arbiter.client.get("/v1/escalations", headers=arbiter.admin()).json()["escalations"]
+    assert [e["id"] for e in listed] == [esc] and listed[0]["status"] == {"status": "pending"}
+    approved = arbiter.client.post(f"/v1/escalations/{esc}/approve", json={"by": "alice"}, headers=arbiter.admin())
+    assert approved.status_code == 200 and approved.json()["status"]["by"] == "alice"
+    again = arbiter.client.post(f"/v1/escalations/{esc}/reject", headers=arbiter.admin())
+    assert again.status_code == 409
+    assert arbiter.client.post("/v1/escalations/esc-nope/approve", headers=arbiter.admin()).status_code == 404
+
+    retry = arbiter.decide(tool("d2", "warehouse.drop_table", {"table": "tmp"}, escalation_id=esc)).json()
+    assert retry["decision"] == "allow" and retry["approved_by"] == "alice"
+    twice = arbiter.decide(tool("d3", "warehouse.drop_table", {"table": "tmp"}, escalation_id=esc)).json()
+    assert (twice["decision"], twice["reasons"][0]["code"]) == ("deny", "escalation_used")
+    other = arbiter.decide(tool("d4", "warehouse.drop_table", {"table": "orders"}, escalation_id=esc)).json()
+    assert other["reasons"][0]["code"] == "escalation_mismatch"
+
+
+BAD_INPUT = [
+    # (body, expected status, expected error code, text the message must contain)
+    (b'{"id": "x", ', 400, "bad_request", "not valid UTF-8 JSON"),
+    (b"\xff\xfe\x00garbage", 400, "bad_request", "not valid UTF-8 JSON"),
+    (json.dumps({"id": "x", "action": llm("x")["action"]}).encode(), 400, "invalid_field", "missing field `principal`"),
+    (json.dumps({**llm("x"), "principal": {**PRINCIPAL, "team": 7}}).encode(), 400, "invalid_field", "principal.team"),
+    (json.dumps({**llm("x"), "principal": {**PRINCIPAL, "environment": "qa"}}).encode(), 400, "invalid_field",
+     "principal.environment"),
+    (json.dumps(tool("x", "", {})).encode(), 400, "invalid_field", "action.tool: must not be empty"),
+    (json.dumps({**tool("x", "a", {}), "action": {"kind": "sql", "tool": "a"}}).encode(), 400, "invalid_field",
+     "unknown variant `sql`"),
+    (json.dumps(tool("x", "a", [1, 2])).encode(), 400, "invalid_field", "action.arguments: must be a JSON object"),
+    (json.dumps({**llm("x"), "action": {"kind": "llm_request", "model": "m", "max_output_tokens": 1}}).encode(), 400,
+     "invalid_field", "action.prompt_tokens"),
+    (json.dumps(tool("x", "docs.search", {"query": "q" * (2 << 20)})).encode(), 413, "body_too_large", "length limit"),
+]
+
+
+def test_bad_input_gets_a_clear_error_and_the_server_stays_healthy(arbiter):
+    for body, status, code, text in BAD_INPUT:
+        r = arbiter.client.post("/v1/decide", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == status, (body[:80], r.text)
+        error = r.json()["error"]
+        assert error["code"] == code and text in error["message"], (body[:80], error)
+    bad_usage = arbiter.client.post("/v1/usage", json={"id": "x", "prompt_tokens": "many", "output_tokens": 1})
+    assert bad_usage.status_code == 400 and "prompt_tokens" in bad_usage.json()["error"]["message"]
+    assert arbiter.client.get("/nope").status_code == 404
+    assert arbiter.client.get("/healthz").json() == {"status": "ok"}
+    ready = arbiter.client.get("/readyz").json()
+    assert ready["state"] == "ok" and ready["bundle"]["policies"] == 9
+    assert arbiter.decide(llm("ok")).json()["decision"] == "allow"
+
+
+def test_metrics_and_a_tamper_evident_audit_log(arbiter):
+    arbiter.decide(tool("a1", "shell.exec", {"command": "ls"}))
+    arbiter.decide(tool("a2", "warehouse.query", {"sql": "select secret from t"}))
+    metrics = arbiter.client.get("/metrics").text
+    assert 'arbiter_decisions_total{decision="deny",source="api"} 1' in metrics
+    assert 'arbiter_reasons_total{policy="tool-scope",code="tool_not_allowed"} 1' in metrics
+    assert "arbiter_policy_seconds_bucket" in metrics
+    log = arbiter.audit_log
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["request"]["id"] for r in records] == ["a1", "a2"]
+    assert records[1]["request"]["action"]["arguments"]["sql"] == "***", "masked"
+    assert records[1]["decision"]["policies"][0]["digest"].startswith("sha256:")
+    ok = subprocess.run([ARBITER, "audit", "verify", str(log)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "2 records, chain intact" in ok.stdout
+    log.write_text(log.read_text().replace('"a1"', '"a9"', 1))
+    bad = subprocess.run([ARBITER, "audit", "verify", str(log)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "record 1: hash mismatch" in bad.stdout
+
+
+def in_process_replay(trace):
+    out = subprocess.run([ARBITER, "replay", "--bundle", str(ROOT / "examples/orders_daily/bundle.toml"), str(trace)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return [json.loads(line)["result"] for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def http_replay(server, trace):
+    results = []
+    for line in trace.read_text().splitlines():
+        event = json.loads(line)
+        if event["op"] == "decide":
+            d = server.decide(event["request"]).json()
+            codes = sorted(r["code"] for r in d["reasons"])
+            result = {"op": "decide", "id": d["id"], "decision": d["decision"], "codes": codes}
+            clamps = [o["value"] for o in d["obligations"] if o["kind"] == "clamp_max_output_tokens"]
+            if clamps:
+                result["clamp_max_output_tokens"] = min(clamps)
+        else:
+            path = "/v1/usage" if event["op"] == "usage" else "/v1/outcomes"
+            body = {k: v for k, v in event.items() if k not in ("op", "expect")}
+            r = server.client.post(path, json=body)
+            result = {"op": event["op"], "id": event["id"], "accepted": r.status_code == 200}
+        results.append(result)
+    return results
+
+
+def test_traces_over_http_match_in_process_replay(arbiter_factory):
+    traces = sorted(SCENARIOS.glob("*.jsonl"))
+    assert len(traces) >= 10
+    for trace in traces:
+        server = arbiter_factory(trace.stem)
+        over_http = http_replay(server, trace)
+        in_process = in_process_replay(trace)
+        for got, want in zip(over_http, in_process, strict=True):
+            if got["op"] == "decide":
+                assert got == want, (trace.name, got, want)
+            else:
+                assert got["accepted"] == ("accepted" in want), (trace.name, got, want)
