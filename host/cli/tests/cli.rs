@@ -173,10 +173,20 @@ fn test_command_runs_a_lone_component_with_settings() {
 }
 
 #[test]
-fn pin_check_agrees_with_the_shipped_bundle() {
-    let output = arbiter(&["pin", "--check", &bundle_arg()]);
-    assert!(output.status.success(), "the shipped digests differ from a fresh build:\n{}", text(&output.stdout));
-    assert!(Path::new(&bundle_arg()).is_file());
+fn pin_check_agrees_with_the_shipped_bundles() {
+    let bench = root().join("examples/bench/bundle.toml").display().to_string();
+    for bundle in [bundle_arg(), bench] {
+        let output = arbiter(&["pin", "--check", &bundle]);
+        assert!(output.status.success(), "{bundle}: digests differ from a fresh build:\n{}", text(&output.stdout));
+        let output =
+            arbiter(&["eval", "--format", "brief", "--bundle", &bundle, "examples/orders_daily/requests/query.json"]);
+        assert!(
+            text(&output.stdout).starts_with("allow"),
+            "{bundle}: {}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    }
 }
 
 #[test]

