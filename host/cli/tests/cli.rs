@@ -1,6 +1,5 @@
 //! The `arbiter` binary, end to end.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use arbiter_tests::{orders_daily_bundle, reference_policies, root};
