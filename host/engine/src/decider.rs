@@ -128,12 +128,7 @@ impl Decider {
                 offer.expires_at = Some(format_rfc3339_ms(expires_ms));
                 decision
             }
-            Err(e) => {
-                tracing::error!("state store failed recording an escalation: {e}");
-                let message = format!("the escalation could not be recorded: {e}");
-                refuse(&mut decision, DecisionReason { policy: HOST.into(), code: STATE_UNAVAILABLE.into(), message });
-                decision
-            }
+            Err(e) => state_failed(decision, "the escalation", &e),
         }
     }
 
@@ -202,13 +197,16 @@ fn refused(mut decision: Decision, committed: Result<Result<(), CommitRefused>, 
             refuse(&mut decision, reason);
             decision
         }
-        Err(e) => {
-            tracing::error!("state store failed on commit: {e}");
-            let message = format!("the decision could not be recorded: {e}");
-            refuse(&mut decision, DecisionReason { policy: HOST.into(), code: STATE_UNAVAILABLE.into(), message });
-            decision
-        }
+        Err(e) => state_failed(decision, "the decision", &e),
     }
+}
+
+/// Fail closed when the state store cannot record what a decision needs.
+fn state_failed(mut decision: Decision, what: &str, e: &StateError) -> Decision {
+    tracing::error!("state store failed recording {what}: {e}");
+    let message = format!("{what} could not be recorded: {e}");
+    refuse(&mut decision, DecisionReason { policy: HOST.into(), code: STATE_UNAVAILABLE.into(), message });
+    decision
 }
 
 fn refuse(decision: &mut Decision, reason: DecisionReason) {

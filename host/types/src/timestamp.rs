@@ -18,6 +18,16 @@ pub fn parse_rfc3339_ms(text: &str) -> Result<i64, TimestampError> {
         .map_err(|_| TimestampError { text: text.to_owned(), detail: "out of range".to_owned() })
 }
 
+/// Parses an RFC 3339 timestamp, or a bare `YYYY-MM-DD` as that UTC day's
+/// start (for report periods).
+pub fn parse_day_or_rfc3339_ms(text: &str) -> Result<i64, TimestampError> {
+    if text.len() == 10 && text.as_bytes().get(4) == Some(&b'-') {
+        parse_rfc3339_ms(&format!("{text}T00:00:00Z"))
+    } else {
+        parse_rfc3339_ms(text)
+    }
+}
+
 /// Formats with millisecond precision and a `Z` offset.
 pub fn format_rfc3339_ms(ms: i64) -> String {
     let nanos = i128::from(ms) * 1_000_000;
@@ -47,6 +57,12 @@ mod tests {
         let utc = parse_rfc3339_ms("2026-11-26T02:00:00Z").unwrap();
         let cet = parse_rfc3339_ms("2026-11-26T03:00:00+01:00").unwrap();
         assert_eq!(utc, cet);
+    }
+
+    #[test]
+    fn accepts_bare_days() {
+        assert_eq!(parse_day_or_rfc3339_ms("2026-11-26").unwrap(), parse_rfc3339_ms("2026-11-26T00:00:00Z").unwrap());
+        assert!(parse_day_or_rfc3339_ms("2026-11-32").is_err());
     }
 
     #[test]

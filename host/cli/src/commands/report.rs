@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use arbiter_state::{ModelPrice, SpendDimension, StateStore, aggregate};
-use arbiter_types::parse_rfc3339_ms;
+use arbiter_types::parse_day_or_rfc3339_ms;
 
 /// Report LLM spend (tokens, USD) from a state directory, by pipeline, agent, team or model.
 #[derive(clap::Args, Debug)]
@@ -50,15 +50,10 @@ enum Format {
     Json,
 }
 
-fn parse_time(text: &str) -> anyhow::Result<i64> {
-    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
-    Ok(parse_rfc3339_ms(&full)?)
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let since = parse_time(&args.since).context("--since")?;
+    let since = parse_day_or_rfc3339_ms(&args.since).context("--since")?;
     let until = match &args.until {
-        Some(text) => parse_time(text).context("--until")?,
+        Some(text) => parse_day_or_rfc3339_ms(text).context("--until")?,
         None => crate::commands::eval::now_ms(),
     };
     let by = match args.by {

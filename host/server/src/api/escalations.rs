@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::ApiError;
 use super::auth::require_admin;
 use super::decide::parse_body;
+use super::reports::blocking;
 use crate::state::{AppState, now_ms};
 use arbiter_engine::ReportError;
 use arbiter_state::{EscalationRefused, EscalationStatus};
@@ -67,10 +68,7 @@ pub(crate) async fn resolve(
     let by = resolve.by.unwrap_or_else(|| "admin".to_owned());
     let decider = state.decider.clone();
     let (id_for_task, by_for_task) = (id.clone(), by.clone());
-    let result =
-        tokio::task::spawn_blocking(move || decider.resolve_escalation(&id_for_task, approve, &by_for_task, now_ms()))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    let result = blocking(move || decider.resolve_escalation(&id_for_task, approve, &by_for_task, now_ms())).await?;
     match result {
         Ok(escalation) => {
             state.metrics.escalation_event(if approve { "approved" } else { "rejected" });

@@ -52,6 +52,13 @@ fn report_error(e: ReportError) -> ApiError {
     }
 }
 
+/// Runs a state operation off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))
+}
+
 pub(crate) async fn usage(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -60,11 +67,8 @@ pub(crate) async fn usage(
     let at = event_time(usage.at.as_deref())?;
     let decider = state.decider.clone();
     let tokens = usage.prompt_tokens.saturating_add(usage.output_tokens);
-    let result = tokio::task::spawn_blocking(move || {
-        decider.report_usage(&usage.id, usage.prompt_tokens, usage.output_tokens, at)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    let result =
+        blocking(move || decider.report_usage(&usage.id, usage.prompt_tokens, usage.output_tokens, at)).await?;
     state.metrics.usage(result.is_ok(), tokens);
     result.map(|()| accepted()).map_err(report_error)
 }
@@ -76,11 +80,7 @@ pub(crate) async fn outcome(
     let outcome: Outcome = parse_body(&body?)?;
     let at = event_time(outcome.at.as_deref())?;
     let decider = state.decider.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        decider.report_outcome(&outcome.id, outcome.status, outcome.latency_ms, at)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    let result = blocking(move || decider.report_outcome(&outcome.id, outcome.status, outcome.latency_ms, at)).await?;
     result.map(|()| accepted()).map_err(report_error)
 }
 
@@ -99,8 +99,7 @@ fn by_pipeline() -> SpendDimension {
 }
 
 fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
-    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
-    arbiter_types::parse_rfc3339_ms(&full).map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+    arbiter_types::parse_day_or_rfc3339_ms(text).map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
 }
 
 /// Spend per pipeline, agent, team or model (admin: it spans tenants).
