@@ -95,17 +95,23 @@ def test_bad_input_gets_a_clear_error_and_the_server_stays_healthy(arbiter):
 def test_metrics_and_a_tamper_evident_audit_log(arbiter):
     arbiter.decide(tool("a1", "shell.exec", {"command": "ls"}))
     arbiter.decide(tool("a2", "warehouse.query", {"sql": "select secret from t"}))
+    arbiter.decide(llm("a3", prompt=1000, max_output=500))
     metrics = arbiter.client.get("/metrics").text
     assert 'arbiter_decisions_total{decision="deny",source="api"} 1' in metrics
+    assert 'arbiter_budget_used{scope="pipeline:orders_daily",window="day",unit="tokens"} 1500' in metrics
+    assert 'arbiter_budget_limit{scope="team:data-platform",window="day",unit="tokens"} 1000000' in metrics
+    assert 'arbiter_breaker_state{key="orders_daily/warehouse.query",state="closed"} 1' in metrics
+    assert ('arbiter_spend_today{pipeline="orders_daily",agent="monitor",team="data-platform",'
+            'model="claude-sonnet-4-5-20250929",kind="prompt_tokens"} 1000') in metrics
     assert 'arbiter_reasons_total{policy="tool-scope",code="tool_not_allowed"} 1' in metrics
     assert "arbiter_policy_seconds_bucket" in metrics
     log = arbiter.audit_log
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r["request"]["id"] for r in records] == ["a1", "a2"]
+    assert [r["request"]["id"] for r in records] == ["a1", "a2", "a3"]
     assert records[1]["request"]["action"]["arguments"]["sql"] == "***", "masked"
     assert records[1]["decision"]["policies"][0]["digest"].startswith("sha256:")
     ok = subprocess.run([ARBITER, "audit", "verify", str(log)], capture_output=True, text=True)
-    assert ok.returncode == 0 and "2 records, chain intact" in ok.stdout
+    assert ok.returncode == 0 and "3 records, chain intact" in ok.stdout
     log.write_text(log.read_text().replace('"a1"', '"a9"', 1))
     bad = subprocess.run([ARBITER, "audit", "verify", str(log)], capture_output=True, text=True)
     assert bad.returncode == 1 and "record 1: hash mismatch" in bad.stdout
@@ -150,3 +156,39 @@ def test_traces_over_http_match_in_process_replay(arbiter_factory):
                 assert got == want, (trace.name, got, want)
             else:
                 assert got["accepted"] == ("accepted" in want), (trace.name, got, want)
+
+
+GATEWAY_HEADERS = {"x-arbiter-pipeline": "orders_daily", "x-arbiter-agent": "monitor", "x-arbiter-team": "data-platform",
+                   "x-arbiter-environment": "prod", "x-arbiter-run": "run-gw"}
+
+
+def test_http_ext_authz_variant(arbiter):
+    """Envoy's HTTP ext_authz sends the original request to /ext_authz/<path>."""
+    def check(path, body, headers=GATEWAY_HEADERS):
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return arbiter.client.post(f"/ext_authz{path}", content=content, headers=headers)
+
+    ok = check("/v1/chat/completions", {"model": "gpt-4o-2024-08-06", "max_tokens": 50,
+                                        "messages": [{"role": "user", "content": "hi"}]})
+    assert ok.status_code == 200 and ok.headers["x-arbiter-decision"] == "allow"
+    anthropic = check("/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 50,
+                                       "messages": [{"role": "user", "content": "hi"}]})
+    assert anthropic.status_code == 403 and anthropic.json()["error"]["code"] == "model_not_pinned"
+    escalated = check("/mcp", {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                               "params": {"name": "warehouse.drop_table", "arguments": {"table": "t"}}})
+    body = escalated.json()
+    assert escalated.status_code == 200 and body["id"] == 9 and body["error"]["code"] == -32002
+    assert escalated.headers["x-arbiter-escalation-id"] == body["error"]["data"]["decision"]["escalation"]["id"]
+    cases = [
+        ({"jsonrpc": "2.0", "id": 3, "method": "eth_getBalance", "params": []}, 200, "method_not_allowed"),
+        ({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": ""}}, 200, "params.name"),
+        (b"\xff\xfe not json", 400, "body is not JSON"),
+        ({"model": "m"}, 400, "body.messages: missing"),
+    ]
+    for body, status, text in cases:
+        path = "/mcp" if isinstance(body, dict) and "jsonrpc" in body else "/v1/chat/completions"
+        r = check(path, body)
+        assert r.status_code == status and text in r.text, (body, r.status_code, r.text)
+    passthrough = check("/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert passthrough.status_code == 200 and passthrough.headers["x-arbiter-decision"] == "pass"
+    assert arbiter.client.get("/healthz").status_code == 200

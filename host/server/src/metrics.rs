@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use arbiter_state::{BreakerState, Gauges, SpendEntry};
 use arbiter_types::{Decision, PolicyOutcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -45,6 +47,28 @@ struct EventLabels {
     event: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    scope: String,
+    window: String,
+    unit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    key: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpendLabels {
+    pipeline: String,
+    agent: String,
+    team: String,
+    model: String,
+    kind: String,
+}
+
 /// Every metric the server exports.
 #[derive(Clone)]
 pub(crate) struct Metrics {
@@ -57,6 +81,10 @@ pub(crate) struct Metrics {
     reserved_tokens: Family<TokenLabels, Counter>,
     actual_tokens: Family<EventLabels, Counter>,
     escalations: Family<EventLabels, Counter>,
+    budget_used: Family<BudgetLabels, Gauge>,
+    budget_limit: Family<BudgetLabels, Gauge>,
+    breakers: Family<BreakerLabels, Gauge>,
+    spend_today: Family<SpendLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -82,6 +110,10 @@ impl Metrics {
         let reserved_tokens = Family::<TokenLabels, Counter>::default();
         let actual_tokens = Family::<EventLabels, Counter>::default();
         let escalations = Family::<EventLabels, Counter>::default();
+        let budget_used = Family::<BudgetLabels, Gauge>::default();
+        let budget_limit = Family::<BudgetLabels, Gauge>::default();
+        let breakers = Family::<BreakerLabels, Gauge>::default();
+        let spend_today = Family::<SpendLabels, Gauge>::default();
         registry.register("decisions", "Decisions by verdict and source (api, ext_authz)", decisions.clone());
         registry.register("reasons", "Reasons of deny and escalate decisions, by policy and code", reasons.clone());
         registry.register("policy_faults", "Policy faults (trap, fuel, deadline, memory, bad verdict)", faults.clone());
@@ -90,6 +122,10 @@ impl Metrics {
         registry.register("llm_reserved_tokens", "Tokens reserved by allowed LLM requests", reserved_tokens.clone());
         registry.register("llm_reported_tokens", "Tokens reported by usage reports, by outcome", actual_tokens.clone());
         registry.register("escalations", "Escalations created, approved and rejected", escalations.clone());
+        registry.register("budget_used", "Used budget of the current calendar period", budget_used.clone());
+        registry.register("budget_limit", "Limit of the current calendar period's budget", budget_limit.clone());
+        registry.register("breaker_state", "1 for each breaker's current state", breakers.clone());
+        registry.register("spend_today", "Today's (UTC) LLM tokens and charged micro-USD", spend_today.clone());
         Metrics {
             registry: Arc::new(registry),
             decisions,
@@ -100,6 +136,45 @@ impl Metrics {
             reserved_tokens,
             actual_tokens,
             escalations,
+            budget_used,
+            budget_limit,
+            breakers,
+            spend_today,
+        }
+    }
+
+    /// Sets the gauges from state, just before a scrape. Series of past
+    /// periods and forgotten breakers disappear.
+    pub(crate) fn refresh(&self, gauges: &Gauges, spend: &[SpendEntry]) {
+        self.budget_used.clear();
+        self.budget_limit.clear();
+        self.breakers.clear();
+        self.spend_today.clear();
+        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for b in &gauges.budgets {
+            let labels = BudgetLabels { scope: b.scope.clone(), window: b.window.clone(), unit: b.unit.clone() };
+            self.budget_used.get_or_create(&labels).set(signed(b.used));
+            self.budget_limit.get_or_create(&labels).set(signed(b.limit));
+        }
+        for (key, state) in &gauges.breakers {
+            let state = match state {
+                BreakerState::Closed => "closed",
+                BreakerState::Open { .. } => "open",
+                BreakerState::HalfOpen { .. } => "half_open",
+            };
+            self.breakers.get_or_create(&BreakerLabels { key: key.clone(), state: state.to_owned() }).set(1);
+        }
+        for e in spend {
+            let labels = |kind: &str| SpendLabels {
+                pipeline: e.pipeline.clone(),
+                agent: e.agent.clone(),
+                team: e.team.clone(),
+                model: e.model.clone(),
+                kind: kind.to_owned(),
+            };
+            self.spend_today.get_or_create(&labels("prompt_tokens")).inc_by(signed(e.prompt_tokens));
+            self.spend_today.get_or_create(&labels("output_tokens")).inc_by(signed(e.output_tokens));
+            self.spend_today.get_or_create(&labels("charged_micro_usd")).inc_by(signed(e.charged_micro_usd));
         }
     }
 

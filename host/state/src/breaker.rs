@@ -39,11 +39,14 @@ struct Recorded {
 pub(crate) struct Breaker {
     phase: Phase,
     window: VecDeque<Recorded>,
+    /// The config it was last used with, for gauges.
+    #[serde(default)]
+    config: Option<BreakerConfig>,
 }
 
 impl Default for Breaker {
     fn default() -> Self {
-        Breaker { phase: Phase::Closed, window: VecDeque::new() }
+        Breaker { phase: Phase::Closed, window: VecDeque::new(), config: None }
     }
 }
 
@@ -89,6 +92,7 @@ impl Breaker {
     }
 
     pub(crate) fn admit(&mut self, config: &BreakerConfig, now_ms: i64) {
+        self.config = Some(*config);
         self.advance(config, now_ms);
         if let Phase::HalfOpen { admitted, .. } = &mut self.phase {
             *admitted += 1;
@@ -97,6 +101,7 @@ impl Breaker {
 
     /// Records the outcome of a call this breaker admitted.
     pub(crate) fn record(&mut self, config: &BreakerConfig, now_ms: i64, failed: bool, latency_ms: Option<u64>) {
+        self.config = Some(*config);
         self.advance(config, now_ms);
         let slow = matches!((config.slow_call_ms, latency_ms), (Some(limit), Some(ms)) if ms > u64::from(limit));
         match &mut self.phase {
@@ -180,6 +185,20 @@ impl Breakers {
             self.breakers.entry(key).or_default().record(&config, now_ms, failed, latency_ms);
         }
         true
+    }
+
+    /// Every breaker's state at `now_ms`, by key.
+    pub(crate) fn gauges(&self, now_ms: i64) -> Vec<(String, BreakerState)> {
+        let mut gauges: Vec<(String, BreakerState)> = self
+            .breakers
+            .iter()
+            .filter_map(|(key, b)| {
+                let config = b.config?;
+                Some((key.clone(), b.clone().state(&config, now_ms)))
+            })
+            .collect();
+        gauges.sort_by(|a, b| a.0.cmp(&b.0));
+        gauges
     }
 
     /// Forgets requests whose outcome never came.

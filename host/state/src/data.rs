@@ -10,6 +10,7 @@ use crate::history::{History, PastToolCall, RunKey};
 use crate::ledger::Ledger;
 use crate::ops::{Commit, CommitRefused, LlmUsage, Op, OutcomeReport, OutcomeStatus, UsageReport};
 use crate::spend::{Spend, SpendEntry, Spent};
+use crate::store::Gauges;
 use crate::store::StoreConfig;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -57,6 +58,10 @@ impl StateData {
     ) -> Result<Escalation, EscalationRefused> {
         self.expire(resolution.now_ms, config);
         self.escalations.resolve(resolution)
+    }
+
+    pub(crate) fn gauges(&self, now_ms: i64) -> Gauges {
+        Gauges { budgets: self.ledger.gauges(now_ms), breakers: self.breakers.gauges(now_ms) }
     }
 
     pub(crate) fn escalation(&self, id: &str) -> Option<Escalation> {

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use arbiter_types::{Charge, ChargeUnit, Window};
+use arbiter_types::{CalendarUnit, Charge, ChargeUnit, Window};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::period_start;
@@ -25,6 +25,21 @@ pub(crate) struct Ledger {
 struct Total {
     used: u64,
     last_ms: i64,
+    /// The limit of the last charge booked here, for gauges.
+    #[serde(default)]
+    limit: u64,
+}
+
+/// A budget of the current calendar period, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetGauge {
+    pub scope: String,
+    /// `minute`, `hour`, `day` or `month`.
+    pub window: String,
+    /// `tokens` or `micro_usd`.
+    pub unit: String,
+    pub used: u64,
+    pub limit: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -116,6 +131,11 @@ impl Ledger {
         let mut bookings = Vec::with_capacity(pending.len());
         for (place, charge, amount) in pending {
             self.add(&place, charge.window, amount as i128, now_ms);
+            if let Place::Total(key) = &place
+                && let Some(total) = self.totals.get_mut(key)
+            {
+                total.limit = charge.limit;
+            }
             bookings.push(Booking { place, amount });
         }
         if !bookings.is_empty() {
@@ -144,6 +164,32 @@ impl Ledger {
                 }
             }
         }
+    }
+
+    /// Budgets of the calendar periods containing `now_ms`. Run budgets are
+    /// left out: one series per run would grow without bound.
+    pub(crate) fn gauges(&self, now_ms: i64) -> Vec<BudgetGauge> {
+        let mut gauges: Vec<BudgetGauge> = self
+            .totals
+            .iter()
+            .filter_map(|(key, total)| {
+                let mut parts = key.splitn(3, '|');
+                let (unit, scope, window) = (parts.next()?, parts.next()?, parts.next()?);
+                let (unit_name, start) = window.split_once(':')?;
+                let cal = [CalendarUnit::Minute, CalendarUnit::Hour, CalendarUnit::Day, CalendarUnit::Month]
+                    .into_iter()
+                    .find(|c| format!("{c:?}").to_ascii_lowercase() == unit_name)?;
+                (start.parse::<i64>().ok()? == period_start(cal, now_ms)).then(|| BudgetGauge {
+                    scope: scope.to_owned(),
+                    window: unit_name.to_owned(),
+                    unit: unit.to_owned(),
+                    used: total.used,
+                    limit: total.limit,
+                })
+            })
+            .collect();
+        gauges.sort_by(|a, b| (&a.scope, &a.window, &a.unit).cmp(&(&b.scope, &b.window, &b.unit)));
+        gauges
     }
 
     pub(crate) fn reservation(&self, request_id: &str) -> Option<&Reservation> {
@@ -215,6 +261,21 @@ mod tests {
         ledger.reserve("a", &[charge("p", DAY, 100, 100)], 100, day - 1).unwrap();
         assert!(ledger.reserve("b", &[charge("p", DAY, 1, 100)], 1, day - 1).is_err());
         ledger.reserve("c", &[charge("p", DAY, 100, 100)], 100, day).unwrap();
+    }
+
+    #[test]
+    fn gauges_show_current_calendar_budgets_only() {
+        let mut ledger = Ledger::default();
+        ledger
+            .reserve("a", &[charge("pipeline:p", DAY, 10, 100), charge("run:p/1", Window::Run, 10, 50)], 10, 0)
+            .unwrap();
+        let gauges = ledger.gauges(1);
+        assert_eq!(gauges.len(), 1);
+        assert_eq!(
+            (gauges[0].scope.as_str(), gauges[0].window.as_str(), gauges[0].used, gauges[0].limit),
+            ("pipeline:p", "day", 10, 100)
+        );
+        assert!(ledger.gauges(86_400_000).is_empty(), "yesterday's budget is not today's");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::escalation::{Escalation, EscalationRefused, Resolution};
 use crate::history::{PastToolCall, RunKey};
 use crate::ops::{Commit, CommitRefused, OpRef, OutcomeReport, UsageReport};
 use crate::spend::SpendEntry;
-use crate::store::{StateStore, StoreConfig};
+use crate::store::{Gauges, StateStore, StoreConfig};
 
 /// Where a locked store writes the operations it applies. Sealed: the
 /// backends are this crate's.
@@ -143,6 +143,10 @@ impl<S: Sink> StateStore for Locked<S> {
 
     fn escalations(&self) -> Result<Vec<Escalation>, StateError> {
         self.read(|d| d.escalations())
+    }
+
+    fn gauges(&self, now_ms: i64) -> Result<Gauges, StateError> {
+        self.read(|d| d.gauges(now_ms))
     }
 
     fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError> {

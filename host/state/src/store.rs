@@ -8,6 +8,7 @@ use crate::breaker::BreakerState;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, Resolution};
 use crate::history::{PastToolCall, RunKey};
+use crate::ledger::BudgetGauge;
 use crate::ops::{Commit, CommitRefused, OutcomeReport, UsageReport};
 use crate::spend::SpendEntry;
 
@@ -37,6 +38,13 @@ impl Default for StoreConfig {
             snapshot_every: 10_000,
         }
     }
+}
+
+/// Current budgets and breaker states, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Gauges {
+    pub budgets: Vec<BudgetGauge>,
+    pub breakers: Vec<(String, BreakerState)>,
 }
 
 /// State shared by every decision. Implementations make each method atomic:
@@ -72,6 +80,8 @@ pub trait StateStore: Send + Sync + Debug {
 
     /// Every escalation still kept, oldest first.
     fn escalations(&self) -> Result<Vec<Escalation>, StateError>;
+
+    fn gauges(&self, now_ms: i64) -> Result<Gauges, StateError>;
 
     /// Spend entries of the UTC days overlapping [since, until).
     fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError>;

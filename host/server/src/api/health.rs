@@ -30,5 +30,12 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let now = now_ms();
+    let store = state.decider.state();
+    let day = now - now.rem_euclid(86_400_000);
+    match (store.gauges(now), store.spend(day, now + 1)) {
+        (Ok(gauges), Ok(spend)) => state.metrics.refresh(&gauges, &spend),
+        (Err(e), _) | (_, Err(e)) => tracing::warn!("metrics without state gauges: {e}"),
+    }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }
