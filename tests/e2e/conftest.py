@@ -113,8 +113,8 @@ def arbiter_factory(tmp_path):
     """Starts fresh servers on demand (fresh state each), stops them after."""
     started = []
 
-    def make(name: str) -> Arbiter:
-        server = start_arbiter(tmp_path / name)
+    def make(name: str, *extra: str) -> Arbiter:
+        server = start_arbiter(tmp_path / name, *extra)
         started.append(server)
         return server
 

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub audit_log: Option<PathBuf>,
     /// Tool-call arguments written to the audit log as `"***"`.
     pub audit_mask: Vec<String>,
+    /// `http://` URL notified (POST, JSON) of every new escalation.
+    pub escalation_webhook: Option<String>,
     pub wire: WireConfig,
 }
 
@@ -79,6 +81,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             audit_log: None,
             audit_mask: Vec::new(),
+            escalation_webhook: None,
             wire: WireConfig::default(),
         }
     }

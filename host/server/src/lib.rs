@@ -17,6 +17,7 @@ mod ext_authz;
 mod metrics;
 mod server;
 mod state;
+mod webhook;
 mod wire;
 
 pub use audit::{AuditError, AuditLog, verify as verify_audit_log};

@@ -14,6 +14,7 @@ use crate::config::ServerConfig;
 use crate::ext_authz::grpc;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::webhook::Webhook;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -25,6 +26,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error("{0}")]
+    Config(String),
     #[error("HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
     #[error("gRPC server failed: {0}")]
@@ -57,6 +60,7 @@ impl Server {
             metrics: Metrics::new(),
             admin_token: config.admin_token.as_deref().map(Arc::from),
             wire: Arc::new(config.wire.clone()),
+            webhook: config.escalation_webhook.as_deref().map(Webhook::new).transpose().map_err(ServerError::Config)?,
         };
         let http = bind(config.http).await?;
         let grpc = match config.grpc {

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::audit::AuditLog;
 use crate::config::WireConfig;
 use crate::metrics::Metrics;
+use crate::webhook::Webhook;
 
 #[derive(Clone, Debug)]
 pub(crate) struct AppState {
@@ -19,6 +20,7 @@ pub(crate) struct AppState {
     pub(crate) metrics: Metrics,
     pub(crate) admin_token: Option<Arc<str>>,
     pub(crate) wire: Arc<WireConfig>,
+    pub(crate) webhook: Option<Webhook>,
 }
 
 /// Wall-clock time in ms since the epoch.
@@ -56,6 +58,11 @@ impl AppState {
             Action::ToolCall(_) => None,
         };
         self.metrics.decision(&decision, source, seconds, llm);
+        if let Some(webhook) = &self.webhook
+            && decision.decision == VerdictKind::Escalate
+        {
+            webhook.notify(&decision);
+        }
         self.audit_decision(&request, &decision, source, seconds);
         decision
     }

@@ -40,6 +40,9 @@ pub struct Args {
     /// Tool-call argument names masked in the audit log (comma-separated).
     #[arg(long, value_delimiter = ',')]
     audit_mask: Vec<String>,
+    /// http:// URL notified (POST, JSON, with retries) of every new escalation.
+    #[arg(long)]
+    escalation_webhook: Option<String>,
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -74,6 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_body_bytes: args.max_body_bytes,
         audit_log: args.audit_log,
         audit_mask: args.audit_mask,
+        escalation_webhook: args.escalation_webhook,
         ..ServerConfig::default()
     };
     config.wire.default_environment = args.default_environment;
