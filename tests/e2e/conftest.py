@@ -84,9 +84,9 @@ class Arbiter:
         return self.client.post("/v1/decide", json=body, **kw)
 
 
-def start_arbiter(workdir: pathlib.Path, *extra: str) -> Arbiter:
+def start_arbiter(workdir: pathlib.Path, *extra: str, bundle: pathlib.Path = BUNDLE) -> Arbiter:
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [ARBITER, "serve", "--bundle", str(BUNDLE), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
+    cmd = [ARBITER, "serve", "--bundle", str(bundle), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
            "--state", str(workdir / "state"), "--audit-log", str(workdir / "audit.jsonl"), "--audit-mask", "sql",
            "--cache-dir", str(ROOT / "target" / "arbiter-tests" / "cache"), *extra]
     env = dict(os.environ, ARBITER_ADMIN_TOKEN=TOKEN)

@@ -25,6 +25,11 @@ enum Command {
     Report(commands::report::Args),
     Serve(commands::serve::Args),
     Audit(commands::audit::Args),
+    Keygen(commands::signing::KeygenArgs),
+    Sign(commands::signing::SignArgs),
+    Verify(commands::signing::VerifyArgs),
+    Deploy(commands::deploy::DeployArgs),
+    Rollback(commands::deploy::RollbackArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,11 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Audit(args) => commands::audit::run(args),
+        Command::Keygen(args) => commands::signing::keygen(args),
+        Command::Sign(args) => commands::signing::sign(args),
+        Command::Verify(args) => commands::signing::verify(args),
+        Command::Deploy(args) => commands::deploy::deploy(args),
+        Command::Rollback(args) => commands::deploy::rollback(args),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,8 @@ use crate::manifest::{FailMode, Manifest, ManifestError, ManifestPolicy, Mode};
 use crate::policy::{LoadError, PreparedPolicy, check_contract};
 use crate::sandbox::DecisionContext;
 use crate::scope::ScopeMatcher;
+use crate::signature::{SignatureError, verify_manifest};
+use ed25519_dalek::VerifyingKey;
 
 /// One problem with one policy of a bundle.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,8 @@ pub enum BundleError {
     Manifest(#[from] ManifestError),
     #[error("bundle {manifest} cannot be loaded:\n{}", list(.problems))]
     Policies { manifest: PathBuf, problems: Vec<PolicyProblem> },
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
 }
 
 fn list(problems: &[PolicyProblem]) -> String {
@@ -58,7 +62,27 @@ impl Bundle {
     /// policies check out and are prepared, or the error lists every
     /// problem found.
     pub fn load(engine: &PolicyEngine, manifest_path: &Path) -> Result<Self, BundleError> {
-        let manifest = Manifest::from_file(manifest_path)?;
+        Self::load_trusted(engine, manifest_path, &[])
+    }
+
+    /// Loads a bundle that must be signed by one of `trusted` (any bundle
+    /// when `trusted` is empty). The manifest is read once, so what is
+    /// verified is what is loaded.
+    pub fn load_trusted(
+        engine: &PolicyEngine,
+        manifest_path: &Path,
+        trusted: &[VerifyingKey],
+    ) -> Result<Self, BundleError> {
+        let bytes = std::fs::read(manifest_path)
+            .map_err(|source| ManifestError::Read { path: manifest_path.to_owned(), source })?;
+        if !trusted.is_empty() {
+            verify_manifest(manifest_path, &bytes, trusted)?;
+        }
+        let text = String::from_utf8(bytes).map_err(|_| ManifestError::Invalid {
+            path: manifest_path.to_owned(),
+            message: "not UTF-8 text".to_owned(),
+        })?;
+        let manifest = Manifest::from_toml(&text, manifest_path)?;
         let base = manifest_path.parent().unwrap_or(Path::new("."));
         Self::from_manifest(engine, manifest, base, manifest_path)
     }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use arbiter_state::{
     ApprovalClaim, Commit, CommitRefused, Escalation, EscalationRefused, EscalationStatus, LlmUsage, OutcomeReport,
     OutcomeStatus, Resolution, RunKey, StateError, StateStore, UsageReport,
@@ -29,16 +31,24 @@ pub enum ReportError {
     State(#[from] StateError),
 }
 
-/// A bundle and the state its decisions share.
+/// The active bundle and the state its decisions share. Clones share both;
+/// [`Decider::activate`] swaps the bundle atomically for all of them.
 #[derive(Debug, Clone)]
 pub struct Decider {
-    bundle: Arc<Bundle>,
+    bundle: Arc<ArcSwap<Bundle>>,
     state: Arc<dyn StateStore>,
 }
 
 impl Decider {
     pub fn new(bundle: Arc<Bundle>, state: Arc<dyn StateStore>) -> Self {
-        Decider { bundle, state }
+        Decider { bundle: Arc::new(ArcSwap::new(bundle)), state }
+    }
+
+    /// Makes `bundle` the active one and returns the one it replaces.
+    /// Decisions in flight finish with the bundle they started with; every
+    /// decision sees exactly one bundle.
+    pub fn activate(&self, bundle: Arc<Bundle>) -> Arc<Bundle> {
+        self.bundle.swap(bundle)
     }
 
     /// A decider whose state lives in memory only (tests, `arbiter eval`).
@@ -47,8 +57,9 @@ impl Decider {
         Decider::new(Arc::new(bundle), Arc::new(state))
     }
 
-    pub fn bundle(&self) -> &Arc<Bundle> {
-        &self.bundle
+    /// The active bundle.
+    pub fn bundle(&self) -> Arc<Bundle> {
+        self.bundle.load_full()
     }
 
     pub fn state(&self) -> &Arc<dyn StateStore> {
@@ -65,7 +76,8 @@ impl Decider {
     /// allowed once, with the effects of the allowing policies; a pending
     /// one stays escalated; any other claim is denied.
     pub fn decide(&self, request: &Request, now_ms: i64) -> Decision {
-        let (mut decision, effects) = self.bundle.evaluate_with_effects(request, now_ms, &self.state);
+        let bundle = self.bundle.load_full();
+        let (mut decision, effects) = bundle.evaluate_with_effects(request, now_ms, &self.state);
         let at_ms = request.timestamp_ms.unwrap_or(now_ms);
         match (decision.decision, &request.escalation_id) {
             (VerdictKind::Deny, _) => decision,

@@ -17,6 +17,7 @@ mod policy;
 mod replay;
 mod sandbox;
 mod scope;
+pub mod signature;
 
 pub use bundle::{Bundle, BundleError, PolicyProblem};
 pub use capability::{Capability, ImportKind, classify_import};

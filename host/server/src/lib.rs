@@ -12,6 +12,7 @@
 
 mod api;
 mod audit;
+mod bundles;
 mod config;
 mod ext_authz;
 mod metrics;
@@ -21,5 +22,6 @@ mod webhook;
 mod wire;
 
 pub use audit::{AuditError, AuditLog, verify as verify_audit_log};
+pub use bundles::ReloadConfig;
 pub use config::{ServerConfig, UnrecognizedTraffic, WireConfig};
 pub use server::{Server, ServerError};

@@ -85,6 +85,7 @@ pub(crate) struct Metrics {
     budget_limit: Family<BudgetLabels, Gauge>,
     breakers: Family<BreakerLabels, Gauge>,
     spend_today: Family<SpendLabels, Gauge>,
+    bundle_loads: Family<EventLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,6 +115,7 @@ impl Metrics {
         let budget_limit = Family::<BudgetLabels, Gauge>::default();
         let breakers = Family::<BreakerLabels, Gauge>::default();
         let spend_today = Family::<SpendLabels, Gauge>::default();
+        let bundle_loads = Family::<EventLabels, Counter>::default();
         registry.register("decisions", "Decisions by verdict and source (api, ext_authz)", decisions.clone());
         registry.register("reasons", "Reasons of deny and escalate decisions, by policy and code", reasons.clone());
         registry.register("policy_faults", "Policy faults (trap, fuel, deadline, memory, bad verdict)", faults.clone());
@@ -126,6 +128,7 @@ impl Metrics {
         registry.register("budget_limit", "Limit of the current calendar period's budget", budget_limit.clone());
         registry.register("breaker_state", "1 for each breaker's current state", breakers.clone());
         registry.register("spend_today", "Today's (UTC) LLM tokens and charged micro-USD", spend_today.clone());
+        registry.register("bundle_loads", "Bundle loads through the admin API, by result", bundle_loads.clone());
         Metrics {
             registry: Arc::new(registry),
             decisions,
@@ -140,7 +143,13 @@ impl Metrics {
             budget_limit,
             breakers,
             spend_today,
+            bundle_loads,
         }
+    }
+
+    pub(crate) fn bundle_load(&self, accepted: bool) {
+        let event = if accepted { "activated" } else { "rejected" };
+        self.bundle_loads.get_or_create(&EventLabels { event: event.to_owned() }).inc();
     }
 
     /// Sets the gauges from state, just before a scrape. Series of past

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::api;
 use crate::audit::{AuditError, AuditLog};
+use crate::bundles::{Bundles, ReloadConfig};
 use crate::config::ServerConfig;
 use crate::ext_authz::grpc;
 use crate::metrics::Metrics;
@@ -49,18 +50,23 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 
 impl Server {
     /// Binds the listeners and opens the audit log.
-    pub async fn bind(config: ServerConfig, decider: Decider) -> Result<Self, ServerError> {
+    pub async fn bind(
+        config: ServerConfig,
+        decider: Decider,
+        reload: Option<ReloadConfig>,
+    ) -> Result<Self, ServerError> {
         let audit = match &config.audit_log {
             Some(path) => Some(Arc::new(AuditLog::open(path, config.audit_mask.clone())?)),
             None => None,
         };
         let state = AppState {
-            decider,
             audit,
             metrics: Metrics::new(),
             admin_token: config.admin_token.as_deref().map(Arc::from),
             wire: Arc::new(config.wire.clone()),
             webhook: config.escalation_webhook.as_deref().map(Webhook::new).transpose().map_err(ServerError::Config)?,
+            bundles: reload.map(|reload| Arc::new(Bundles::new(reload, decider.bundle()))),
+            decider,
         };
         let http = bind(config.http).await?;
         let grpc = match config.grpc {

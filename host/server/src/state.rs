@@ -9,6 +9,7 @@ use arbiter_types::{Action, Decision, DecisionReason, Request, VerdictKind, form
 use serde_json::{Map, Value, json};
 
 use crate::audit::AuditLog;
+use crate::bundles::Bundles;
 use crate::config::WireConfig;
 use crate::metrics::Metrics;
 use crate::webhook::Webhook;
@@ -21,6 +22,8 @@ pub(crate) struct AppState {
     pub(crate) admin_token: Option<Arc<str>>,
     pub(crate) wire: Arc<WireConfig>,
     pub(crate) webhook: Option<Webhook>,
+    /// Present when bundles can be reloaded and rolled back.
+    pub(crate) bundles: Option<Arc<Bundles>>,
 }
 
 /// Wall-clock time in ms since the epoch.

@@ -1,9 +1,11 @@
 pub mod audit;
 pub mod build;
+pub mod deploy;
 pub mod eval;
 pub mod inspect;
 pub mod pin;
 pub mod replay;
 pub mod report;
 pub mod serve;
+pub mod signing;
 pub mod test;

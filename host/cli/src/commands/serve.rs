@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
-use arbiter_server::{Server, ServerConfig, UnrecognizedTraffic};
+use arbiter_server::{ReloadConfig, Server, ServerConfig, UnrecognizedTraffic};
 use arbiter_state::{InMemoryStore, StateStore, StoreConfig};
 
 use crate::engine_args::EngineArgs;
@@ -43,6 +43,12 @@ pub struct Args {
     /// http:// URL notified (POST, JSON, with retries) of every new escalation.
     #[arg(long)]
     escalation_webhook: Option<String>,
+    /// Load only bundles signed by one of these public keys (repeatable).
+    #[arg(long = "trusted-key")]
+    trusted_keys: Vec<PathBuf>,
+    /// Activated bundles kept for rollback.
+    #[arg(long, default_value_t = 5)]
+    keep_bundles: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -64,7 +70,13 @@ enum Unrecognized {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = args.engine.engine()?;
-    let bundle = Bundle::load(&engine, &args.bundle)?;
+    let trusted_keys = args
+        .trusted_keys
+        .iter()
+        .map(|path| arbiter_engine::signature::read_public_key(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bundle = Bundle::load_trusted(&engine, &args.bundle, &trusted_keys)?;
+    let reload = ReloadConfig { engine, trusted_keys, initial_manifest: args.bundle.clone(), keep: args.keep_bundles };
     let state: Arc<dyn StateStore> = match &args.state {
         Some(dir) => Arc::new(crate::commands::eval::open_state(dir)?),
         None => Arc::new(InMemoryStore::in_memory(StoreConfig::default())),
@@ -88,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let bundle = decider.bundle().clone();
-        let server = Server::bind(config, decider).await?;
+        let server = Server::bind(config, decider, Some(reload)).await?;
         let http = server.http_addr().map(|a| a.to_string()).unwrap_or_default();
         let grpc = server.grpc_addr().map(|a| a.to_string()).unwrap_or_else(|| "off".into());
         // One line that scripts and tests can read the bound ports from.

@@ -1,5 +1,6 @@
 //! The HTTP JSON API.
 
+mod admin;
 mod auth;
 mod decide;
 mod error;
@@ -23,6 +24,8 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/report", get(reports::report))
         .route("/v1/escalations", get(escalations::list))
         .route("/v1/escalations/{id}/{action}", post(escalations::resolve))
+        .route("/v1/admin/bundles", get(admin::list).post(admin::load))
+        .route("/v1/admin/rollback", post(admin::rollback))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))

@@ -1,0 +1,86 @@
+//! `GET /v1/admin/bundles`, `POST /v1/admin/bundles` (load and activate),
+//! `POST /v1/admin/rollback`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::auth::require_admin;
+use super::decide::parse_body;
+use super::reports::blocking;
+use crate::bundles::Bundles;
+use crate::state::AppState;
+
+fn bundles(state: &AppState) -> Result<&std::sync::Arc<Bundles>, ApiError> {
+    state
+        .bundles
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "bundle reload is not enabled"))
+}
+
+pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    let mut history = bundles(&state)?.list();
+    let active = history.pop();
+    history.reverse();
+    Ok(Json(json!({"active": active, "previous": history})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Load {
+    /// Path of the bundle manifest on the server.
+    manifest: std::path::PathBuf,
+}
+
+pub(crate) async fn load(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    let load: Load = parse_body(&body?)?;
+    let (registry, decider) = (bundles(&state)?.clone(), state.decider.clone());
+    let outcome = blocking(move || registry.load(&decider, load.manifest)).await?;
+    state.metrics.bundle_load(outcome.is_ok());
+    match outcome {
+        Ok(swapped) => {
+            state.audit_event("bundle_activated", json!({"active": swapped.active, "previous": swapped.previous}));
+            Ok(Json(serde_json::to_value(swapped).unwrap_or(Value::Null)))
+        }
+        Err(problem) => {
+            tracing::warn!("bundle rejected, the active bundle keeps serving: {problem}");
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_rejected", problem))
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Rollback {
+    /// A kept bundle version; the previous one when absent.
+    #[serde(default)]
+    to: Option<String>,
+}
+
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    let body = body?;
+    let rollback: Rollback = if body.is_empty() { Rollback::default() } else { parse_body(&body)? };
+    match bundles(&state)?.rollback(&state.decider, rollback.to.as_deref()) {
+        Ok(swapped) => {
+            state.audit_event("bundle_rolled_back", json!({"active": swapped.active, "previous": swapped.previous}));
+            Ok(Json(serde_json::to_value(swapped).unwrap_or(Value::Null)))
+        }
+        Err(problem) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", problem)),
+    }
+}

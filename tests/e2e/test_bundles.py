@@ -1,0 +1,125 @@
+"""Signed bundles, hot reload and rollback on a running server, with a
+client deciding throughout."""
+
+import os
+import shutil
+import subprocess
+import threading
+
+import httpx
+import pytest
+
+from conftest import ARBITER, BUNDLE, ROOT, TOKEN, start_arbiter, stop
+
+LLM = {"id": "x", "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
+                                "environment": "prod", "run": "swap"},
+       "action": {"kind": "llm_request", "model": "gpt-4o-2024-08-06", "prompt_tokens": 1, "max_output_tokens": 1}}
+
+
+def cli(*args, check=True):
+    out = subprocess.run([ARBITER, *args], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, ARBITER_ADMIN_TOKEN=TOKEN))
+    if check:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def copy_bundle(dest, version, pinned):
+    """The reference bundle under `dest`, as `version`, pinning `pinned`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(BUNDLE.parent / "components", dest / "components", dirs_exist_ok=True)
+    text = BUNDLE.read_text().replace('version = "0.1.0"', f'version = "{version}"', 1)
+    text = text.replace('pinned = ["claude-sonnet-4-5-20250929", "gpt-4o-2024-08-06"]', f"pinned = {pinned}")
+    (dest / "bundle.toml").write_text(text)
+    return dest / "bundle.toml"
+
+
+@pytest.fixture
+def keys(tmp_path):
+    cli("keygen", "--out", str(tmp_path / "release.key"))
+    cli("keygen", "--out", str(tmp_path / "other.key"))
+    return tmp_path / "release.key", tmp_path / "release.key.pub", tmp_path / "other.key"
+
+
+def test_signatures_are_checked_by_verify_and_by_the_server(tmp_path, keys):
+    secret, public, other = keys
+    manifest = copy_bundle(tmp_path / "b1", "1.0.0", '["claude-sonnet-4-5-20250929", "gpt-4o-2024-08-06"]')
+    unsigned = cli("verify", "--key", str(public), str(manifest), check=False)
+    assert unsigned.returncode == 1 and "is not signed" in unsigned.stdout
+    cli("sign", "--key", str(secret), str(manifest))
+    assert "OK:" in cli("verify", "--key", str(public), str(manifest)).stdout
+
+    tampered = [
+        ("manifest", lambda: manifest.write_text(manifest.read_text().replace("limit = 60000", "limit = 60001"))),
+        ("component", lambda: (manifest.parent / "components/model-pin.wasm").write_bytes(
+            (manifest.parent / "components/model-pin.wasm").read_bytes() + b"\0")),
+    ]
+    for what, tamper in tampered:
+        good = copy_bundle(tmp_path / f"t-{what}", "1.0.0", '["claude-sonnet-4-5-20250929"]')
+        cli("sign", "--key", str(secret), str(good))
+        manifest = good
+        tamper()
+        out = cli("verify", "--key", str(public), str(good), check=False)
+        assert out.returncode == 1 and "INVALID" in out.stdout, (what, out.stdout)
+
+    foreign = copy_bundle(tmp_path / "foreign", "1.0.0", '["claude-sonnet-4-5-20250929"]')
+    cli("sign", "--key", str(other), str(foreign))
+    out = cli("verify", "--key", str(public), str(foreign), check=False)
+    assert out.returncode == 1 and "not trusted" in out.stdout
+
+    # The server refuses to start on an unsigned or foreign bundle...
+    for bundle, reason in [(copy_bundle(tmp_path / "u", "1.0.0", '["x-2024-01-01"]'), "is not signed"),
+                           (foreign, "not trusted")]:
+        proc = subprocess.run([ARBITER, "serve", "--bundle", str(bundle), "--trusted-key", str(public),
+                               "--http", "127.0.0.1:0", "--no-grpc"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and reason in proc.stderr, proc.stderr
+
+
+def test_deploy_and_rollback_under_load(tmp_path, keys):
+    secret, public, _ = keys
+    v1 = copy_bundle(tmp_path / "v1", "1.0.0", '["claude-sonnet-4-5-20250929", "gpt-4o-2024-08-06"]')
+    v2 = copy_bundle(tmp_path / "v2", "2.0.0", '["claude-sonnet-4-5-20250929"]')
+    bad = copy_bundle(tmp_path / "bad", "3.0.0", '["gpt-4o-latest"]')  # model-pin refuses these settings
+    unsigned = copy_bundle(tmp_path / "unsigned", "4.0.0", '["claude-sonnet-4-5-20250929"]')
+    for manifest in (v1, v2, bad):
+        cli("sign", "--key", str(secret), str(manifest))
+    server = start_arbiter(tmp_path / "server", "--trusted-key", str(public), bundle=v1)
+    errors, verdicts, done = [], [], threading.Event()
+
+    def client():
+        with httpx.Client(base_url=server.url, timeout=5) as c:
+            i = 0
+            while not done.is_set():
+                i += 1
+                try:
+                    r = c.post("/v1/decide", json={**LLM, "id": f"c{i}"})
+                    r.raise_for_status()
+                    d = r.json()
+                    verdicts.append((d["bundle"]["version"], d["decision"]))
+                except Exception as e:  # noqa: BLE001 - any failure counts
+                    errors.append(repr(e))
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        out = cli("deploy", "--server", server.url, str(v2))
+        assert "active: orders_daily 2.0.0" in out.stdout
+        for rejected_bundle, reason in [(bad, "floating alias"), (unsigned, "is not signed")]:
+            rejected = cli("deploy", "--server", server.url, str(rejected_bundle), check=False)
+            assert rejected.returncode != 0 and reason in rejected.stderr, rejected.stderr
+        listed = server.client.get("/v1/admin/bundles", headers=server.admin()).json()
+        assert listed["active"]["version"] == "2.0.0", "a rejected bundle changes nothing"
+        assert [p["version"] for p in listed["previous"]] == ["1.0.0"]
+        assert "active: orders_daily 1.0.0" in cli("rollback", "--server", server.url).stdout
+        assert "active: orders_daily 2.0.0" in cli("rollback", "--server", server.url, "--to", "2.0.0").stdout
+        assert server.client.post("/v1/admin/rollback").status_code == 401
+    finally:
+        done.set()
+        thread.join()
+        assert stop(server.proc) == 0
+    assert not errors, errors[:5]
+    expected = {"1.0.0": "allow", "2.0.0": "deny"}
+    assert all(expected[v] == d for v, d in verdicts), "every decision matches the bundle that made it"
+    assert {v for v, _ in verdicts} == {"1.0.0", "2.0.0"}
+    audit = server.audit_log.read_text()
+    assert '"kind":"bundle_activated"' in audit and '"kind":"bundle_rolled_back"' in audit
