@@ -228,3 +228,44 @@ def test_escalations_notify_the_webhook_with_retries(arbiter_factory):
         assert received[1]["escalation"]["approvers"] == ["data-platform-oncall"]
     finally:
         hook.shutdown()
+
+
+def test_audit_survives_a_crash_and_can_be_queried(arbiter_factory):
+    import signal as signals
+
+    server = arbiter_factory("crash")
+    stop_flag = threading.Event()
+
+    def load():
+        with httpx_client(server.url) as c:
+            i = 0
+            while not stop_flag.is_set():
+                i += 1
+                try:
+                    c.post("/v1/decide", json=tool(f"k{i}", "shell.exec" if i % 3 == 0 else "warehouse.query",
+                                                   {"sql": "select 1"}))
+                except Exception:  # noqa: BLE001 - the server is killed under us
+                    return
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(1.0)
+    server.proc.send_signal(signals.SIGKILL)
+    server.proc.wait()
+    stop_flag.set()
+    thread.join()
+    verified = subprocess.run([ARBITER, "audit", "verify", str(server.audit_log)], capture_output=True, text=True)
+    assert verified.returncode == 0 and "chain intact" in verified.stdout, verified.stdout
+    denied = subprocess.run([ARBITER, "audit", "query", str(server.audit_log), "--verdict", "deny",
+                             "--code", "tool_not_allowed", "--run", "run-e2e"], capture_output=True, text=True)
+    lines = [json.loads(line) for line in denied.stdout.splitlines()]
+    assert lines and all(r["request"]["action"]["tool"] == "shell.exec" for r in lines)
+    none = subprocess.run([ARBITER, "audit", "query", str(server.audit_log), "--pipeline", "other"],
+                          capture_output=True, text=True)
+    assert none.stdout == "" and "0 records" in none.stderr
+
+
+def httpx_client(url):
+    import httpx
+
+    return httpx.Client(base_url=url, timeout=5)

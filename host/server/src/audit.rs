@@ -51,10 +51,22 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens a log for appending, continuing its chain.
+    /// Opens a log for appending, continuing its chain. A torn last record
+    /// (a crash mid-write: never acknowledged) is cut off first.
     pub fn open(path: &Path, mask: Vec<String>) -> Result<Self, AuditError> {
         let io = |action| move |source| AuditError::Io { action, path: path.to_owned(), source };
         let (mut seq, mut prev) = (0, GENESIS.to_owned());
+        if let Ok(text) = std::fs::read(path) {
+            let intact = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            if intact < text.len() {
+                tracing::warn!(path = %path.display(), "cutting a torn last audit record");
+                OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_len(intact as u64))
+                    .map_err(io("truncate"))?;
+            }
+        }
         if let Ok(file) = File::open(path) {
             for (index, line) in BufReader::new(file).lines().enumerate() {
                 let line = line.map_err(io("read"))?;
@@ -119,11 +131,22 @@ impl AuditLog {
     }
 }
 
+/// What `verify` found in an intact chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub records: u64,
+    /// The file ends in a partial record: a crash mid-write, never
+    /// acknowledged; everything before it verified.
+    pub torn_tail: bool,
+}
+
 /// Checks a log's chain; the error names the first bad record.
-pub fn verify(text: &str) -> Result<u64, String> {
+pub fn verify(text: &str) -> Result<Verified, String> {
     let mut prev = GENESIS.to_owned();
     let mut count = 0;
-    for (index, line) in text.lines().enumerate() {
+    let torn_tail = !text.is_empty() && !text.ends_with('\n');
+    let complete = if torn_tail { &text[..text.rfind('\n').map_or(0, |i| i + 1)] } else { text };
+    for (index, line) in complete.lines().enumerate() {
         let mut record: Map<String, Value> =
             serde_json::from_str(line).map_err(|e| format!("record {}: not JSON ({e})", index + 1))?;
         let hash = record.remove("hash").and_then(|h| h.as_str().map(str::to_owned));
@@ -141,7 +164,7 @@ pub fn verify(text: &str) -> Result<u64, String> {
         prev = actual;
         count = expected_seq;
     }
-    Ok(count)
+    Ok(Verified { records: count, torn_tail })
 }
 
 #[cfg(test)]
@@ -165,13 +188,29 @@ mod tests {
         drop(log);
         AuditLog::open(&path, vec![]).unwrap().append(record(3)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(verify(&text), Ok(3));
+        assert_eq!(verify(&text), Ok(Verified { records: 3, torn_tail: false }));
 
         let edited = text.replacen("\"n\":2", "\"n\":7", 1);
         assert_eq!(verify(&edited), Err("record 2: hash mismatch (edited)".into()));
         let lines: Vec<&str> = text.lines().collect();
         let removed = format!("{}\n{}\n", lines[0], lines[2]);
         assert!(verify(&removed).unwrap_err().starts_with("record 2: sequence number"));
+    }
+
+    #[test]
+    fn a_torn_tail_verifies_up_to_the_last_complete_record_and_is_cut_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, vec![]).unwrap();
+        log.append(record(1)).unwrap();
+        log.append(record(2)).unwrap();
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() - 20]).unwrap();
+        let torn = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(verify(&torn), Ok(Verified { records: 1, torn_tail: true }));
+        AuditLog::open(&path, vec![]).unwrap().append(record(3)).unwrap();
+        assert_eq!(verify(&std::fs::read_to_string(&path).unwrap()), Ok(Verified { records: 2, torn_tail: false }));
     }
 
     #[test]

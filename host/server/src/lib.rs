@@ -21,7 +21,7 @@ mod state;
 mod webhook;
 mod wire;
 
-pub use audit::{AuditError, AuditLog, verify as verify_audit_log};
+pub use audit::{AuditError, AuditLog, Verified, verify as verify_audit_log};
 pub use bundles::ReloadConfig;
 pub use config::{ServerConfig, UnrecognizedTraffic, WireConfig};
 pub use server::{Server, ServerError};
