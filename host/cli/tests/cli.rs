@@ -236,3 +236,37 @@ fn eval_with_state_feeds_the_spend_report() {
     let table = text(&arbiter(&args).stdout);
     assert!(table.starts_with("model ") && table.contains("claude-sonnet-4-5-20250929"), "{table}");
 }
+
+#[test]
+fn replay_against_a_weakened_bundle_lists_the_changed_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = orders_daily_bundle();
+    let components = reference.parent().unwrap().join("components");
+    let weakened = std::fs::read_to_string(&reference)
+        .unwrap()
+        .replace("components/", &format!("{}/", components.display()))
+        .replace(
+            "pinned = [\"claude-sonnet-4-5-20250929\", \"gpt-4o-2024-08-06\"]",
+            "pinned = [\"claude-sonnet-4-5-20250929\"]",
+        )
+        .replace("max_per_run = 25", "max_per_run = 1000");
+    let manifest = dir.path().join("bundle.toml");
+    std::fs::write(&manifest, weakened).unwrap();
+    let traces: Vec<String> = arbiter_tests::orders_daily_traces()
+        .into_iter()
+        .map(|(file, _)| arbiter_tests::scenarios_dir().join("orders_daily").join(file).display().to_string())
+        .collect();
+    let (new, old) = (manifest.display().to_string(), bundle_arg());
+    let mut args = vec!["replay", "--quiet", "--fail-on-diff", "--bundle", &new, "--against", &old];
+    args.extend(traces.iter().map(String::as_str));
+    let output = arbiter(&args);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("     1  allow -> deny [\"model_not_pinned\"]"), "{stdout}");
+    assert!(stdout.contains("     5  deny -> allow []"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("decisions compared, 6 differ"), "{stdout}");
+    args.retain(|a| *a != "--fail-on-diff");
+    args[3] = &old;
+    let same = arbiter(&args);
+    assert!(same.status.success() && text(&same.stdout).trim_end().ends_with(", 0 differ"), "{}", text(&same.stdout));
+}
