@@ -1,6 +1,6 @@
 //! `arbiter replay`: recorded traces through a bundle, on the trace clock.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -87,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Replays every input through the old and the new bundle (fresh state for
 /// each) and reports the decisions that differ, grouped.
-fn diff(args: &Args, old: &PathBuf) -> anyhow::Result<ExitCode> {
+fn diff(args: &Args, old: &Path) -> anyhow::Result<ExitCode> {
     let engine = args.engine.engine()?;
     let (old_bundle, new_bundle) = (Bundle::load(&engine, old)?, Bundle::load(&engine, &args.bundle)?);
     let (old_bundle, new_bundle) = (std::sync::Arc::new(old_bundle), std::sync::Arc::new(new_bundle));
