@@ -30,6 +30,7 @@ enum Command {
     Verify(commands::signing::VerifyArgs),
     Deploy(commands::deploy::DeployArgs),
     Rollback(commands::deploy::RollbackArgs),
+    Lint(commands::lint::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::signing::verify(args),
         Command::Deploy(args) => commands::deploy::deploy(args),
         Command::Rollback(args) => commands::deploy::rollback(args),
+        Command::Lint(args) => commands::lint::run(args),
     };
     match result {
         Ok(code) => code,

@@ -270,3 +270,37 @@ fn replay_against_a_weakened_bundle_lists_the_changed_decisions() {
     let same = arbiter(&args);
     assert!(same.status.success() && text(&same.stdout).trim_end().ends_with(", 0 differ"), "{}", text(&same.stdout));
 }
+
+#[test]
+fn lint_checks_the_bundle_and_its_version_bump() {
+    let ok = arbiter(&["lint", &bundle_arg()]);
+    assert!(ok.status.success() && text(&ok.stdout).trim_end().ends_with("0 findings"), "{}", text(&ok.stdout));
+    let dir = tempfile::tempdir().unwrap();
+    let reference = std::fs::read_to_string(orders_daily_bundle()).unwrap();
+    let components = orders_daily_bundle().parent().unwrap().join("components");
+    let local = reference.replace("components/", &format!("{}/", components.display()));
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let stricter = local.replace("limit = 60000", "limit = 50000");
+    let same_version = write("same.toml", stricter.clone());
+    let out = arbiter(&["lint", &same_version, "--base", &bundle_arg()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout)
+            .contains("need at least MINOR: `token-budget` settings.budgets[0].limit lowered 60000 -> 50000"),
+        "{}",
+        text(&out.stdout)
+    );
+    let bumped = write("minor.toml", stricter.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1));
+    let out = arbiter(&["lint", &bumped, "--base", &bundle_arg(), "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["required_bump"].as_str(), report["actual_bump"].as_str()), (Some("minor"), Some("minor")));
+    let floating = write("floating.toml", local.replace("\"gpt-4o-2024-08-06\"]", "\"gpt-4o\"]"));
+    let out = arbiter(&["lint", &floating]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("pins floating model alias `gpt-4o`"), "{}", text(&out.stdout));
+}

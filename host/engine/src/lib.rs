@@ -12,6 +12,7 @@ mod config;
 mod convert;
 mod decider;
 mod engine;
+pub mod lint;
 mod manifest;
 mod policy;
 mod replay;

@@ -3,6 +3,7 @@ pub mod build;
 pub mod deploy;
 pub mod eval;
 pub mod inspect;
+pub mod lint;
 pub mod pin;
 pub mod replay;
 pub mod report;
