@@ -18,18 +18,18 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-serve() { # $1: extra args; prints "http grpc"
+serve() { # $1: extra args; sets $http and $grpc, appends to $pids
     $arbiter serve --bundle examples/bench/bundle.toml --http 127.0.0.1:0 --grpc 127.0.0.1:0 $1 >"$work/serve.out" 2>"$work/serve.err" &
     pids+=($!)
     for _ in $(seq 100); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-    sed -E 's/.*http=[^:]+:([0-9]+) grpc=[^:]+:([0-9]+).*/\1 \2/' "$work/serve.out"
+    read -r http grpc < <(sed -E 's/.*http=[^:]+:([0-9]+) grpc=[^:]+:([0-9]+).*/\1 \2/' "$work/serve.out")
 }
 
 echo "| measurement | result |"
 echo "|---|---|"
 for store in memory journal; do
     extra=""; [ "$store" = journal ] && extra="--state $work/state"
-    read -r http grpc < <(serve "$extra")
+    serve "$extra"
     out=$(wrk -t2 -c32 -d10s -s scripts/bench/decide.lua "http://127.0.0.1:$http/v1/decide")
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     lat=$(echo "$out" | awk '/Latency/ {print $2; exit}')
@@ -37,7 +37,7 @@ for store in memory journal; do
     kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 done
 
-read -r http grpc < <(serve "")
+serve ""
 with=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 without=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 admin=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')

@@ -205,7 +205,8 @@ mod tests {
     /// The table of changes and the bump each requires at least.
     #[test]
     fn bump_rules() {
-        let cases: Vec<(&str, Box<dyn Fn(String) -> String>, Bump)> = vec![
+        type Edit = Box<dyn Fn(String) -> String>;
+        let cases: Vec<(&str, Edit, Bump)> = vec![
             ("nothing", Box::new(|s| s), Bump::None),
             ("a tool added", Box::new(|s| s.replace(r#"["a", "b"]"#, r#"["a", "b", "c"]"#)), Bump::Patch),
             ("a tool removed", Box::new(|s| s.replace(r#"["a", "b"]"#, r#"["a"]"#)), Bump::Minor),
