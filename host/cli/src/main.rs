@@ -31,6 +31,7 @@ enum Command {
     Deploy(commands::deploy::DeployArgs),
     Rollback(commands::deploy::RollbackArgs),
     Lint(commands::lint::Args),
+    Readiness(commands::readiness::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => commands::deploy::deploy(args),
         Command::Rollback(args) => commands::deploy::rollback(args),
         Command::Lint(args) => commands::lint::run(args),
+        Command::Readiness(args) => commands::readiness::run(args),
     };
     match result {
         Ok(code) => code,

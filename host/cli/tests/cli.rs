@@ -304,3 +304,44 @@ fn lint_checks_the_bundle_and_its_version_bump() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("pins floating model alias `gpt-4o`"), "{}", text(&out.stdout));
 }
+
+#[test]
+fn readiness_scores_what_the_bundle_contains() {
+    let deployment = root().join("examples/orders_daily/deployment.toml").display().to_string();
+    let out = arbiter(&["readiness", &bundle_arg(), "--server-config", &deployment, "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scores: Vec<(String, String)> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["item"].as_str().unwrap().to_owned(), i["score"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(scores.len(), 10);
+    for (item, score) in &scores {
+        let expected = if item == "version control" { "Needs Work" } else { "Ready" };
+        assert_eq!(score, expected, "{item} (the shipped bundle is not signed)");
+    }
+
+    // A weakened copy: no budgets, no breakers.
+    let dir = tempfile::tempdir().unwrap();
+    let reference = std::fs::read_to_string(orders_daily_bundle()).unwrap();
+    let kept: Vec<&str> = reference
+        .split("\n[[policies]]")
+        .filter(|block| !block.contains("name = \"token-budget\"") && !block.contains("name = \"circuit-breaker\""))
+        .collect();
+    let weakened = dir.path().join("bundle.toml");
+    std::fs::write(&weakened, kept.join("\n[[policies]]")).unwrap();
+    let weakened = weakened.display().to_string();
+    let out = arbiter(&["readiness", &weakened, "--fail-below", "needs-work"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for line in [
+        " 4. cost management            Not Started",
+        " 5. circuit breakers           Not Started",
+        "error propagation: NOT COVERED",
+        " 2. rollback plan              Not Started",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
+}

@@ -15,6 +15,7 @@ mod engine;
 pub mod lint;
 mod manifest;
 mod policy;
+pub mod readiness;
 mod replay;
 mod sandbox;
 mod scope;

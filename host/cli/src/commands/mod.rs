@@ -5,6 +5,7 @@ pub mod eval;
 pub mod inspect;
 pub mod lint;
 pub mod pin;
+pub mod readiness;
 pub mod replay;
 pub mod report;
 pub mod serve;
