@@ -20,7 +20,15 @@ pub(crate) struct StateData {
     history: History,
     spend: Spend,
     escalations: Escalations,
+    /// Event time of the last expiry sweep.
+    #[serde(default)]
+    swept_ms: i64,
 }
+
+/// Expiry sweeps run at most this often (in event time): a sweep walks
+/// every reservation, so running it per operation would make each commit
+/// cost O(open reservations).
+const SWEEP_INTERVAL_MS: i64 = 1000;
 
 impl StateData {
     /// Re-applies a journaled operation; it succeeded when it was written.
@@ -38,6 +46,10 @@ impl StateData {
     }
 
     fn expire(&mut self, now_ms: i64, config: &StoreConfig) {
+        if now_ms.saturating_sub(self.swept_ms) < SWEEP_INTERVAL_MS && now_ms >= self.swept_ms {
+            return;
+        }
+        self.swept_ms = now_ms;
         let ttl = config.reservation_ttl_ms;
         self.ledger.expire(now_ms, ttl);
         self.spend.expire(now_ms, ttl);

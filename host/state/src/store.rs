@@ -16,7 +16,8 @@ use crate::spend::SpendEntry;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreConfig {
     /// An unreconciled reservation is finalised at its reserved amount, and
-    /// a later usage report for it rejected, after this long.
+    /// a later usage report for it rejected, after this long (swept once a
+    /// second of event time, so up to a second later).
     pub reservation_ttl_ms: i64,
     /// How long an allowed request waits for its outcome report.
     pub outcome_ttl_ms: i64,
