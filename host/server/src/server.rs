@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arbiter_engine::Decider;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -101,13 +102,20 @@ impl Server {
                 self.config.request_timeout,
             ),
         );
-        let http = axum::serve(self.http, router).with_graceful_shutdown(wait(stopped.clone()));
+        // Decisions are small and latency-bound: no Nagle.
+        let listener = self.http.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
+        let http = axum::serve(listener, router).with_graceful_shutdown(wait(stopped.clone()));
         let grpc = self.grpc.map(|listener| {
             tonic::transport::Server::builder()
                 .timeout(self.config.request_timeout)
                 .add_service(grpc::service(self.state.clone()))
                 .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener),
+                    // Small gRPC frames must not wait for Nagle.
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                     wait(stopped.clone()),
                 )
         });
