@@ -115,6 +115,10 @@ def test_metrics_and_a_tamper_evident_audit_log(arbiter):
     assert records[1]["decision"]["policies"][0]["digest"].startswith("sha256:")
     ok = subprocess.run([ARBITER, "audit", "verify", str(log)], capture_output=True, text=True)
     assert ok.returncode == 0 and "3 records, chain intact" in ok.stdout
+    replayed = subprocess.run([ARBITER, "replay", "--bundle", str(ROOT / "examples/orders_daily/bundle.toml"),
+                               "--against", str(ROOT / "examples/orders_daily/bundle.toml"), str(log)],
+                              capture_output=True, text=True, cwd=ROOT)
+    assert replayed.returncode == 0 and "3 decisions compared, 0 differ" in replayed.stdout, replayed.stdout
     log.write_text(log.read_text().replace('"a1"', '"a9"', 1))
     bad = subprocess.run([ARBITER, "audit", "verify", str(log)], capture_output=True, text=True)
     assert bad.returncode == 1 and "record 1: hash mismatch" in bad.stdout

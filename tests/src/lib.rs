@@ -95,7 +95,12 @@ pub fn single_policy_bundle(
         .unwrap_or(("unnamed".into(), "0.0.0".into()));
     let settings: toml::Table = serde_json::from_value(settings).unwrap_or_else(|e| panic!("settings: {e}"));
     let manifest = arbiter_engine::Manifest {
-        bundle: arbiter_engine::BundleHeader { name: "test".into(), version: "0.0.0".into() },
+        bundle: arbiter_engine::BundleHeader {
+            name: "test".into(),
+            version: "0.0.0".into(),
+            contract: None,
+            environments: None,
+        },
         policies: vec![arbiter_engine::ManifestPolicy {
             name,
             version,

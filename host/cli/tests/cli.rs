@@ -345,3 +345,20 @@ fn readiness_scores_what_the_bundle_contains() {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }
 }
+
+#[test]
+fn a_bundle_serves_only_its_environments() {
+    let dir = tempfile::tempdir().unwrap();
+    let request: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("examples/orders_daily/requests/query.json")).unwrap(),
+    )
+    .unwrap();
+    let mut staging = request.clone();
+    staging["principal"]["environment"] = json!("staging");
+    let path = dir.path().join("staging.json");
+    std::fs::write(&path, staging.to_string()).unwrap();
+    let out = arbiter(&["eval", "--format", "brief", "--bundle", &bundle_arg(), &path.display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("deny") && stdout.contains("wrong_environment"), "{stdout}");
+    assert!(stdout.contains("bundle orders_daily serves dev, prod, not staging"), "{stdout}");
+}

@@ -54,6 +54,7 @@ struct BundlePolicy {
 pub struct Bundle {
     name: String,
     version: String,
+    environments: Option<Vec<arbiter_types::Environment>>,
     policies: Vec<BundlePolicy>,
 }
 
@@ -105,7 +106,12 @@ impl Bundle {
         if !problems.is_empty() {
             return Err(BundleError::Policies { manifest: manifest_path.to_owned(), problems });
         }
-        Ok(Bundle { name: manifest.bundle.name, version: manifest.bundle.version, policies })
+        Ok(Bundle {
+            name: manifest.bundle.name,
+            version: manifest.bundle.version,
+            environments: manifest.bundle.environments,
+            policies,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -145,6 +151,11 @@ impl Bundle {
         let wit_request = convert::request_to_wit(request, event_ms);
         let run = RunKey { pipeline: request.principal.pipeline.clone(), run: request.principal.run.clone() };
         let context = Arc::new(DecisionContext { now_ms: event_ms, run, state: Arc::clone(state) });
+        if let Some(served) = &self.environments
+            && !served.contains(&request.principal.environment)
+        {
+            return (self.wrong_environment(request, served), Effects::default());
+        }
         let evaluated: Vec<(PolicyResult, FailMode)> = self
             .policies
             .iter()
@@ -176,6 +187,33 @@ impl Bundle {
             approved_by: None,
         };
         (decision, combined.effects)
+    }
+}
+
+impl Bundle {
+    fn wrong_environment(&self, request: &Request, served: &[arbiter_types::Environment]) -> Decision {
+        let served: Vec<&str> = served.iter().map(|e| e.as_str()).collect();
+        Decision {
+            id: request.id.clone(),
+            decision: VerdictKind::Deny,
+            reasons: vec![arbiter_types::DecisionReason {
+                policy: "arbiter".to_owned(),
+                code: "wrong_environment".to_owned(),
+                message: format!(
+                    "bundle {} serves {}, not {}",
+                    self.name,
+                    served.join(", "),
+                    request.principal.environment.as_str()
+                ),
+            }],
+            escalation: None,
+            obligations: vec![],
+            charges: vec![],
+            breakers: vec![],
+            bundle: BundleRef { name: self.name.clone(), version: self.version.clone() },
+            policies: vec![],
+            approved_by: None,
+        }
     }
 }
 

@@ -24,6 +24,14 @@ pub struct BundleHeader {
     pub name: String,
     /// Semantic version of the bundle.
     pub version: String,
+    /// The `arbiter:policy` contract version the bundle's policies target;
+    /// a host of another version refuses the bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
+    /// The environments the bundle serves; requests from others are denied
+    /// (`wrong_environment`). All when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environments: Option<Vec<Environment>>,
 }
 
 /// Whether a policy's verdict counts.
@@ -151,6 +159,17 @@ impl Manifest {
         if !is_name(&self.bundle.name) {
             problems.push(format!("bundle.name `{}` must be lowercase letters, digits, `-` or `_`", self.bundle.name));
         }
+        if let Some(contract) = &self.bundle.contract
+            && contract != crate::CONTRACT_VERSION
+        {
+            problems.push(format!(
+                "bundle.contract `{contract}`: this host loads arbiter:policy@{}",
+                crate::CONTRACT_VERSION
+            ));
+        }
+        if self.bundle.environments.as_ref().is_some_and(Vec::is_empty) {
+            problems.push("bundle.environments must name at least one environment".to_owned());
+        }
         if !is_semver(&self.bundle.version) {
             problems.push(format!(
                 "bundle.version `{}` is not a semantic version (MAJOR.MINOR.PATCH)",
@@ -238,6 +257,11 @@ mod tests {
     fn names_the_field_of_each_problem() {
         let cases = [
             (VALID.replace("version = \"1.0.0\"", "version = \"1.0\""), "bundle.version"),
+            (
+                VALID.replace("version = \"1.0.0\"", "version = \"1.0.0\"\ncontract = \"9.0.0\""),
+                "bundle.contract `9.0.0`",
+            ),
+            (VALID.replace("version = \"1.0.0\"", "version = \"1.0.0\"\nenvironments = []"), "bundle.environments"),
             (VALID.replace("sha256 = \"0000", "sha256 = \"zz00"), "sha256"),
             (VALID.replace("capabilities = [\"log\"]", "capabilities = [\"network\"]"), "network"),
             (VALID.replace("capabilities = [\"log\"]", "capabilities = [\"log\"]\nfial = \"open\""), "fial"),

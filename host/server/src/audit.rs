@@ -195,6 +195,14 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let removed = format!("{}\n{}\n", lines[0], lines[2]);
         assert!(verify(&removed).unwrap_err().starts_with("record 2: sequence number"));
+        let inserted = format!("{}\n{}\n{}\n{}\n", lines[0], lines[0], lines[1], lines[2]);
+        assert!(verify(&inserted).unwrap_err().starts_with("record 2: sequence number"));
+        let truncated = format!("{}\n", lines[0]);
+        assert_eq!(
+            verify(&truncated),
+            Ok(Verified { records: 1, torn_tail: false }),
+            "a cut at a record boundary verifies; the count shows it"
+        );
     }
 
     #[test]

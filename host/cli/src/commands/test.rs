@@ -142,7 +142,12 @@ fn load_target(
         settings: lone.settings,
     };
     let manifest = Manifest {
-        bundle: arbiter_engine::BundleHeader { name: "test".into(), version: "0.0.0".into() },
+        bundle: arbiter_engine::BundleHeader {
+            name: "test".into(),
+            version: "0.0.0".into(),
+            contract: None,
+            environments: None,
+        },
         policies: vec![policy],
     };
     let base = target.parent().unwrap_or(Path::new("."));
