@@ -178,14 +178,19 @@ mod tests {
             .unwrap_or_default()
     }
 
-    #[test]
-    fn chains_records_and_continues_after_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
+    /// A log of two records, closed again.
+    fn two_records(dir: &Path) -> PathBuf {
+        let path = dir.join("audit.jsonl");
         let log = AuditLog::open(&path, vec![]).unwrap();
         log.append(record(1)).unwrap();
         log.append(record(2)).unwrap();
-        drop(log);
+        path
+    }
+
+    #[test]
+    fn chains_records_and_continues_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = two_records(dir.path());
         AuditLog::open(&path, vec![]).unwrap().append(record(3)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(verify(&text), Ok(Verified { records: 3, torn_tail: false }));
@@ -208,11 +213,7 @@ mod tests {
     #[test]
     fn a_torn_tail_verifies_up_to_the_last_complete_record_and_is_cut_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let log = AuditLog::open(&path, vec![]).unwrap();
-        log.append(record(1)).unwrap();
-        log.append(record(2)).unwrap();
-        drop(log);
+        let path = two_records(dir.path());
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, &text[..text.len() - 20]).unwrap();
         let torn = std::fs::read_to_string(&path).unwrap();
