@@ -87,33 +87,8 @@ pub fn single_policy_bundle(
     fail: arbiter_engine::FailMode,
 ) -> Result<arbiter_engine::Bundle, arbiter_engine::BundleError> {
     let bytes = std::fs::read(component).unwrap_or_else(|e| panic!("{}: {e}", component.display()));
-    // Broken components have no readable identity; the loader must say so.
-    let (name, version) = arbiter_engine::ComponentInfo::read(&bytes)
-        .ok()
-        .and_then(|info| info.metadata)
-        .map(|m| (m.name, m.version))
-        .unwrap_or(("unnamed".into(), "0.0.0".into()));
     let settings: toml::Table = serde_json::from_value(settings).unwrap_or_else(|e| panic!("settings: {e}"));
-    let manifest = arbiter_engine::Manifest {
-        bundle: arbiter_engine::BundleHeader {
-            name: "test".into(),
-            version: "0.0.0".into(),
-            contract: None,
-            environments: None,
-        },
-        policies: vec![arbiter_engine::ManifestPolicy {
-            name,
-            version,
-            component: component.to_path_buf(),
-            sha256: arbiter_engine::digest_of(&bytes).trim_start_matches("sha256:").to_owned(),
-            mode: arbiter_engine::Mode::Enforce,
-            fail,
-            capabilities,
-            scope: arbiter_engine::Scope::default(),
-            limits: arbiter_engine::LimitOverrides::default(),
-            settings,
-        }],
-    };
+    let manifest = arbiter_engine::Manifest::for_component(component, &bytes, settings, capabilities, fail);
     arbiter_engine::Bundle::from_manifest(engine, manifest, Path::new("/"), component)
 }
 

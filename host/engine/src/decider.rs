@@ -277,8 +277,7 @@ fn commit_of(request: &Request, decision: &Decision, at_ms: i64, approval: Optio
     let (tool_call, llm) = match &request.action {
         Action::ToolCall(call) => (Some((call.tool.clone(), call.arguments.clone())), None),
         Action::LlmRequest(llm) => {
-            let output =
-                decision.clamp_max_output_tokens().map_or(llm.max_output_tokens, |c| c.min(llm.max_output_tokens));
+            let output = llm.allowed_output_tokens(decision.clamp_max_output_tokens());
             let usage = LlmUsage { model: llm.model.clone(), prompt_tokens: llm.prompt_tokens, output_tokens: output };
             (None, Some(usage))
         }

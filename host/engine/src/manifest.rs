@@ -153,6 +153,43 @@ impl Manifest {
         if problems.is_empty() { Ok(manifest) } else { Err(invalid(problems.join("; "))) }
     }
 
+    /// A one-policy bundle of a component, named, versioned and pinned as
+    /// the component says it is (for testing a policy on its own). A
+    /// component without an identity gets a placeholder the loader refuses.
+    pub fn for_component(
+        component: &Path,
+        bytes: &[u8],
+        settings: toml::Table,
+        capabilities: Vec<Capability>,
+        fail: FailMode,
+    ) -> Manifest {
+        let (name, version) = crate::ComponentInfo::read(bytes)
+            .ok()
+            .and_then(|info| info.metadata)
+            .map_or(("unnamed".to_owned(), "0.0.0".to_owned()), |m| (m.name, m.version));
+        let sha256 = crate::digest_of(bytes).trim_start_matches("sha256:").to_owned();
+        Manifest {
+            bundle: BundleHeader {
+                name: "test".to_owned(),
+                version: "0.0.0".to_owned(),
+                contract: None,
+                environments: None,
+            },
+            policies: vec![ManifestPolicy {
+                name,
+                version,
+                component: component.to_owned(),
+                sha256,
+                mode: Mode::Enforce,
+                fail,
+                capabilities,
+                scope: Scope::default(),
+                limits: LimitOverrides::default(),
+                settings,
+            }],
+        }
+    }
+
     /// Every structural problem, each naming the field at fault.
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();

@@ -59,7 +59,8 @@ pub const FAILURE_MODES: [(&str, &str); 5] = [
     ("guardrail bypass", "tool-scope"),
 ];
 
-fn enforced<'m>(manifest: &'m Manifest, name: &str) -> Option<&'m ManifestPolicy> {
+/// The bundle's policy of that name, whatever its mode.
+fn named<'m>(manifest: &'m Manifest, name: &str) -> Option<&'m ManifestPolicy> {
     manifest.policies.iter().find(|p| p.name == name)
 }
 
@@ -145,7 +146,7 @@ pub fn assess(
     // 3. Failure-mode inventory.
     let covered: Vec<String> = FAILURE_MODES
         .iter()
-        .map(|(mode, policy)| match enforced(manifest, policy) {
+        .map(|(mode, policy)| match named(manifest, policy) {
             Some(p) if p.mode == Mode::Enforce => format!("{mode}: `{policy}`"),
             _ => format!("{mode}: NOT COVERED"),
         })
@@ -160,7 +161,7 @@ pub fn assess(
 
     // 4. Cost management.
     let mut evidence = Vec::new();
-    let score = match enforced(manifest, "token-budget") {
+    let score = match named(manifest, "token-budget") {
         None => {
             evidence.push("no `token-budget` policy".to_owned());
             Score::NotStarted
@@ -183,12 +184,12 @@ pub fn assess(
 
     // 5. Circuit breakers.
     let mut evidence = Vec::new();
-    let score = presence(enforced(manifest, "circuit-breaker"), "circuit-breaker", &mut evidence);
+    let score = presence(named(manifest, "circuit-breaker"), "circuit-breaker", &mut evidence);
     push("circuit breakers", score, evidence);
 
     // 6. Compliance verification.
     let mut evidence = Vec::new();
-    let score = match enforced(manifest, "data-residency") {
+    let score = match named(manifest, "data-residency") {
         None => {
             evidence.push("no `data-residency` policy".to_owned());
             Score::NotStarted
@@ -212,7 +213,7 @@ pub fn assess(
         manifest.policies.len()
     )];
     evidence.push(if signed { "manifest signed".to_owned() } else { "manifest NOT signed".to_owned() });
-    let pinned_models = enforced(manifest, "model-pin").is_some();
+    let pinned_models = named(manifest, "model-pin").is_some();
     evidence.push(if pinned_models {
         "model ids pinned by `model-pin`".to_owned()
     } else {
@@ -251,7 +252,7 @@ pub fn assess(
 
     // 9. Human review gates.
     let mut evidence = Vec::new();
-    let score = match enforced(manifest, "human-review") {
+    let score = match named(manifest, "human-review") {
         None => {
             evidence.push("no `human-review` policy".to_owned());
             Score::NotStarted
@@ -259,7 +260,7 @@ pub fn assess(
         Some(p) => {
             let gated = strings(setting(p, "irreversible_tools"));
             evidence.push(format!("irreversible tools gated: {}", gated.join(", ")));
-            let allowed: Vec<String> = enforced(manifest, "tool-scope")
+            let allowed: Vec<String> = named(manifest, "tool-scope")
                 .and_then(|t| setting(t, "rules"))
                 .and_then(|r| r.as_array())
                 .into_iter()
@@ -288,7 +289,7 @@ pub fn assess(
 
     // 10. Escalation path.
     let mut evidence = Vec::new();
-    let approvers = enforced(manifest, "human-review").map(|p| strings(setting(p, "approvers"))).unwrap_or_default();
+    let approvers = named(manifest, "human-review").map(|p| strings(setting(p, "approvers"))).unwrap_or_default();
     let score = if approvers.is_empty() {
         evidence.push("no approvers configured".to_owned());
         Score::NotStarted

@@ -54,8 +54,7 @@ impl AppState {
         let seconds = started.elapsed().as_secs_f64();
         let llm = match &request.action {
             Action::LlmRequest(llm) => {
-                let output =
-                    decision.clamp_max_output_tokens().unwrap_or(llm.max_output_tokens).min(llm.max_output_tokens);
+                let output = llm.allowed_output_tokens(decision.clamp_max_output_tokens());
                 Some((&request.principal, llm.model.as_str(), llm.prompt_tokens + output))
             }
             Action::ToolCall(_) => None,

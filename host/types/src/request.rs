@@ -105,6 +105,14 @@ pub struct LlmRequest {
     pub max_output_tokens: u64,
 }
 
+impl LlmRequest {
+    /// The most output the request may produce: its max output tokens, or
+    /// less when a clamp obligation applies.
+    pub fn allowed_output_tokens(&self, clamp: Option<u64>) -> u64 {
+        clamp.map_or(self.max_output_tokens, |c| c.min(self.max_output_tokens))
+    }
+}
+
 /// Why a request was refused. The message names the field at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {

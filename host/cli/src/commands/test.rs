@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use arbiter_engine::{Bundle, ComponentInfo, Decider, Manifest};
+use arbiter_engine::{Bundle, Decider, FailMode, Manifest};
 use arbiter_types::{Decision, Request, VerdictKind};
 use serde::Deserialize;
 
@@ -126,30 +126,7 @@ fn load_target(
         return Ok(Bundle::load(engine, target)?);
     }
     let bytes = std::fs::read(target).with_context(|| format!("reading {}", target.display()))?;
-    let info = ComponentInfo::read(&bytes).with_context(|| format!("inspecting {}", target.display()))?;
-    let meta = info.metadata.context("the component embeds no name and version")?;
     let lone = lone.unwrap_or(LonePolicy { settings: toml::Table::new(), capabilities: vec![] });
-    let policy = arbiter_engine::ManifestPolicy {
-        name: meta.name,
-        version: meta.version,
-        component: target.file_name().map(PathBuf::from).unwrap_or_default(),
-        sha256: info.digest.trim_start_matches("sha256:").to_owned(),
-        mode: Default::default(),
-        fail: Default::default(),
-        capabilities: lone.capabilities,
-        scope: Default::default(),
-        limits: Default::default(),
-        settings: lone.settings,
-    };
-    let manifest = Manifest {
-        bundle: arbiter_engine::BundleHeader {
-            name: "test".into(),
-            version: "0.0.0".into(),
-            contract: None,
-            environments: None,
-        },
-        policies: vec![policy],
-    };
-    let base = target.parent().unwrap_or(Path::new("."));
-    Ok(Bundle::from_manifest(engine, manifest, base, target)?)
+    let manifest = Manifest::for_component(target, &bytes, lone.settings, lone.capabilities, FailMode::Closed);
+    Ok(Bundle::from_manifest(engine, manifest, Path::new("."), target)?)
 }
