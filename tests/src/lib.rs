@@ -1,6 +1,10 @@
 //! Helpers shared by the end-to-end tests: paths, building the reference
 //! and hostile policies once, and loading bundles.
 
+mod redis_server;
+
+pub use redis_server::RedisServer;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

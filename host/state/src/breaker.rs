@@ -91,6 +91,12 @@ impl Breaker {
         !matches!(probe.state(config, now_ms), BreakerState::Open { .. } | BreakerState::HalfOpen { permits_left: 0 })
     }
 
+    /// Its state at `now_ms` under the config it was last used with.
+    pub(crate) fn gauge(&self, now_ms: i64) -> Option<BreakerState> {
+        let config = self.config?;
+        Some(self.clone().state(&config, now_ms))
+    }
+
     pub(crate) fn admit(&mut self, config: &BreakerConfig, now_ms: i64) {
         self.config = Some(*config);
         self.advance(config, now_ms);
@@ -192,10 +198,7 @@ impl Breakers {
         let mut gauges: Vec<(String, BreakerState)> = self
             .breakers
             .iter()
-            .filter_map(|(key, b)| {
-                let config = b.config?;
-                Some((key.clone(), b.clone().state(&config, now_ms)))
-            })
+            .filter_map(|(key, b)| Some((key.clone(), b.gauge(now_ms)?)))
             .collect();
         gauges.sort_by(|a, b| a.0.cmp(&b.0));
         gauges

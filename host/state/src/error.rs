@@ -22,6 +22,16 @@ pub enum StateError {
     Poisoned,
     #[error("state store stopped after a failed write ({0}); restart arbiter once the cause is fixed")]
     Stopped(String),
+    #[error("state store at {endpoint} unavailable: {detail}")]
+    Unavailable { endpoint: String, detail: String },
+    #[error("state store URL {url} is invalid: {detail}")]
+    InvalidUrl { url: String, detail: String },
+    #[error(transparent)]
+    Namespace(#[from] crate::redis::BadNamespace),
+    #[error("state change lost {attempts} races in a row to other replicas; try again")]
+    Contended { attempts: u32 },
+    #[error("state store answered unexpectedly: {0}")]
+    Unexpected(String),
 }
 
 /// A usage report that changed nothing.

@@ -101,6 +101,53 @@ pub(crate) struct Escalations {
     by_id: HashMap<String, Escalation>,
 }
 
+impl Escalation {
+    /// Approves or rejects it, if still pending and not expired.
+    pub(crate) fn resolve(&mut self, r: &Resolution) -> Result<(), EscalationRefused> {
+        if r.now_ms >= self.expires_ms {
+            return Err(EscalationRefused::Expired(self.id.clone()));
+        }
+        if self.status != EscalationStatus::Pending {
+            return Err(EscalationRefused::AlreadyDecided(self.id.clone()));
+        }
+        self.status = if r.approve {
+            EscalationStatus::Approved { by: r.by.clone(), at_ms: r.now_ms }
+        } else {
+            EscalationStatus::Rejected { by: r.by.clone(), at_ms: r.now_ms }
+        };
+        Ok(())
+    }
+
+    /// Checks a claim without using it up.
+    pub(crate) fn check(&self, claim: &ApprovalClaim, now_ms: i64) -> Result<(), EscalationRefused> {
+        let id = &self.id;
+        if self.fingerprint != claim.fingerprint {
+            return Err(EscalationRefused::DifferentRequest(id.clone()));
+        }
+        match &self.status {
+            EscalationStatus::Used { .. } => Err(EscalationRefused::Used(id.clone())),
+            EscalationStatus::Rejected { by, .. } => {
+                Err(EscalationRefused::Rejected { id: id.clone(), by: by.clone() })
+            }
+            _ if now_ms >= self.expires_ms => Err(EscalationRefused::Expired(id.clone())),
+            EscalationStatus::Pending => Err(EscalationRefused::Pending(id.clone())),
+            EscalationStatus::Approved { .. } => Ok(()),
+        }
+    }
+
+    /// Uses up a checked claim.
+    pub(crate) fn consume(&mut self, claim: &ApprovalClaim, now_ms: i64) {
+        if let EscalationStatus::Approved { by, .. } = &self.status {
+            self.status = EscalationStatus::Used { by: by.clone(), at_ms: now_ms, request_id: claim.request_id.clone() };
+        }
+    }
+
+    /// How long it is kept after it was created.
+    pub(crate) fn retention_ms(&self) -> i64 {
+        (self.expires_ms - self.created_ms).max(0) + RETENTION_MS
+    }
+}
+
 impl Escalations {
     pub(crate) fn open(&mut self, escalation: Escalation) {
         self.by_id.insert(escalation.id.clone(), escalation);
@@ -112,57 +159,37 @@ impl Escalations {
 
     pub(crate) fn all(&self) -> Vec<Escalation> {
         let mut all: Vec<Escalation> = self.by_id.values().cloned().collect();
-        all.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        sort_oldest_first(&mut all);
         all
     }
 
     pub(crate) fn resolve(&mut self, r: &Resolution) -> Result<Escalation, EscalationRefused> {
         let e =
             self.by_id.get_mut(&r.escalation_id).ok_or_else(|| EscalationRefused::Unknown(r.escalation_id.clone()))?;
-        if r.now_ms >= e.expires_ms {
-            return Err(EscalationRefused::Expired(e.id.clone()));
-        }
-        if e.status != EscalationStatus::Pending {
-            return Err(EscalationRefused::AlreadyDecided(e.id.clone()));
-        }
-        e.status = if r.approve {
-            EscalationStatus::Approved { by: r.by.clone(), at_ms: r.now_ms }
-        } else {
-            EscalationStatus::Rejected { by: r.by.clone(), at_ms: r.now_ms }
-        };
+        e.resolve(r)?;
         Ok(e.clone())
     }
 
     /// Checks a claim without using it up.
     pub(crate) fn check(&self, claim: &ApprovalClaim, now_ms: i64) -> Result<(), EscalationRefused> {
         let id = &claim.escalation_id;
-        let e = self.by_id.get(id).ok_or_else(|| EscalationRefused::Unknown(id.clone()))?;
-        if e.fingerprint != claim.fingerprint {
-            return Err(EscalationRefused::DifferentRequest(id.clone()));
-        }
-        match &e.status {
-            EscalationStatus::Used { .. } => Err(EscalationRefused::Used(id.clone())),
-            EscalationStatus::Rejected { by, .. } => {
-                Err(EscalationRefused::Rejected { id: id.clone(), by: by.clone() })
-            }
-            _ if now_ms >= e.expires_ms => Err(EscalationRefused::Expired(id.clone())),
-            EscalationStatus::Pending => Err(EscalationRefused::Pending(id.clone())),
-            EscalationStatus::Approved { .. } => Ok(()),
-        }
+        self.by_id.get(id).ok_or_else(|| EscalationRefused::Unknown(id.clone()))?.check(claim, now_ms)
     }
 
     /// Uses up a checked claim.
     pub(crate) fn consume(&mut self, claim: &ApprovalClaim, now_ms: i64) {
-        if let Some(e) = self.by_id.get_mut(&claim.escalation_id)
-            && let EscalationStatus::Approved { by, .. } = &e.status
-        {
-            e.status = EscalationStatus::Used { by: by.clone(), at_ms: now_ms, request_id: claim.request_id.clone() };
+        if let Some(e) = self.by_id.get_mut(&claim.escalation_id) {
+            e.consume(claim, now_ms);
         }
     }
 
     pub(crate) fn expire(&mut self, now_ms: i64) {
         self.by_id.retain(|_, e| e.expires_ms + RETENTION_MS >= now_ms);
     }
+}
+
+pub(crate) fn sort_oldest_first(escalations: &mut [Escalation]) {
+    escalations.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
 }
 
 #[cfg(test)]

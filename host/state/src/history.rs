@@ -21,6 +21,14 @@ pub struct PastToolCall {
     pub arguments: Map<String, Value>,
 }
 
+impl PastToolCall {
+    /// Whether a history query for `tool` (any if `None`) since `since_ms`
+    /// returns it.
+    pub(crate) fn matches(&self, tool: Option<&str>, since_ms: i64) -> bool {
+        self.timestamp_ms >= since_ms && tool.is_none_or(|t| self.tool == t)
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(crate) struct History {
     runs: HashMap<String, RunHistory>,
@@ -64,7 +72,7 @@ impl History {
             .get(&key(run))
             .into_iter()
             .flat_map(|r| r.calls.iter())
-            .filter(move |c| c.timestamp_ms >= since_ms && tool.is_none_or(|t| c.tool == t))
+            .filter(move |c| c.matches(tool, since_ms))
     }
 
     /// Forgets runs with no activity since `cutoff_ms`.

@@ -9,7 +9,7 @@ use crate::calendar::period_start;
 use crate::ops::CommitRefused;
 
 /// Run and calendar totals are kept this long after their last booking.
-const TOTAL_RETENTION_MS: i64 = 62 * 86_400_000;
+pub(crate) const TOTAL_RETENTION_MS: i64 = 62 * 86_400_000;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(crate) struct Ledger {
@@ -52,20 +52,31 @@ struct Series {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Reservation {
     pub(crate) created_ms: i64,
-    bookings: Vec<Booking>,
+    pub(crate) bookings: Vec<Booking>,
     /// What the bookings were sized for (the LLM worst case), to scale them
     /// to actual usage.
     pub(crate) reserved_tokens: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Booking {
-    place: Place,
-    amount: u64,
+pub(crate) struct Booking {
+    pub(crate) place: Place,
+    pub(crate) amount: u64,
 }
 
+impl Booking {
+    /// The change that replaces this booking's share of `reserved_tokens`
+    /// with its share of `actual_tokens`.
+    pub(crate) fn reconciliation_delta(&self, actual_tokens: u64, reserved_tokens: u64) -> i128 {
+        let actual = u128::from(self.amount) * u128::from(actual_tokens) / u128::from(reserved_tokens.max(1));
+        actual as i128 - i128::from(self.amount)
+    }
+}
+
+/// Where a charge is booked: a run or calendar total, or an entry of a
+/// rolling series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-enum Place {
+pub(crate) enum Place {
     Total(String),
     Rolling { series: String, at_ms: i64 },
 }
@@ -78,7 +89,7 @@ fn unit_name(unit: ChargeUnit) -> &'static str {
 }
 
 /// Where a charge made at `now_ms` is booked.
-fn place_of(scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Place {
+pub(crate) fn place_of(scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Place {
     let unit = unit_name(unit);
     match window {
         Window::Run => Place::Total(format!("{unit}|{scope}|run")),
@@ -172,23 +183,9 @@ impl Ledger {
         let mut gauges: Vec<BudgetGauge> = self
             .totals
             .iter()
-            .filter_map(|(key, total)| {
-                let mut parts = key.splitn(3, '|');
-                let (unit, scope, window) = (parts.next()?, parts.next()?, parts.next()?);
-                let (unit_name, start) = window.split_once(':')?;
-                let cal = [CalendarUnit::Minute, CalendarUnit::Hour, CalendarUnit::Day, CalendarUnit::Month]
-                    .into_iter()
-                    .find(|c| format!("{c:?}").to_ascii_lowercase() == unit_name)?;
-                (start.parse::<i64>().ok()? == period_start(cal, now_ms)).then(|| BudgetGauge {
-                    scope: scope.to_owned(),
-                    window: unit_name.to_owned(),
-                    unit: unit.to_owned(),
-                    used: total.used,
-                    limit: total.limit,
-                })
-            })
+            .filter_map(|(key, total)| calendar_gauge(key, total.used, total.limit, now_ms))
             .collect();
-        gauges.sort_by(|a, b| (&a.scope, &a.window, &a.unit).cmp(&(&b.scope, &b.window, &b.unit)));
+        sort_gauges(&mut gauges);
         gauges
     }
 
@@ -201,13 +198,11 @@ impl Ledger {
     /// (numerator, denominator), or `None` if there was no reservation.
     pub(crate) fn reconcile(&mut self, request_id: &str, actual_tokens: u64, now_ms: i64) -> Option<(u64, u64)> {
         let reservation = self.reservations.remove(request_id)?;
-        let denominator = reservation.reserved_tokens.max(1);
         for booking in &reservation.bookings {
-            let actual = (u128::from(booking.amount) * u128::from(actual_tokens) / u128::from(denominator)) as i128;
-            let delta = actual - booking.amount as i128;
+            let delta = booking.reconciliation_delta(actual_tokens, reservation.reserved_tokens);
             self.add(&booking.place, Window::Run, delta, now_ms);
         }
-        Some((actual_tokens, denominator))
+        Some((actual_tokens, reservation.reserved_tokens.max(1)))
     }
 
     /// Finalises reservations older than `ttl_ms` at their reserved amount,
@@ -223,6 +218,28 @@ impl Ledger {
         }
         self.rolling.retain(|_, s| !s.entries.is_empty());
     }
+}
+
+/// The gauge of a calendar total (key as [`place_of`] makes it), if it is
+/// of the period containing `now_ms`.
+pub(crate) fn calendar_gauge(key: &str, used: u64, limit: u64, now_ms: i64) -> Option<BudgetGauge> {
+    let mut parts = key.splitn(3, '|');
+    let (unit, scope, window) = (parts.next()?, parts.next()?, parts.next()?);
+    let (unit_name, start) = window.split_once(':')?;
+    let cal = [CalendarUnit::Minute, CalendarUnit::Hour, CalendarUnit::Day, CalendarUnit::Month]
+        .into_iter()
+        .find(|c| format!("{c:?}").to_ascii_lowercase() == unit_name)?;
+    (start.parse::<i64>().ok()? == period_start(cal, now_ms)).then(|| BudgetGauge {
+        scope: scope.to_owned(),
+        window: unit_name.to_owned(),
+        unit: unit.to_owned(),
+        used,
+        limit,
+    })
+}
+
+pub(crate) fn sort_gauges(gauges: &mut [BudgetGauge]) {
+    gauges.sort_by(|a, b| (&a.scope, &a.window, &a.unit).cmp(&(&b.scope, &b.window, &b.unit)));
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ mod journal;
 mod ledger;
 mod memory;
 mod ops;
+mod redis;
 mod spend;
 mod store;
 
@@ -37,6 +38,7 @@ pub use history::{PastToolCall, RunKey};
 pub use journal::JournalStore;
 pub use ledger::BudgetGauge;
 pub use memory::InMemoryStore;
+pub use redis::{BadNamespace, RedisConfig, RedisStore};
 pub use ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, UsageReport};
 pub use spend::{ModelPrice, SpendDimension, SpendEntry, SpendRow, aggregate};
 pub use store::{Gauges, StateStore, StoreConfig};

@@ -92,31 +92,93 @@ pub fn aggregate(entries: &[SpendEntry], by: SpendDimension, prices: &BTreeMap<S
     rows.into_values().collect()
 }
 
+/// Who spent on which model on which UTC day.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-struct SpendKey {
-    day_ms: i64,
-    pipeline: String,
-    agent: String,
-    team: String,
-    model: String,
+pub(crate) struct SpendKey {
+    pub(crate) day_ms: i64,
+    pub(crate) pipeline: String,
+    pub(crate) agent: String,
+    pub(crate) team: String,
+    pub(crate) model: String,
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct Totals {
-    requests: u64,
-    reconciled: u64,
-    prompt_tokens: u64,
-    output_tokens: u64,
-    micro_usd: u64,
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Totals {
+    pub(crate) requests: u64,
+    pub(crate) reconciled: u64,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) micro_usd: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Open {
-    key: SpendKey,
-    prompt_tokens: u64,
-    output_tokens: u64,
-    micro_usd: u64,
-    created_ms: i64,
+impl SpendKey {
+    pub(crate) fn entry(&self, t: &Totals) -> SpendEntry {
+        SpendEntry {
+            day_ms: self.day_ms,
+            pipeline: self.pipeline.clone(),
+            agent: self.agent.clone(),
+            team: self.team.clone(),
+            model: self.model.clone(),
+            requests: t.requests,
+            reconciled: t.reconciled,
+            prompt_tokens: t.prompt_tokens,
+            output_tokens: t.output_tokens,
+            charged_micro_usd: t.micro_usd,
+        }
+    }
+}
+
+/// What an LLM request added to its spend totals, until its usage comes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Open {
+    pub(crate) key: SpendKey,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) micro_usd: u64,
+    pub(crate) created_ms: i64,
+}
+
+/// Changes to spend totals; each total stays at zero or above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct SpendDelta {
+    pub(crate) prompt_tokens: i128,
+    pub(crate) output_tokens: i128,
+    pub(crate) micro_usd: i128,
+}
+
+impl Open {
+    pub(crate) fn of(spent: &Spent<'_>, now_ms: i64) -> Self {
+        Open {
+            key: SpendKey {
+                day_ms: day_start(now_ms),
+                pipeline: spent.pipeline.to_owned(),
+                agent: spent.agent.to_owned(),
+                team: spent.team.to_owned(),
+                model: spent.model.to_owned(),
+            },
+            prompt_tokens: spent.prompt_tokens,
+            output_tokens: spent.output_tokens,
+            micro_usd: spent.micro_usd,
+            created_ms: now_ms,
+        }
+    }
+
+    /// Replaces the reserved tokens with actual usage, and the money in
+    /// proportion.
+    pub(crate) fn reconciliation(&self, prompt_tokens: u64, output_tokens: u64) -> SpendDelta {
+        let reserved = (self.prompt_tokens + self.output_tokens).max(1);
+        let actual = prompt_tokens + output_tokens;
+        let micro_usd = (u128::from(self.micro_usd) * u128::from(actual) / u128::from(reserved)) as u64;
+        SpendDelta {
+            prompt_tokens: i128::from(prompt_tokens) - i128::from(self.prompt_tokens),
+            output_tokens: i128::from(output_tokens) - i128::from(self.output_tokens),
+            micro_usd: i128::from(micro_usd) - i128::from(self.micro_usd),
+        }
+    }
+}
+
+fn apply_delta(total: &mut u64, delta: i128) {
+    *total = u64::try_from((i128::from(*total) + delta).max(0)).unwrap_or(u64::MAX);
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -155,25 +217,12 @@ pub(crate) struct Spent<'a> {
 
 impl Spend {
     pub(crate) fn record(&mut self, request_id: &str, spent: Spent<'_>, now_ms: i64) {
-        let key = SpendKey {
-            day_ms: day_start(now_ms),
-            pipeline: spent.pipeline.to_owned(),
-            agent: spent.agent.to_owned(),
-            team: spent.team.to_owned(),
-            model: spent.model.to_owned(),
-        };
-        let totals = self.days.entry(key.clone()).or_default();
+        let open = Open::of(&spent, now_ms);
+        let totals = self.days.entry(open.key.clone()).or_default();
         totals.requests += 1;
-        totals.prompt_tokens += spent.prompt_tokens;
-        totals.output_tokens += spent.output_tokens;
-        totals.micro_usd += spent.micro_usd;
-        let open = Open {
-            key,
-            prompt_tokens: spent.prompt_tokens,
-            output_tokens: spent.output_tokens,
-            micro_usd: spent.micro_usd,
-            created_ms: now_ms,
-        };
+        totals.prompt_tokens += open.prompt_tokens;
+        totals.output_tokens += open.output_tokens;
+        totals.micro_usd += open.micro_usd;
         self.open.insert(request_id.to_owned(), open);
     }
 
@@ -185,13 +234,11 @@ impl Spend {
     /// in proportion.
     pub(crate) fn reconcile(&mut self, request_id: &str, prompt_tokens: u64, output_tokens: u64) -> bool {
         let Some(open) = self.open.remove(request_id) else { return false };
-        let reserved = (open.prompt_tokens + open.output_tokens).max(1);
-        let actual = prompt_tokens + output_tokens;
-        let micro_usd = (u128::from(open.micro_usd) * u128::from(actual) / u128::from(reserved)) as u64;
+        let delta = open.reconciliation(prompt_tokens, output_tokens);
         let totals = self.days.entry(open.key).or_default();
-        totals.prompt_tokens = (totals.prompt_tokens + prompt_tokens).saturating_sub(open.prompt_tokens);
-        totals.output_tokens = (totals.output_tokens + output_tokens).saturating_sub(open.output_tokens);
-        totals.micro_usd = (totals.micro_usd + micro_usd).saturating_sub(open.micro_usd);
+        apply_delta(&mut totals.prompt_tokens, delta.prompt_tokens);
+        apply_delta(&mut totals.output_tokens, delta.output_tokens);
+        apply_delta(&mut totals.micro_usd, delta.micro_usd);
         totals.reconciled += 1;
         true
     }
@@ -206,18 +253,7 @@ impl Spend {
         self.days
             .iter()
             .filter(|(k, _)| k.day_ms >= first_day && k.day_ms < until_ms)
-            .map(|(k, t)| SpendEntry {
-                day_ms: k.day_ms,
-                pipeline: k.pipeline.clone(),
-                agent: k.agent.clone(),
-                team: k.team.clone(),
-                model: k.model.clone(),
-                requests: t.requests,
-                reconciled: t.reconciled,
-                prompt_tokens: t.prompt_tokens,
-                output_tokens: t.output_tokens,
-                charged_micro_usd: t.micro_usd,
-            })
+            .map(|(k, t)| k.entry(t))
             .collect()
     }
 }

@@ -1,0 +1,174 @@
+//! Shared state on Redis: any number of arbiter replicas share budgets,
+//! reservations, breakers, run history, escalations and spend.
+//!
+//! The rules stay in Rust, in one place for every backend; Redis applies
+//! each change atomically with one Lua script (`apply.lua`): budget checks
+//! and bookings on the server, under their limits, and records the host
+//! rewrote (breakers, escalations, reservations) as compare-and-set, so
+//! two replicas changing one breaker at once never lose an update
+//! (docs/decisions/0008-redis-state.md).
+
+mod keys;
+mod plan;
+mod store;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use keys::BadNamespace;
+
+use crate::error::StateError;
+use crate::ops::CommitRefused;
+use crate::store::StoreConfig;
+use keys::Keys;
+use plan::{Applied, Plan};
+
+/// A change planned more often than this, losing every race, fails.
+const MAX_ATTEMPTS: u32 = 64;
+
+/// Where the shared state is and how long to wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://...`.
+    pub url: String,
+    /// Keeps deployments apart on one Redis, and is the hash tag of every
+    /// key (one Cluster slot per namespace).
+    pub namespace: String,
+    /// A state operation that takes longer fails with `state_unavailable`.
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig { url: url.into(), namespace: "arbiter".into(), timeout: Duration::from_millis(250) }
+    }
+}
+
+/// State shared through Redis.
+pub struct RedisStore {
+    /// Drives the connection; store calls block on it (they come from
+    /// blocking threads: the engine's host calls and the server's
+    /// `spawn_blocking` tasks).
+    runtime: tokio::runtime::Runtime,
+    connection: ConnectionManager,
+    script: redis::Script,
+    keys: Keys,
+    config: StoreConfig,
+    timeout: Duration,
+    /// The URL without credentials, for errors.
+    endpoint: String,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore").field("endpoint", &self.endpoint).field("keys", &self.keys).finish()
+    }
+}
+
+impl RedisStore {
+    /// Prepares the store. Redis need not be up yet: the connection is made
+    /// on first use and remade whenever it breaks, and until then state
+    /// operations fail with [`StateError::Unavailable`].
+    pub fn connect(redis: &RedisConfig, config: StoreConfig) -> Result<Self, StateError> {
+        let endpoint = redact(&redis.url);
+        let keys = Keys::new(&redis.namespace)?;
+        let client = redis::Client::open(redis.url.as_str())
+            .map_err(|e| StateError::InvalidUrl { url: endpoint.clone(), detail: e.to_string() })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("arbiter-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| StateError::Unavailable { endpoint: endpoint.clone(), detail: e.to_string() })?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(redis.timeout))
+            .set_response_timeout(Some(redis.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(200));
+        let connection = {
+            let _entered = runtime.enter();
+            ConnectionManager::new_lazy_with_config(client, manager)
+                .map_err(|e| StateError::Unavailable { endpoint: endpoint.clone(), detail: e.to_string() })?
+        };
+        Ok(RedisStore {
+            runtime,
+            connection,
+            script: redis::Script::new(include_str!("apply.lua")),
+            keys,
+            config,
+            timeout: redis.timeout,
+            endpoint,
+        })
+    }
+
+    /// Runs one Redis exchange within the timeout.
+    fn run<T, F>(&self, exchange: impl FnOnce(ConnectionManager) -> F) -> Result<T, StateError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let connection = self.connection.clone();
+        let answer = self.runtime.block_on(async { tokio::time::timeout(self.timeout, exchange(connection)).await });
+        let unavailable = |detail: String| StateError::Unavailable { endpoint: self.endpoint.clone(), detail };
+        match answer {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(unavailable(e.to_string())),
+            Err(_) => Err(unavailable(format!("no answer within {} ms", self.timeout.as_millis()))),
+        }
+    }
+
+    fn apply(&self, plan: &Plan) -> Result<Applied, StateError> {
+        let json = serde_json::to_string(plan).map_err(|e| StateError::Unexpected(e.to_string()))?;
+        let reply: Vec<String> = self.run(|mut connection| {
+            let mut invocation = self.script.prepare_invoke();
+            invocation.arg(json);
+            for key in plan.keys() {
+                invocation.key(key);
+            }
+            async move { invocation.invoke_async(&mut connection).await }
+        })?;
+        Applied::from_reply(&reply).map_err(StateError::Unexpected)
+    }
+
+    /// Plans a change from what is read now and applies it; when a record
+    /// it rewrites changed meanwhile, reads and plans again.
+    fn transact<T, E>(
+        &self,
+        mut plan: impl FnMut() -> Result<Result<(Plan, T), E>, StateError>,
+        over_budget: impl Fn(CommitRefused) -> Result<E, StateError>,
+    ) -> Result<Result<T, E>, StateError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (planned, value) = match plan()? {
+                Ok(planned) => planned,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            match self.apply(&planned)? {
+                Applied::Done => return Ok(Ok(value)),
+                Applied::OverBudget(refused) => return over_budget(refused).map(Err),
+                Applied::Conflict => {}
+            }
+        }
+        Err(StateError::Contended { attempts: MAX_ATTEMPTS })
+    }
+}
+
+/// The URL with any password replaced.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_stay_out_of_errors() {
+        assert_eq!(redact("redis://:secret@cache:6379/0"), "redis://***@cache:6379/0");
+        assert_eq!(redact("redis://cache:6379"), "redis://cache:6379");
+    }
+}

@@ -1,0 +1,479 @@
+//! The state operations on Redis: reads go straight to Redis, changes are
+//! planned here with the same rules as the embedded store and applied by
+//! one script.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arbiter_types::{BreakerConfig, ChargeUnit, Window};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use super::RedisStore;
+use super::plan::{ChargePlan, IndexEntry, Plan, Push, Set, Swap};
+use crate::breaker::{Breaker, BreakerState};
+use crate::calendar::day_start;
+use crate::error::{OutcomeRejected, StateError, UsageRejected};
+use crate::escalation::{Escalation, EscalationRefused, Resolution, sort_oldest_first};
+use crate::history::{PastToolCall, RunKey};
+use crate::ledger::{Booking, BudgetGauge, Place, TOTAL_RETENTION_MS, calendar_gauge, place_of, sort_gauges};
+use crate::ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, UsageReport};
+use crate::spend::{Open, SpendDelta, SpendEntry, SpendKey, Spent, Totals};
+use crate::store::{Gauges, StateStore};
+
+/// Breakers unused this long are forgotten.
+const BREAKER_TTL_MS: i64 = 30 * 86_400_000;
+
+/// An unreconciled LLM request or charged call: what it booked and the
+/// spend it opened.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReservationRecord {
+    created_ms: i64,
+    reserved_tokens: u64,
+    bookings: Vec<Booking>,
+    spend: Option<Open>,
+}
+
+/// The breakers an allowed request passed.
+#[derive(Debug, Serialize, Deserialize)]
+struct Awaiting {
+    at_ms: i64,
+    guards: Vec<(String, BreakerConfig)>,
+}
+
+/// Who spent, as a spend hash field prefix.
+#[derive(Debug, Serialize, Deserialize)]
+struct Who(String, String, String, String);
+
+const SPEND_COUNTERS: [&str; 5] = ["requests", "reconciled", "prompt_tokens", "output_tokens", "micro_usd"];
+
+fn corrupt(what: &str, e: serde_json::Error) -> StateError {
+    StateError::Unexpected(format!("unreadable {what} in Redis: {e}"))
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T, StateError> {
+    serde_json::from_str(json).map_err(|e| corrupt(what, e))
+}
+
+fn to_json(value: &impl Serialize) -> Result<String, StateError> {
+    serde_json::to_string(value).map_err(|e| StateError::Unexpected(e.to_string()))
+}
+
+fn rolling_sum(entries: &HashMap<String, u64>, from_ms: i64, now_ms: i64) -> u64 {
+    entries
+        .iter()
+        .filter_map(|(at, amount)| at.parse::<i64>().ok().filter(|at| *at > from_ms && *at <= now_ms).map(|_| amount))
+        .sum()
+}
+
+impl RedisStore {
+    fn get(&self, key: String) -> Result<Option<String>, StateError> {
+        self.run(|mut c| async move { c.get(key).await })
+    }
+
+    fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<String>>, StateError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|mut c| async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await })
+    }
+
+    fn history(&self, run: &RunKey) -> Result<Vec<PastToolCall>, StateError> {
+        let key = self.keys.history(run);
+        let calls: Vec<String> = self.run(|mut c| async move { c.lrange(key, 0, -1).await })?;
+        calls.iter().map(|json| parse("run history", json)).collect()
+    }
+
+    /// Members of an index, oldest first.
+    fn index(&self, key: String) -> Result<Vec<String>, StateError> {
+        self.run(|mut c| async move { c.zrange(key, 0, -1).await })
+    }
+
+    fn spend_adds(&self, plan: &mut Plan, key: &SpendKey, delta: SpendDelta, requests: i128, reconciled: i128) {
+        let who = Who(key.pipeline.clone(), key.agent.clone(), key.team.clone(), key.model.clone());
+        let who = serde_json::to_string(&who).unwrap_or_default();
+        let hash = self.keys.spend(key.day_ms);
+        let counts = [requests, reconciled, delta.prompt_tokens, delta.output_tokens, delta.micro_usd];
+        for (counter, delta) in SPEND_COUNTERS.iter().zip(counts) {
+            plan.add(hash.clone(), format!("{who}\n{counter}"), delta);
+        }
+        plan.indexes.push(IndexEntry {
+            key: self.keys.spend_index(),
+            member: key.day_ms.to_string(),
+            score: key.day_ms,
+            drop_below: None,
+        });
+    }
+
+    fn plan_commit(&self, commit: &Commit) -> Result<Result<(Plan, ()), CommitRefused>, StateError> {
+        let now = commit.now_ms;
+        let mut plan = Plan { now, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
+        // Read every record the commit rewrites in one exchange.
+        let mut breaker_keys: Vec<&str> = commit.breakers.iter().map(|g| g.key.as_str()).collect();
+        breaker_keys.sort_unstable();
+        breaker_keys.dedup();
+        let mut reads: Vec<String> = breaker_keys.iter().map(|k| self.keys.breaker(k)).collect();
+        if let Some(claim) = &commit.approval {
+            reads.push(self.keys.escalation(&claim.escalation_id));
+        }
+        let mut read = self.get_many(reads.clone())?;
+        if let Some(claim) = &commit.approval {
+            let Some(Some(json)) = read.pop() else {
+                return Ok(Err(CommitRefused::Escalation(EscalationRefused::Unknown(claim.escalation_id.clone()))));
+            };
+            let mut escalation: Escalation = parse("escalation", &json)?;
+            if let Err(refused) = escalation.check(claim, now) {
+                return Ok(Err(CommitRefused::Escalation(refused)));
+            }
+            escalation.consume(claim, now);
+            plan.swaps.push(Swap {
+                key: self.keys.escalation(&claim.escalation_id),
+                value: Some(to_json(&escalation)?),
+                expect: Some(json),
+                ttl_ms: escalation.retention_ms(),
+            });
+        }
+        let mut breakers: BTreeMap<&str, (Option<String>, Breaker)> = BTreeMap::new();
+        for (key, json) in breaker_keys.iter().zip(read) {
+            let breaker = match &json {
+                Some(json) => parse("breaker", json)?,
+                None => Breaker::default(),
+            };
+            breakers.insert(key, (json, breaker));
+        }
+        if let Some(guard) = commit.breakers.iter().find(|g| !breakers[g.key.as_str()].1.admits(&g.config, now)) {
+            return Ok(Err(CommitRefused::CircuitOpen { key: guard.key.clone() }));
+        }
+        for guard in &commit.breakers {
+            if let Some((_, breaker)) = breakers.get_mut(guard.key.as_str()) {
+                breaker.admit(&guard.config, now);
+            }
+        }
+        for (key, (expect, breaker)) in breakers {
+            plan.swaps.push(Swap {
+                key: self.keys.breaker(key),
+                expect,
+                value: Some(to_json(&breaker)?),
+                ttl_ms: BREAKER_TTL_MS,
+            });
+            let index = self.keys.breakers_index();
+            plan.indexes.push(IndexEntry { key: index, member: key.to_owned(), score: now, drop_below: None });
+        }
+        if !commit.breakers.is_empty() {
+            let guards = commit.breakers.iter().map(|g| (g.key.clone(), g.config)).collect();
+            plan.sets.push(Set {
+                key: self.keys.awaiting(&commit.request_id),
+                value: to_json(&Awaiting { at_ms: now, guards })?,
+                ttl_ms: self.config.outcome_ttl_ms,
+            });
+        }
+        let mut bookings = Vec::with_capacity(commit.charges.len());
+        for charge in &commit.charges {
+            let place = place_of(&charge.scope, charge.window, charge.unit, now);
+            let key = self.keys.budget(&place);
+            let window_ms = match charge.window {
+                Window::RollingSeconds(secs) => Some(i64::from(secs) * 1000),
+                Window::Calendar(_) => {
+                    plan.indexes.push(IndexEntry {
+                        key: self.keys.totals_index(),
+                        member: key.clone(),
+                        score: now,
+                        drop_below: Some(now - TOTAL_RETENTION_MS),
+                    });
+                    None
+                }
+                Window::Run => None,
+            };
+            plan.charges.push(ChargePlan {
+                key,
+                scope: charge.scope.clone(),
+                amount: charge.amount,
+                limit: charge.limit,
+                window_ms,
+            });
+            bookings.push(Booking { place, amount: charge.amount });
+        }
+        let spend = commit.llm.as_ref().map(|llm| {
+            let micro_usd = commit.charges.iter().filter(|c| c.unit == ChargeUnit::MicroUsd).map(|c| c.amount).max();
+            let spent = Spent {
+                pipeline: &commit.run.pipeline,
+                agent: &commit.agent,
+                team: &commit.team,
+                model: &llm.model,
+                prompt_tokens: llm.prompt_tokens,
+                output_tokens: llm.output_tokens,
+                micro_usd: micro_usd.unwrap_or(0),
+            };
+            Open::of(&spent, now)
+        });
+        if let Some(open) = &spend {
+            let delta = SpendDelta {
+                prompt_tokens: i128::from(open.prompt_tokens),
+                output_tokens: i128::from(open.output_tokens),
+                micro_usd: i128::from(open.micro_usd),
+            };
+            self.spend_adds(&mut plan, &open.key, delta, 1, 0);
+        }
+        if !bookings.is_empty() || spend.is_some() {
+            let record = ReservationRecord {
+                created_ms: now,
+                reserved_tokens: commit.llm.as_ref().map_or(0, LlmUsage::tokens),
+                bookings,
+                spend,
+            };
+            plan.sets.push(Set {
+                key: self.keys.reservation(&commit.request_id),
+                value: to_json(&record)?,
+                ttl_ms: self.config.reservation_ttl_ms,
+            });
+        }
+        if let Some((tool, arguments)) = &commit.tool_call {
+            let call = PastToolCall {
+                request_id: commit.request_id.clone(),
+                timestamp_ms: now,
+                tool: tool.clone(),
+                arguments: arguments.clone(),
+            };
+            plan.pushes.push(Push {
+                key: self.keys.history(&commit.run),
+                value: to_json(&call)?,
+                max: self.config.history_per_run.max(1),
+                ttl_ms: self.config.history_ttl_ms,
+            });
+        }
+        Ok(Ok((plan, ())))
+    }
+
+    fn plan_reconcile(&self, usage: &UsageReport) -> Result<Result<(Plan, ()), UsageRejected>, StateError> {
+        let key = self.keys.reservation(&usage.request_id);
+        let no_reservation = || Ok(Err(UsageRejected::NoReservation(usage.request_id.clone())));
+        let Some(json) = self.get(key.clone())? else { return no_reservation() };
+        let record: ReservationRecord = parse("reservation", &json)?;
+        if record.created_ms + self.config.reservation_ttl_ms < usage.now_ms {
+            return no_reservation();
+        }
+        let mut plan = Plan { now: usage.now_ms, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
+        let actual = usage.prompt_tokens.saturating_add(usage.output_tokens);
+        for booking in &record.bookings {
+            let delta = booking.reconciliation_delta(actual, record.reserved_tokens);
+            let field = match &booking.place {
+                Place::Total(_) => "used".to_owned(),
+                Place::Rolling { at_ms, .. } => at_ms.to_string(),
+            };
+            plan.add(self.keys.budget(&booking.place), field, delta);
+        }
+        if let Some(open) = &record.spend {
+            let delta = open.reconciliation(usage.prompt_tokens, usage.output_tokens);
+            self.spend_adds(&mut plan, &open.key, delta, 0, 1);
+        }
+        plan.swaps.push(Swap { key, expect: Some(json), value: None, ttl_ms: 0 });
+        Ok(Ok((plan, ())))
+    }
+
+    fn plan_outcome(&self, outcome: &OutcomeReport) -> Result<Result<(Plan, ()), OutcomeRejected>, StateError> {
+        let now = outcome.now_ms;
+        let key = self.keys.awaiting(&outcome.request_id);
+        let unknown = || Ok(Err(OutcomeRejected::UnknownRequest(outcome.request_id.clone())));
+        let Some(json) = self.get(key.clone())? else { return unknown() };
+        let awaiting: Awaiting = parse("awaiting outcome", &json)?;
+        if awaiting.at_ms + self.config.outcome_ttl_ms < now {
+            return unknown();
+        }
+        let mut plan = Plan { now, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
+        plan.swaps.push(Swap { key, expect: Some(json), value: None, ttl_ms: 0 });
+        let mut keys: Vec<&str> = awaiting.guards.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let read = self.get_many(keys.iter().map(|k| self.keys.breaker(k)).collect())?;
+        let mut breakers: BTreeMap<&str, (Option<String>, Breaker)> = BTreeMap::new();
+        for (key, json) in keys.iter().zip(read) {
+            let breaker = match &json {
+                Some(json) => parse("breaker", json)?,
+                None => Breaker::default(),
+            };
+            breakers.insert(key, (json, breaker));
+        }
+        let failed = outcome.status != OutcomeStatus::Success;
+        for (key, config) in &awaiting.guards {
+            if let Some((_, breaker)) = breakers.get_mut(key.as_str()) {
+                breaker.record(config, now, failed, outcome.latency_ms);
+            }
+        }
+        for (key, (expect, breaker)) in breakers {
+            plan.swaps.push(Swap {
+                key: self.keys.breaker(key),
+                expect,
+                value: Some(to_json(&breaker)?),
+                ttl_ms: BREAKER_TTL_MS,
+            });
+        }
+        Ok(Ok((plan, ())))
+    }
+
+    fn plan_resolution(&self, r: &Resolution) -> Result<Result<(Plan, Escalation), EscalationRefused>, StateError> {
+        let key = self.keys.escalation(&r.escalation_id);
+        let Some(json) = self.get(key.clone())? else {
+            return Ok(Err(EscalationRefused::Unknown(r.escalation_id.clone())));
+        };
+        let mut escalation: Escalation = parse("escalation", &json)?;
+        if let Err(refused) = escalation.resolve(r) {
+            return Ok(Err(refused));
+        }
+        let mut plan = Plan { now: r.now_ms, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
+        plan.swaps.push(Swap {
+            key,
+            expect: Some(json),
+            value: Some(to_json(&escalation)?),
+            ttl_ms: escalation.retention_ms(),
+        });
+        Ok(Ok((plan, escalation)))
+    }
+}
+
+/// Budget refusals come only from commits, which have charges.
+fn no_charges<E>(refused: CommitRefused) -> Result<E, StateError> {
+    Err(StateError::Unexpected(format!("a change without charges was refused: {}", refused.message())))
+}
+
+impl StateStore for RedisStore {
+    fn used(&self, scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Result<u64, StateError> {
+        let key = self.keys.budget(&place_of(scope, window, unit, now_ms));
+        match window {
+            Window::RollingSeconds(secs) => {
+                let entries: HashMap<String, u64> = self.run(|mut c| async move { c.hgetall(key).await })?;
+                Ok(rolling_sum(&entries, now_ms - i64::from(secs) * 1000, now_ms))
+            }
+            Window::Run | Window::Calendar(_) => {
+                let used: Option<u64> = self.run(|mut c| async move { c.hget(key, "used").await })?;
+                Ok(used.unwrap_or(0))
+            }
+        }
+    }
+
+    fn breaker_state(&self, key: &str, config: &BreakerConfig, now_ms: i64) -> Result<BreakerState, StateError> {
+        match self.get(self.keys.breaker(key))? {
+            Some(json) => Ok(parse::<Breaker>("breaker", &json)?.state(config, now_ms)),
+            None => Ok(BreakerState::Closed),
+        }
+    }
+
+    fn tool_calls(&self, run: &RunKey, tool: Option<&str>, since_ms: i64) -> Result<Vec<PastToolCall>, StateError> {
+        Ok(self.history(run)?.into_iter().filter(|c| c.matches(tool, since_ms)).collect())
+    }
+
+    fn count_tool_calls(&self, run: &RunKey, since_ms: i64) -> Result<u32, StateError> {
+        let count = self.history(run)?.iter().filter(|c| c.matches(None, since_ms)).count();
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    fn commit(&self, commit: Commit) -> Result<Result<(), CommitRefused>, StateError> {
+        self.transact(|| self.plan_commit(&commit), Ok)
+    }
+
+    fn reconcile(&self, usage: UsageReport) -> Result<Result<(), UsageRejected>, StateError> {
+        self.transact(|| self.plan_reconcile(&usage), no_charges)
+    }
+
+    fn record_outcome(&self, outcome: OutcomeReport) -> Result<Result<(), OutcomeRejected>, StateError> {
+        self.transact(|| self.plan_outcome(&outcome), no_charges)
+    }
+
+    fn open_escalation(&self, escalation: Escalation) -> Result<(), StateError> {
+        let mut plan = Plan { now: escalation.created_ms, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
+        plan.sets.push(Set {
+            key: self.keys.escalation(&escalation.id),
+            value: to_json(&escalation)?,
+            ttl_ms: escalation.retention_ms(),
+        });
+        plan.indexes.push(IndexEntry {
+            key: self.keys.escalations_index(),
+            member: escalation.id.clone(),
+            score: escalation.created_ms,
+            drop_below: None,
+        });
+        let opened = self.transact(|| Ok(Ok::<_, std::convert::Infallible>((std::mem::take(&mut plan), ()))), no_charges)?;
+        match opened {
+            Ok(()) => Ok(()),
+            Err(never) => match never {},
+        }
+    }
+
+    fn resolve_escalation(&self, resolution: Resolution) -> Result<Result<Escalation, EscalationRefused>, StateError> {
+        self.transact(|| self.plan_resolution(&resolution), no_charges)
+    }
+
+    fn escalation(&self, id: &str) -> Result<Option<Escalation>, StateError> {
+        self.get(self.keys.escalation(id))?.map(|json| parse("escalation", &json)).transpose()
+    }
+
+    fn escalations(&self) -> Result<Vec<Escalation>, StateError> {
+        let ids = self.index(self.keys.escalations_index())?;
+        let records = self.get_many(ids.iter().map(|id| self.keys.escalation(id)).collect())?;
+        let mut all: Vec<Escalation> =
+            records.iter().flatten().map(|json| parse("escalation", json)).collect::<Result<_, _>>()?;
+        sort_oldest_first(&mut all);
+        Ok(all)
+    }
+
+    fn gauges(&self, now_ms: i64) -> Result<Gauges, StateError> {
+        let totals = self.index(self.keys.totals_index())?;
+        let values: Vec<(Option<u64>, Option<u64>)> = self.run(|mut c| {
+            let mut pipe = redis::pipe();
+            for key in &totals {
+                pipe.cmd("HMGET").arg(key).arg("used").arg("limit");
+            }
+            async move { pipe.query_async(&mut c).await }
+        })?;
+        let mut budgets: Vec<BudgetGauge> = totals
+            .iter()
+            .zip(values)
+            .filter_map(|(key, (used, limit))| {
+                calendar_gauge(self.keys.total_name(key)?, used.unwrap_or(0), limit.unwrap_or(0), now_ms)
+            })
+            .collect();
+        sort_gauges(&mut budgets);
+        let names = self.index(self.keys.breakers_index())?;
+        let records = self.get_many(names.iter().map(|k| self.keys.breaker(k)).collect())?;
+        let mut breakers = Vec::new();
+        for (name, json) in names.into_iter().zip(records) {
+            if let Some(json) = json
+                && let Some(state) = parse::<Breaker>("breaker", &json)?.gauge(now_ms)
+            {
+                breakers.push((name, state));
+            }
+        }
+        breakers.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Gauges { budgets, breakers })
+    }
+
+    fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError> {
+        let index = self.keys.spend_index();
+        let first_day = day_start(since_ms);
+        let days: Vec<i64> =
+            self.run(|mut c| async move { c.zrangebyscore(index, first_day, format!("({until_ms}")).await })?;
+        let hashes: Vec<HashMap<String, u64>> = self.run(|mut c| {
+            let mut pipe = redis::pipe();
+            for day in &days {
+                pipe.hgetall(self.keys.spend(*day));
+            }
+            async move { pipe.query_async(&mut c).await }
+        })?;
+        let mut totals: BTreeMap<SpendKey, Totals> = BTreeMap::new();
+        for (day_ms, hash) in days.iter().zip(hashes) {
+            for (field, amount) in hash {
+                let Some((who, counter)) = field.rsplit_once('\n') else { continue };
+                let Who(pipeline, agent, team, model) = parse("spend", who)?;
+                let t = totals.entry(SpendKey { day_ms: *day_ms, pipeline, agent, team, model }).or_default();
+                let slot = match counter {
+                    "requests" => &mut t.requests,
+                    "reconciled" => &mut t.reconciled,
+                    "prompt_tokens" => &mut t.prompt_tokens,
+                    "output_tokens" => &mut t.output_tokens,
+                    "micro_usd" => &mut t.micro_usd,
+                    _ => continue,
+                };
+                *slot = amount;
+            }
+        }
+        Ok(totals.iter().map(|(key, t)| key.entry(t)).collect())
+    }
+}
