@@ -84,10 +84,10 @@ class Arbiter:
         return self.client.post("/v1/decide", json=body, **kw)
 
 
-def start_arbiter(workdir: pathlib.Path, *extra: str, bundle: pathlib.Path = BUNDLE) -> Arbiter:
+def start_arbiter(workdir: pathlib.Path, *extra: str, bundle: pathlib.Path = BUNDLE, state: str | None = None) -> Arbiter:
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [ARBITER, "serve", "--bundle", str(bundle), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
-           "--state", str(workdir / "state"), "--audit-log", str(workdir / "audit.jsonl"), "--audit-mask", "sql",
+           "--state", state or str(workdir / "state"), "--audit-log", str(workdir / "audit.jsonl"), "--audit-mask", "sql",
            "--cache-dir", str(ROOT / "target" / "arbiter-tests" / "cache"), *extra]
     env = dict(os.environ, ARBITER_ADMIN_TOKEN=TOKEN)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
@@ -113,8 +113,8 @@ def arbiter_factory(tmp_path):
     """Starts fresh servers on demand (fresh state each), stops them after."""
     started = []
 
-    def make(name: str, *extra: str) -> Arbiter:
-        server = start_arbiter(tmp_path / name, *extra)
+    def make(name: str, *extra: str, state: str | None = None) -> Arbiter:
+        server = start_arbiter(tmp_path / name, *extra, state=state)
         started.append(server)
         return server
 
@@ -122,6 +122,46 @@ def arbiter_factory(tmp_path):
     for server in started:
         if server.proc.poll() is None:
             assert stop(server.proc) == 0
+
+
+class RedisServer:
+    """A real redis-server (Debian's package) with AOF fsync'd on every write."""
+
+    def __init__(self, workdir: pathlib.Path):
+        self.port, self.dir, self.proc = free_port(), workdir, None
+        self.url = f"redis://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)],
+                                     stdout=subprocess.DEVNULL, stderr=sys.stderr)
+        wait_for_port(self.port, self.proc, "redis-server")
+        import redis
+
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:  # the AOF may still be loading
+            try:
+                client.ping()
+                return
+            except redis.exceptions.BusyLoadingError:
+                assert time.monotonic() < deadline, "redis-server kept loading"
+                time.sleep(0.05)
+
+    def kill(self):
+        """SIGKILL: no shutdown save; what survives is what the AOF holds."""
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    if server.proc.poll() is None:
+        server.kill()
 
 
 @pytest.fixture(scope="session")

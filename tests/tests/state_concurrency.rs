@@ -1,13 +1,14 @@
 //! 64 threads race LLM requests against one small budget through the real
-//! host and the embedded journal store: committed reservations never exceed
-//! the limit, and exactly what fits is allowed.
+//! host, on the embedded journal store and on two replicas sharing a real
+//! Redis: committed reservations never exceed the limit, and exactly what
+//! fits is allowed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
 use arbiter_engine::{Bundle, Decider};
-use arbiter_state::{JournalStore, StateStore, StoreConfig};
-use arbiter_tests::{engine, orders_daily_bundle};
+use arbiter_state::{JournalStore, RedisConfig, RedisStore, StateStore, StoreConfig};
+use arbiter_tests::{RedisServer, engine, orders_daily_bundle};
 use arbiter_types::{ChargeUnit, Request, VerdictKind, Window};
 use serde_json::json;
 
@@ -31,12 +32,13 @@ fn request(thread: usize, i: usize) -> Request {
     .unwrap()
 }
 
-/// Runs the race; returns (allowed, final run usage, the most ever seen).
-fn race(reconcile_output: Option<u64>) -> (u64, u64, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let state: Arc<dyn StateStore> = Arc::new(JournalStore::open(dir.path(), StoreConfig::default()).unwrap());
-    let bundle = Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}"));
-    let decider = Arc::new(Decider::new(Arc::new(bundle), Arc::clone(&state)));
+/// Runs the race, threads spread over one decider per store (replicas);
+/// returns (allowed, final run usage, the most ever seen).
+fn race(replicas: &[Arc<dyn StateStore>], reconcile_output: Option<u64>) -> (u64, u64, u64) {
+    let bundle = Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")));
+    let deciders: Vec<Arc<Decider>> =
+        replicas.iter().map(|state| Arc::new(Decider::new(Arc::clone(&bundle), Arc::clone(state)))).collect();
+    let state = Arc::clone(&replicas[0]);
     let allowed = Arc::new(AtomicU64::new(0));
     let peak = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -52,7 +54,8 @@ fn race(reconcile_output: Option<u64>) -> (u64, u64, u64) {
     };
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
-            let (decider, allowed, start) = (Arc::clone(&decider), Arc::clone(&allowed), Arc::clone(&start));
+            let decider = Arc::clone(&deciders[t % deciders.len()]);
+            let (allowed, start) = (Arc::clone(&allowed), Arc::clone(&start));
             std::thread::spawn(move || {
                 start.wait();
                 for i in 0..PER_THREAD {
@@ -82,23 +85,55 @@ fn race(reconcile_output: Option<u64>) -> (u64, u64, u64) {
     (allowed.load(Ordering::Relaxed), used, peak.load(Ordering::Relaxed).max(used))
 }
 
-#[test]
-fn concurrent_reservations_never_overshoot() {
-    let (allowed, used, peak) = race(None);
+fn journal() -> (tempfile::TempDir, Vec<Arc<dyn StateStore>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let state: Arc<dyn StateStore> = Arc::new(JournalStore::open(dir.path(), StoreConfig::default()).unwrap());
+    (dir, vec![state])
+}
+
+/// Two stores on one Redis: two replicas, as far as state goes.
+fn redis_replicas(redis: &RedisServer) -> Vec<Arc<dyn StateStore>> {
+    let config = RedisConfig::new(redis.url());
+    (0..2)
+        .map(|_| Arc::new(RedisStore::connect(&config, StoreConfig::default()).unwrap()) as Arc<dyn StateStore>)
+        .collect()
+}
+
+fn assert_exactly_what_fits(replicas: &[Arc<dyn StateStore>]) {
+    let (allowed, used, peak) = race(replicas, None);
     println!("{} attempts, {allowed} allowed, {used} of {RUN_LIMIT} used", THREADS * PER_THREAD);
     assert_eq!(allowed, RUN_LIMIT / (PROMPT + MAX_OUTPUT), "exactly the requests that fit are allowed");
     assert_eq!(used, RUN_LIMIT);
     assert!(peak <= RUN_LIMIT);
 }
 
-#[test]
-fn concurrent_reservations_with_reconciliation_interleaved() {
+fn assert_reconciliation_frees_room(replicas: &[Arc<dyn StateStore>]) {
     let actual_output = 50;
-    let (allowed, used, peak) = race(Some(actual_output));
+    let (allowed, used, peak) = race(replicas, Some(actual_output));
     println!("{} attempts, {allowed} allowed, {used} of {RUN_LIMIT} used, peak {peak}", THREADS * PER_THREAD);
     assert!(peak <= RUN_LIMIT, "a reservation overshot: {peak}");
     assert_eq!(used, allowed * (PROMPT + actual_output), "every allowed request was reconciled");
     // Exactly what fits: no room is left for one more worst case.
     assert!(used + PROMPT + MAX_OUTPUT > RUN_LIMIT, "{used} used: another request would have fit");
     assert!(allowed > RUN_LIMIT / (PROMPT + MAX_OUTPUT), "reconciliation freed room for more");
+}
+
+#[test]
+fn concurrent_reservations_never_overshoot() {
+    assert_exactly_what_fits(&journal().1);
+}
+
+#[test]
+fn concurrent_reservations_with_reconciliation_interleaved() {
+    assert_reconciliation_frees_room(&journal().1);
+}
+
+#[test]
+fn two_replicas_on_redis_never_overshoot() {
+    assert_exactly_what_fits(&redis_replicas(&RedisServer::start()));
+}
+
+#[test]
+fn two_replicas_on_redis_with_reconciliation_interleaved() {
+    assert_reconciliation_frees_room(&redis_replicas(&RedisServer::start()));
 }

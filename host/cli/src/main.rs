@@ -2,6 +2,7 @@
 
 mod commands;
 mod engine_args;
+mod state_args;
 
 use std::process::ExitCode;
 

@@ -9,6 +9,10 @@ use crate::manifest::FailMode;
 /// Reason code of a fail-closed policy fault.
 pub const POLICY_FAULT: &str = "policy_fault";
 
+/// Reason code of a decision that needed state the store could not give
+/// or record; also the fault kind of a policy whose state read failed.
+pub const STATE_UNAVAILABLE: &str = "state_unavailable";
+
 /// A policy's result together with how the bundle treats it.
 pub(crate) struct Counted<'a> {
     pub(crate) result: &'a PolicyResult,
@@ -54,7 +58,8 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
         match &result.outcome {
             PolicyOutcome::Fault { kind, detail } => {
                 if fail == FailMode::Closed {
-                    denies.push(reason(POLICY_FAULT, &format!("policy `{}` faulted ({kind}): {detail}", result.name)));
+                    let code = if kind == STATE_UNAVAILABLE { STATE_UNAVAILABLE } else { POLICY_FAULT };
+                    denies.push(reason(code, &format!("policy `{}` faulted ({kind}): {detail}", result.name)));
                 }
             }
             PolicyOutcome::Verdict(verdict) => match verdict.kind {
@@ -119,6 +124,10 @@ mod tests {
         PolicyOutcome::Fault { kind: "out_of_fuel".into(), detail: "x".into() }
     }
 
+    fn state_fault() -> PolicyOutcome {
+        PolicyOutcome::Fault { kind: STATE_UNAVAILABLE.into(), detail: "redis down".into() }
+    }
+
     fn run(results: &[(PolicyResult, FailMode)]) -> Combined {
         combine(results.iter().map(|(result, fail)| Counted { result, fail: *fail }))
     }
@@ -151,6 +160,8 @@ mod tests {
             (vec![(result("m", false, verdict(Deny, "d")), Closed)], Allow, vec![]),
             (vec![(result("f", true, fault()), Closed)], Deny, vec![POLICY_FAULT]),
             (vec![(result("f", true, fault()), Open)], Allow, vec![]),
+            (vec![(result("s", true, state_fault()), Closed)], Deny, vec![STATE_UNAVAILABLE]),
+            (vec![(result("s", true, state_fault()), Open)], Allow, vec![]),
             (vec![(result("f", false, fault()), Closed)], Allow, vec![]),
         ];
         for (results, decision, codes) in cases {

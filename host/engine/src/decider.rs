@@ -12,9 +12,9 @@ use arbiter_state::{
 use arbiter_types::{Action, Decision, DecisionReason, PolicyOutcome, Request, VerdictKind, format_rfc3339_ms};
 
 use crate::bundle::{Bundle, apply};
+use crate::combine::STATE_UNAVAILABLE;
 
 /// Reason code when the state store cannot be reached.
-pub const STATE_UNAVAILABLE: &str = "state_unavailable";
 /// Attribution of reasons the host itself gives.
 const HOST: &str = "arbiter";
 

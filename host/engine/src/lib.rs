@@ -23,9 +23,10 @@ pub mod signature;
 
 pub use bundle::{Bundle, BundleError, PolicyProblem};
 pub use capability::{Capability, ImportKind, classify_import};
+pub use combine::{POLICY_FAULT, STATE_UNAVAILABLE};
 pub use component_info::{ComponentInfo, InspectError, METADATA_SECTION, PolicyMetadata, digest_of};
 pub use config::{EngineConfig, SandboxLimits};
-pub use decider::{Decider, ReportError, STATE_UNAVAILABLE};
+pub use decider::{Decider, ReportError};
 pub use engine::{EngineError, PolicyEngine};
 pub use manifest::{BundleHeader, FailMode, LimitOverrides, Manifest, ManifestError, ManifestPolicy, Mode, Scope};
 pub use policy::{LoadError, PreparedPolicy};

@@ -16,11 +16,12 @@ use crate::CONTRACT_VERSION;
 use crate::bindings::arbiter::policy::{breakers, budgets, clock, history, log, types};
 use crate::bindings::{Policy, PolicyPre};
 use crate::capability::{Capability, ImportKind, classify_import};
+use crate::combine::STATE_UNAVAILABLE;
 use crate::component_info::{ComponentInfo, InspectError};
 use crate::config::SandboxLimits;
 use crate::convert;
 use crate::engine::PolicyEngine;
-use crate::sandbox::{DecisionContext, SandboxState};
+use crate::sandbox::{DecisionContext, SandboxState, StateUnavailable};
 
 /// Why a component cannot be loaded as a policy.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +238,9 @@ pub(crate) fn check_contract(info: &ComponentInfo, granted: &[Capability]) -> Re
 /// Names what stopped the policy.
 fn classify(error: &wasmtime::Error, store: &Store<SandboxState>) -> Fault {
     let detail = format!("{error:#}");
+    if let Some(unavailable) = error.downcast_ref::<StateUnavailable>() {
+        return Fault { kind: STATE_UNAVAILABLE, detail: unavailable.to_string() };
+    }
     if store.data().memory_refused {
         return Fault { kind: "memory_limit", detail };
     }

@@ -48,8 +48,14 @@ impl SandboxState {
     }
 }
 
+/// A capability call that could not reach the state store: the policy
+/// stops, and the decision blames the store rather than the policy.
+#[derive(Debug, thiserror::Error)]
+#[error("state unavailable: {0}")]
+pub(crate) struct StateUnavailable(arbiter_state::StateError);
+
 fn state_error(e: arbiter_state::StateError) -> wasmtime::Error {
-    wasmtime::Error::msg(format!("state unavailable: {e}"))
+    wasmtime::Error::new(StateUnavailable(e))
 }
 
 impl ResourceLimiter for SandboxState {

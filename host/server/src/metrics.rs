@@ -86,6 +86,7 @@ pub(crate) struct Metrics {
     breakers: Family<BreakerLabels, Gauge>,
     spend_today: Family<SpendLabels, Gauge>,
     bundle_loads: Family<EventLabels, Counter>,
+    state_up: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,6 +117,7 @@ impl Metrics {
         let breakers = Family::<BreakerLabels, Gauge>::default();
         let spend_today = Family::<SpendLabels, Gauge>::default();
         let bundle_loads = Family::<EventLabels, Counter>::default();
+        let state_up = Gauge::default();
         registry.register("decisions", "Decisions by verdict and source (api, ext_authz)", decisions.clone());
         registry.register("reasons", "Reasons of deny and escalate decisions, by policy and code", reasons.clone());
         registry.register("policy_faults", "Policy faults (trap, fuel, deadline, memory, bad verdict)", faults.clone());
@@ -129,6 +131,11 @@ impl Metrics {
         registry.register("breaker_state", "1 for each breaker's current state", breakers.clone());
         registry.register("spend_today", "Today's (UTC) LLM tokens and charged micro-USD", spend_today.clone());
         registry.register("bundle_loads", "Bundle loads through the admin API, by result", bundle_loads.clone());
+        registry.register(
+            "state_up",
+            "1 if the state store answered the last health or metrics check",
+            state_up.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             decisions,
@@ -144,7 +151,12 @@ impl Metrics {
             breakers,
             spend_today,
             bundle_loads,
+            state_up,
         }
+    }
+
+    pub(crate) fn state_up(&self, up: bool) {
+        self.state_up.set(i64::from(up));
     }
 
     pub(crate) fn bundle_load(&self, accepted: bool) {

@@ -195,11 +195,8 @@ impl Breakers {
 
     /// Every breaker's state at `now_ms`, by key.
     pub(crate) fn gauges(&self, now_ms: i64) -> Vec<(String, BreakerState)> {
-        let mut gauges: Vec<(String, BreakerState)> = self
-            .breakers
-            .iter()
-            .filter_map(|(key, b)| Some((key.clone(), b.gauge(now_ms)?)))
-            .collect();
+        let mut gauges: Vec<(String, BreakerState)> =
+            self.breakers.iter().filter_map(|(key, b)| Some((key.clone(), b.gauge(now_ms)?))).collect();
         gauges.sort_by(|a, b| a.0.cmp(&b.0));
         gauges
     }

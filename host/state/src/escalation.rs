@@ -138,7 +138,8 @@ impl Escalation {
     /// Uses up a checked claim.
     pub(crate) fn consume(&mut self, claim: &ApprovalClaim, now_ms: i64) {
         if let EscalationStatus::Approved { by, .. } = &self.status {
-            self.status = EscalationStatus::Used { by: by.clone(), at_ms: now_ms, request_id: claim.request_id.clone() };
+            self.status =
+                EscalationStatus::Used { by: by.clone(), at_ms: now_ms, request_id: claim.request_id.clone() };
         }
     }
 

@@ -68,11 +68,7 @@ impl History {
         tool: Option<&'a str>,
         since_ms: i64,
     ) -> impl Iterator<Item = &'a PastToolCall> {
-        self.runs
-            .get(&key(run))
-            .into_iter()
-            .flat_map(|r| r.calls.iter())
-            .filter(move |c| c.matches(tool, since_ms))
+        self.runs.get(&key(run)).into_iter().flat_map(|r| r.calls.iter()).filter(move |c| c.matches(tool, since_ms))
     }
 
     /// Forgets runs with no activity since `cutoff_ms`.

@@ -38,7 +38,7 @@ pub use history::{PastToolCall, RunKey};
 pub use journal::JournalStore;
 pub use ledger::BudgetGauge;
 pub use memory::InMemoryStore;
-pub use redis::{BadNamespace, RedisConfig, RedisStore};
 pub use ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, UsageReport};
+pub use redis::{BadNamespace, RedisConfig, RedisStore};
 pub use spend::{ModelPrice, SpendDimension, SpendEntry, SpendRow, aggregate};
 pub use store::{Gauges, StateStore, StoreConfig};

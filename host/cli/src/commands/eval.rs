@@ -1,16 +1,16 @@
 //! `arbiter eval`: one request through a bundle.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
-use arbiter_state::{JournalStore, StoreConfig};
 use arbiter_types::Request;
 
 use crate::engine_args::EngineArgs;
+use crate::state_args::StateArgs;
 
 /// Evaluate a decide request (JSON, shared/DESIGN.md §8) against a bundle and print the decision.
 #[derive(clap::Args, Debug)]
@@ -20,10 +20,10 @@ pub struct Args {
     bundle: PathBuf,
     /// Request file, or `-` for standard input.
     request: PathBuf,
-    /// Keep state (budgets, breakers, history, spend) in this directory, so
-    /// successive evaluations share it; in memory for this one call otherwise.
-    #[arg(long)]
-    state: Option<PathBuf>,
+    /// Successive evaluations share state (budgets, breakers, history,
+    /// spend) kept where `--state` says; in memory for this one call otherwise.
+    #[command(flatten)]
+    state: StateArgs,
     /// Output format: the whole decision, or one line per request.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
@@ -43,10 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Request::from_json_slice(&body).with_context(|| format!("invalid request {}", args.request.display()))?;
     let engine = args.engine.engine()?;
     let bundle = Bundle::load(&engine, &args.bundle)?;
-    let decider = match &args.state {
-        None => Decider::in_memory(bundle),
-        Some(dir) => Decider::new(Arc::new(bundle), Arc::new(open_state(dir)?)),
-    };
+    let decider = Decider::new(Arc::new(bundle), args.state.open()?);
     let decision = decider.decide(&request, now_ms());
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&decision)?),
@@ -57,11 +54,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Opens the embedded state store kept in `dir`.
-pub fn open_state(dir: &Path) -> anyhow::Result<JournalStore> {
-    JournalStore::open(dir, StoreConfig::default()).with_context(|| format!("opening state {}", dir.display()))
 }
 
 pub fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {

@@ -5,15 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use arbiter_state::{ModelPrice, SpendDimension, StateStore, aggregate};
+use arbiter_state::{ModelPrice, SpendDimension, aggregate};
 use arbiter_types::parse_day_or_rfc3339_ms;
+
+use crate::state_args::StateArgs;
 
 /// Report LLM spend (tokens, USD) from a state directory, by pipeline, agent, team or model.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// State directory (as given to `eval --state` or `serve --state`).
-    #[arg(long)]
-    state: PathBuf,
+    #[command(flatten)]
+    state: StateArgs,
     /// Start (RFC 3339 or YYYY-MM-DD, UTC); whole UTC days are reported.
     #[arg(long)]
     since: String,
@@ -71,7 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .models
         }
     };
-    let state = crate::commands::eval::open_state(&args.state)?;
+    anyhow::ensure!(args.state.is_set(), "--state is required: the directory or Redis URL `serve --state` uses");
+    let state = args.state.open()?;
     let rows = aggregate(&state.spend(since, until)?, by, &prices);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),

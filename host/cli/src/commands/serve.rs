@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
 use arbiter_server::{ReloadConfig, Server, ServerConfig, UnrecognizedTraffic};
-use arbiter_state::{InMemoryStore, StateStore, StoreConfig};
 
 use crate::engine_args::EngineArgs;
+use crate::state_args::StateArgs;
 
 /// Serve decisions: HTTP JSON API, Envoy ext_authz (gRPC and HTTP), metrics.
 #[derive(clap::Args, Debug)]
@@ -18,10 +18,8 @@ pub struct Args {
     /// Bundle manifest (TOML).
     #[arg(long)]
     bundle: PathBuf,
-    /// State directory (budgets, breakers, history, escalations survive
-    /// restarts); in memory if absent.
-    #[arg(long)]
-    state: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateArgs,
     /// HTTP API and HTTP ext_authz address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -77,11 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     let bundle = Bundle::load_trusted(&engine, &args.bundle, &trusted_keys)?;
     let reload = ReloadConfig { engine, trusted_keys, initial_manifest: args.bundle.clone(), keep: args.keep_bundles };
-    let state: Arc<dyn StateStore> = match &args.state {
-        Some(dir) => Arc::new(crate::commands::eval::open_state(dir)?),
-        None => Arc::new(InMemoryStore::in_memory(StoreConfig::default())),
-    };
-    let decider = Decider::new(Arc::new(bundle), state);
+    let decider = Decider::new(Arc::new(bundle), args.state.open()?);
     let mut config = ServerConfig {
         http: args.http,
         grpc: (!args.no_grpc).then_some(args.grpc),

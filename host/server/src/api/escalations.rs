@@ -19,10 +19,9 @@ use arbiter_state::{EscalationRefused, EscalationStatus};
 pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     require_admin(&state, &headers)?;
     let now = now_ms();
-    let escalations: Vec<Value> = state
-        .decider
-        .state()
-        .escalations()?
+    let decider = state.decider.clone();
+    let escalations: Vec<Value> = blocking(move || decider.state().escalations())
+        .await??
         .into_iter()
         .map(|e| {
             let expired = e.status == EscalationStatus::Pending && now >= e.expires_ms;

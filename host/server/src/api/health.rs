@@ -6,7 +6,9 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
+use super::reports::blocking;
 use crate::state::{AppState, now_ms};
+use arbiter_state::StateError;
 
 pub(crate) async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -15,27 +17,42 @@ pub(crate) async fn live() -> Json<Value> {
 /// Ready when the bundle is loaded and the state store answers.
 pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let bundle = state.decider.bundle();
-    let store = state.decider.state().used(
-        "arbiter:readiness",
-        arbiter_types::Window::Run,
-        arbiter_types::ChargeUnit::Tokens,
-        now_ms(),
-    );
-    let body = json!({
+    let decider = state.decider.clone();
+    let store = blocking(move || {
+        let probe = ("arbiter:readiness", arbiter_types::Window::Run, arbiter_types::ChargeUnit::Tokens);
+        decider.state().used(probe.0, probe.1, probe.2, now_ms()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.message)
+    .and_then(|checked| checked);
+    state.metrics.state_up(store.is_ok());
+    let mut body = json!({
         "bundle": {"name": bundle.name(), "version": bundle.version(), "policies": bundle.policies().count()},
         "state": if store.is_ok() { "ok" } else { "unavailable" },
     });
+    if let Err(e) = &store {
+        body["state_error"] = e.clone().into();
+    }
     let status = if store.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body))
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let now = now_ms();
-    let store = state.decider.state();
+    let decider = state.decider.clone();
     let day = now - now.rem_euclid(86_400_000);
-    match (store.gauges(now), store.spend(day, now + 1)) {
-        (Ok(gauges), Ok(spend)) => state.metrics.refresh(&gauges, &spend),
-        (Err(e), _) | (_, Err(e)) => tracing::warn!("metrics without state gauges: {e}"),
+    let read =
+        blocking(move || Ok::<_, StateError>((decider.state().gauges(now)?, decider.state().spend(day, now + 1)?)));
+    match read.await {
+        Ok(Ok((gauges, spend))) => {
+            state.metrics.state_up(true);
+            state.metrics.refresh(&gauges, &spend);
+        }
+        Ok(Err(e)) => {
+            state.metrics.state_up(false);
+            tracing::warn!("metrics without state gauges: {e}");
+        }
+        Err(e) => tracing::warn!("metrics without state gauges: {}", e.message),
     }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }

@@ -115,7 +115,8 @@ pub(crate) async fn report(
         Some(text) => parse_time("until", text)?,
         None => now_ms(),
     };
-    let entries = state.decider.state().spend(since, until)?;
+    let decider = state.decider.clone();
+    let entries = blocking(move || decider.state().spend(since, until)).await??;
     let rows = aggregate(&entries, query.by, &Default::default());
     Ok(Json(serde_json::to_value(rows).unwrap_or(Value::Null)))
 }

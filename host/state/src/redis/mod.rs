@@ -14,7 +14,8 @@ mod store;
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -28,6 +29,10 @@ use plan::{Applied, Plan};
 
 /// A change planned more often than this, losing every race, fails.
 const MAX_ATTEMPTS: u32 = 64;
+
+/// After a failed exchange, calls fail at once for this long instead of
+/// each waiting out the timeout; the first call after it probes Redis.
+const BACKOFF: Duration = Duration::from_millis(500);
 
 /// Where the shared state is and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +57,7 @@ pub struct RedisStore {
     /// Drives the connection; store calls block on it (they come from
     /// blocking threads: the engine's host calls and the server's
     /// `spawn_blocking` tasks).
-    runtime: tokio::runtime::Runtime,
+    runtime: Driver,
     connection: ConnectionManager,
     script: redis::Script,
     keys: Keys,
@@ -60,6 +65,8 @@ pub struct RedisStore {
     timeout: Duration,
     /// The URL without credentials, for errors.
     endpoint: String,
+    /// Set while Redis is taken to be down: until when, and why.
+    down: Mutex<Option<(Instant, String)>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -94,13 +101,14 @@ impl RedisStore {
                 .map_err(|e| StateError::Unavailable { endpoint: endpoint.clone(), detail: e.to_string() })?
         };
         Ok(RedisStore {
-            runtime,
+            runtime: Driver(Some(runtime)),
             connection,
             script: redis::Script::new(include_str!("apply.lua")),
             keys,
             config,
             timeout: redis.timeout,
             endpoint,
+            down: Mutex::new(None),
         })
     }
 
@@ -109,14 +117,28 @@ impl RedisStore {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
-        let connection = self.connection.clone();
-        let answer = self.runtime.block_on(async { tokio::time::timeout(self.timeout, exchange(connection)).await });
         let unavailable = |detail: String| StateError::Unavailable { endpoint: self.endpoint.clone(), detail };
-        match answer {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(unavailable(e.to_string())),
-            Err(_) => Err(unavailable(format!("no answer within {} ms", self.timeout.as_millis()))),
+        if let Some((until, why)) = self.down.lock().map_err(|_| StateError::Poisoned)?.as_ref()
+            && Instant::now() < *until
+        {
+            return Err(unavailable(why.clone()));
         }
+        let connection = self.connection.clone();
+        let answer = self.runtime.block_on(tokio::time::timeout(self.timeout, exchange(connection)));
+        let failure = match answer.ok_or(StateError::Poisoned)? {
+            Ok(Ok(value)) => {
+                *self.down.lock().map_err(|_| StateError::Poisoned)? = None;
+                return Ok(value);
+            }
+            // Redis answered, so it is up: the exchange itself failed.
+            Ok(Err(e)) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
+                return Err(StateError::Unexpected(e.to_string()));
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
+        };
+        *self.down.lock().map_err(|_| StateError::Poisoned)? = Some((Instant::now() + BACKOFF, failure.clone()));
+        Err(unavailable(failure))
     }
 
     fn apply(&self, plan: &Plan) -> Result<Applied, StateError> {
@@ -151,6 +173,25 @@ impl RedisStore {
             }
         }
         Err(StateError::Contended { attempts: MAX_ATTEMPTS })
+    }
+}
+
+/// The store's own runtime. Dropped in the background: the last owner of
+/// the store may be an async task (the server shutting down), where a
+/// blocking shutdown would panic.
+struct Driver(Option<tokio::runtime::Runtime>);
+
+impl Driver {
+    fn block_on<F: Future>(&self, future: F) -> Option<F::Output> {
+        self.0.as_ref().map(|runtime| runtime.block_on(future))
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

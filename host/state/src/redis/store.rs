@@ -390,7 +390,8 @@ impl StateStore for RedisStore {
             score: escalation.created_ms,
             drop_below: None,
         });
-        let opened = self.transact(|| Ok(Ok::<_, std::convert::Infallible>((std::mem::take(&mut plan), ()))), no_charges)?;
+        let opened =
+            self.transact(|| Ok(Ok::<_, std::convert::Infallible>((std::mem::take(&mut plan), ()))), no_charges)?;
         match opened {
             Ok(()) => Ok(()),
             Err(never) => match never {},
@@ -416,13 +417,17 @@ impl StateStore for RedisStore {
 
     fn gauges(&self, now_ms: i64) -> Result<Gauges, StateError> {
         let totals = self.index(self.keys.totals_index())?;
-        let values: Vec<(Option<u64>, Option<u64>)> = self.run(|mut c| {
-            let mut pipe = redis::pipe();
-            for key in &totals {
-                pipe.cmd("HMGET").arg(key).arg("used").arg("limit");
-            }
-            async move { pipe.query_async(&mut c).await }
-        })?;
+        let values: Vec<(Option<u64>, Option<u64>)> = if totals.is_empty() {
+            Vec::new()
+        } else {
+            self.run(|mut c| {
+                let mut pipe = redis::pipe();
+                for key in &totals {
+                    pipe.cmd("HMGET").arg(key).arg("used").arg("limit");
+                }
+                async move { pipe.query_async(&mut c).await }
+            })?
+        };
         let mut budgets: Vec<BudgetGauge> = totals
             .iter()
             .zip(values)
@@ -450,6 +455,9 @@ impl StateStore for RedisStore {
         let first_day = day_start(since_ms);
         let days: Vec<i64> =
             self.run(|mut c| async move { c.zrangebyscore(index, first_day, format!("({until_ms}")).await })?;
+        if days.is_empty() {
+            return Ok(Vec::new());
+        }
         let hashes: Vec<HashMap<String, u64>> = self.run(|mut c| {
             let mut pipe = redis::pipe();
             for day in &days {
