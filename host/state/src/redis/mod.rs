@@ -124,7 +124,8 @@ impl RedisStore {
             return Err(unavailable(why.clone()));
         }
         let connection = self.connection.clone();
-        let answer = self.runtime.block_on(tokio::time::timeout(self.timeout, exchange(connection)));
+        // The timer is created inside the store's runtime, not the caller's.
+        let answer = self.runtime.block_on(async { tokio::time::timeout(self.timeout, exchange(connection)).await });
         let failure = match answer.ok_or(StateError::Poisoned)? {
             Ok(Ok(value)) => {
                 *self.down.lock().map_err(|_| StateError::Poisoned)? = None;
