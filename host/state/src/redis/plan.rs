@@ -11,6 +11,7 @@ pub(crate) struct Plan {
     /// How long run and calendar totals are kept after a booking.
     pub(crate) total_ttl_ms: i64,
     pub(crate) swaps: Vec<Swap>,
+    pub(crate) checks: Vec<Check>,
     pub(crate) charges: Vec<ChargePlan>,
     pub(crate) adds: Vec<Add>,
     pub(crate) sets: Vec<Set>,
@@ -28,6 +29,15 @@ pub(crate) struct Swap {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) value: Option<String>,
     pub(crate) ttl_ms: i64,
+}
+
+/// A record read and relied on, unchanged: applied only if it still holds
+/// `expect` (absent if `None`).
+#[derive(Debug, Serialize)]
+pub(crate) struct Check {
+    pub(crate) key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) expect: Option<String>,
 }
 
 /// A budget booking, checked against its limit on the server.
@@ -87,6 +97,7 @@ impl Plan {
     pub(crate) fn keys(&self) -> Vec<&str> {
         let mut keys: Vec<&str> = Vec::new();
         keys.extend(self.swaps.iter().map(|s| s.key.as_str()));
+        keys.extend(self.checks.iter().map(|c| c.key.as_str()));
         keys.extend(self.charges.iter().map(|c| c.key.as_str()));
         keys.extend(self.adds.iter().map(|a| a.key.as_str()));
         keys.extend(self.sets.iter().map(|s| s.key.as_str()));
@@ -95,6 +106,16 @@ impl Plan {
         keys.sort_unstable();
         keys.dedup();
         keys
+    }
+
+    /// Rewrites a record read as `expect` to `value`, or only checks it
+    /// when `value` is what was read.
+    pub(crate) fn rewrite(&mut self, key: String, expect: Option<String>, value: String, ttl_ms: i64) {
+        if expect.as_deref() == Some(value.as_str()) {
+            self.checks.push(Check { key, expect });
+        } else {
+            self.swaps.push(Swap { key, expect, value: Some(value), ttl_ms });
+        }
     }
 
     /// Adds `delta` to a hash field, floored at zero.

@@ -20,7 +20,8 @@ use crate::ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, 
 use crate::spend::{Open, SpendDelta, SpendEntry, SpendKey, Spent, Totals};
 use crate::store::{Gauges, StateStore};
 
-/// Breakers unused this long are forgotten.
+/// A breaker left unchanged this long (no outcome moved it) is forgotten:
+/// it starts closed and empty on its next use.
 const BREAKER_TTL_MS: i64 = 30 * 86_400_000;
 
 /// An unreconciled LLM request or charged call: what it booked and the
@@ -149,12 +150,7 @@ impl RedisStore {
             }
         }
         for (key, (expect, breaker)) in breakers {
-            plan.swaps.push(Swap {
-                key: self.keys.breaker(key),
-                expect,
-                value: Some(to_json(&breaker)?),
-                ttl_ms: BREAKER_TTL_MS,
-            });
+            plan.rewrite(self.keys.breaker(key), expect, to_json(&breaker)?, BREAKER_TTL_MS);
             let index = self.keys.breakers_index();
             plan.indexes.push(IndexEntry { key: index, member: key.to_owned(), score: now, drop_below: None });
         }
@@ -299,12 +295,7 @@ impl RedisStore {
             }
         }
         for (key, (expect, breaker)) in breakers {
-            plan.swaps.push(Swap {
-                key: self.keys.breaker(key),
-                expect,
-                value: Some(to_json(&breaker)?),
-                ttl_ms: BREAKER_TTL_MS,
-            });
+            plan.rewrite(self.keys.breaker(key), expect, to_json(&breaker)?, BREAKER_TTL_MS);
         }
         Ok(Ok((plan, ())))
     }
