@@ -9,7 +9,7 @@ use crate::escalation::{Escalation, EscalationRefused, Escalations, Resolution};
 use crate::history::{History, PastToolCall, RunKey};
 use crate::ledger::Ledger;
 use crate::ops::{Commit, CommitRefused, LlmUsage, Op, OutcomeReport, OutcomeStatus, UsageReport};
-use crate::spend::{Spend, SpendEntry, Spent};
+use crate::spend::{Spend, SpendEntry};
 use crate::store::Gauges;
 use crate::store::StoreConfig;
 
@@ -112,17 +112,7 @@ impl StateData {
             };
             self.history.record(&commit.run, call, config.history_per_run);
         }
-        if let Some(llm) = &commit.llm {
-            let micro_usd = commit.charges.iter().filter(|c| c.unit == ChargeUnit::MicroUsd).map(|c| c.amount).max();
-            let spent = Spent {
-                pipeline: &commit.run.pipeline,
-                agent: &commit.agent,
-                team: &commit.team,
-                model: &llm.model,
-                prompt_tokens: llm.prompt_tokens,
-                output_tokens: llm.output_tokens,
-                micro_usd: micro_usd.unwrap_or(0),
-            };
+        if let Some(spent) = commit.spent() {
             self.spend.record(&commit.request_id, spent, now);
         }
         Ok(())

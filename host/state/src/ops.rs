@@ -1,12 +1,13 @@
 //! The operations that change state. Each is journaled as it is applied,
 //! so the embedded store rebuilds its state by applying them again.
 
-use arbiter_types::{BreakerGuard, Charge};
+use arbiter_types::{BreakerGuard, Charge, ChargeUnit};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::escalation::{ApprovalClaim, Escalation, EscalationRefused, Resolution};
 use crate::history::RunKey;
+use crate::spend::Spent;
 
 /// What an allowed decision commits, all or nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,24 @@ pub struct Commit {
     pub llm: Option<LlmUsage>,
     /// An approval the request claims; used up with the commit.
     pub approval: Option<ApprovalClaim>,
+}
+
+impl Commit {
+    /// What an LLM request spends: its tokens, and the money charged by
+    /// its budgets counted in USD.
+    pub(crate) fn spent(&self) -> Option<Spent<'_>> {
+        let llm = self.llm.as_ref()?;
+        let micro_usd = self.charges.iter().filter(|c| c.unit == ChargeUnit::MicroUsd).map(|c| c.amount).max();
+        Some(Spent {
+            pipeline: &self.run.pipeline,
+            agent: &self.agent,
+            team: &self.team,
+            model: &llm.model,
+            prompt_tokens: llm.prompt_tokens,
+            output_tokens: llm.output_tokens,
+            micro_usd: micro_usd.unwrap_or(0),
+        })
+    }
 }
 
 /// What an allowed LLM request reserved: its prompt and the most output

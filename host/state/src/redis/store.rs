@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arbiter_types::{BreakerConfig, ChargeUnit, Window};
+use arbiter_types::{BreakerConfig, BreakerGuard, ChargeUnit, Window};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +17,7 @@ use crate::escalation::{Escalation, EscalationRefused, Resolution, sort_oldest_f
 use crate::history::{PastToolCall, RunKey};
 use crate::ledger::{Booking, BudgetGauge, Place, TOTAL_RETENTION_MS, calendar_gauge, place_of, sort_gauges};
 use crate::ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, UsageReport};
-use crate::spend::{Open, SpendDelta, SpendEntry, SpendKey, Spent, Totals};
+use crate::spend::{Open, SpendDelta, SpendEntry, SpendKey, Totals};
 use crate::store::{Gauges, StateStore};
 
 /// A breaker left unchanged this long (no outcome moved it) is forgotten:
@@ -57,6 +57,22 @@ fn parse<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T, Stat
 
 fn to_json(value: &impl Serialize) -> Result<String, StateError> {
     serde_json::to_string(value).map_err(|e| StateError::Unexpected(e.to_string()))
+}
+
+/// Breakers by key, each with the record it was read from (absent: a new,
+/// closed breaker).
+type BreakerRecords<'a> = BTreeMap<&'a str, (Option<String>, Breaker)>;
+
+fn breaker_records<'a>(keys: &[&'a str], read: Vec<Option<String>>) -> Result<BreakerRecords<'a>, StateError> {
+    let mut records = BTreeMap::new();
+    for (key, json) in keys.iter().zip(read) {
+        let breaker = match &json {
+            Some(json) => parse("breaker", json)?,
+            None => Breaker::default(),
+        };
+        records.insert(*key, (json, breaker));
+    }
+    Ok(records)
 }
 
 fn rolling_sum(entries: &HashMap<String, u64>, from_ms: i64, now_ms: i64) -> u64 {
@@ -133,15 +149,9 @@ impl RedisStore {
                 ttl_ms: escalation.retention_ms(),
             });
         }
-        let mut breakers: BTreeMap<&str, (Option<String>, Breaker)> = BTreeMap::new();
-        for (key, json) in breaker_keys.iter().zip(read) {
-            let breaker = match &json {
-                Some(json) => parse("breaker", json)?,
-                None => Breaker::default(),
-            };
-            breakers.insert(key, (json, breaker));
-        }
-        if let Some(guard) = commit.breakers.iter().find(|g| !breakers[g.key.as_str()].1.admits(&g.config, now)) {
+        let mut breakers = breaker_records(&breaker_keys, read)?;
+        let admits = |g: &BreakerGuard| breakers.get(g.key.as_str()).is_none_or(|(_, b)| b.admits(&g.config, now));
+        if let Some(guard) = commit.breakers.iter().find(|g| !admits(g)) {
             return Ok(Err(CommitRefused::CircuitOpen { key: guard.key.clone() }));
         }
         for guard in &commit.breakers {
@@ -188,19 +198,7 @@ impl RedisStore {
             });
             bookings.push(Booking { place, amount: charge.amount });
         }
-        let spend = commit.llm.as_ref().map(|llm| {
-            let micro_usd = commit.charges.iter().filter(|c| c.unit == ChargeUnit::MicroUsd).map(|c| c.amount).max();
-            let spent = Spent {
-                pipeline: &commit.run.pipeline,
-                agent: &commit.agent,
-                team: &commit.team,
-                model: &llm.model,
-                prompt_tokens: llm.prompt_tokens,
-                output_tokens: llm.output_tokens,
-                micro_usd: micro_usd.unwrap_or(0),
-            };
-            Open::of(&spent, now)
-        });
+        let spend = commit.spent().map(|spent| Open::of(&spent, now));
         if let Some(open) = &spend {
             let delta = SpendDelta {
                 prompt_tokens: i128::from(open.prompt_tokens),
@@ -280,14 +278,7 @@ impl RedisStore {
         keys.sort_unstable();
         keys.dedup();
         let read = self.get_many(keys.iter().map(|k| self.keys.breaker(k)).collect())?;
-        let mut breakers: BTreeMap<&str, (Option<String>, Breaker)> = BTreeMap::new();
-        for (key, json) in keys.iter().zip(read) {
-            let breaker = match &json {
-                Some(json) => parse("breaker", json)?,
-                None => Breaker::default(),
-            };
-            breakers.insert(key, (json, breaker));
-        }
+        let mut breakers = breaker_records(&keys, read)?;
         let failed = outcome.status != OutcomeStatus::Success;
         for (key, config) in &awaiting.guards {
             if let Some((_, breaker)) = breakers.get_mut(key.as_str()) {
