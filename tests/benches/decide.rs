@@ -59,23 +59,27 @@ fn evaluate(c: &mut Criterion) {
     group.finish();
 }
 
-/// Every backend, each durable as it can be: the journal fsyncs each
-/// change, the Redis server (started here, on loopback) its AOF.
+/// Every backend: the journal fsyncs each change; Redis servers (started
+/// here, on loopback) fsync their AOF on every write, or once a second.
 struct Backends {
     stores: Vec<(&'static str, Arc<dyn StateStore>)>,
     _journal_dir: tempfile::TempDir,
-    _redis: RedisServer,
+    _redis: [RedisServer; 2],
 }
 
 fn backends() -> Backends {
     let journal_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let redis = RedisServer::start();
+    let redis = [RedisServer::start(), RedisServer::start_with_fsync("everysec")];
     let journal = JournalStore::open(journal_dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
-    let on_redis = RedisStore::connect(&RedisConfig::new(redis.url()), StoreConfig::default());
+    let on_redis = |server: &RedisServer| -> Arc<dyn StateStore> {
+        let store = RedisStore::connect(&RedisConfig::new(server.url()), StoreConfig::default());
+        Arc::new(store.unwrap_or_else(|e| panic!("{e}")))
+    };
     let stores: Vec<(&str, Arc<dyn StateStore>)> = vec![
         ("in_memory", Arc::new(InMemoryStore::in_memory(StoreConfig::default()))),
         ("journal_fsync", Arc::new(journal)),
-        ("redis_aof_always", Arc::new(on_redis.unwrap_or_else(|e| panic!("{e}")))),
+        ("redis_aof_always", on_redis(&redis[0])),
+        ("redis_aof_everysec", on_redis(&redis[1])),
     ];
     Backends { stores, _journal_dir: journal_dir, _redis: redis }
 }
@@ -98,8 +102,9 @@ fn decide_tool_call(c: &mut Criterion) {
                 (request.id, request.principal.run) = (format!("bench-tool-{n}"), format!("run-{n}"));
                 let decision = decider.decide(&request, 0);
                 assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
+                let at = request.timestamp_ms.unwrap_or(0);
                 decider
-                    .report_outcome(&request.id, OutcomeStatus::Success, Some(3), 0)
+                    .report_outcome(&request.id, OutcomeStatus::Success, Some(3), at)
                     .unwrap_or_else(|e| panic!("{e}"));
             })
         });

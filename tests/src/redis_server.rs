@@ -1,5 +1,5 @@
 //! A real `redis-server` for tests: started on a free loopback port with
-//! its own data directory (AOF on, fsync on every write), stopped on drop.
+//! its own data directory (AOF on), stopped on drop.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -9,16 +9,23 @@ use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     port: u16,
+    /// `appendfsync`: `always` (every write) or `everysec`.
+    fsync: &'static str,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl RedisServer {
-    /// Starts a server; panics with what to install if there is none.
+    /// Starts a server that fsyncs its AOF on every write; panics with
+    /// what to install if there is none.
     pub fn start() -> Self {
+        Self::start_with_fsync("always")
+    }
+
+    pub fn start_with_fsync(fsync: &'static str) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut server = RedisServer { port, dir, child: None };
+        let mut server = RedisServer { port, fsync, dir, child: None };
         server.restart();
         server
     }
@@ -42,7 +49,7 @@ impl RedisServer {
     /// Starts the server again on the same port and data directory.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(spawn(self.port, self.dir.path()));
+        self.child = Some(spawn(self.port, self.fsync, self.dir.path()));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !ping(self.port) {
             assert!(Instant::now() < deadline, "redis-server on port {} did not answer PING within 10 s", self.port);
@@ -57,10 +64,10 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn(port: u16, dir: &Path) -> Child {
+fn spawn(port: u16, fsync: &str, dir: &Path) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-        .args(["--appendfsync", "always", "--dir"])
+        .args(["--appendfsync", fsync, "--dir"])
         .arg(dir)
         .stdout(Stdio::null())
         .spawn()

@@ -22,7 +22,7 @@ pub(crate) struct StateData {
     escalations: Escalations,
     /// Event time of the last expiry sweep.
     #[serde(default)]
-    swept_ms: i64,
+    swept_ms: Option<i64>,
 }
 
 /// Expiry sweeps run at most this often (in event time): a sweep walks
@@ -46,10 +46,12 @@ impl StateData {
     }
 
     fn expire(&mut self, now_ms: i64, config: &StoreConfig) {
-        if now_ms.saturating_sub(self.swept_ms) < SWEEP_INTERVAL_MS && now_ms >= self.swept_ms {
+        // Event times out of order (a late report, a client's clock) never
+        // trigger a sweep: one per operation would make each cost O(state).
+        if self.swept_ms.is_some_and(|swept| now_ms < swept.saturating_add(SWEEP_INTERVAL_MS)) {
             return;
         }
-        self.swept_ms = now_ms;
+        self.swept_ms = Some(now_ms);
         let ttl = config.reservation_ttl_ms;
         self.ledger.expire(now_ms, ttl);
         self.spend.expire(now_ms, ttl);
