@@ -24,7 +24,8 @@ serve() { # $1: extra args; sets $http and $grpc, appends to $pids
     $arbiter serve --bundle examples/bench/bundle.toml --http 127.0.0.1:0 --grpc 127.0.0.1:0 $1 >"$work/serve.out" 2>"$work/serve.err" &
     pids+=($!)
     for _ in $(seq 100); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-    read -r http grpc < <(sed -E 's/.*http=[^:]+:([0-9]+) grpc=[^:]+:([0-9]+).*/\1 \2/' "$work/serve.out")
+    http=$(sed -nE 's/.*http=[^ ]+:([0-9]+).*/\1/p' "$work/serve.out")
+    grpc=$(sed -nE 's/.*grpc=[^ ]+:([0-9]+).*/\1/p' "$work/serve.out")
 }
 
 echo "| measurement | result |"

@@ -1,0 +1,84 @@
+//! The deciders compared: each turns one request (JSON bytes, parsed by the
+//! engine itself) into allow, deny or escalate.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+mod cedar;
+mod native;
+mod rego;
+mod wasm;
+
+/// A combined verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Allow,
+    Deny,
+    Escalate,
+}
+
+/// One decider's state for one thread.
+pub trait Decide: Send {
+    fn decide(&mut self, request_json: &[u8]) -> anyhow::Result<Outcome>;
+}
+
+type Factory = Box<dyn Fn() -> anyhow::Result<Box<dyn Decide>> + Sync>;
+
+/// A way to decide, prepared once; [`Engine::instance`] makes a decider per
+/// thread from it.
+pub struct Engine {
+    /// Which rules it decides (all five, or the part Cedar can express).
+    pub rules: &'static str,
+    /// Whether the cases' `cedar` expectations apply instead of `expect`.
+    pub cedar_subset: bool,
+    make: Factory,
+}
+
+impl Engine {
+    pub fn instance(&self) -> anyhow::Result<Box<dyn Decide>> {
+        (self.make)()
+    }
+}
+
+/// The five rules' settings by policy name, read from the comparison bundle,
+/// so that every engine decides with the same settings.
+pub struct Settings {
+    pub by_policy: serde_json::Map<String, Value>,
+}
+
+impl Settings {
+    pub fn read(bundle: &Path) -> anyhow::Result<Settings> {
+        let text = std::fs::read_to_string(bundle)?;
+        let manifest: toml::Value = toml::from_str(&text)?;
+        let mut by_policy = serde_json::Map::new();
+        for policy in manifest.get("policies").and_then(toml::Value::as_array).into_iter().flatten() {
+            let name = policy.get("name").and_then(toml::Value::as_str).unwrap_or_default().to_owned();
+            let settings = policy.get("settings").cloned().unwrap_or(toml::Value::Table(Default::default()));
+            by_policy.insert(name, serde_json::to_value(settings)?);
+        }
+        Ok(Settings { by_policy })
+    }
+
+    pub fn of(&self, policy: &str) -> anyhow::Result<&Value> {
+        self.by_policy.get(policy).ok_or_else(|| anyhow::anyhow!("the bundle has no policy `{policy}`"))
+    }
+}
+
+/// The engines, in table order.
+pub const NAMES: [&str; 5] = ["native", "arbiter", "regorus", "regorus-vm", "cedar"];
+
+/// Prepares one engine by its table name (only that one: a child process
+/// measuring its peak memory holds nothing else).
+pub fn build(name: &str, bundle: &Path, rules_dir: &Path) -> anyhow::Result<Engine> {
+    let settings = Settings::read(bundle)?;
+    match name {
+        "native" => native::engine(&settings),
+        "arbiter" => wasm::engine(bundle),
+        "regorus" => rego::interpreter(&settings, rules_dir),
+        "regorus-vm" => rego::vm(&settings, rules_dir),
+        "cedar" => cedar::engine(&settings, rules_dir),
+        other => anyhow::bail!("no engine `{other}` (one of {})", NAMES.join(", ")),
+    }
+}

@@ -1,0 +1,44 @@
+//! arbiter in-process: the bundle's Wasm components in their sandboxes,
+//! the request parsed by the host, verdicts combined by the bundle.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arbiter_engine::{Bundle, EngineConfig, PolicyEngine};
+use arbiter_state::{InMemoryStore, StateStore, StoreConfig};
+use arbiter_types::{Request, VerdictKind};
+
+use super::{Decide, Engine, Outcome};
+
+pub fn engine(bundle_path: &Path) -> anyhow::Result<Engine> {
+    let cache_dir = bundle_path.parent().map(|dir| dir.join("../../target/arbiter-compare/cache"));
+    let engine = PolicyEngine::new(EngineConfig { cache_dir, ..EngineConfig::default() })?;
+    let bundle = Arc::new(Bundle::load(&engine, bundle_path)?);
+    // The five rules need no state; an empty store answers the host calls
+    // none of them makes.
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
+    Ok(Engine {
+        rules: "5 rules",
+        cedar_subset: false,
+        make: Box::new(move || {
+            Ok(Box::new(Wasm { bundle: Arc::clone(&bundle), state: Arc::clone(&state) }) as Box<dyn Decide>)
+        }),
+    })
+}
+
+struct Wasm {
+    bundle: Arc<Bundle>,
+    state: Arc<dyn StateStore>,
+}
+
+impl Decide for Wasm {
+    fn decide(&mut self, request_json: &[u8]) -> anyhow::Result<Outcome> {
+        let request = Request::from_json_slice(request_json)?;
+        let decision = self.bundle.evaluate(&request, request.timestamp_ms.unwrap_or(0), &self.state);
+        Ok(match decision.decision {
+            VerdictKind::Allow => Outcome::Allow,
+            VerdictKind::Deny => Outcome::Deny,
+            VerdictKind::Escalate => Outcome::Escalate,
+        })
+    }
+}
