@@ -2,34 +2,56 @@
 //! exactly one; everything else matches itself, case-sensitively.
 
 /// True when `pattern` matches the whole of `text`.
+///
+/// Allocation-free: policies call this for every listed tool of every
+/// request, and an allocation costs more than the match inside a sandbox.
 pub fn matches(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let text: Vec<char> = text.chars().collect();
+    if !pattern.contains(['*', '?']) {
+        return pattern == text;
+    }
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
     let (mut p, mut t) = (0, 0);
     // Position after the last `*` and the text position it was tried at,
     // for backtracking: linear in practice, never exponential.
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         match pattern.get(p) {
-            Some('*') => {
+            Some(b'*') => {
                 star = Some((p + 1, t));
                 p += 1;
             }
-            Some(&c) if c == '?' || c == text[t] => {
+            // `?` is one character, however many bytes it takes.
+            Some(b'?') => {
+                p += 1;
+                t += char_len(text[t]);
+            }
+            Some(&c) if c == text[t] => {
                 p += 1;
                 t += 1;
             }
             _ => match star {
                 Some((after_star, tried)) => {
+                    // Retry one character further along the text.
+                    let next = tried + char_len(text[tried]);
                     p = after_star;
-                    t = tried + 1;
-                    star = Some((after_star, tried + 1));
+                    t = next;
+                    star = Some((after_star, next));
                 }
                 None => return false,
             },
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Length of the UTF-8 sequence a lead byte starts.
+fn char_len(lead: u8) -> usize {
+    match lead {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    }
 }
 
 /// True when any of `patterns` matches `text`.
@@ -56,6 +78,11 @@ mod tests {
             ("a*b*c", "aXbYbZc", true),
             ("a*b*c", "aXbYbZ", false),
             ("**", "anything", true),
+            ("caf?", "café", true),
+            ("?", "é", true),
+            ("??", "é", false),
+            ("*é", "ééé", true),
+            ("a*é?", "aébé€", true),
         ];
         for (pattern, text, expected) in cases {
             assert_eq!(matches(pattern, text), expected, "{pattern} vs {text:?}");

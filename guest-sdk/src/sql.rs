@@ -7,11 +7,37 @@ pub fn words_outside_literals(sql: &str) -> impl Iterator<Item = &str> {
     WordsOutsideLiterals { sql, at: 0 }
 }
 
-/// The first word of `sql` outside literals that equals one of `keywords`,
-/// ignoring ASCII case.
-pub fn find_keyword<'k, S: AsRef<str>>(sql: &str, keywords: &'k [S]) -> Option<&'k str> {
-    words_outside_literals(sql)
-        .find_map(|word| keywords.iter().map(AsRef::as_ref).find(|k| k.eq_ignore_ascii_case(word)))
+/// Keywords to look for, prepared once (when the policy is created):
+/// lowercased, with the set of their lengths, so that most words of a
+/// statement are passed over on their length alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keywords {
+    lowercase: Vec<String>,
+    /// Bit n is set when a keyword is n bytes long (bit 63: 63 or more).
+    lengths: u64,
+}
+
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
+impl Keywords {
+    pub fn new<S: AsRef<str>>(keywords: &[S]) -> Self {
+        let lowercase: Vec<String> = keywords.iter().map(|k| k.as_ref().to_ascii_lowercase()).collect();
+        let lengths = lowercase.iter().fold(0, |bits, k| bits | length_bit(k.len()));
+        Keywords { lowercase, lengths }
+    }
+
+    /// The first word of `sql` outside literals that equals one of the
+    /// keywords, ignoring ASCII case; the keyword is returned lowercased.
+    pub fn find_in(&self, sql: &str) -> Option<&str> {
+        words_outside_literals(sql).find_map(|word| {
+            if self.lengths & length_bit(word.len()) == 0 {
+                return None;
+            }
+            self.lowercase.iter().find(|k| k.eq_ignore_ascii_case(word)).map(String::as_str)
+        })
+    }
 }
 
 struct WordsOutsideLiterals<'a> {
@@ -82,8 +108,19 @@ mod tests {
             ("", None),
         ];
         for (sql, expected) in cases {
-            assert_eq!(find_keyword(sql, &WRITES), expected, "{sql}");
+            assert_eq!(Keywords::new(&WRITES).find_in(sql), expected, "{sql}");
         }
+    }
+
+    #[test]
+    fn keywords_match_in_any_case_and_any_length() {
+        let long = "x".repeat(70);
+        let keywords = Keywords::new(&["DROP", "merge_into", long.as_str()]);
+        assert_eq!(keywords.find_in("select 1; Drop table t"), Some("drop"));
+        assert_eq!(keywords.find_in("MERGE_INTO t"), Some("merge_into"));
+        assert_eq!(keywords.find_in(&format!("select {}", long.to_uppercase())), Some(long.as_str()));
+        assert_eq!(keywords.find_in(&format!("select {long}x")), None, "a longer word is not the keyword");
+        assert_eq!(keywords.find_in("dropped merge"), None);
     }
 
     #[test]

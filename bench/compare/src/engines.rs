@@ -67,7 +67,8 @@ impl Settings {
 }
 
 /// The engines, in table order.
-pub const NAMES: [&str; 5] = ["native", "arbiter", "regorus", "regorus-vm", "cedar"];
+pub const NAMES: [&str; 7] =
+    ["native", "arbiter", "arbiter-no-fuel", "arbiter-full-bundle", "regorus", "regorus-vm", "cedar"];
 
 /// Prepares one engine by its table name (only that one: a child process
 /// measuring its peak memory holds nothing else).
@@ -75,7 +76,12 @@ pub fn build(name: &str, bundle: &Path, rules_dir: &Path) -> anyhow::Result<Engi
     let settings = Settings::read(bundle)?;
     match name {
         "native" => native::engine(&settings),
-        "arbiter" => wasm::engine(bundle),
+        "arbiter" => wasm::engine(bundle, true, "5 rules"),
+        "arbiter-no-fuel" => wasm::engine(bundle, false, "5 rules, deadline only (no fuel)"),
+        "arbiter-full-bundle" => {
+            let full = bundle.with_file_name("../../examples/orders_daily/bundle.toml");
+            wasm::engine(&full, true, "all 9 orders_daily policies (5 apply to tool calls)")
+        }
         "regorus" => rego::interpreter(&settings, rules_dir),
         "regorus-vm" => rego::vm(&settings, rules_dir),
         "cedar" => cedar::engine(&settings, rules_dir),

@@ -94,9 +94,8 @@ fn child(name: &str, seconds: f64, input: &[u8]) -> anyhow::Result<()> {
 }
 
 fn measure_in_child(name: &str, seconds: f64) -> anyhow::Result<Figures> {
-    let output = Command::new(std::env::current_exe()?)
-        .args(["--engine", name, "--seconds", &seconds.to_string()])
-        .output()?;
+    let output =
+        Command::new(std::env::current_exe()?).args(["--engine", name, "--seconds", &seconds.to_string()]).output()?;
     anyhow::ensure!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().ok_or_else(|| anyhow::anyhow!("{name}: no figures"))?;
@@ -128,7 +127,11 @@ fn table(results: &[(&str, &'static str, Figures)]) {
     println!();
     println!("goals for arbiter in-process on these rules and input:");
     println!("- ≤ 2× the native floor: {:.2}× — {}", arbiter / native, verdict(arbiter <= 2.0 * native));
-    println!("- ≥ 10× faster than the regorus interpreter: {:.1}× — {}", regorus / arbiter, verdict(regorus >= 10.0 * arbiter));
+    println!(
+        "- ≥ 10× faster than the regorus interpreter: {:.1}× — {}",
+        regorus / arbiter,
+        verdict(regorus >= 10.0 * arbiter)
+    );
     println!("- ≥ 5× faster than the regorus VM: {:.1}× — {}", vm / arbiter, verdict(vm >= 5.0 * arbiter));
 }
 
@@ -142,12 +145,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if args.check {
         return Ok(());
     }
-    println!(
-        "input: `{}` ({} bytes of request JSON); {} s per measurement",
-        cases[0].name,
-        input.len(),
-        args.seconds
-    );
+    println!("input: `{}` ({} bytes of request JSON); {} s per measurement", cases[0].name, input.len(), args.seconds);
     let mut results = Vec::new();
     for name in NAMES {
         let (bundle, rules) = paths();
@@ -168,4 +166,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

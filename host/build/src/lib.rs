@@ -110,7 +110,7 @@ pub fn check(component: &[u8], expected: Option<(&str, &str)>) -> Result<Compone
 fn profile_config() -> Vec<String> {
     let settings = [
         ("inherits", "\"release\""),
-        ("opt-level", "\"s\""),
+        ("opt-level", "3"),
         ("lto", "true"),
         ("codegen-units", "1"),
         ("strip", "true"),

@@ -44,6 +44,8 @@ fn yes() -> bool {
 
 pub struct HumanReview {
     settings: Settings,
+    /// The keywords of each SQL rule, prepared once.
+    sql_keywords: Vec<sql::Keywords>,
 }
 
 impl Policy for HumanReview {
@@ -63,7 +65,8 @@ impl Policy for HumanReview {
                 return Err(format!("settings.sql_rules[{i}].keywords: `{bad}` is not a word (letters and `_`)"));
             }
         }
-        Ok(HumanReview { settings })
+        let sql_keywords = settings.sql_rules.iter().map(|r| sql::Keywords::new(&r.keywords)).collect();
+        Ok(HumanReview { settings, sql_keywords })
     }
 
     fn evaluate(&self, request: &Request) -> Verdict {
@@ -90,9 +93,10 @@ impl Policy for HumanReview {
 
 impl HumanReview {
     fn sql_keyword(&self, request: &Request, tool: &str) -> Option<String> {
-        self.settings.sql_rules.iter().filter(|r| glob::any_matches(&r.tools, tool)).find_map(|rule| {
+        let rules = self.settings.sql_rules.iter().zip(&self.sql_keywords);
+        rules.filter(|(rule, _)| glob::any_matches(&rule.tools, tool)).find_map(|(rule, keywords)| {
             let text = request.str_argument(&rule.argument)?;
-            let keyword = sql::find_keyword(text, &rule.keywords)?;
+            let keyword = keywords.find_in(text)?;
             Some(format!("`{tool}` runs `{}` ({})", keyword.to_ascii_uppercase(), rule.argument))
         })
     }

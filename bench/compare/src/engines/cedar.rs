@@ -28,7 +28,10 @@ fn strings(value: &Value) -> Vec<&str> {
 fn catalogue(settings: &Settings) -> anyhow::Result<Entities> {
     let mut parents: HashMap<&str, HashSet<EntityUid>> = HashMap::new();
     for rule in settings.of("tool-scope")?["rules"].as_array().into_iter().flatten() {
-        let set = uid("ToolSet", &format!("{}/{}", rule["pipeline"].as_str().unwrap_or("*"), rule["agent"].as_str().unwrap_or("*")))?;
+        let set = uid(
+            "ToolSet",
+            &format!("{}/{}", rule["pipeline"].as_str().unwrap_or("*"), rule["agent"].as_str().unwrap_or("*")),
+        )?;
         for tool in strings(&rule["tools"]) {
             parents.entry(tool).or_default().insert(set.clone());
         }

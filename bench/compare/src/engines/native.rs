@@ -90,7 +90,9 @@ fn arg_value(value: &Value) -> ArgValue {
     match value {
         Value::Null => ArgValue::Null,
         Value::Bool(b) => ArgValue::Boolean(*b),
-        Value::Number(n) => n.as_i64().map_or_else(|| ArgValue::Float(n.as_f64().unwrap_or(f64::NAN)), ArgValue::Integer),
+        Value::Number(n) => {
+            n.as_i64().map_or_else(|| ArgValue::Float(n.as_f64().unwrap_or(f64::NAN)), ArgValue::Integer)
+        }
         Value::String(s) => ArgValue::Text(s.clone()),
         Value::Array(_) | Value::Object(_) => ArgValue::Json(value.to_string()),
     }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use regorus::languages::rego::compiler::Compiler;
-use regorus::rvm::RegoVM;
 use regorus::rvm::Program;
+use regorus::rvm::RegoVM;
 use regorus::{CompiledPolicy, Value};
 
 use super::{Decide, Engine, Outcome, Settings};

@@ -4,21 +4,29 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arbiter_engine::{Bundle, EngineConfig, PolicyEngine};
+use arbiter_engine::{Bundle, EngineConfig, PolicyEngine, SandboxLimits};
 use arbiter_state::{InMemoryStore, StateStore, StoreConfig};
 use arbiter_types::{Request, VerdictKind};
 
 use super::{Decide, Engine, Outcome};
 
-pub fn engine(bundle_path: &Path) -> anyhow::Result<Engine> {
-    let cache_dir = bundle_path.parent().map(|dir| dir.join("../../target/arbiter-compare/cache"));
-    let engine = PolicyEngine::new(EngineConfig { cache_dir, ..EngineConfig::default() })?;
+/// With the default sandbox: fuel metering and a wall-clock deadline; or,
+/// `metered: false`, the deadline alone (no fuel checks compiled in).
+/// `rules` says which bundle it is.
+pub fn engine(bundle_path: &Path, metered: bool, rules: &'static str) -> anyhow::Result<Engine> {
+    let cache = if metered { "cache" } else { "cache-unmetered" };
+    let cache_dir = bundle_path.parent().map(|dir| dir.join("../../target/arbiter-compare").join(cache));
+    let mut limits = SandboxLimits::default();
+    if !metered {
+        limits.fuel = None;
+    }
+    let engine = PolicyEngine::new(EngineConfig { cache_dir, limits, ..EngineConfig::default() })?;
     let bundle = Arc::new(Bundle::load(&engine, bundle_path)?);
-    // The five rules need no state; an empty store answers the host calls
-    // none of them makes.
+    // Fresh, empty state: the stateful policies of the full bundle read it
+    // (and find nothing); nothing is committed.
     let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
     Ok(Engine {
-        rules: "5 rules",
+        rules,
         cedar_subset: false,
         make: Box::new(move || {
             Ok(Box::new(Wasm { bundle: Arc::clone(&bundle), state: Arc::clone(&state) }) as Box<dyn Decide>)
