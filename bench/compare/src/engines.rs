@@ -8,6 +8,7 @@ use serde_json::Value;
 mod cedar;
 mod native;
 mod rego;
+mod served;
 mod wasm;
 
 /// A combined verdict.
@@ -33,6 +34,13 @@ pub struct Engine {
     pub rules: &'static str,
     /// Whether the cases' `cedar` expectations apply instead of `expect`.
     pub cedar_subset: bool,
+    /// Whether the cases' `gateway` expectations apply instead of `expect`
+    /// (through Envoy, tool calls arrive as MCP calls, which declare no
+    /// facts; LLM cases are left out).
+    pub envoy_subset: bool,
+    /// The process whose peak memory the row reports, when the engine runs
+    /// in a server of its own (else the measuring process).
+    pub server_pid: Option<u32>,
     make: Factory,
 }
 
@@ -67,8 +75,17 @@ impl Settings {
 }
 
 /// The engines, in table order.
-pub const NAMES: [&str; 7] =
-    ["native", "arbiter", "arbiter-no-fuel", "arbiter-full-bundle", "regorus", "regorus-vm", "cedar"];
+pub const NAMES: [&str; 9] = [
+    "native",
+    "arbiter",
+    "arbiter-no-fuel",
+    "arbiter-full-bundle",
+    "arbiter-http",
+    "arbiter-envoy",
+    "regorus",
+    "regorus-vm",
+    "cedar",
+];
 
 /// Prepares one engine by its table name (only that one: a child process
 /// measuring its peak memory holds nothing else).
@@ -82,6 +99,8 @@ pub fn build(name: &str, bundle: &Path, rules_dir: &Path) -> anyhow::Result<Engi
             let full = bundle.with_file_name("../../examples/orders_daily/bundle.toml");
             wasm::engine(&full, true, "all 9 orders_daily policies (5 apply to tool calls)")
         }
+        "arbiter-http" => served::http(bundle),
+        "arbiter-envoy" => served::envoy(bundle, &bundle.with_file_name("../../scripts/bench/envoy-bench.yaml")),
         "regorus" => rego::interpreter(&settings, rules_dir),
         "regorus-vm" => rego::vm(&settings, rules_dir),
         "cedar" => cedar::engine(&settings, rules_dir),

@@ -46,6 +46,9 @@ struct Case {
     /// What Cedar, which expresses only part of the rules, answers; `None`
     /// where it has nothing to say (LLM requests).
     cedar: Option<Outcome>,
+    /// What arrives through Envoy as an MCP call decides; `None` for LLM
+    /// requests.
+    gateway: Option<Outcome>,
 }
 
 fn here() -> PathBuf {
@@ -73,7 +76,12 @@ fn check(cases: &[Case]) -> anyhow::Result<()> {
         let engine = engines::build(name, &bundle, &rules)?;
         let mut decider = engine.instance()?;
         for case in cases {
-            let Some(expected) = (if engine.cedar_subset { case.cedar } else { Some(case.expect) }) else { continue };
+            let expected = match (engine.cedar_subset, engine.envoy_subset) {
+                (true, _) => case.cedar,
+                (_, true) => case.gateway,
+                _ => Some(case.expect),
+            };
+            let Some(expected) = expected else { continue };
             let got = decider.decide(&serde_json::to_vec(&case.request)?)?;
             if got != expected {
                 wrong.push(format!("{name}: {}: expected {expected:?}, got {got:?}", case.name));

@@ -15,7 +15,8 @@ pub struct Figures {
     pub p99_ns: f64,
     pub per_second_1_thread: f64,
     pub per_second_2_threads: f64,
-    /// Peak resident memory of the process that measured (VmHWM).
+    /// Peak resident memory (VmHWM) of the process that decided: the
+    /// measuring process, or the arbiter server for the served rows.
     pub peak_rss_kib: u64,
 }
 
@@ -77,12 +78,13 @@ pub fn measure(engine: &Engine, input: &[u8], duration: Duration) -> anyhow::Res
         p99_ns,
         per_second_1_thread: throughput(engine, input, 1, duration)?,
         per_second_2_threads: throughput(engine, input, 2, duration)?,
-        peak_rss_kib: peak_rss_kib(),
+        peak_rss_kib: peak_rss_kib(engine.server_pid),
     })
 }
 
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+fn peak_rss_kib(pid: Option<u32>) -> u64 {
+    let path = pid.map_or_else(|| "/proc/self/status".to_owned(), |pid| format!("/proc/{pid}/status"));
+    let status = std::fs::read_to_string(path).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

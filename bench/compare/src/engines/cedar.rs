@@ -57,6 +57,8 @@ pub fn engine(settings: &Settings, rules_dir: &Path) -> anyhow::Result<Engine> {
     Ok(Engine {
         rules: "2 of 5 rules",
         cedar_subset: true,
+        envoy_subset: false,
+        server_pid: None,
         make: Box::new(move || Ok(Box::new(Cedar(Arc::clone(&prepared))) as Box<dyn Decide>)),
     })
 }

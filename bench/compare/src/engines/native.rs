@@ -33,6 +33,8 @@ pub fn engine(settings: &Settings) -> anyhow::Result<Engine> {
     Ok(Engine {
         rules: "5 rules",
         cedar_subset: false,
+        envoy_subset: false,
+        server_pid: None,
         make: Box::new(move || Ok(Box::new(Native(Arc::clone(&rules))) as Box<dyn Decide>)),
     })
 }

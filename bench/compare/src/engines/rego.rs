@@ -39,6 +39,8 @@ pub fn interpreter(settings: &Settings, rules_dir: &Path) -> anyhow::Result<Engi
     Ok(Engine {
         rules: "5 rules",
         cedar_subset: false,
+        envoy_subset: false,
+        server_pid: None,
         make: Box::new(move || Ok(Box::new(Interpreter(engine.clone())) as Box<dyn Decide>)),
     })
 }
@@ -60,6 +62,8 @@ pub fn vm(settings: &Settings, rules_dir: &Path) -> anyhow::Result<Engine> {
     Ok(Engine {
         rules: "5 rules",
         cedar_subset: false,
+        envoy_subset: false,
+        server_pid: None,
         make: Box::new(move || {
             let mut vm = RegoVM::new_with_policy(policy.clone());
             vm.load_program(Arc::clone(&program));

@@ -28,6 +28,8 @@ pub fn engine(bundle_path: &Path, metered: bool, rules: &'static str) -> anyhow:
     Ok(Engine {
         rules,
         cedar_subset: false,
+        envoy_subset: false,
+        server_pid: None,
         make: Box::new(move || {
             Ok(Box::new(Wasm { bundle: Arc::clone(&bundle), state: Arc::clone(&state) }) as Box<dyn Decide>)
         }),

