@@ -101,17 +101,9 @@ impl StateData {
             self.escalations.consume(claim, now);
         }
         if !commit.breakers.is_empty() {
-            let guards: Vec<(String, BreakerConfig)> =
-                commit.breakers.iter().map(|g| (g.key.clone(), g.config)).collect();
-            self.breakers.admit(&commit.request_id, &guards, now);
+            self.breakers.admit(&commit.request_id, &commit.guards(), now);
         }
-        if let Some((tool, arguments)) = &commit.tool_call {
-            let call = PastToolCall {
-                request_id: commit.request_id.clone(),
-                timestamp_ms: now,
-                tool: tool.clone(),
-                arguments: arguments.clone(),
-            };
+        if let Some(call) = commit.past_tool_call() {
             self.history.record(&commit.run, call, config.history_per_run);
         }
         if let Some(spent) = commit.spent() {

@@ -1,12 +1,12 @@
 //! The operations that change state. Each is journaled as it is applied,
 //! so the embedded store rebuilds its state by applying them again.
 
-use arbiter_types::{BreakerGuard, Charge, ChargeUnit};
+use arbiter_types::{BreakerConfig, BreakerGuard, Charge, ChargeUnit};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::escalation::{ApprovalClaim, Escalation, EscalationRefused, Resolution};
-use crate::history::RunKey;
+use crate::history::{PastToolCall, RunKey};
 use crate::spend::Spent;
 
 /// What an allowed decision commits, all or nothing.
@@ -28,6 +28,22 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// The run-history entry of an allowed tool call.
+    pub(crate) fn past_tool_call(&self) -> Option<PastToolCall> {
+        let (tool, arguments) = self.tool_call.as_ref()?;
+        Some(PastToolCall {
+            request_id: self.request_id.clone(),
+            timestamp_ms: self.now_ms,
+            tool: tool.clone(),
+            arguments: arguments.clone(),
+        })
+    }
+
+    /// The breakers it passes, with their configs.
+    pub(crate) fn guards(&self) -> Vec<(String, BreakerConfig)> {
+        self.breakers.iter().map(|g| (g.key.clone(), g.config)).collect()
+    }
+
     /// What an LLM request spends: its tokens, and the money charged by
     /// its budgets counted in USD.
     pub(crate) fn spent(&self) -> Option<Spent<'_>> {

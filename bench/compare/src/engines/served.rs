@@ -63,34 +63,54 @@ fn serve(bundle: &Path) -> anyhow::Result<(Child, u16, u16)> {
     Ok((child, http, grpc))
 }
 
-pub fn http(bundle: &Path) -> anyhow::Result<Engine> {
-    let (child, port, _) = serve(bundle)?;
-    let server_pid = Some(child.id());
-    let processes = Arc::new(Processes(vec![child]));
-    let url = format!("http://127.0.0.1:{port}/v1/decide");
-    Ok(Engine {
-        rules: "5 rules, over HTTP (/v1/decide)",
-        cedar_subset: false,
-        envoy_subset: false,
-        server_pid,
-        make: Box::new(move || {
-            let (agent, url, processes) = (agent(), url.clone(), Arc::clone(&processes));
-            Ok(Box::new(Http { agent, url, _processes: processes }) as Box<dyn Decide>)
-        }),
-    })
+/// How a client reaches the server.
+#[derive(Clone, Copy)]
+enum Route {
+    /// `POST /v1/decide` on arbiter.
+    Api,
+    /// An MCP `tools/call` to Envoy, which asks arbiter over gRPC.
+    Envoy,
 }
 
-struct Http {
+/// An engine whose decisions come from the processes it started.
+fn served(rules: &'static str, route: Route, url: String, processes: Processes) -> Engine {
+    let server_pid = processes.0.first().map(Child::id);
+    let processes = Arc::new(processes);
+    Engine {
+        rules,
+        cedar_subset: false,
+        envoy_subset: matches!(route, Route::Envoy),
+        server_pid,
+        make: Box::new(move || {
+            let client = Client { agent: agent(), url: url.clone(), route, _processes: Arc::clone(&processes) };
+            Ok(Box::new(client) as Box<dyn Decide>)
+        }),
+    }
+}
+
+pub fn http(bundle: &Path) -> anyhow::Result<Engine> {
+    let (child, port, _) = serve(bundle)?;
+    let url = format!("http://127.0.0.1:{port}/v1/decide");
+    Ok(served("5 rules, over HTTP (/v1/decide)", Route::Api, url, Processes(vec![child])))
+}
+
+struct Client {
     agent: Agent,
     url: String,
+    route: Route,
     _processes: Arc<Processes>,
 }
 
-impl Decide for Http {
+impl Decide for Client {
     fn decide(&mut self, request_json: &[u8]) -> anyhow::Result<Outcome> {
-        let mut response = self.agent.post(&self.url).header("content-type", "application/json").send(request_json)?;
-        let body: Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
-        outcome(&body["decision"])
+        match self.route {
+            Route::Api => {
+                let post = self.agent.post(&self.url).header("content-type", "application/json");
+                let body: Value = serde_json::from_str(&post.send(request_json)?.body_mut().read_to_string()?)?;
+                outcome(&body["decision"])
+            }
+            Route::Envoy => self.through_envoy(request_json),
+        }
     }
 }
 
@@ -100,7 +120,6 @@ fn outcome(decision: &Value) -> anyhow::Result<Outcome> {
 
 pub fn envoy(bundle: &Path, config_template: &Path) -> anyhow::Result<Engine> {
     let (arbiter, _, grpc) = serve(bundle)?;
-    let server_pid = Some(arbiter.id());
     let mut processes = Processes(vec![arbiter]);
     let (with, without, admin) = (free_port()?, free_port()?, free_port()?);
     let config = std::fs::read_to_string(config_template)?
@@ -133,28 +152,12 @@ pub fn envoy(bundle: &Path, config_template: &Path) -> anyhow::Result<Engine> {
         anyhow::ensure!(Instant::now() < deadline, "envoy did not become ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let processes = Arc::new(processes);
     let url = format!("http://127.0.0.1:{with}/mcp");
-    Ok(Engine {
-        rules: "5 rules, Envoy ext_authz (gRPC), MCP tools/call",
-        cedar_subset: false,
-        envoy_subset: true,
-        server_pid,
-        make: Box::new(move || {
-            let (agent, url, processes) = (agent(), url.clone(), Arc::clone(&processes));
-            Ok(Box::new(ThroughEnvoy { agent, url, _processes: processes }) as Box<dyn Decide>)
-        }),
-    })
+    Ok(served("5 rules, Envoy ext_authz (gRPC), MCP tools/call", Route::Envoy, url, processes))
 }
 
-struct ThroughEnvoy {
-    agent: Agent,
-    url: String,
-    _processes: Arc<Processes>,
-}
-
-impl Decide for ThroughEnvoy {
-    fn decide(&mut self, request_json: &[u8]) -> anyhow::Result<Outcome> {
+impl Client {
+    fn through_envoy(&mut self, request_json: &[u8]) -> anyhow::Result<Outcome> {
         let request: Value = serde_json::from_slice(request_json)?;
         let (p, action) = (&request["principal"], &request["action"]);
         let call = json!({"jsonrpc": "2.0", "id": request["id"], "method": "tools/call",

@@ -165,10 +165,9 @@ impl RedisStore {
             plan.indexes.push(IndexEntry { key: index, member: key.to_owned(), score: now, drop_below: None });
         }
         if !commit.breakers.is_empty() {
-            let guards = commit.breakers.iter().map(|g| (g.key.clone(), g.config)).collect();
             plan.sets.push(Set {
                 key: self.keys.awaiting(&commit.request_id),
-                value: to_json(&Awaiting { at_ms: now, guards })?,
+                value: to_json(&Awaiting { at_ms: now, guards: commit.guards() })?,
                 ttl_ms: self.config.outcome_ttl_ms,
             });
         }
@@ -220,13 +219,7 @@ impl RedisStore {
                 ttl_ms: self.config.reservation_ttl_ms,
             });
         }
-        if let Some((tool, arguments)) = &commit.tool_call {
-            let call = PastToolCall {
-                request_id: commit.request_id.clone(),
-                timestamp_ms: now,
-                tool: tool.clone(),
-                arguments: arguments.clone(),
-            };
+        if let Some(call) = commit.past_tool_call() {
             plan.pushes.push(Push {
                 key: self.keys.history(&commit.run),
                 value: to_json(&call)?,
