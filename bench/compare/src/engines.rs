@@ -1,7 +1,7 @@
 //! The deciders compared: each turns one request (JSON bytes, parsed by the
 //! engine itself) into allow, deny or escalate.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -30,8 +30,6 @@ type Factory = Box<dyn Fn() -> anyhow::Result<Box<dyn Decide>> + Sync>;
 /// A way to decide, prepared once; [`Engine::instance`] makes a decider per
 /// thread from it.
 pub struct Engine {
-    /// Which rules it decides (all five, or the part Cedar can express).
-    pub rules: &'static str,
     /// Whether the cases' `cedar` expectations apply instead of `expect`.
     pub cedar_subset: bool,
     /// Whether the cases' `gateway` expectations apply instead of `expect`
@@ -74,18 +72,28 @@ impl Settings {
     }
 }
 
-/// The engines, in table order.
-pub const NAMES: [&str; 9] = [
-    "native",
-    "arbiter",
-    "arbiter-no-fuel",
-    "arbiter-full-bundle",
-    "arbiter-http",
-    "arbiter-envoy",
-    "regorus",
-    "regorus-vm",
-    "cedar",
+/// The engines in table order, with what each decides and how.
+pub const ENGINES: [(&str, &str); 9] = [
+    ("native", "5 rules"),
+    ("arbiter", "5 rules"),
+    ("arbiter-no-fuel", "5 rules, deadline only (no fuel)"),
+    ("arbiter-full-bundle", "all 9 orders_daily policies (5 apply to tool calls)"),
+    ("arbiter-http", "5 rules, over HTTP (/v1/decide)"),
+    ("arbiter-envoy", "5 rules, Envoy ext_authz (gRPC), MCP tools/call"),
+    ("regorus", "5 rules"),
+    ("regorus-vm", "5 rules"),
+    ("cedar", "2 of 5 rules"),
 ];
+
+/// The repository checkout this harness belongs to.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Where the harness keeps compiled components.
+fn work_dir() -> PathBuf {
+    repo().join("target/arbiter-compare")
+}
 
 /// Prepares one engine by its table name (only that one: a child process
 /// measuring its peak memory holds nothing else).
@@ -93,17 +101,14 @@ pub fn build(name: &str, bundle: &Path, rules_dir: &Path) -> anyhow::Result<Engi
     let settings = Settings::read(bundle)?;
     match name {
         "native" => native::engine(&settings),
-        "arbiter" => wasm::engine(bundle, true, "5 rules"),
-        "arbiter-no-fuel" => wasm::engine(bundle, false, "5 rules, deadline only (no fuel)"),
-        "arbiter-full-bundle" => {
-            let full = bundle.with_file_name("../../examples/orders_daily/bundle.toml");
-            wasm::engine(&full, true, "all 9 orders_daily policies (5 apply to tool calls)")
-        }
+        "arbiter" => wasm::engine(bundle, true),
+        "arbiter-no-fuel" => wasm::engine(bundle, false),
+        "arbiter-full-bundle" => wasm::engine(&repo().join("examples/orders_daily/bundle.toml"), true),
         "arbiter-http" => served::http(bundle),
-        "arbiter-envoy" => served::envoy(bundle, &bundle.with_file_name("../../scripts/bench/envoy-bench.yaml")),
+        "arbiter-envoy" => served::envoy(bundle, &repo().join("scripts/bench/envoy-bench.yaml")),
         "regorus" => rego::interpreter(&settings, rules_dir),
         "regorus-vm" => rego::vm(&settings, rules_dir),
         "cedar" => cedar::engine(&settings, rules_dir),
-        other => anyhow::bail!("no engine `{other}` (one of {})", NAMES.join(", ")),
+        other => anyhow::bail!("no engine `{other}`"),
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-use engines::{NAMES, Outcome};
+use engines::{ENGINES, Outcome};
 use measure::Figures;
 
 #[derive(Parser, Debug)]
@@ -72,7 +72,7 @@ fn timed_input(cases: &[Case]) -> anyhow::Result<Vec<u8>> {
 fn check(cases: &[Case]) -> anyhow::Result<()> {
     let (bundle, rules) = paths();
     let mut wrong = Vec::new();
-    for name in NAMES {
+    for (name, _) in ENGINES {
         let engine = engines::build(name, &bundle, &rules)?;
         let mut decider = engine.instance()?;
         for case in cases {
@@ -89,7 +89,7 @@ fn check(cases: &[Case]) -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(wrong.is_empty(), "engines disagree with the expected verdicts:\n{}", wrong.join("\n"));
-    println!("all {} engines give the expected verdict on all {} cases", NAMES.len(), cases.len());
+    println!("all {} engines give the expected verdict on all {} cases", ENGINES.len(), cases.len());
     Ok(())
 }
 
@@ -155,10 +155,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     println!("input: `{}` ({} bytes of request JSON); {} s per measurement", cases[0].name, input.len(), args.seconds);
     let mut results = Vec::new();
-    for name in NAMES {
-        let (bundle, rules) = paths();
-        let rules_of = engines::build(name, &bundle, &rules)?.rules;
-        results.push((name, rules_of, measure_in_child(name, args.seconds)?));
+    for (name, rules) in ENGINES {
+        results.push((name, rules, measure_in_child(name, args.seconds)?));
     }
     table(&results);
     Ok(())

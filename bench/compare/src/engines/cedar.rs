@@ -55,7 +55,6 @@ pub fn engine(settings: &Settings, rules_dir: &Path) -> anyhow::Result<Engine> {
         call: uid("Action", "call")?,
     });
     Ok(Engine {
-        rules: "2 of 5 rules",
         cedar_subset: true,
         envoy_subset: false,
         server_pid: None,

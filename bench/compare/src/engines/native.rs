@@ -31,7 +31,6 @@ pub fn engine(settings: &Settings) -> anyhow::Result<Engine> {
         data_residency: load(settings, "data-residency")?,
     });
     Ok(Engine {
-        rules: "5 rules",
         cedar_subset: false,
         envoy_subset: false,
         server_pid: None,

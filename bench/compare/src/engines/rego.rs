@@ -37,7 +37,6 @@ fn outcome(value: &Value) -> anyhow::Result<Outcome> {
 pub fn interpreter(settings: &Settings, rules_dir: &Path) -> anyhow::Result<Engine> {
     let engine = prepared(settings, rules_dir)?;
     Ok(Engine {
-        rules: "5 rules",
         cedar_subset: false,
         envoy_subset: false,
         server_pid: None,
@@ -60,7 +59,6 @@ pub fn vm(settings: &Settings, rules_dir: &Path) -> anyhow::Result<Engine> {
     let program: Arc<Program> = Compiler::compile_from_policy(&policy, &[ENTRY_POINT])?;
     let data = engine.get_data();
     Ok(Engine {
-        rules: "5 rules",
         cedar_subset: false,
         envoy_subset: false,
         server_pid: None,

@@ -43,7 +43,7 @@ fn arbiter_binary() -> anyhow::Result<PathBuf> {
 
 /// Starts `arbiter serve`; returns it with its HTTP and gRPC ports.
 fn serve(bundle: &Path) -> anyhow::Result<(Child, u16, u16)> {
-    let cache = bundle.with_file_name("../../target/arbiter-compare/cache");
+    let cache = super::work_dir().join("cache");
     let mut child = Command::new(arbiter_binary()?)
         .args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--bundle"])
         .arg(bundle)
@@ -73,11 +73,10 @@ enum Route {
 }
 
 /// An engine whose decisions come from the processes it started.
-fn served(rules: &'static str, route: Route, url: String, processes: Processes) -> Engine {
+fn served(route: Route, url: String, processes: Processes) -> Engine {
     let server_pid = processes.0.first().map(Child::id);
     let processes = Arc::new(processes);
     Engine {
-        rules,
         cedar_subset: false,
         envoy_subset: matches!(route, Route::Envoy),
         server_pid,
@@ -91,7 +90,7 @@ fn served(rules: &'static str, route: Route, url: String, processes: Processes) 
 pub fn http(bundle: &Path) -> anyhow::Result<Engine> {
     let (child, port, _) = serve(bundle)?;
     let url = format!("http://127.0.0.1:{port}/v1/decide");
-    Ok(served("5 rules, over HTTP (/v1/decide)", Route::Api, url, Processes(vec![child])))
+    Ok(served(Route::Api, url, Processes(vec![child])))
 }
 
 struct Client {
@@ -153,7 +152,7 @@ pub fn envoy(bundle: &Path, config_template: &Path) -> anyhow::Result<Engine> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let url = format!("http://127.0.0.1:{with}/mcp");
-    Ok(served("5 rules, Envoy ext_authz (gRPC), MCP tools/call", Route::Envoy, url, processes))
+    Ok(served(Route::Envoy, url, processes))
 }
 
 impl Client {

@@ -12,10 +12,8 @@ use super::{Decide, Engine, Outcome};
 
 /// With the default sandbox: fuel metering and a wall-clock deadline; or,
 /// `metered: false`, the deadline alone (no fuel checks compiled in).
-/// `rules` says which bundle it is.
-pub fn engine(bundle_path: &Path, metered: bool, rules: &'static str) -> anyhow::Result<Engine> {
-    let cache = if metered { "cache" } else { "cache-unmetered" };
-    let cache_dir = bundle_path.parent().map(|dir| dir.join("../../target/arbiter-compare").join(cache));
+pub fn engine(bundle_path: &Path, metered: bool) -> anyhow::Result<Engine> {
+    let cache_dir = Some(super::work_dir().join(if metered { "cache" } else { "cache-unmetered" }));
     let mut limits = SandboxLimits::default();
     if !metered {
         limits.fuel = None;
@@ -26,7 +24,6 @@ pub fn engine(bundle_path: &Path, metered: bool, rules: &'static str) -> anyhow:
     // (and find nothing); nothing is committed.
     let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
     Ok(Engine {
-        rules,
         cedar_subset: false,
         envoy_subset: false,
         server_pid: None,

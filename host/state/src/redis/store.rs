@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::RedisStore;
-use super::plan::{ChargePlan, IndexEntry, Plan, Push, Set, Swap};
+use super::plan::{Applied, ChargePlan, IndexEntry, Plan, Push, Set, Swap};
 use crate::breaker::{Breaker, BreakerState};
 use crate::calendar::day_start;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
@@ -132,7 +132,7 @@ impl RedisStore {
         if let Some(claim) = &commit.approval {
             reads.push(self.keys.escalation(&claim.escalation_id));
         }
-        let mut read = self.get_many(reads.clone())?;
+        let mut read = self.get_many(reads)?;
         if let Some(claim) = &commit.approval {
             let Some(Some(json)) = read.pop() else {
                 return Ok(Err(CommitRefused::Escalation(EscalationRefused::Unknown(claim.escalation_id.clone()))));
@@ -365,11 +365,10 @@ impl StateStore for RedisStore {
             score: escalation.created_ms,
             drop_below: None,
         });
-        let opened =
-            self.transact(|| Ok(Ok::<_, std::convert::Infallible>((std::mem::take(&mut plan), ()))), no_charges)?;
-        match opened {
-            Ok(()) => Ok(()),
-            Err(never) => match never {},
+        // Nothing is compared or charged: the script can only apply it.
+        match self.apply(&plan)? {
+            Applied::Done => Ok(()),
+            other => Err(StateError::Unexpected(format!("opening an escalation: {other:?}"))),
         }
     }
 
