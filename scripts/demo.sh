@@ -32,7 +32,7 @@ echo
 echo "== eval: sample requests of the orders_daily monitor agent, sharing state"
 state=$(mktemp -d)
 for request in "$bundle"/requests/*.json; do
-    $arbiter eval --format brief --state "$state" --bundle "$bundle/bundle.toml" "$request"
+    $arbiter eval --format brief --clock request --state "$state" --bundle "$bundle/bundle.toml" "$request"
 done
 
 echo

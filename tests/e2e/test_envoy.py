@@ -1,5 +1,7 @@
 """A real Envoy with arbiter as ext_authz (gRPC), driven by the official
-OpenAI client and the official MCP SDK."""
+OpenAI client and the official MCP SDK. Agents prove who they are with an
+identity token Envoy verifies (jwt_authn); Envoy tells arbiter the
+principal, authenticated by its own gateway credential."""
 
 import asyncio
 import json
@@ -11,14 +13,14 @@ from mcp import ClientSession
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 from mcp.shared.exceptions import MCPError as McpError
 
-from conftest import PRINCIPAL
+from conftest import AGENT_HEADERS, MONITOR_CLAIMS, agent_token, bearer
 
 MODEL = "claude-sonnet-4-5-20250929"
 
 
 def client(base, run):
     return openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0,
-                         default_headers={**PRINCIPAL, "x-arbiter-run": run})
+                         default_headers={**AGENT_HEADERS, "x-arbiter-run": run})
 
 
 def chat(c, model=MODEL, max_tokens=100):
@@ -55,21 +57,20 @@ def test_budget_exhaustion_through_envoy(envoy, fake_llm):
 
 
 def test_unparseable_llm_traffic_is_refused_not_crashed(envoy):
-    headers = {**PRINCIPAL, "x-arbiter-run": "r"}
+    headers = {**AGENT_HEADERS, "x-arbiter-run": "r"}
     r = httpx.post(f"{envoy}/v1/chat/completions", headers=headers, json={"model": "m"})
     assert r.status_code == 400 and "body.messages: missing" in r.json()["error"]["message"]
     unknown = httpx.post(f"{envoy}/v1/chat/completions", headers=headers,
                          json={"model": "mystery-model-7", "messages": [{"role": "user", "content": "hi"}]})
     assert unknown.status_code == 403 and unknown.json()["error"]["code"] == "model_not_pinned"
-    no_principal = httpx.post(f"{envoy}/v1/chat/completions", json={"model": "m", "messages": [{}]})
-    assert no_principal.status_code == 400
-    assert "missing headers x-arbiter-pipeline, x-arbiter-agent, x-arbiter-team, x-arbiter-environment, x-arbiter-run" in no_principal.text
+    no_run = httpx.post(f"{envoy}/v1/chat/completions", headers=AGENT_HEADERS, json={"model": "m", "messages": [{}]})
+    assert no_run.status_code == 400 and "missing header x-arbiter-run" in no_run.text
     elsewhere = httpx.post(f"{envoy}/v1/embeddings", headers=headers, json={"input": "x"})
     assert elsewhere.status_code == 400 and elsewhere.json()["error"]["code"] == "unrecognized_request"
 
 
 async def mcp_session(envoy, headers, work):
-    async with create_mcp_http_client(headers={**PRINCIPAL, **headers}) as http:
+    async with create_mcp_http_client(headers={**AGENT_HEADERS, **headers}) as http:
         async with streamable_http_client(f"{envoy}/mcp", http_client=http) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
@@ -109,8 +110,9 @@ def test_escalate_approve_retry_through_envoy(envoy, arbiter):
     error = asyncio.run(mcp_session(envoy, run, escalated))
     assert error.code == -32002 and error.data["code"] == "needs_approval"
     escalation = error.data["decision"]["escalation"]["id"]
-    approved = arbiter.client.post(f"/v1/escalations/{escalation}/approve", json={"by": "oncall-alice"},
-                                   headers=arbiter.admin())
+    refused = arbiter.client.post(f"/v1/escalations/{escalation}/approve", headers=bearer("k-mallory"))
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_an_approver"
+    approved = arbiter.client.post(f"/v1/escalations/{escalation}/approve", headers=bearer("k-oncall"))
     assert approved.status_code == 200
 
     retry = {**run, "x-arbiter-escalation-id": escalation}
@@ -121,3 +123,53 @@ def test_escalate_approve_retry_through_envoy(envoy, arbiter):
     assert again.data["code"] == "escalation_used"
     audit = [json.loads(line) for line in arbiter.audit_log.read_text().splitlines()]
     assert any(r["kind"] == "escalation_resolved" and r["details"]["by"] == "oncall-alice" for r in audit)
+
+
+def audit_records(arbiter):
+    import json as _json
+
+    return [_json.loads(line) for line in arbiter.audit_log.read_text().splitlines()]
+
+
+def test_the_principal_is_what_envoy_verified_not_what_the_agent_says(envoy, arbiter, fake_llm):
+    recorder, _ = fake_llm
+    before = len(recorder.received)
+    # The agent claims another team's budget and a dev environment itself.
+    forged = {**AGENT_HEADERS, "x-arbiter-run": "run-forged", "x-arbiter-team": "finance",
+              "x-arbiter-environment": "dev", "x-arbiter-pipeline": "finance_daily"}
+    answer = chat(openai.OpenAI(base_url=f"{envoy}/v1", api_key="unused", max_retries=0, default_headers=forged))
+    assert answer.choices[0].message.content == "ok"
+    decided = [r for r in audit_records(arbiter) if r["kind"] == "decision"][-1]
+    assert decided["caller"] == "envoy"
+    assert decided["request"]["principal"] == {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
+                                              "environment": "prod", "run": "run-forged"}
+    forwarded = recorder.received[before]["headers"]
+    assert "x-agent-token" not in forwarded and "x-arbiter-key" not in forwarded, "credentials stay at the gateway"
+
+    # No token, a token signed by someone else, an expired token: Envoy
+    # refuses them; nothing reaches arbiter or the upstream.
+    decisions = len([r for r in audit_records(arbiter) if r["kind"] == "decision"])
+    body = {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    for headers in ({"x-arbiter-run": "r", "x-arbiter-team": "data-platform"},
+                    {"x-agent-token": agent_token(MONITOR_CLAIMS, secret=b"forged-key-forged-key-forged-key-00")},
+                    {"x-agent-token": agent_token(MONITOR_CLAIMS, expires_in=-600)}):
+        r = httpx.post(f"{envoy}/v1/chat/completions", headers={"x-arbiter-run": "r", **headers}, json=body)
+        assert r.status_code == 401, (headers, r.status_code, r.text)
+    assert len(recorder.received) == before + 1
+    assert len([r for r in audit_records(arbiter) if r["kind"] == "decision"]) == decisions
+
+
+def test_a_client_cannot_pose_as_the_gateway(envoy, arbiter):
+    """arbiter trusts principal headers only from a gateway credential; an
+    agent that reaches its ext_authz endpoint directly is just an agent."""
+    check = {"x-arbiter-pipeline": "finance_daily", "x-arbiter-agent": "a", "x-arbiter-team": "finance",
+             "x-arbiter-environment": "prod", "x-arbiter-run": "r"}
+    body = {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    no_key = arbiter.client.post("/ext_authz/v1/chat/completions", json=body, headers={**check, "authorization": ""})
+    assert no_key.status_code == 401 and no_key.json()["error"]["code"] == "unauthenticated"
+    as_monitor = arbiter.client.post("/ext_authz/v1/chat/completions", json=body,
+                                     headers={**check, "x-arbiter-key": "k-monitor"})
+    assert as_monitor.status_code == 403 and as_monitor.json()["error"]["code"] == "principal_not_granted"
+    as_gateway = arbiter.client.post("/ext_authz/v1/chat/completions", json=body,
+                                     headers={**check, "x-arbiter-gateway-key": "k-monitor"})
+    assert as_gateway.status_code == 403 and "lacks the `gateway` role" in as_gateway.text

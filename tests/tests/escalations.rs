@@ -25,7 +25,8 @@ fn kind_and_codes(d: &Decision) -> (VerdictKind, Vec<&str>) {
     (d.decision, d.codes())
 }
 
-const T: i64 = 0;
+/// 2026-11-26T02:00:00Z, the requests' own timestamp.
+const T: i64 = 1_795_658_400_000;
 
 #[test]
 fn approve_then_retry_passes_exactly_once() {
@@ -76,13 +77,37 @@ fn an_unapproved_escalation_expires_into_a_deny() {
     let decider = decider();
     let id = decider.decide(&drop_table("r1", "tmp", None), T).escalation.unwrap().id.unwrap();
     let later = arbiter_types::parse_rfc3339_ms("2026-11-26T03:00:01Z").unwrap();
-    let expired = decider.decide(&drop_table("r2", "tmp", Some(&id)), later);
-    // The request carries its own timestamp (02:00); time it at `later`.
-    assert_eq!(expired.decision, VerdictKind::Escalate, "{expired:?}");
-    let mut late = drop_table("r3", "tmp", Some(&id));
-    late.timestamp_ms = Some(later);
-    assert_eq!(kind_and_codes(&decider.decide(&late, later)), (VerdictKind::Deny, vec!["escalation_expired"]));
+    // The retry still claims to be at 02:00: the decision's clock, not the
+    // request's, says the escalation has expired.
+    let backdated = drop_table("r2", "tmp", Some(&id));
+    assert_eq!(backdated.timestamp_ms, Some(T));
+    assert_eq!(kind_and_codes(&decider.decide(&backdated, later)), (VerdictKind::Deny, vec!["escalation_expired"]));
     assert!(decider.resolve_escalation(&id, true, "alice", later).is_err(), "too late to approve");
+}
+
+#[test]
+fn an_approval_that_expired_is_not_revived_by_a_backdated_retry() {
+    let decider = decider();
+    let id = decider.decide(&drop_table("r1", "tmp", None), T).escalation.unwrap().id.unwrap();
+    decider.resolve_escalation(&id, true, "alice", T + 1).unwrap();
+    let later = arbiter_types::parse_rfc3339_ms("2026-11-26T03:00:01Z").unwrap();
+    let mut backdated = drop_table("r2", "tmp", Some(&id));
+    backdated.timestamp_ms = Some(T + 2);
+    assert_eq!(kind_and_codes(&decider.decide(&backdated, later)), (VerdictKind::Deny, vec!["escalation_expired"]));
+}
+
+#[test]
+fn owners_keep_their_requests_apart() {
+    let decider = decider();
+    let query = tool_call("q1", "warehouse.query", json!({"sql": "select 1"}));
+    assert_eq!(decider.decide_as("monitor", &query, T).decision, VerdictKind::Allow);
+    let foreign = decider.report_outcome_as("finance", "q1", arbiter_state::OutcomeStatus::Failure, None, T);
+    assert!(foreign.is_err(), "another owner's request is unknown to it");
+    decider.report_outcome_as("monitor", "q1", arbiter_state::OutcomeStatus::Success, None, T).unwrap();
+    assert!(
+        decider.report_outcome_as("monitor", "q1", arbiter_state::OutcomeStatus::Success, None, T).is_err(),
+        "once"
+    );
 }
 
 #[test]

@@ -127,8 +127,10 @@ fn policies_read_the_decision_clock() {
     let engine = arbiter_tests::engine();
     let bundle = hostile(&engine, "echo_clock", FailMode::Closed);
     let request = tool_call("r-1", "x", json!({}));
-    let decision = arbiter_tests::decide(&bundle, &request, 0);
-    assert_eq!(decision.reasons[0].message, request.timestamp_ms.unwrap().to_string());
+    // The request's own timestamp is not the decision's time.
+    let now = request.timestamp_ms.unwrap() + 86_400_000;
+    let decision = arbiter_tests::decide(&bundle, &request, now);
+    assert_eq!(decision.reasons[0].message, now.to_string());
 }
 
 /// Writes `bytes` as a component file and tries to load it.

@@ -1,5 +1,6 @@
 //! `arbiter`: thin commands over the arbiter crates.
 
+mod clock_args;
 mod commands;
 mod engine_args;
 mod state_args;
@@ -24,7 +25,7 @@ enum Command {
     Pin(commands::pin::Args),
     Replay(commands::replay::Args),
     Report(commands::report::Args),
-    Serve(commands::serve::Args),
+    Serve(Box<commands::serve::Args>),
     Audit(commands::audit::Args),
     Keygen(commands::signing::KeygenArgs),
     Sign(commands::signing::SignArgs),
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
         Command::Pin(args) => commands::pin::run(args),
         Command::Replay(args) => commands::replay::run(args),
         Command::Report(args) => commands::report::run(args),
-        Command::Serve(args) => commands::serve::run(args),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Audit(args) => commands::audit::run(args),
         Command::Keygen(args) => commands::signing::keygen(args),
         Command::Sign(args) => commands::signing::sign(args),

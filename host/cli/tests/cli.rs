@@ -213,6 +213,8 @@ fn eval_with_state_feeds_the_spend_report() {
     for _ in 0..2 {
         let output = arbiter(&[
             "eval",
+            "--clock",
+            "request",
             "--state",
             &state_arg,
             "--bundle",
@@ -317,7 +319,7 @@ fn readiness_scores_what_the_bundle_contains() {
         .iter()
         .map(|i| (i["item"].as_str().unwrap().to_owned(), i["score"].as_str().unwrap().to_owned()))
         .collect();
-    assert_eq!(scores.len(), 10);
+    assert_eq!(scores.len(), 11, "the guide's ten items and trust boundaries");
     for (item, score) in &scores {
         let expected = if item == "version control" { "Needs Work" } else { "Ready" };
         assert_eq!(score, expected, "{item} (the shipped bundle is not signed)");

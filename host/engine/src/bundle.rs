@@ -128,9 +128,10 @@ impl Bundle {
     }
 
     /// Evaluates every applicable policy and combines the enforced verdicts;
-    /// commits nothing (see [`crate::Decider`]). The decision's time is the
-    /// request's timestamp, or `now_ms` when it carries none; capabilities
-    /// answer from `state` at that time.
+    /// commits nothing (see [`crate::Decider`]). The decision's time is
+    /// `now_ms`, whatever the request says: the caller chooses the clock
+    /// (the server's, or a trace's when replaying), never the request.
+    /// Capabilities answer from `state` at that time.
     pub fn evaluate(&self, request: &Request, now_ms: i64, state: &Arc<dyn StateStore>) -> Decision {
         let (mut decision, effects) = self.evaluate_with_effects(request, now_ms, state);
         if decision.decision == VerdictKind::Allow {
@@ -147,10 +148,9 @@ impl Bundle {
         now_ms: i64,
         state: &Arc<dyn StateStore>,
     ) -> (Decision, Effects) {
-        let event_ms = request.timestamp_ms.unwrap_or(now_ms);
-        let wit_request = convert::request_to_wit(request, event_ms);
+        let wit_request = convert::request_to_wit(request, now_ms);
         let run = RunKey { pipeline: request.principal.pipeline.clone(), run: request.principal.run.clone() };
-        let context = Arc::new(DecisionContext { now_ms: event_ms, run, state: Arc::clone(state) });
+        let context = Arc::new(DecisionContext { now_ms, run, state: Arc::clone(state) });
         if let Some(served) = &self.environments
             && !served.contains(&request.principal.environment)
         {

@@ -66,9 +66,11 @@ impl Decider {
         &self.state
     }
 
-    /// Decides a request. An allow commits its charges (reserving on every
-    /// budget, all or nothing), passes its breakers and enters the run's
-    /// history; if the commit is refused, the decision becomes a deny with
+    /// Decides a request at `now_ms` (the caller's clock: the server's, or
+    /// a trace's when replaying; never the request's own timestamp). An
+    /// allow commits its charges (reserving on every budget, all or
+    /// nothing), passes its breakers and enters the run's history; if the
+    /// commit is refused, the decision becomes a deny with
     /// `budget_exhausted` or `circuit_open`.
     ///
     /// An escalate records an escalation (its id is in the decision). A
@@ -76,28 +78,40 @@ impl Decider {
     /// allowed once, with the effects of the allowing policies; a pending
     /// one stays escalated; any other claim is denied.
     pub fn decide(&self, request: &Request, now_ms: i64) -> Decision {
+        self.decide_keyed(request.id.clone(), request, now_ms)
+    }
+
+    /// [`Decider::decide`] for an authenticated caller: the decision is
+    /// `owner`'s, and only `owner` (see [`Decider::report_usage_as`]) can
+    /// report its usage and outcome. Request ids of different owners never
+    /// meet, so one caller cannot refund, trip or claim another's.
+    pub fn decide_as(&self, owner: &str, request: &Request, now_ms: i64) -> Decision {
+        self.decide_keyed(owned_id(owner, &request.id), request, now_ms)
+    }
+
+    fn decide_keyed(&self, key: String, request: &Request, now_ms: i64) -> Decision {
         let bundle = self.bundle.load_full();
         let (mut decision, effects) = bundle.evaluate_with_effects(request, now_ms, &self.state);
-        let at_ms = request.timestamp_ms.unwrap_or(now_ms);
+        let at_ms = now_ms;
         match (decision.decision, &request.escalation_id) {
             (VerdictKind::Deny, _) => decision,
             (VerdictKind::Allow, _) => {
                 apply(&mut decision, effects);
-                self.commit(decision, request, at_ms)
+                self.commit(decision, &key, request, at_ms)
             }
-            (VerdictKind::Escalate, None) => self.escalate(decision, request, at_ms),
+            (VerdictKind::Escalate, None) => self.escalate(decision, &key, request, at_ms),
             (VerdictKind::Escalate, Some(id)) => {
                 let claim = ApprovalClaim {
                     escalation_id: id.clone(),
                     fingerprint: request.fingerprint(),
-                    request_id: request.id.clone(),
+                    request_id: key.clone(),
                 };
                 let escalated = decision.clone();
                 decision.decision = VerdictKind::Allow;
                 decision.reasons.clear();
                 decision.escalation = None;
                 apply(&mut decision, effects);
-                match self.state.commit(commit_of(request, &decision, at_ms, Some(claim))) {
+                match self.state.commit(commit_of(&key, request, &decision, at_ms, Some(claim))) {
                     Ok(Ok(())) => {
                         decision.approved_by = self.approver_of(id);
                         decision
@@ -112,16 +126,16 @@ impl Decider {
         }
     }
 
-    fn commit(&self, decision: Decision, request: &Request, at_ms: i64) -> Decision {
-        let committed = self.state.commit(commit_of(request, &decision, at_ms, None));
+    fn commit(&self, decision: Decision, key: &str, request: &Request, at_ms: i64) -> Decision {
+        let committed = self.state.commit(commit_of(key, request, &decision, at_ms, None));
         refused(decision, committed)
     }
 
     /// Records a new escalation and puts its id and expiry in the decision.
-    fn escalate(&self, mut decision: Decision, request: &Request, at_ms: i64) -> Decision {
+    fn escalate(&self, mut decision: Decision, key: &str, request: &Request, at_ms: i64) -> Decision {
         let Some(offer) = decision.escalation.as_mut() else { return decision };
         let fingerprint = request.fingerprint();
-        let id = escalation_id(&request.id, &fingerprint, at_ms);
+        let id = escalation_id(key, &fingerprint, at_ms);
         let expires_ms = at_ms.saturating_add(i64::from(offer.valid_for_seconds) * 1000);
         let escalation = Escalation {
             id: id.clone(),
@@ -186,6 +200,19 @@ impl Decider {
         Ok(self.state.reconcile(report)??)
     }
 
+    /// [`Decider::report_usage`] of a decision made by [`Decider::decide_as`]
+    /// for `owner`; another owner's request is unknown here.
+    pub fn report_usage_as(
+        &self,
+        owner: &str,
+        request_id: &str,
+        prompt_tokens: u64,
+        output_tokens: u64,
+        now_ms: i64,
+    ) -> Result<(), ReportError> {
+        self.report_usage(&owned_id(owner, request_id), prompt_tokens, output_tokens, now_ms)
+    }
+
     /// Feeds the outcome of an allowed call to the breakers it passed.
     pub fn report_outcome(
         &self,
@@ -196,6 +223,18 @@ impl Decider {
     ) -> Result<(), ReportError> {
         let report = OutcomeReport { request_id: request_id.to_owned(), now_ms, status, latency_ms };
         Ok(self.state.record_outcome(report)??)
+    }
+
+    /// [`Decider::report_outcome`] of a decision made for `owner`.
+    pub fn report_outcome_as(
+        &self,
+        owner: &str,
+        request_id: &str,
+        status: OutcomeStatus,
+        latency_ms: Option<u64>,
+        now_ms: i64,
+    ) -> Result<(), ReportError> {
+        self.report_outcome(&owned_id(owner, request_id), status, latency_ms, now_ms)
     }
 }
 
@@ -272,7 +311,13 @@ fn summary(request: &Request) -> String {
     line
 }
 
-fn commit_of(request: &Request, decision: &Decision, at_ms: i64, approval: Option<ApprovalClaim>) -> Commit {
+/// The state key of `owner`'s request `id`. Owner names never contain `/`
+/// (credential names are validated), so keys of different owners differ.
+fn owned_id(owner: &str, id: &str) -> String {
+    format!("{owner}/{id}")
+}
+
+fn commit_of(key: &str, request: &Request, decision: &Decision, at_ms: i64, approval: Option<ApprovalClaim>) -> Commit {
     let p = &request.principal;
     let (tool_call, llm) = match &request.action {
         Action::ToolCall(call) => (Some((call.tool.clone(), call.arguments.clone())), None),
@@ -283,7 +328,7 @@ fn commit_of(request: &Request, decision: &Decision, at_ms: i64, approval: Optio
         }
     };
     Commit {
-        request_id: request.id.clone(),
+        request_id: key.to_owned(),
         now_ms: at_ms,
         run: RunKey { pipeline: p.pipeline.clone(), run: p.run.clone() },
         agent: p.agent.clone(),

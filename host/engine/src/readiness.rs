@@ -48,6 +48,32 @@ pub struct Deployment {
     pub escalation_webhook: Option<String>,
     #[serde(default)]
     pub keep_bundles: Option<usize>,
+    /// `arbiter serve --credentials` (a path, relative to this file).
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// `--anonymous`: requests without a key decide.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// `--clock`: `server` (the default) or `request`.
+    #[serde(default)]
+    pub clock: Option<String>,
+}
+
+/// What the server's credentials grant, read by the caller (the engine
+/// does not parse credentials).
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub credentials: usize,
+    /// Credentials with the approve role.
+    pub approvers: usize,
+    /// Credentials with the admin role.
+    pub admins: usize,
+    /// Credentials holding admin or approve together with decide: one key
+    /// that an agent holds could then approve or deploy.
+    pub mixed_roles: Vec<String>,
+    /// Whether every credential that decides has its run pinned by its
+    /// grant; otherwise runs are caller-chosen.
+    pub runs_pinned: bool,
 }
 
 /// The failure modes and the policy that guards each.
@@ -98,6 +124,7 @@ pub fn assess(
     signed: bool,
     floating_pins: &[String],
     deployment: Option<&Deployment>,
+    identity: Option<&Identity>,
 ) -> Vec<Item> {
     let mut items = Vec::new();
     let mut push = |item, score, evidence| items.push(Item { item, score, evidence });
@@ -135,10 +162,11 @@ pub fn assess(
         Some(d) => {
             let keep = d.keep_bundles.unwrap_or(5);
             let mut evidence = vec![format!("server keeps {keep} activated bundles for `arbiter rollback`")];
-            if !d.admin_token {
-                evidence.push("no admin token: rollback through the API is disabled".to_owned());
+            let admin = d.admin_token || identity.is_some_and(|i| i.admins > 0);
+            if !admin {
+                evidence.push("no admin credential: rollback through the API is disabled".to_owned());
             }
-            (if keep >= 2 && d.admin_token { Score::Ready } else { Score::NeedsWork }, evidence)
+            (if keep >= 2 && admin { Score::Ready } else { Score::NeedsWork }, evidence)
         }
     };
     push("rollback plan", score, evidence);
@@ -295,14 +323,15 @@ pub fn assess(
         Score::NotStarted
     } else {
         evidence.push(format!("approvers: {}", approvers.join(", ")));
+        let can_approve = identity.is_some_and(|i| i.approvers > 0);
         match deployment {
-            Some(d) if d.admin_token && d.escalation_webhook.is_some() => {
-                evidence.push("approval API enabled; new escalations notify a webhook".to_owned());
+            Some(d) if can_approve && d.escalation_webhook.is_some() => {
+                evidence.push("approver credentials issued; new escalations notify a webhook".to_owned());
                 Score::Ready
             }
             Some(d) => {
-                if !d.admin_token {
-                    evidence.push("no admin token: nobody can approve".to_owned());
+                if !can_approve {
+                    evidence.push("no credential with the approve role: nobody can approve".to_owned());
                 }
                 if d.escalation_webhook.is_none() {
                     evidence.push("no escalation webhook: approvers are not told".to_owned());
@@ -316,5 +345,76 @@ pub fn assess(
         }
     };
     push("escalation path", score, evidence);
+
+    // 11. Trust boundaries: the guide's "guardrail bypass", from the caller's
+    // side: whose clock, whose identity, whose roles.
+    let (score, evidence) = match deployment {
+        None => (Score::NotStarted, vec!["no deployment settings given (--server-config)".to_owned()]),
+        Some(d) => trust_boundaries(d, identity),
+    };
+    push("trust boundaries", score, evidence);
     items
+}
+
+fn trust_boundaries(d: &Deployment, identity: Option<&Identity>) -> (Score, Vec<String>) {
+    let mut evidence = Vec::new();
+    let server_clock = d.clock.as_deref().is_none_or(|c| c == "server");
+    evidence.push(if server_clock {
+        "server clock: request timestamps are recorded, never trusted".to_owned()
+    } else {
+        "REQUEST CLOCK: callers choose budget windows and expiries (replays and tests only)".to_owned()
+    });
+    if d.anonymous {
+        evidence.push("ANONYMOUS decisions: any caller names its own principal".to_owned());
+    }
+    let Some(identity) = identity.filter(|i| i.credentials > 0) else {
+        evidence.push("no credentials: callers are not identified".to_owned());
+        return (Score::NotStarted, evidence);
+    };
+    evidence.push(format!("{} credentials, {} may approve", identity.credentials, identity.approvers));
+    if !identity.mixed_roles.is_empty() {
+        evidence.push(format!("decide together with admin or approve: {}", identity.mixed_roles.join(", ")));
+    }
+    evidence.push(if identity.runs_pinned {
+        "every deciding credential's run is pinned: run budgets are hard limits".to_owned()
+    } else {
+        "runs are caller-chosen: only pipeline, agent, team and period budgets are hard limits against a hostile agent"
+            .to_owned()
+    });
+    let ready = server_clock && !d.anonymous && identity.mixed_roles.is_empty();
+    (if ready { Score::Ready } else { Score::NeedsWork }, evidence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trust(deployment: &Deployment, identity: Option<&Identity>) -> (Score, Vec<String>) {
+        trust_boundaries(deployment, identity)
+    }
+
+    fn issued() -> Identity {
+        Identity { credentials: 3, approvers: 1, admins: 1, mixed_roles: vec![], runs_pinned: false }
+    }
+
+    #[test]
+    fn trust_boundaries_score_the_clock_identity_and_roles() {
+        let secure = Deployment { clock: Some("server".into()), ..Deployment::default() };
+        let (score, evidence) = trust(&secure, Some(&issued()));
+        assert_eq!(score, Score::Ready);
+        assert!(evidence.iter().any(|e| e.contains("runs are caller-chosen")), "{evidence:?}");
+
+        let pinned = Identity { runs_pinned: true, ..issued() };
+        assert!(trust(&secure, Some(&pinned)).1.iter().any(|e| e.contains("run budgets are hard limits")));
+
+        let replaying = Deployment { clock: Some("request".into()), ..Deployment::default() };
+        assert_eq!(trust(&replaying, Some(&issued())).0, Score::NeedsWork);
+        let anonymous = Deployment { anonymous: true, ..Deployment::default() };
+        assert_eq!(trust(&anonymous, Some(&issued())).0, Score::NeedsWork);
+        let mixed = Identity { mixed_roles: vec!["agent-with-admin".into()], ..issued() };
+        let (score, evidence) = trust(&secure, Some(&mixed));
+        assert_eq!(score, Score::NeedsWork);
+        assert!(evidence.iter().any(|e| e.contains("agent-with-admin")), "{evidence:?}");
+        assert_eq!(trust(&secure, None).0, Score::NotStarted, "no credentials: callers are not identified");
+    }
 }

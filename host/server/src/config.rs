@@ -2,7 +2,24 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::credentials::Credentials;
+
+/// Whose clock decisions and reports run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The server's (never running backwards). A request's `timestamp` and
+    /// a report's `at` are recorded, never used: a caller cannot pick its
+    /// budget window, breaker phase or escalation expiry, nor make an
+    /// expiry sweep drop live state.
+    Server,
+    /// The request's `timestamp` and the report's `at` (the server's clock
+    /// when absent), for replaying recorded traffic and tests; times more
+    /// than `max_ahead_ms` ahead of the server's clock are refused.
+    Request { max_ahead_ms: i64 },
+}
 
 /// What the server does with gateway traffic it cannot read as an LLM
 /// request or an MCP call.
@@ -56,8 +73,9 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     /// gRPC ext_authz address; `None` disables it.
     pub grpc: Option<SocketAddr>,
-    /// Bearer token for admin and approval endpoints; `None` disables them.
-    pub admin_token: Option<String>,
+    /// Who may call, with which roles and principals.
+    pub credentials: Arc<Credentials>,
+    pub clock: Clock,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Time limit of one API request.
@@ -76,7 +94,8 @@ impl Default for ServerConfig {
         ServerConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             grpc: Some(SocketAddr::from(([127, 0, 0, 1], 9191))),
-            admin_token: None,
+            credentials: Arc::new(Credentials::default()),
+            clock: Clock::Server,
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(10),
             audit_log: None,

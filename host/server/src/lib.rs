@@ -14,6 +14,7 @@ mod api;
 mod audit;
 mod bundles;
 mod config;
+mod credentials;
 mod ext_authz;
 mod metrics;
 mod server;
@@ -23,5 +24,6 @@ mod wire;
 
 pub use audit::{AuditError, AuditLog, Verified, verify as verify_audit_log};
 pub use bundles::ReloadConfig;
-pub use config::{ServerConfig, UnrecognizedTraffic, WireConfig};
+pub use config::{Clock, ServerConfig, UnrecognizedTraffic, WireConfig};
+pub use credentials::{ANONYMOUS, Credential, Credentials, CredentialsError, Grant, Role, key_digest};
 pub use server::{Server, ServerError};

@@ -63,7 +63,8 @@ impl Server {
         let state = AppState {
             audit,
             metrics: Metrics::new(),
-            admin_token: config.admin_token.as_deref().map(Arc::from),
+            credentials: Arc::clone(&config.credentials),
+            clock: config.clock,
             wire: Arc::new(config.wire.clone()),
             webhook: config.escalation_webhook.as_deref().map(Webhook::new).transpose().map_err(ServerError::Config)?,
             bundles: reload.map(|reload| Arc::new(Bundles::new(reload, decider.bundle()))),

@@ -2,15 +2,18 @@
 //! ext_authz.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use arbiter_engine::Decider;
 use arbiter_types::{Action, Decision, DecisionReason, Request, VerdictKind, format_rfc3339_ms};
 use serde_json::{Map, Value, json};
 
+use crate::api::{ApiError, Caller};
 use crate::audit::AuditLog;
 use crate::bundles::Bundles;
-use crate::config::WireConfig;
+use crate::config::{Clock, WireConfig};
+use crate::credentials::Credentials;
 use crate::metrics::Metrics;
 use crate::webhook::Webhook;
 
@@ -19,27 +22,50 @@ pub(crate) struct AppState {
     pub(crate) decider: Decider,
     pub(crate) audit: Option<Arc<AuditLog>>,
     pub(crate) metrics: Metrics,
-    pub(crate) admin_token: Option<Arc<str>>,
+    pub(crate) credentials: Arc<Credentials>,
+    pub(crate) clock: Clock,
     pub(crate) wire: Arc<WireConfig>,
     pub(crate) webhook: Option<Webhook>,
     /// Present when bundles can be reloaded and rolled back.
     pub(crate) bundles: Option<Arc<Bundles>>,
 }
 
-/// Wall-clock time in ms since the epoch.
+/// The latest time [`now_ms`] returned.
+static LAST_NOW_MS: AtomicI64 = AtomicI64::new(0);
+
+/// The server's clock, in ms since the epoch. It never runs backwards
+/// (a wall-clock step back holds it still), so state time is monotone.
 pub(crate) fn now_ms() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    let wall = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
+    LAST_NOW_MS.fetch_max(wall, Ordering::Relaxed).max(wall)
 }
 
 impl AppState {
-    /// Decides on a blocking thread, then counts and audits the decision.
-    pub(crate) async fn decide(&self, request: Request, source: &'static str) -> Decision {
+    /// The time an event happens at: the server's, or under
+    /// [`Clock::Request`] the one the caller gave (`field` names it in the
+    /// error when it is too far ahead).
+    pub(crate) fn event_time(&self, given_ms: Option<i64>, field: &str) -> Result<i64, ApiError> {
+        let now = now_ms();
+        match (self.clock, given_ms) {
+            (Clock::Server, _) | (Clock::Request { .. }, None) => Ok(now),
+            (Clock::Request { max_ahead_ms }, Some(at)) if at > now.saturating_add(max_ahead_ms) => Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "timestamp_in_future",
+                format!("{field}: {} is more than {max_ahead_ms} ms ahead of the server clock", format_rfc3339_ms(at)),
+            )),
+            (Clock::Request { .. }, Some(at)) => Ok(at),
+        }
+    }
+
+    /// Decides for `caller` at `at_ms` on a blocking thread, then counts
+    /// and audits the decision.
+    pub(crate) async fn decide(&self, request: Request, caller: &Caller, at_ms: i64, source: &'static str) -> Decision {
         let started = Instant::now();
         let decider = self.decider.clone();
-        let now = now_ms();
+        let owner = caller.owner().to_owned();
         let evaluated = tokio::task::spawn_blocking(move || {
-            let decision = decider.decide(&request, now);
+            let decision = decider.decide_as(&owner, &request, at_ms);
             (request, decision)
         })
         .await;
@@ -65,11 +91,11 @@ impl AppState {
         {
             webhook.notify(&decision);
         }
-        self.audit_decision(&request, &decision, source, seconds);
+        self.audit_decision(&request, &decision, caller, source, seconds);
         decision
     }
 
-    fn audit_decision(&self, request: &Request, decision: &Decision, source: &str, seconds: f64) {
+    fn audit_decision(&self, request: &Request, decision: &Decision, caller: &Caller, source: &str, seconds: f64) {
         let Some(audit) = &self.audit else { return };
         let mut request_json = request.to_json();
         audit.mask(&mut request_json);
@@ -77,6 +103,7 @@ impl AppState {
         record.insert("kind".into(), "decision".into());
         record.insert("at".into(), format_rfc3339_ms(now_ms()).into());
         record.insert("source".into(), source.into());
+        record.insert("caller".into(), caller.owner().into());
         record.insert("request".into(), request_json);
         record.insert("decision".into(), serde_json::to_value(decision).unwrap_or(Value::Null));
         record.insert("latency_us".into(), ((seconds * 1e6) as u64).into());

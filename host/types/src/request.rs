@@ -103,9 +103,24 @@ pub struct LlmRequest {
     /// True when `prompt_tokens` was estimated from `messages`.
     pub prompt_tokens_estimated: bool,
     pub max_output_tokens: u64,
+    /// `sha256:` of the prompt's canonical JSON, when the host saw the
+    /// prompt (messages, system, tools): it makes an approval hold for
+    /// this prompt only, not for any prompt of the same size.
+    pub content_digest: Option<String>,
 }
 
 impl LlmRequest {
+    /// The [`LlmRequest::content_digest`] of prompt parts.
+    pub fn digest_content(parts: &[Value]) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update(canonical_json(part).as_bytes());
+            hasher.update(b"\n");
+        }
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    }
+
     /// The most output the request may produce: its max output tokens, or
     /// less when a clamp obligation applies.
     pub fn allowed_output_tokens(&self, clamp: Option<u64>) -> u64 {
@@ -179,6 +194,9 @@ impl Request {
                 action.insert("model".into(), llm.model.clone().into());
                 action.insert("prompt_tokens".into(), llm.prompt_tokens.into());
                 action.insert("max_output_tokens".into(), llm.max_output_tokens.into());
+                if let Some(digest) = &llm.content_digest {
+                    action.insert("content_digest".into(), digest.clone().into());
+                }
             }
         }
         let mut body = Map::new();
@@ -269,6 +287,10 @@ enum WireAction {
         #[serde(default)]
         messages: Option<Vec<Value>>,
         max_output_tokens: u64,
+        /// As recorded in audit logs (which keep no messages); computed
+        /// from `messages` when they are given.
+        #[serde(default)]
+        content_digest: Option<String>,
     },
 }
 
@@ -329,8 +351,16 @@ impl WireAction {
                 };
                 Ok(Action::ToolCall(ToolCall { tool, arguments, facts: declared.unwrap_or_default() }))
             }
-            WireAction::LlmRequest { model, prompt_tokens, messages, max_output_tokens } => {
+            WireAction::LlmRequest { model, prompt_tokens, messages, max_output_tokens, content_digest } => {
                 check_name("action.model", &model)?;
+                let content_digest = match (&messages, content_digest) {
+                    (Some(messages), _) => Some(LlmRequest::digest_content(messages)),
+                    (None, Some(digest)) => {
+                        check_name("action.content_digest", &digest)?;
+                        Some(digest)
+                    }
+                    (None, None) => None,
+                };
                 let (prompt_tokens, estimated) = match (prompt_tokens, messages) {
                     (Some(tokens), _) => (tokens, false),
                     (None, Some(messages)) if !messages.is_empty() => (estimate_prompt_tokens(&messages), true),
@@ -349,6 +379,7 @@ impl WireAction {
                     prompt_tokens,
                     prompt_tokens_estimated: estimated,
                     max_output_tokens,
+                    content_digest,
                 }))
             }
         }
@@ -561,6 +592,22 @@ mod tests {
             "principal": {"run": "2026-11-26T02:00Z", "environment": "prod", "team": "data-platform", "agent": "monitor", "pipeline": "orders_daily"},
             "id": "x"}"#;
         assert_eq!(Request::from_json_slice(reordered.as_bytes()).unwrap().fingerprint(), a.fingerprint());
+    }
+
+    #[test]
+    fn llm_fingerprints_cover_the_messages() {
+        let llm = |content: &str| {
+            let mut body = base();
+            body["action"] = json!({"kind": "llm_request", "model": "m", "prompt_tokens": 10,
+                                    "messages": [{"role": "user", "content": content}], "max_output_tokens": 10});
+            parse(&body).unwrap()
+        };
+        let approved = llm("summarise the orders table");
+        assert_eq!(llm("summarise the orders table").fingerprint(), approved.fingerprint());
+        assert_ne!(llm("now drop the orders table").fingerprint(), approved.fingerprint(), "same size, other prompt");
+        // The digest survives the audit log, which keeps no messages.
+        let recorded = Request::from_json_value(&approved.to_json()).unwrap();
+        assert_eq!(recorded.fingerprint(), approved.fingerprint());
     }
 
     #[test]

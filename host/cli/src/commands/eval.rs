@@ -9,6 +9,7 @@ use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
 use arbiter_types::Request;
 
+use crate::clock_args::ClockArg;
 use crate::engine_args::EngineArgs;
 use crate::state_args::StateArgs;
 
@@ -24,6 +25,10 @@ pub struct Args {
     /// spend) kept where `--state` says; in memory for this one call otherwise.
     #[command(flatten)]
     state: StateArgs,
+    /// Decide at the server's clock (now), or at the request's own
+    /// `timestamp` (recorded requests, demos).
+    #[arg(long, value_enum, default_value = "server")]
+    clock: ClockArg,
     /// Output format: the whole decision, or one line per request.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
@@ -44,7 +49,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = args.engine.engine()?;
     let bundle = Bundle::load(&engine, &args.bundle)?;
     let decider = Decider::new(Arc::new(bundle), args.state.open()?);
-    let decision = decider.decide(&request, now_ms());
+    let at = match args.clock {
+        ClockArg::Server => now_ms(),
+        ClockArg::Request => request.timestamp_ms.unwrap_or_else(now_ms),
+    };
+    let decision = decider.decide(&request, at);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&decision)?),
         Format::Brief => {

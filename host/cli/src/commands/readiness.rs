@@ -6,15 +6,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use arbiter_engine::Manifest;
 use arbiter_engine::lint::floating_pins;
-use arbiter_engine::readiness::{Deployment, FAILURE_MODES, Score, assess};
+use arbiter_engine::readiness::{Deployment, FAILURE_MODES, Identity, Score, assess};
+use arbiter_server::{Credentials, Role};
 use serde_json::json;
 
-/// Score the 10-item production-readiness checklist from what the bundle (and deployment) contain.
+/// Score the production-readiness checklist (the guide's 10 items and trust boundaries) from what the bundle (and deployment) contain.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     manifest: PathBuf,
     /// The server's deployment settings (TOML: state, audit_log, trusted_keys, admin_token,
-    /// escalation_webhook, keep_bundles).
+    /// escalation_webhook, keep_bundles, credentials, anonymous, clock).
     #[arg(long)]
     server_config: Option<PathBuf>,
     /// Exit 1 when any item scores below this.
@@ -45,8 +46,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let identity = match (&deployment, &args.server_config) {
+        (Some(Deployment { credentials: Some(file), .. }), Some(config)) => {
+            let path = config.parent().unwrap_or(std::path::Path::new(".")).join(file);
+            Some(identity(&Credentials::load(&path)?))
+        }
+        _ => None,
+    };
     let signed = arbiter_engine::signature::signature_path(&args.manifest).is_file();
-    let items = assess(&manifest, signed, &floating_pins(&manifest), deployment.as_ref());
+    let items = assess(&manifest, signed, &floating_pins(&manifest), deployment.as_ref(), identity.as_ref());
     match args.format {
         Format::Json => {
             let modes: Vec<_> =
@@ -68,4 +76,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Threshold::Ready) => Score::Ready,
     };
     Ok(if items.iter().all(|i| i.score >= threshold) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What readiness needs to know of the credentials.
+fn identity(credentials: &Credentials) -> Identity {
+    let deciding: Vec<_> = credentials.iter().filter(|c| c.has(Role::Decide) || c.has(Role::Gateway)).collect();
+    let mut mixed: Vec<String> =
+        deciding.iter().filter(|c| c.has(Role::Admin) || c.has(Role::Approve)).map(|c| c.name.clone()).collect();
+    mixed.sort();
+    Identity {
+        credentials: credentials.iter().count(),
+        approvers: credentials.iter().filter(|c| c.has(Role::Approve)).count(),
+        admins: credentials.iter().filter(|c| c.has(Role::Admin)).count(),
+        mixed_roles: mixed,
+        runs_pinned: deciding.iter().all(|c| c.grant().is_some_and(|g| g.pins_run())),
+    }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
-use arbiter_server::{ReloadConfig, Server, ServerConfig, UnrecognizedTraffic};
+use arbiter_server::{Clock, Credentials, ReloadConfig, Role, Server, ServerConfig, UnrecognizedTraffic};
 
+use crate::clock_args::ClockArg;
 use crate::engine_args::EngineArgs;
 use crate::state_args::StateArgs;
 
@@ -29,9 +30,26 @@ pub struct Args {
     /// Do not serve gRPC ext_authz.
     #[arg(long)]
     no_grpc: bool,
-    /// Bearer token for admin and approval endpoints (prefer the env var).
+    /// Credentials (TOML): API keys by SHA-256, with roles and the principals
+    /// each may act as. See docs/deploy.md, "Credentials".
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    /// Let requests without a key decide for any principal they name, and
+    /// report their own decisions: a local demo only, never a deployment.
+    #[arg(long)]
+    anonymous: bool,
+    /// Bearer token of an admin-only credential named `admin` (deploy,
+    /// rollback, bundles, spend); prefer the env var.
     #[arg(long, env = "ARBITER_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Whose clock decisions and reports run on: the server's, or the
+    /// requests' own (replaying recorded traffic and tests only).
+    #[arg(long, value_enum, default_value = "server")]
+    clock: ClockArg,
+    /// With `--clock request`: how far ahead of the server's clock a
+    /// request's time may be, in milliseconds.
+    #[arg(long, default_value_t = 300_000)]
+    max_clock_ahead_ms: i64,
     /// Audit log (JSON lines, hash-chained).
     #[arg(long)]
     audit_log: Option<PathBuf>,
@@ -75,11 +93,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     let bundle = Bundle::load_trusted(&engine, &args.bundle, &trusted_keys)?;
     let reload = ReloadConfig { engine, trusted_keys, initial_manifest: args.bundle.clone(), keep: args.keep_bundles };
+    let credentials = credentials(&args)?;
+    let (clock_name, anonymous) = (args.clock.name(), args.anonymous);
+    let clock = match args.clock {
+        ClockArg::Server => Clock::Server,
+        ClockArg::Request => {
+            anyhow::ensure!(args.max_clock_ahead_ms >= 0, "--max-clock-ahead-ms must not be negative");
+            eprintln!(
+                "warning: --clock request: request timestamps choose budget windows and expiries (replays and tests only)"
+            );
+            Clock::Request { max_ahead_ms: args.max_clock_ahead_ms }
+        }
+    };
     let decider = Decider::new(Arc::new(bundle), args.state.open()?);
     let mut config = ServerConfig {
         http: args.http,
         grpc: (!args.no_grpc).then_some(args.grpc),
-        admin_token: args.admin_token.filter(|t| !t.is_empty()),
+        credentials: Arc::new(credentials),
+        clock,
         max_body_bytes: args.max_body_bytes,
         audit_log: args.audit_log,
         audit_mask: args.audit_mask,
@@ -98,12 +129,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let http = server.http_addr().map(|a| a.to_string()).unwrap_or_default();
         let grpc = server.grpc_addr().map(|a| a.to_string()).unwrap_or_else(|| "off".into());
         // One line that scripts and tests can read the bound ports from.
-        println!("arbiter serving bundle {} {} http={http} grpc={grpc}", bundle.name(), bundle.version());
+        println!(
+            "arbiter serving bundle {} {} http={http} grpc={grpc} clock={} anonymous={}",
+            bundle.name(),
+            bundle.version(),
+            clock_name,
+            anonymous
+        );
         server.run(shutdown_signal()).await?;
         eprintln!("arbiter stopped");
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The credentials file, the admin token and the anonymous switch; a
+/// server that no one could get a decision from is refused.
+fn credentials(args: &Args) -> anyhow::Result<Credentials> {
+    let mut credentials = match &args.credentials {
+        Some(path) => Credentials::load(path)?,
+        None => Credentials::default(),
+    };
+    if let Some(token) = args.admin_token.as_deref().filter(|t| !t.is_empty()) {
+        credentials.add_admin_token(token).map_err(anyhow::Error::msg)?;
+    }
+    credentials.anonymous = args.anonymous;
+    let can_decide = credentials.iter().any(|c| c.has(Role::Decide) || c.has(Role::Gateway));
+    anyhow::ensure!(
+        can_decide || args.anonymous,
+        "no credential may decide: give --credentials FILE (see docs/deploy.md), or --anonymous for a local demo"
+    );
+    if args.anonymous {
+        eprintln!("warning: --anonymous: requests without a key decide for any principal they name (local demo only)");
+    }
+    Ok(credentials)
 }
 
 /// Ctrl-C or SIGTERM.

@@ -96,7 +96,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for case in file.cases {
             let request = Request::from_json_value(&case.request)
                 .with_context(|| format!("{}: case `{}` has an invalid request", path.display(), case.name))?;
-            let decision = decider.decide(&request, crate::commands::eval::now_ms());
+            // Cases are recorded requests: each runs at its own timestamp.
+            let at = request.timestamp_ms.unwrap_or_else(crate::commands::eval::now_ms);
+            let decision = decider.decide(&request, at);
             match case.expect.mismatch(&decision) {
                 None => {
                     passed += 1;

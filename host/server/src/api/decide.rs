@@ -4,15 +4,20 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::auth::require_any;
+use crate::credentials::Role;
 use crate::state::{AppState, public_decision};
 
 pub(crate) async fn decide(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let caller = require_any(&state, &headers, &[Role::Decide])?;
     let body = body?;
     let request = arbiter_types::Request::from_json_slice(&body).map_err(|e| {
         let mut error = ApiError::bad_request(e.to_string());
@@ -21,7 +26,9 @@ pub(crate) async fn decide(
         }
         error
     })?;
-    let decision = state.decide(request, "api").await;
+    caller.check_principal(&request.principal)?;
+    let at = state.event_time(request.timestamp_ms, "timestamp")?;
+    let decision = state.decide(request, &caller, at, "api").await;
     Ok(Json(public_decision(&decision)))
 }
 

@@ -9,20 +9,26 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use super::auth::require_admin;
+use super::auth::{Caller, bearer, identify, require};
 use super::decide::parse_body;
 use super::reports::blocking;
+use crate::credentials::Role;
 use crate::state::{AppState, now_ms};
 use arbiter_engine::ReportError;
 use arbiter_state::{EscalationRefused, EscalationStatus};
 
+/// Every escalation for an admin; for an approver, those it may decide.
 pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers)?;
+    let credential = match identify(&state.credentials, bearer(&headers))? {
+        Caller::Credential(c) if c.has(Role::Admin) || c.has(Role::Approve) => c,
+        _ => require(&state, &headers, Role::Approve)?,
+    };
     let now = now_ms();
     let decider = state.decider.clone();
     let escalations: Vec<Value> = blocking(move || decider.state().escalations())
         .await??
         .into_iter()
+        .filter(|e| credential.has(Role::Admin) || credential.is_among(&e.approvers))
         .map(|e| {
             let expired = e.status == EscalationStatus::Pending && now >= e.expires_ms;
             let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
@@ -36,12 +42,13 @@ pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
     Ok(Json(json!({"escalations": escalations})))
 }
 
+/// The approver is the credential, never a field of the body.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ResolveBody {
-    /// Who decides (recorded in the audit log).
+    /// Why, for the audit log.
     #[serde(default)]
-    by: Option<String>,
+    comment: Option<String>,
 }
 
 pub(crate) async fn resolve(
@@ -50,7 +57,7 @@ pub(crate) async fn resolve(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers)?;
+    let approver = require(&state, &headers, Role::Approve)?;
     let approve = match action.as_str() {
         "approve" => true,
         "reject" => false,
@@ -64,8 +71,23 @@ pub(crate) async fn resolve(
     };
     let body = body?;
     let resolve: ResolveBody = if body.is_empty() { ResolveBody::default() } else { parse_body(&body)? };
-    let by = resolve.by.unwrap_or_else(|| "admin".to_owned());
+    let by = approver.name.clone();
     let decider = state.decider.clone();
+    let (lookup, id_for_lookup) = (decider.clone(), id.clone());
+    match blocking(move || lookup.state().escalation(&id_for_lookup)).await?? {
+        None => return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no escalation `{id}`"))),
+        Some(escalation) if !approver.is_among(&escalation.approvers) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_an_approver",
+                format!(
+                    "credential `{by}` is not among the approvers of `{id}` ({}); approvers are credential names or groups",
+                    escalation.approvers.join(", ")
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
     let (id_for_task, by_for_task) = (id.clone(), by.clone());
     let result = blocking(move || decider.resolve_escalation(&id_for_task, approve, &by_for_task, now_ms())).await?;
     match result {
@@ -73,7 +95,8 @@ pub(crate) async fn resolve(
             state.metrics.escalation_event(if approve { "approved" } else { "rejected" });
             state.audit_event(
                 "escalation_resolved",
-                json!({"escalation_id": id, "approved": approve, "by": by, "request_id": escalation.request_id}),
+                json!({"escalation_id": id, "approved": approve, "by": by, "request_id": escalation.request_id,
+                       "comment": resolve.comment}),
             );
             Ok(Json(serde_json::to_value(escalation).unwrap_or(Value::Null)))
         }

@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::reports::blocking;
+use crate::config::Clock;
 use crate::state::{AppState, now_ms};
 use arbiter_state::StateError;
 
@@ -29,6 +30,9 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = json!({
         "bundle": {"name": bundle.name(), "version": bundle.version(), "policies": bundle.policies().count()},
         "state": if store.is_ok() { "ok" } else { "unavailable" },
+        // How far callers are trusted, for operators and `arbiter readiness`.
+        "clock": match state.clock { Clock::Server => "server", Clock::Request { .. } => "request" },
+        "anonymous": state.credentials.anonymous,
     });
     if let Err(e) = &store {
         body["state_error"] = e.clone().into();

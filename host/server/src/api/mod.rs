@@ -1,7 +1,7 @@
 //! The HTTP JSON API.
 
 mod admin;
-mod auth;
+pub(crate) mod auth;
 mod decide;
 mod error;
 mod escalations;
@@ -14,6 +14,7 @@ use axum::routing::{any, get, post};
 
 use crate::state::AppState;
 
+pub(crate) use auth::Caller;
 pub(crate) use error::ApiError;
 
 pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {

@@ -9,8 +9,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ApiError;
-use super::auth::require_admin;
+use super::Caller;
+use super::auth::{require_admin, require_any};
 use super::decide::{accepted, parse_body};
+use crate::credentials::Role;
 use crate::state::{AppState, now_ms};
 use arbiter_engine::ReportError;
 use arbiter_state::{OutcomeStatus, SpendDimension, aggregate};
@@ -21,10 +23,14 @@ struct Usage {
     id: String,
     prompt_tokens: u64,
     output_tokens: u64,
-    /// When it happened (RFC 3339); now if absent. Lets a gateway report
-    /// late, and traces replay on their own clock.
+    /// When it happened (RFC 3339): recorded, and used only under the
+    /// request clock (replays); the server's clock otherwise.
     #[serde(default)]
     at: Option<String>,
+    /// Whose decision it is, for a `report` credential reporting another
+    /// credential's decisions; the caller's own otherwise.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -36,12 +42,30 @@ struct Outcome {
     latency_ms: Option<u64>,
     #[serde(default)]
     at: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
 }
 
-fn event_time(at: Option<&str>) -> Result<i64, ApiError> {
-    match at {
-        None => Ok(now_ms()),
-        Some(text) => arbiter_types::parse_rfc3339_ms(text).map_err(|e| ApiError::bad_request(format!("at: {e}"))),
+/// The report's time (see [`AppState::event_time`]).
+fn report_time(state: &AppState, at: Option<&str>) -> Result<i64, ApiError> {
+    let given =
+        at.map(arbiter_types::parse_rfc3339_ms).transpose().map_err(|e| ApiError::bad_request(format!("at: {e}")))?;
+    state.event_time(given, "at")
+}
+
+/// Whose decision a report is about: the caller's own, or with the
+/// `report` role any named owner's.
+fn report_owner(state: &AppState, headers: &HeaderMap, owner: Option<String>) -> Result<String, ApiError> {
+    let caller = require_any(state, headers, &[Role::Decide, Role::Report])?;
+    match (owner, &caller) {
+        (None, _) => Ok(caller.owner().to_owned()),
+        (Some(owner), Caller::Credential(c)) if c.has(Role::Report) => Ok(owner),
+        (Some(owner), _) if owner == caller.owner() => Ok(owner),
+        (Some(_), _) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("`{}` may report only its own decisions: `owner` needs the `report` role", caller.owner()),
+        )),
     }
 }
 
@@ -61,26 +85,33 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 
 pub(crate) async fn usage(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let usage: Usage = parse_body(&body?)?;
-    let at = event_time(usage.at.as_deref())?;
+    let owner = report_owner(&state, &headers, usage.owner)?;
+    let at = report_time(&state, usage.at.as_deref())?;
     let decider = state.decider.clone();
     let tokens = usage.prompt_tokens.saturating_add(usage.output_tokens);
     let result =
-        blocking(move || decider.report_usage(&usage.id, usage.prompt_tokens, usage.output_tokens, at)).await?;
+        blocking(move || decider.report_usage_as(&owner, &usage.id, usage.prompt_tokens, usage.output_tokens, at))
+            .await?;
     state.metrics.usage(result.is_ok(), tokens);
     result.map(|()| accepted()).map_err(report_error)
 }
 
 pub(crate) async fn outcome(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let outcome: Outcome = parse_body(&body?)?;
-    let at = event_time(outcome.at.as_deref())?;
+    let owner = report_owner(&state, &headers, outcome.owner)?;
+    let at = report_time(&state, outcome.at.as_deref())?;
     let decider = state.decider.clone();
-    let result = blocking(move || decider.report_outcome(&outcome.id, outcome.status, outcome.latency_ms, at)).await?;
+    let result =
+        blocking(move || decider.report_outcome_as(&owner, &outcome.id, outcome.status, outcome.latency_ms, at))
+            .await?;
     result.map(|()| accepted()).map_err(report_error)
 }
 

@@ -21,6 +21,14 @@ pub(crate) fn service(state: AppState) -> AuthorizationServer<ExtAuthz> {
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        // Envoy's own credential: `initial_metadata` of its grpc_service, which
+        // clients cannot set (their headers arrive inside the request).
+        let gateway_key = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
         let request = request.into_inner();
         let http = request
             .attributes
@@ -31,14 +39,23 @@ impl Authorization for ExtAuthz {
             http.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
         // `pack_as_bytes: true` sends raw_body; otherwise body (UTF-8).
         let body = if http.raw_body.is_empty() { http.body.into_bytes() } else { http.raw_body };
-        let gateway =
-            GatewayRequest { method: &http.method, path: &http.path, headers: &headers, body: &body, now_ms: now_ms() };
+        let gateway = GatewayRequest {
+            method: &http.method,
+            path: &http.path,
+            headers: &headers,
+            body: &body,
+            now_ms: now_ms(),
+            grant: None,
+        };
         let mut response = CheckResponse::new();
-        match check(&self.state, &gateway).await {
-            Answer::Allow { headers } => {
+        match check(&self.state, gateway, gateway_key.as_deref()).await {
+            Answer::Allow { headers, remove } => {
                 let mut ok = OkHttpResponseBuilder::new();
                 for (name, value) in headers {
                     ok.add_header(name, value, None, true);
+                }
+                for name in remove {
+                    ok.remove_header(name);
                 }
                 response.set_status(Status::ok("allowed")).set_http_response(ok);
             }

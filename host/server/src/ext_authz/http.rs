@@ -31,9 +31,15 @@ pub(crate) async fn check(
         .iter()
         .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str().to_owned(), v.to_owned())))
         .collect();
-    let request = GatewayRequest { method: method.as_str(), path, headers: &headers, body: &body, now_ms: now_ms() };
-    match decide(&state, &request).await {
-        Answer::Allow { headers } => respond(StatusCode::OK, headers, String::new()),
+    // Envoy's own credential, set by its `authorization_request.headers_to_add`
+    // (the Envoy config strips any client copy before ext_authz).
+    let gateway_key = headers.get(&format!("{}gateway-key", state.wire.header_prefix)).cloned();
+    let request =
+        GatewayRequest { method: method.as_str(), path, headers: &headers, body: &body, now_ms: now_ms(), grant: None };
+    match decide(&state, request, gateway_key.as_deref()).await {
+        // Envoy's HTTP mode cannot remove upstream headers from here: the
+        // Envoy config drops the arbiter key headers on the route.
+        Answer::Allow { headers, remove: _ } => respond(StatusCode::OK, headers, String::new()),
         Answer::Deny { status, headers, body } => {
             respond(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), headers, body)
         }

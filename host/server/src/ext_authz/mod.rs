@@ -4,9 +4,14 @@
 pub(crate) mod grpc;
 pub(crate) mod http;
 
+use std::sync::Arc;
+
 use arbiter_types::{Decision, VerdictKind};
 use serde_json::{Value, json};
 
+use crate::api::auth::{identify, lacks};
+use crate::api::{ApiError, Caller};
+use crate::credentials::{Credential, Role};
 use crate::state::{AppState, public_decision};
 use crate::wire::{Classified, GatewayRequest, Protocol, classify};
 
@@ -20,27 +25,65 @@ const MCP_INVALID: i64 = -32600;
 /// What Envoy must do with the request.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Answer {
-    /// Forward upstream, adding these headers.
-    Allow { headers: Vec<(String, String)> },
+    /// Forward upstream, adding `headers` and removing `remove` (the
+    /// caller's arbiter key never reaches the upstream).
+    Allow { headers: Vec<(String, String)>, remove: Vec<String> },
     /// Answer the client directly.
     Deny { status: u16, headers: Vec<(String, String)>, body: String },
 }
 
-pub(crate) async fn check(state: &AppState, request: &GatewayRequest<'_>) -> Answer {
-    match classify(request, &state.wire) {
-        Classified::Pass => Answer::Allow { headers: vec![("x-arbiter-decision".into(), "pass".into())] },
-        Classified::Refuse { status, code, message, protocol } => {
-            let error = json!({"error": {"type": "arbiter_error", "code": code, "message": message}});
-            refusal(&protocol, status, MCP_INVALID, code, &message, error, vec![])
-        }
-        Classified::Guard { request, protocol } => {
-            let decision = state.decide(*request, "ext_authz").await;
-            answer(&decision, &protocol)
+/// Who sent a gateway request. A `gateway_key` is Envoy's own credential
+/// (gRPC metadata or a header Envoy sets): the principal headers are then
+/// what Envoy verified, trusted within the gateway's grant. Otherwise the
+/// agent's key, in `<prefix>key`, names the caller.
+fn gateway_caller(
+    state: &AppState,
+    request: &GatewayRequest<'_>,
+    gateway_key: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let (key, role) = match gateway_key {
+        Some(key) => (Some(key), Role::Gateway),
+        None => (request.headers.get(&format!("{}key", state.wire.header_prefix)).map(String::as_str), Role::Decide),
+    };
+    match identify(&state.credentials, key)? {
+        Caller::Credential(c) if !c.has(role) => Err(lacks(&c, role)),
+        caller => Ok(caller),
+    }
+}
+
+pub(crate) async fn check(state: &AppState, mut request: GatewayRequest<'_>, gateway_key: Option<&str>) -> Answer {
+    let caller = gateway_caller(state, &request, gateway_key);
+    let credential: Option<Arc<Credential>> = match &caller {
+        Ok(Caller::Credential(c)) => Some(Arc::clone(c)),
+        _ => None,
+    };
+    request.grant = credential.as_deref().and_then(Credential::grant);
+    let prefix = &state.wire.header_prefix;
+    let remove = vec![format!("{prefix}key"), format!("{prefix}gateway-key")];
+    match classify(&request, &state.wire) {
+        Classified::Pass => Answer::Allow { headers: vec![("x-arbiter-decision".into(), "pass".into())], remove },
+        Classified::Refuse { status, code, message, protocol } => error_answer(&protocol, status, code, &message),
+        Classified::Guard { request: guarded, protocol } => {
+            let checked = caller.and_then(|caller| caller.check_principal(&guarded.principal).map(|()| caller));
+            match checked {
+                Err(e) => error_answer(&protocol, e.status.as_u16(), e.code, &e.message),
+                Ok(caller) => {
+                    let decision = state.decide(*guarded, &caller, request.now_ms, "ext_authz").await;
+                    answer(&decision, &protocol, remove)
+                }
+            }
         }
     }
 }
 
-fn answer(decision: &Decision, protocol: &Protocol) -> Answer {
+/// A request refused before any decision (malformed, unauthenticated,
+/// outside its grant).
+fn error_answer(protocol: &Protocol, status: u16, code: &str, message: &str) -> Answer {
+    let error = json!({"error": {"type": "arbiter_error", "code": code, "message": message}});
+    refusal(protocol, status, MCP_INVALID, code, message, error, vec![])
+}
+
+fn answer(decision: &Decision, protocol: &Protocol, remove: Vec<String>) -> Answer {
     let mut headers = vec![
         ("x-arbiter-decision".to_owned(), decision.decision.as_str().to_owned()),
         ("x-arbiter-request-id".to_owned(), decision.id.clone()),
@@ -49,7 +92,7 @@ fn answer(decision: &Decision, protocol: &Protocol) -> Answer {
         if let Some(clamp) = decision.clamp_max_output_tokens() {
             headers.push(("x-arbiter-clamp-max-output-tokens".into(), clamp.to_string()));
         }
-        return Answer::Allow { headers };
+        return Answer::Allow { headers, remove };
     }
     let escalated = decision.decision == VerdictKind::Escalate;
     if let Some(id) = decision.escalation.as_ref().and_then(|e| e.id.clone()) {

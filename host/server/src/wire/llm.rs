@@ -90,7 +90,8 @@ fn llm_request(api: Api, body: &Value, config: &WireConfig) -> Result<LlmRequest
         }
     }
     let (prompt_tokens, _exact) = prompt_tokens(&model, &parts);
-    Ok(LlmRequest { model, prompt_tokens, prompt_tokens_estimated: true, max_output_tokens })
+    let content_digest = Some(LlmRequest::digest_content(&parts));
+    Ok(LlmRequest { model, prompt_tokens, prompt_tokens_estimated: true, max_output_tokens, content_digest })
 }
 
 fn array(field: &str, body: &Value) -> Result<Vec<Value>, String> {
@@ -123,7 +124,7 @@ mod tests {
 
     fn run(path: &str, body: Value, headers: &HashMap<String, String>) -> Classified {
         let body = body.to_string();
-        let req = GatewayRequest { method: "POST", path, headers, body: body.as_bytes(), now_ms: 0 };
+        let req = GatewayRequest { method: "POST", path, headers, body: body.as_bytes(), now_ms: 0, grant: None };
         super::super::classify(&req, &WireConfig::default())
     }
 

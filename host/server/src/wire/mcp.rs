@@ -76,7 +76,14 @@ mod tests {
                 .chain([("mcp-session-id".to_owned(), "s-1".to_owned())])
                 .collect();
         let body = body.to_string();
-        let req = GatewayRequest { method: "POST", path: "/mcp", headers: &headers, body: body.as_bytes(), now_ms: 0 };
+        let req = GatewayRequest {
+            method: "POST",
+            path: "/mcp",
+            headers: &headers,
+            body: body.as_bytes(),
+            now_ms: 0,
+            grant: None,
+        };
         super::super::classify(&req, &WireConfig::default())
     }
 

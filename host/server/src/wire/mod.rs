@@ -22,6 +22,8 @@ pub(crate) struct GatewayRequest<'a> {
     pub(crate) headers: &'a HashMap<String, String>,
     pub(crate) body: &'a [u8],
     pub(crate) now_ms: i64,
+    /// The authenticated caller's grant: fields it pins need no header.
+    pub(crate) grant: Option<&'a crate::credentials::Grant>,
 }
 
 /// How the answer must be shaped for the caller to understand it.

@@ -6,10 +6,15 @@ use super::GatewayRequest;
 use crate::config::WireConfig;
 
 /// Builds the principal from `<prefix>pipeline`, `-agent`, `-team`,
-/// `-environment` and `-run` headers; the run falls back to the MCP session.
+/// `-environment` and `-run` headers; a field the caller's grant allows
+/// only one value of may be left out; the run falls back to the MCP
+/// session. Whether the caller may act as the result is checked after.
 pub(super) fn principal(req: &GatewayRequest<'_>, config: &WireConfig) -> Result<Principal, String> {
     let prefix = &config.header_prefix;
-    let header = |name: &str| req.headers.get(&format!("{prefix}{name}")).filter(|v| !v.is_empty()).cloned();
+    let granted = |name: &str| req.grant.and_then(|g| g.only(name)).map(str::to_owned);
+    let header = |name: &str| {
+        req.headers.get(&format!("{prefix}{name}")).filter(|v| !v.is_empty()).cloned().or_else(|| granted(name))
+    };
     let environment = header("environment").or_else(|| config.default_environment.clone());
     let run = header("run").or_else(|| req.headers.get("mcp-session-id").cloned());
     let fields = [header("pipeline"), header("agent"), header("team"), environment, run];
