@@ -33,7 +33,8 @@ def test_decide_usage_outcomes_and_report(arbiter):
     assert arbiter.decide(tool("t1", "warehouse.query", {"sql": "select 1"})).json()["decision"] == "allow"
     assert arbiter.client.post("/v1/outcomes", json={"id": "t1", "status": "success", "latency_ms": 12}).status_code == 200
     assert arbiter.client.post("/v1/outcomes", json={"id": "t1", "status": "success"}).status_code == 404
-    assert arbiter.client.get("/v1/report", params={"since": "2020-01-01"}).status_code == 401
+    assert arbiter.client.get("/v1/report", params={"since": "2020-01-01"}).status_code == 403, "agents read no spend"
+    assert arbiter.client.get("/v1/report", params={"since": "2020-01-01"}, headers={"authorization": ""}).status_code == 401
     rows = arbiter.client.get("/v1/report", params={"since": "2020-01-01", "by": "model"}, headers=arbiter.admin()).json()
     assert rows[0]["key"] == "claude-sonnet-4-5-20250929" and rows[0]["prompt_tokens"] == 1000
     assert rows[0]["output_tokens"] == 20 and rows[0]["reconciled"] == 1

@@ -9,7 +9,7 @@ import threading
 import httpx
 import pytest
 
-from conftest import ARBITER, BUNDLE, ROOT, TOKEN, start_arbiter, stop
+from conftest import ARBITER, BUNDLE, MONITOR, ROOT, TOKEN, start_arbiter, stop
 
 LLM = {"id": "x", "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
                                 "environment": "prod", "run": "swap"},
@@ -87,7 +87,7 @@ def test_deploy_and_rollback_under_load(tmp_path, keys):
     errors, verdicts, done = [], [], threading.Event()
 
     def client():
-        with httpx.Client(base_url=server.url, timeout=5) as c:
+        with httpx.Client(base_url=server.url, timeout=5, headers=MONITOR) as c:
             i = 0
             while not done.is_set():
                 i += 1
@@ -112,7 +112,8 @@ def test_deploy_and_rollback_under_load(tmp_path, keys):
         assert [p["version"] for p in listed["previous"]] == ["1.0.0"]
         assert "active: orders_daily 1.0.0" in cli("rollback", "--server", server.url).stdout
         assert "active: orders_daily 2.0.0" in cli("rollback", "--server", server.url, "--to", "2.0.0").stdout
-        assert server.client.post("/v1/admin/rollback").status_code == 401
+        assert server.client.post("/v1/admin/rollback", headers={"authorization": ""}).status_code == 401
+        assert server.client.post("/v1/admin/rollback").status_code == 403, "an agent key cannot roll back"
     finally:
         done.set()
         thread.join()
