@@ -364,3 +364,39 @@ fn a_bundle_serves_only_its_environments() {
     assert!(stdout.starts_with("deny") && stdout.contains("wrong_environment"), "{stdout}");
     assert!(stdout.contains("bundle orders_daily serves dev, prod, not staging"), "{stdout}");
 }
+
+#[test]
+fn credential_issues_a_key_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("monitor.key");
+    let key_arg = key_path.display().to_string();
+    let issue = |extra: &[&str]| {
+        let mut args = vec!["credential", "--name", "orders-monitor", "--role", "decide", "--key-out", &key_arg];
+        args.extend_from_slice(extra);
+        arbiter(&args)
+    };
+    let out = issue(&[
+        "--pipeline",
+        "orders_daily",
+        "--agent",
+        "monitor",
+        "--team",
+        "data-platform",
+        "--environment",
+        "prod",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let entry = text(&out.stdout);
+    let key = std::fs::read_to_string(&key_path).unwrap();
+    assert!(key.starts_with("arb_") && !entry.contains(key.trim()), "the entry holds the digest, not the key");
+    let credentials = arbiter_server::Credentials::from_toml(&entry, std::path::Path::new("c.toml")).unwrap();
+    let credential = credentials.authenticate(key.trim()).expect("the key names the credential");
+    assert_eq!(credential.name, "orders-monitor");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // A deciding credential without a grant is refused before any key is written.
+    let refused = issue(&[]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("needs a grant"), "{}", text(&refused.stderr));
+}

@@ -216,6 +216,14 @@ struct GrantEntry {
 /// take it.
 pub const ANONYMOUS: &str = "anonymous";
 
+/// A new API key: 32 random bytes, hex, prefixed so it is recognisable in
+/// a leak scan.
+pub fn new_key() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!("arb_{}", hex::encode(bytes)))
+}
+
 /// The SHA-256 of an API key, as a credentials file keeps it.
 pub fn key_digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()

@@ -25,5 +25,5 @@ mod wire;
 pub use audit::{AuditError, AuditLog, Verified, verify as verify_audit_log};
 pub use bundles::ReloadConfig;
 pub use config::{Clock, ServerConfig, UnrecognizedTraffic, WireConfig};
-pub use credentials::{ANONYMOUS, Credential, Credentials, CredentialsError, Grant, Role, key_digest};
+pub use credentials::{ANONYMOUS, Credential, Credentials, CredentialsError, Grant, Role, key_digest, new_key};
 pub use server::{Server, ServerError};

@@ -41,11 +41,13 @@ fn arbiter_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts `arbiter serve`; returns it with its HTTP and gRPC ports.
+/// Starts `arbiter serve`; returns it with its HTTP and gRPC ports. The
+/// harness decides anonymously (loopback only): the rows measure deciding,
+/// and a key lookup is one SHA-256 of a short token.
 fn serve(bundle: &Path) -> anyhow::Result<(Child, u16, u16)> {
     let cache = super::work_dir().join("cache");
     let mut child = Command::new(arbiter_binary()?)
-        .args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--bundle"])
+        .args(["serve", "--anonymous", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--bundle"])
         .arg(bundle)
         .arg("--cache-dir")
         .arg(cache)

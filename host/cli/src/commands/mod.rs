@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod build;
+pub mod credential;
 pub mod deploy;
 pub mod eval;
 pub mod inspect;
