@@ -189,11 +189,17 @@ def test_http_ext_authz_variant(arbiter):
     escalated = check("/mcp", {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
                                "params": {"name": "warehouse.drop_table", "arguments": {"table": "t"}}})
     body = escalated.json()
-    assert escalated.status_code == 200 and body["id"] == 9 and body["error"]["code"] == -32002
+    # Non-2xx: Envoy's HTTP ext_authz would forward any 2xx. The body is still
+    # the JSON-RPC error answering the call.
+    assert escalated.status_code == 428 and body["id"] == 9 and body["error"]["code"] == -32002
     assert escalated.headers["x-arbiter-escalation-id"] == body["error"]["data"]["decision"]["escalation"]["id"]
     cases = [
-        ({"jsonrpc": "2.0", "id": 3, "method": "eth_getBalance", "params": []}, 200, "method_not_allowed"),
-        ({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": ""}}, 200, "params.name"),
+        ({"jsonrpc": "2.0", "id": 3, "method": "eth_getBalance", "params": []}, 400, "method_not_allowed"),
+        ({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": ""}}, 400, "params.name"),
+        ({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "warehouse.drop_table"}}, 400,
+         "notification_not_allowed"),
+        ({"jsonrpc": "2.0", "id": 5, "method": "resources/read", "params": {"uri": "file:///etc/passwd"}}, 403,
+         "tool_not_allowed"),
         (b"\xff\xfe not json", 400, "body is not JSON"),
         ({"model": "m"}, 400, "body.messages: missing"),
     ]

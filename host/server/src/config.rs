@@ -40,8 +40,14 @@ pub struct WireConfig {
     pub default_environment: Option<String>,
     /// Worst case assumed when an LLM request states no max output tokens.
     pub default_max_output_tokens: u64,
-    /// MCP methods that are not guarded and pass untouched.
+    /// MCP methods that are session plumbing or listings: they pass
+    /// untouched (notifications always do).
     pub mcp_passthrough: Vec<String>,
+    /// MCP methods that make a server act or return data, decided as a tool
+    /// call named by the method (`resources/read` with its `params` as
+    /// arguments), so policies scope them like tools; tool-scope's
+    /// allow-list refuses them unless a rule names them.
+    pub mcp_guarded: Vec<String>,
     pub unrecognized: UnrecognizedTraffic,
 }
 
@@ -56,9 +62,18 @@ impl Default for WireConfig {
                 "ping",
                 "tools/list",
                 "resources/list",
-                "resources/read",
+                "resources/templates/list",
                 "prompts/list",
+                "logging/setLevel",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            mcp_guarded: [
+                "resources/read",
+                "resources/subscribe",
+                "resources/unsubscribe",
                 "prompts/get",
+                "completion/complete",
             ]
             .map(str::to_owned)
             .to_vec(),

@@ -59,8 +59,11 @@ impl Authorization for ExtAuthz {
                 }
                 response.set_status(Status::ok("allowed")).set_http_response(ok);
             }
-            Answer::Deny { status, headers, body } => {
+            Answer::Deny { status, in_band, headers, body } => {
                 let mut denied = DeniedHttpResponseBuilder::new();
+                // The CheckResponse itself says "denied": Envoy answers the
+                // client and forwards nothing, whatever the HTTP status.
+                let status = if in_band { 200 } else { status };
                 let code = HttpStatusCode::try_from(i32::from(status)).unwrap_or(HttpStatusCode::Forbidden);
                 denied.set_http_status(code).set_body(body);
                 for (name, value) in headers {

@@ -1,6 +1,7 @@
 //! Envoy's HTTP ext_authz: Envoy sends the original request (headers and
 //! body) to `/ext_authz/<original path>`; 200 lets it through, anything
-//! else is returned to the client.
+//! else is returned to the client. Every refusal is therefore non-2xx, MCP
+//! ones included (their JSON-RPC error is still the body).
 
 use std::collections::HashMap;
 
@@ -40,7 +41,7 @@ pub(crate) async fn check(
         // Envoy's HTTP mode cannot remove upstream headers from here: the
         // Envoy config drops the arbiter key headers on the route.
         Answer::Allow { headers, remove: _ } => respond(StatusCode::OK, headers, String::new()),
-        Answer::Deny { status, headers, body } => {
+        Answer::Deny { status, in_band: _, headers, body } => {
             respond(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), headers, body)
         }
     }

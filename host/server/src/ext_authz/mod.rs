@@ -28,8 +28,11 @@ pub(crate) enum Answer {
     /// Forward upstream, adding `headers` and removing `remove` (the
     /// caller's arbiter key never reaches the upstream).
     Allow { headers: Vec<(String, String)>, remove: Vec<String> },
-    /// Answer the client directly.
-    Deny { status: u16, headers: Vec<(String, String)>, body: String },
+    /// Answer the client directly with `status` (never 2xx: Envoy's HTTP
+    /// ext_authz lets any 2xx through). `in_band` marks an MCP JSON-RPC
+    /// error, which gRPC ext_authz delivers with status 200 so that the MCP
+    /// client's session survives.
+    Deny { status: u16, in_band: bool, headers: Vec<(String, String)>, body: String },
 }
 
 /// Who sent a gateway request. A `gateway_key` is Envoy's own credential
@@ -111,8 +114,8 @@ fn answer(decision: &Decision, protocol: &Protocol, remove: Vec<String>) -> Answ
 }
 
 /// A denial in the caller's protocol: a JSON error with `status`, or for
-/// MCP a JSON-RPC error answering the request's id, with status 200 (the
-/// MCP client ends its session on non-2xx answers).
+/// MCP a JSON-RPC error answering the request's id (in band: see
+/// [`Answer::Deny`]).
 fn refusal(
     protocol: &Protocol,
     status: u16,
@@ -123,15 +126,15 @@ fn refusal(
     mut headers: Vec<(String, String)>,
 ) -> Answer {
     headers.push(("content-type".into(), "application/json".into()));
-    let (status, body) = match protocol {
-        Protocol::Llm => (status, error),
+    let (in_band, body) = match protocol {
+        Protocol::Llm => (false, error),
         Protocol::Mcp { id } => {
             let data = error.get("error").cloned().unwrap_or(Value::Null);
             (
-                200,
+                true,
                 json!({"jsonrpc": "2.0", "id": id, "error": {"code": mcp_code, "message": format!("{code}: {message}"), "data": data}}),
             )
         }
     };
-    Answer::Deny { status, headers, body: body.to_string() }
+    Answer::Deny { status, in_band, headers, body: body.to_string() }
 }

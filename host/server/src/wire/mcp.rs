@@ -1,5 +1,9 @@
-//! MCP (JSON-RPC over streamable HTTP): `tools/call` is guarded; session
-//! plumbing and listings pass untouched.
+//! MCP (JSON-RPC over streamable HTTP): `tools/call` is guarded, and so is
+//! every method that makes a server act or return data (decided as a tool
+//! call named by the method); session plumbing, listings and notifications
+//! pass; anything else is refused (fail closed), as is an action sent as a
+//! notification (without an `id`), which would otherwise go unanswered and
+//! unguarded.
 
 use arbiter_types::{Action, Request, ToolCall, ToolFacts};
 use serde_json::Value;
@@ -15,7 +19,8 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
     let Some(message) = body.as_object() else {
         return Classified::refuse(400, "bad_request", "JSON-RPC batches are not supported", Protocol::Llm);
     };
-    let id = message.get("id").cloned();
+    // `"id": null` answers nothing: it is no id.
+    let id = message.get("id").filter(|id| !id.is_null()).cloned();
     let protocol = Protocol::Mcp { id: id.clone().unwrap_or(Value::Null) };
     if body.get("jsonrpc") != Some(&Value::from("2.0")) {
         return Classified::refuse(400, "bad_request", "jsonrpc: must be \"2.0\"", protocol);
@@ -26,10 +31,19 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
         None if message.contains_key("result") || message.contains_key("error") => return Classified::Pass,
         _ => return Classified::refuse(400, "bad_request", "method: missing or not a string", protocol),
     };
-    if id.is_none() || method.starts_with("notifications/") || config.mcp_passthrough.iter().any(|m| m == method) {
+    let guarded = method == "tools/call" || config.mcp_guarded.iter().any(|m| m == method);
+    if guarded && id.is_none() {
+        return Classified::refuse(
+            400,
+            "notification_not_allowed",
+            format!("MCP `{method}` sent as a notification (no `id`): an action needs an id to be answered"),
+            protocol,
+        );
+    }
+    if method.starts_with("notifications/") || config.mcp_passthrough.iter().any(|m| m == method) {
         return Classified::Pass;
     }
-    if method != "tools/call" {
+    if !guarded {
         return match config.unrecognized {
             UnrecognizedTraffic::Allow => Classified::Pass,
             UnrecognizedTraffic::Deny => {
@@ -37,15 +51,10 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
             }
         };
     }
-    let params = message.get("params").and_then(Value::as_object);
-    let name = match params.and_then(|p| p.get("name")) {
-        Some(Value::String(n)) if !n.is_empty() => n.clone(),
-        _ => return Classified::refuse(400, "bad_request", "params.name: must be a non-empty string", protocol),
-    };
-    let arguments = match params.and_then(|p| p.get("arguments")) {
-        None | Some(Value::Null) => serde_json::Map::new(),
-        Some(Value::Object(map)) => map.clone(),
-        Some(_) => return Classified::refuse(400, "bad_request", "params.arguments: must be an object", protocol),
+    let params = message.get("params");
+    let (name, arguments) = match action(method, params) {
+        Ok(action) => action,
+        Err(message) => return Classified::refuse(400, "bad_request", message, protocol),
     };
     let principal = match principal(req, config) {
         Ok(p) => p,
@@ -60,6 +69,29 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
         escalation_id: escalation_header(req, config),
     };
     Classified::Guard { request: Box::new(request), protocol }
+}
+
+/// The tool call an MCP action is decided as: `tools/call` by its tool and
+/// arguments; any other guarded method by its name, with its params.
+fn action(method: &str, params: Option<&Value>) -> Result<(String, serde_json::Map<String, Value>), String> {
+    let object = match params {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map),
+        Some(_) => return Err("params: must be an object".into()),
+    };
+    if method != "tools/call" {
+        return Ok((method.to_owned(), object.cloned().unwrap_or_default()));
+    }
+    let name = match object.and_then(|p| p.get("name")) {
+        Some(Value::String(n)) if !n.is_empty() => n.clone(),
+        _ => return Err("params.name: must be a non-empty string".into()),
+    };
+    let arguments = match object.and_then(|p| p.get("arguments")) {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err("params.arguments: must be an object".into()),
+    };
+    Ok((name, arguments))
 }
 
 #[cfg(test)]
@@ -107,6 +139,46 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": 3, "result": {}}),
         ] {
             assert!(matches!(classify_body(body.clone()), Classified::Pass), "{body}");
+        }
+    }
+
+    #[test]
+    fn methods_that_act_are_decided_like_tools() {
+        for (method, params) in [
+            ("resources/read", json!({"uri": "file:///etc/passwd"})),
+            ("prompts/get", json!({"name": "p", "arguments": {"x": "y"}})),
+            ("completion/complete", json!({"ref": {"type": "ref/prompt", "name": "p"}})),
+        ] {
+            match classify_body(json!({"jsonrpc": "2.0", "id": 8, "method": method, "params": params})) {
+                Classified::Guard { request, .. } => {
+                    let Action::ToolCall(call) = request.action else { panic!() };
+                    assert_eq!(call.tool, method);
+                    assert_eq!(Value::Object(call.arguments), params);
+                }
+                other => panic!("{method}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn actions_sent_as_notifications_are_refused() {
+        for method in ["tools/call", "resources/read", "prompts/get"] {
+            let body = json!({"jsonrpc": "2.0", "method": method,
+                              "params": {"name": "warehouse.drop_table", "arguments": {"table": "t"}}});
+            match classify_body(body) {
+                Classified::Refuse { code, .. } => assert_eq!(code, "notification_not_allowed", "{method}"),
+                other => panic!("{method}: {other:?}"),
+            }
+        }
+        // An unknown method is refused whether or not it has an id.
+        for body in [
+            json!({"jsonrpc": "2.0", "method": "sampling/createMessage"}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "x/y"}),
+        ] {
+            assert!(
+                matches!(classify_body(body.clone()), Classified::Refuse { code: "method_not_allowed", .. }),
+                "{body}"
+            );
         }
     }
 
