@@ -38,6 +38,19 @@ pub fn orders_daily_bundle() -> PathBuf {
         .clone()
 }
 
+/// Builds one reference policy (`policies/<name>`) into the scratch
+/// directory, once per test binary, and returns its component path.
+pub fn reference_component(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let path = build(&root().join("policies").join(name), &scratch_dir().join("reference"));
+    built.push((name.to_owned(), path.clone()));
+    path
+}
+
 /// Builds the hostile test policy and returns its component path.
 pub fn hostile_component() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -150,4 +163,122 @@ pub fn decide(
     let state: std::sync::Arc<dyn arbiter_state::StateStore> =
         std::sync::Arc::new(arbiter_state::InMemoryStore::in_memory(arbiter_state::StoreConfig::default()));
     bundle.evaluate(request, now_ms, &state)
+}
+
+/// A state store that runs `before_read` before every read a capability
+/// makes (`used`, `breaker_state`, `tool_calls`, `count_tool_calls`), e.g. to
+/// make host calls slow or hold evaluations in flight; everything else goes
+/// straight to an in-memory store.
+pub fn hooked_store(before_read: impl Fn() + Send + Sync + 'static) -> std::sync::Arc<dyn arbiter_state::StateStore> {
+    let inner = arbiter_state::InMemoryStore::in_memory(arbiter_state::StoreConfig::default());
+    std::sync::Arc::new(HookedStore { inner, before_read: Box::new(before_read) })
+}
+
+struct HookedStore {
+    inner: arbiter_state::InMemoryStore,
+    before_read: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for HookedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookedStore").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+mod hooked {
+    use arbiter_state::{
+        BreakerState, Commit, CommitRefused, Escalation, EscalationRefused, Gauges, OutcomeRejected, OutcomeReport,
+        PastToolCall, Resolution, RunKey, SpendEntry, StateError, StateStore, UsageRejected, UsageReport,
+    };
+    use arbiter_types::{BreakerConfig, ChargeUnit, Window};
+
+    use super::HookedStore;
+
+    impl StateStore for HookedStore {
+        fn used(&self, scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Result<u64, StateError> {
+            (self.before_read)();
+            self.inner.used(scope, window, unit, now_ms)
+        }
+
+        fn breaker_state(&self, key: &str, config: &BreakerConfig, now_ms: i64) -> Result<BreakerState, StateError> {
+            (self.before_read)();
+            self.inner.breaker_state(key, config, now_ms)
+        }
+
+        fn tool_calls(&self, run: &RunKey, tool: Option<&str>, since_ms: i64) -> Result<Vec<PastToolCall>, StateError> {
+            (self.before_read)();
+            self.inner.tool_calls(run, tool, since_ms)
+        }
+
+        fn count_tool_calls(&self, run: &RunKey, since_ms: i64) -> Result<u32, StateError> {
+            (self.before_read)();
+            self.inner.count_tool_calls(run, since_ms)
+        }
+
+        fn commit(&self, commit: Commit) -> Result<Result<(), CommitRefused>, StateError> {
+            self.inner.commit(commit)
+        }
+
+        fn reconcile(&self, usage: UsageReport) -> Result<Result<(), UsageRejected>, StateError> {
+            self.inner.reconcile(usage)
+        }
+
+        fn record_outcome(&self, outcome: OutcomeReport) -> Result<Result<(), OutcomeRejected>, StateError> {
+            self.inner.record_outcome(outcome)
+        }
+
+        fn open_escalation(&self, escalation: Escalation) -> Result<(), StateError> {
+            self.inner.open_escalation(escalation)
+        }
+
+        fn resolve_escalation(
+            &self,
+            resolution: Resolution,
+        ) -> Result<Result<Escalation, EscalationRefused>, StateError> {
+            self.inner.resolve_escalation(resolution)
+        }
+
+        fn escalation(&self, id: &str) -> Result<Option<Escalation>, StateError> {
+            self.inner.escalation(id)
+        }
+
+        fn escalations(&self) -> Result<Vec<Escalation>, StateError> {
+            self.inner.escalations()
+        }
+
+        fn gauges(&self, now_ms: i64) -> Result<Gauges, StateError> {
+            self.inner.gauges(now_ms)
+        }
+
+        fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError> {
+            self.inner.spend(since_ms, until_ms)
+        }
+    }
+}
+
+/// Holds every caller until `parties` of them have arrived, so that many
+/// evaluations are provably in flight at once. Gives up (panics) after a
+/// minute: a guard against hanging the test run, not a speed check.
+#[derive(Debug)]
+pub struct Gate {
+    arrived: std::sync::Mutex<usize>,
+    all_in: std::sync::Condvar,
+    parties: usize,
+}
+
+impl Gate {
+    pub fn new(parties: usize) -> Self {
+        Gate { arrived: std::sync::Mutex::new(0), all_in: std::sync::Condvar::new(), parties }
+    }
+
+    pub fn wait(&self) {
+        let mut arrived = self.arrived.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *arrived += 1;
+        self.all_in.notify_all();
+        let (arrived, waited) = self
+            .all_in
+            .wait_timeout_while(arrived, std::time::Duration::from_secs(60), |n| *n < self.parties)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert!(!waited.timed_out(), "only {} of {} callers arrived", *arrived, self.parties);
+    }
 }

@@ -1,13 +1,24 @@
 //! Hostile and broken policies: the host stays up, the verdict is the
 //! documented fail-closed one (or a clear load error), and healthy policies
-//! in the same engine keep working.
+//! in the same engine keep working. Also the sandbox's bounds around them:
+//! the deadline on the guest's own time, the bounded instance pool, and the
+//! authenticated compilation cache.
 
-use arbiter_engine::{Bundle, Capability, FailMode, PolicyEngine};
-use arbiter_tests::{component_from_core_wat, hostile_component, scratch_dir, single_policy_bundle, tool_call};
-use arbiter_types::{PolicyOutcome, VerdictKind};
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arbiter_engine::{Bundle, Capability, EngineConfig, FailMode, PolicyEngine};
+use arbiter_tests::{
+    Gate, component_from_core_wat, hooked_store, hostile_component, reference_component, scratch_dir,
+    single_policy_bundle, tool_call,
+};
+use arbiter_types::{Decision, PolicyOutcome, Request, VerdictKind};
 use serde_json::json;
 
-const ALL_CAPABILITIES: [Capability; 2] = [Capability::Log, Capability::Clock];
+const ALL_CAPABILITIES: [Capability; 3] = [Capability::Log, Capability::Clock, Capability::Budgets];
 
 fn hostile(engine: &PolicyEngine, behaviour: &str, fail: FailMode) -> Bundle {
     single_policy_bundle(engine, &hostile_component(), json!({"behaviour": behaviour}), ALL_CAPABILITIES.to_vec(), fail)
@@ -17,6 +28,10 @@ fn hostile(engine: &PolicyEngine, behaviour: &str, fail: FailMode) -> Bundle {
 /// Decides one request and returns the decision and the fault kind.
 fn fault_of(bundle: &Bundle) -> (VerdictKind, Vec<String>, Option<String>) {
     let decision = arbiter_tests::decide(bundle, &tool_call("r-1", "warehouse.query", json!({"sql": "select 1"})), 0);
+    outcome_of(&decision)
+}
+
+fn outcome_of(decision: &Decision) -> (VerdictKind, Vec<String>, Option<String>) {
     let fault = decision.policies.iter().find_map(|p| match &p.outcome {
         PolicyOutcome::Fault { kind, .. } => Some(kind.clone()),
         PolicyOutcome::Verdict(_) => None,
@@ -114,7 +129,7 @@ fn ungranted_capabilities_are_refused_by_name() {
         &engine,
         &hostile_component(),
         json!({"behaviour": "allow"}),
-        vec![Capability::Log],
+        vec![Capability::Log, Capability::Budgets],
         FailMode::Closed,
     )
     .unwrap_err()
@@ -210,4 +225,217 @@ fn a_verdict_that_cannot_be_lifted_is_a_policy_fault() {
     assert_eq!((decision, codes), (VerdictKind::Deny, vec!["policy_fault".to_owned()]));
     assert_eq!(fault.as_deref(), Some("invalid_return"));
     assert_healthy_still_works(&engine);
+}
+
+// --- The deadline bounds the guest's own work, not waiting in host calls ---
+
+/// Engine settings for the sandbox-bound tests, caching where the other
+/// tests do.
+fn config() -> EngineConfig {
+    EngineConfig { cache_dir: Some(scratch_dir().join("cache")), ..EngineConfig::default() }
+}
+
+const HOST_CALL: Duration = Duration::from_millis(15);
+
+/// The token-budget reference policy with four budgets it reads one host
+/// call each, all too small for the request: it denies `budget_exhausted`.
+fn four_budgets(engine: &PolicyEngine) -> Bundle {
+    let budgets: Vec<_> = ["run", "pipeline", "agent", "team"]
+        .iter()
+        .map(|per| json!({"per": per, "window": "day", "limit": 500}))
+        .collect();
+    single_policy_bundle(
+        engine,
+        &reference_component("token-budget"),
+        json!({"budgets": budgets}),
+        vec![Capability::Budgets],
+        FailMode::Closed,
+    )
+    .unwrap_or_else(|e| panic!("token-budget: {e}"))
+}
+
+fn llm_request() -> Request {
+    Request::from_json_value(&json!({
+        "id": "r-llm",
+        "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
+                      "environment": "prod", "run": "run-1"},
+        "action": {"kind": "llm_request", "model": "claude-sonnet-4-5-20250929",
+                   "prompt_tokens": 900, "max_output_tokens": 100},
+        "timestamp": "2026-11-26T02:00:00Z"
+    }))
+    .unwrap_or_else(|e| panic!("request: {e}"))
+}
+
+/// Decides the LLM request on a store whose every read takes `HOST_CALL`;
+/// returns the outcome and how many reads the policy made.
+fn decide_with_slow_reads(bundle: &Bundle) -> ((VerdictKind, Vec<String>, Option<String>), usize) {
+    let reads = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&reads);
+    let state = hooked_store(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(HOST_CALL);
+    });
+    let decision = bundle.evaluate(&llm_request(), 0, &state);
+    (outcome_of(&decision), reads.load(Ordering::Relaxed))
+}
+
+#[test]
+fn slow_host_calls_do_not_count_against_the_deadline() {
+    // Four 15 ms reads: 60 ms in host calls, more than twice the deadline.
+    let engine = PolicyEngine::new(EngineConfig {
+        limits: arbiter_engine::SandboxLimits { deadline: Duration::from_millis(25), ..Default::default() },
+        ..config()
+    })
+    .unwrap();
+    let (outcome, reads) = decide_with_slow_reads(&four_budgets(&engine));
+    assert_eq!(reads, 4, "one read per budget");
+    assert_eq!(outcome, (VerdictKind::Deny, vec!["budget_exhausted".to_owned()], None));
+}
+
+#[test]
+fn waiting_beyond_the_host_wait_allowance_counts_against_the_deadline() {
+    // Only 5 ms of the 60 ms waited are forgiven: a policy cannot hold a
+    // request indefinitely by calling the host in a loop.
+    let engine = PolicyEngine::new(EngineConfig {
+        limits: arbiter_engine::SandboxLimits { deadline: Duration::from_millis(25), ..Default::default() },
+        host_wait_allowance: Duration::from_millis(5),
+        ..config()
+    })
+    .unwrap();
+    let ((decision, codes, fault), _) = decide_with_slow_reads(&four_budgets(&engine));
+    assert_eq!(
+        (decision, codes, fault.as_deref()),
+        (VerdictKind::Deny, vec!["policy_fault".to_owned()], Some("deadline_exceeded"))
+    );
+}
+
+#[test]
+fn a_spinning_guest_is_stopped_even_with_a_generous_host_allowance() {
+    let engine = PolicyEngine::new(EngineConfig {
+        limits: arbiter_engine::SandboxLimits { fuel: None, deadline: Duration::from_millis(20), ..Default::default() },
+        host_wait_allowance: Duration::from_secs(3600),
+        ..config()
+    })
+    .unwrap();
+    let bundle = hostile(&engine, "loop_forever", FailMode::Closed);
+    for attempt in 0..2 {
+        let (decision, _, fault) = fault_of(&bundle);
+        assert_eq!((decision, fault.as_deref()), (VerdictKind::Deny, Some("deadline_exceeded")), "attempt {attempt}");
+    }
+}
+
+// --- Bounded instance pools with a reuse cap ---
+
+/// The count the `count_calls` guest returns: which evaluation of its
+/// instance this was.
+fn count_of(decision: &Decision) -> u32 {
+    assert_eq!(decision.codes(), ["count"], "{decision:?}");
+    decision.reasons[0].message.parse().unwrap_or_else(|e| panic!("count: {e}"))
+}
+
+#[test]
+fn an_instance_is_replaced_after_its_reuse_limit() {
+    let engine =
+        PolicyEngine::new(EngineConfig { instance_reuse_limit: NonZeroU64::new(3).unwrap(), ..config() }).unwrap();
+    let bundle = hostile(&engine, "count_calls", FailMode::Closed);
+    let counts: Vec<u32> = (0..7)
+        .map(|i| count_of(&arbiter_tests::decide(&bundle, &tool_call(&format!("r-{i}"), "x", json!({})), 0)))
+        .collect();
+    // The global restarts with each fresh instance.
+    assert_eq!(counts, [1, 2, 3, 1, 2, 3, 1]);
+}
+
+/// Evaluates `parties` requests at once: each waits in its host call until
+/// all are in flight, so each holds its own instance. Returns the counts.
+fn evaluate_together(bundle: &Arc<Bundle>, parties: usize) -> Vec<u32> {
+    let gate = Arc::new(Gate::new(parties));
+    let state = hooked_store(move || gate.wait());
+    let threads: Vec<_> = (0..parties)
+        .map(|i| {
+            let (bundle, state) = (Arc::clone(bundle), Arc::clone(&state));
+            std::thread::spawn(move || {
+                count_of(&bundle.evaluate(&tool_call(&format!("r-{i}"), "x", json!({})), 0, &state))
+            })
+        })
+        .collect();
+    let mut counts: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    counts.sort_unstable();
+    counts
+}
+
+#[test]
+fn the_idle_pool_never_holds_more_than_its_cap() {
+    let engine = PolicyEngine::new(EngineConfig {
+        max_idle_instances: NonZeroUsize::new(2).unwrap(),
+        // The evaluations wait for each other in a host call.
+        host_wait_allowance: Duration::from_secs(3600),
+        ..config()
+    })
+    .unwrap();
+    let bundle = Arc::new(hostile(&engine, "count_calls", FailMode::Closed));
+    // Six instances at once, each on its first evaluation...
+    assert_eq!(evaluate_together(&bundle, 6), [1; 6]);
+    // ...of which only two were kept: the other four are new.
+    assert_eq!(evaluate_together(&bundle, 6), [1, 1, 1, 1, 2, 2]);
+}
+
+// --- The compilation cache is verified before it is loaded ---
+
+fn cache_entry(dir: &Path, component: &[u8]) -> PathBuf {
+    let digest = arbiter_engine::digest_of(component);
+    let hex = digest.trim_start_matches("sha256:");
+    let names: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
+    names
+        .iter()
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm") && p.to_string_lossy().contains(hex))
+        .unwrap_or_else(|| panic!("no cache entry for {digest} in {names:?}"))
+        .clone()
+}
+
+#[test]
+fn a_tampered_cache_entry_is_recompiled_never_loaded() {
+    let cache = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let engine_with_key = |key: Option<PathBuf>| {
+        PolicyEngine::new(EngineConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            cache_key_file: key,
+            ..EngineConfig::default()
+        })
+        .unwrap()
+    };
+    let garbage = elsewhere.path().join("garbage-verdict.wasm");
+    std::fs::write(&garbage, component_from_core_wat(GARBAGE_VERDICT)).unwrap();
+    let engine = engine_with_key(None);
+    hostile(&engine, "allow", FailMode::Closed);
+    single_policy_bundle(&engine, &garbage, json!({}), vec![], FailMode::Closed).unwrap();
+    let entry = cache_entry(cache.path(), &std::fs::read(hostile_component()).unwrap());
+    let valid = std::fs::read(&entry).unwrap();
+    // A valid entry of the same engine, for a component that faults.
+    let other_component = std::fs::read(cache_entry(cache.path(), &std::fs::read(&garbage).unwrap())).unwrap();
+    let mut flipped = valid.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+
+    type Tamper<'a> = (&'static str, Box<dyn Fn() + 'a>);
+    let tampers: [Tamper; 4] = [
+        ("a flipped byte", Box::new(|| std::fs::write(&entry, &flipped).unwrap())),
+        ("truncated", Box::new(|| std::fs::write(&entry, &valid[..valid.len() * 3 / 4]).unwrap())),
+        ("another component's entry", Box::new(|| std::fs::write(&entry, &other_component).unwrap())),
+        (
+            "written under another key",
+            Box::new(|| {
+                let foreign = engine_with_key(Some(elsewhere.path().join("foreign.key")));
+                hostile(&foreign, "allow", FailMode::Closed);
+            }),
+        ),
+    ];
+    for (what, tamper) in tampers {
+        tamper();
+        assert_ne!(std::fs::read(&entry).unwrap(), valid, "{what}: the entry changed");
+        let engine = engine_with_key(None);
+        let (decision, codes, fault) = fault_of(&hostile(&engine, "allow", FailMode::Closed));
+        assert_eq!((decision, fault), (VerdictKind::Allow, None), "{what}: decided by the wrong code: {codes:?}");
+        assert_eq!(std::fs::read(&entry).unwrap(), valid, "{what}: the entry was not rewritten");
+    }
 }

@@ -1,8 +1,8 @@
-//! The shared wasmtime engine: compilation (with an on-disk cache keyed by
-//! component digest) and the clock that enforces wall-clock deadlines.
+//! The shared wasmtime engine: compilation (with an authenticated on-disk
+//! cache keyed by component digest) and the clock that enforces wall-clock
+//! deadlines.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
+use crate::cache::CompileCache;
 use crate::config::EngineConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,12 @@ pub enum EngineError {
     Ticker(#[source] std::io::Error),
     #[error("cannot create the compilation cache directory {path}: {source}")]
     CacheDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read or create the compilation cache key {path}: {source}")]
+    CacheKey {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -35,8 +42,7 @@ pub struct PolicyEngine {
 struct Inner {
     engine: Engine,
     config: EngineConfig,
-    /// Distinguishes cache entries of incompatible engine builds.
-    compatibility: String,
+    cache: Option<CompileCache>,
     // Held for its Drop, which stops the clock thread.
     _ticker: Ticker,
 }
@@ -55,14 +61,13 @@ impl PolicyEngine {
             .epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack);
         let engine = Engine::new(&wasm).map_err(|e| EngineError::Config(e.to_string()))?;
-        if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir).map_err(|source| EngineError::CacheDir { path: dir.clone(), source })?;
-        }
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let compatibility = format!("{:016x}", hasher.finish());
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .map(|dir| CompileCache::open(&engine, dir, config.cache_key_file.as_deref()))
+            .transpose()?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
-        Ok(PolicyEngine { inner: Arc::new(Inner { engine, config, compatibility, _ticker: ticker }) })
+        Ok(PolicyEngine { inner: Arc::new(Inner { engine, config, cache, _ticker: ticker }) })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -73,54 +78,21 @@ impl PolicyEngine {
         &self.inner.engine
     }
 
-    /// Epoch ticks that make up `deadline`, rounded up, plus one because the
-    /// first tick may come at once.
-    pub(crate) fn deadline_ticks(&self, deadline: std::time::Duration) -> u64 {
-        let tick = self.inner.config.epoch_tick.as_nanos().max(1);
-        u64::try_from(deadline.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX).saturating_add(1)
-    }
-
     /// Compiles a component, or loads it from the cache when its digest was
-    /// compiled before by a compatible engine.
+    /// compiled before by a compatible engine under the same cache key.
+    /// `digest` must be the digest of `bytes`.
     pub(crate) fn compile(&self, bytes: &[u8], digest: &str) -> wasmtime::Result<Component> {
-        let Some(path) = self.cache_path(digest) else {
+        let Some(cache) = &self.inner.cache else {
             return Component::new(&self.inner.engine, bytes);
         };
-        if path.exists() {
-            match self.load_cached(&path) {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e}"),
-            }
+        if let Some(component) = cache.load(&self.inner.engine, digest) {
+            return Ok(component);
         }
         let component = Component::new(&self.inner.engine, bytes)?;
-        if let Err(e) = self.store_cached(&path, &component) {
-            tracing::warn!(path = %path.display(), "cannot write compilation cache: {e}");
+        if let Err(e) = cache.store(digest, &component) {
+            tracing::warn!(digest, "cannot write the compilation cache: {e:#}");
         }
         Ok(component)
-    }
-
-    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
-        let dir = self.inner.config.cache_dir.as_ref()?;
-        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-        Some(dir.join(format!("{hex}-{}.cwasm", self.inner.compatibility)))
-    }
-
-    #[allow(unsafe_code)]
-    fn load_cached(&self, path: &Path) -> wasmtime::Result<Component> {
-        // SAFETY: the file was written by `store_cached` of an engine with the
-        // same compatibility hash (it is in the file name), and the cache
-        // directory is trusted like the binary itself (see EngineConfig).
-        // wasmtime additionally checks the artifact's header and version.
-        unsafe { Component::deserialize_file(&self.inner.engine, path) }
-    }
-
-    fn store_cached(&self, path: &Path, component: &Component) -> wasmtime::Result<()> {
-        let bytes = component.serialize()?;
-        // Write then rename, so a crash never leaves a torn entry behind.
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod bindings;
 mod bundle;
+mod cache;
 mod capability;
 mod combine;
 mod component_info;

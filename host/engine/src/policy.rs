@@ -2,8 +2,9 @@
 //!
 //! Loading checks what the component is and what it imports, links only the
 //! capabilities it was granted, and prepares an `InstancePre`. Instances are
-//! kept in a pool and reused across evaluations; an instance that faulted is
-//! dropped (a trapped instance cannot be entered again) and replaced lazily.
+//! kept in a bounded pool and reused across evaluations, up to a reuse limit;
+//! an instance that faulted is dropped (a trapped instance cannot be entered
+//! again) and replaced lazily.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -21,7 +22,7 @@ use crate::component_info::{ComponentInfo, InspectError};
 use crate::config::SandboxLimits;
 use crate::convert;
 use crate::engine::PolicyEngine;
-use crate::sandbox::{DecisionContext, SandboxState, StateUnavailable};
+use crate::sandbox::{Deadline, DecisionContext, SandboxState, StateUnavailable};
 
 /// Why a component cannot be loaded as a policy.
 #[derive(Debug, thiserror::Error)]
@@ -52,12 +53,14 @@ pub struct PreparedPolicy {
     info: ComponentInfo,
     settings_json: String,
     limits: SandboxLimits,
-    deadline_ticks: u64,
+    deadline: Deadline,
     /// Whether the engine meters fuel (an engine-wide setting).
     metered: bool,
     engine: wasmtime::Engine,
     pre: PolicyPre<SandboxState>,
     pool: Mutex<Vec<Slot>>,
+    max_idle: usize,
+    reuse_limit: u64,
 }
 
 impl std::fmt::Debug for PreparedPolicy {
@@ -70,6 +73,8 @@ impl std::fmt::Debug for PreparedPolicy {
 struct Slot {
     store: Store<SandboxState>,
     policy: Policy,
+    /// Evaluations this instance has served.
+    evaluations: u64,
 }
 
 /// How a policy evaluation failed.
@@ -120,16 +125,23 @@ impl PreparedPolicy {
         let component = engine.compile(bytes, &info.digest).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let pre = PolicyPre::new(instance_pre).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let config = engine.config();
         let policy = PreparedPolicy {
             name: Arc::from(name),
             info,
             settings_json,
             limits,
-            deadline_ticks: engine.deadline_ticks(limits.deadline),
-            metered: engine.config().limits.fuel.is_some(),
+            deadline: Deadline {
+                limit: limits.deadline,
+                tick: config.epoch_tick,
+                host_wait_allowance: config.host_wait_allowance,
+            },
+            metered: config.limits.fuel.is_some(),
             engine: engine.wasmtime().clone(),
             pre,
             pool: Mutex::new(Vec::new()),
+            max_idle: config.max_idle_instances.get(),
+            reuse_limit: config.instance_reuse_limit.get(),
         };
         let first = policy.instantiate().map_err(|fault| match fault.kind {
             "settings_rejected" => LoadError::Settings(fault.detail),
@@ -174,6 +186,7 @@ impl PreparedPolicy {
         slot.store.data_mut().decision = None;
         match returned {
             Ok(verdict) => {
+                slot.evaluations += 1;
                 self.release(slot);
                 convert::verdict_from_wit(verdict).map_err(|detail| Fault { kind: "invalid_verdict", detail })
             }
@@ -189,7 +202,8 @@ impl PreparedPolicy {
             let fuel = self.limits.fuel.unwrap_or(u64::MAX);
             store.set_fuel(fuel).map_err(|e| Fault { kind: "trap", detail: e.to_string() })?;
         }
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.data_mut().start_call();
+        store.set_epoch_deadline(self.deadline.initial_ticks());
         Ok(())
     }
 
@@ -197,6 +211,10 @@ impl PreparedPolicy {
         let state = SandboxState::new(Arc::clone(&self.name), self.limits.memory_bytes);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s);
+        // The deadline is on the guest's own time: when the epoch deadline
+        // passes, host-call time is taken out before deciding to stop it.
+        let deadline = self.deadline;
+        store.epoch_deadline_callback(move |store| Ok(deadline.on_expiry(store.data())));
         self.arm(&mut store)?;
         let policy = self.pre.instantiate(&mut store).map_err(|e| classify(&e, &store))?;
         self.arm(&mut store)?;
@@ -205,11 +223,26 @@ impl PreparedPolicy {
             .call_init(&mut store, &self.settings_json)
             .map_err(|e| classify(&e, &store))?;
         initialised.map_err(|message| Fault { kind: "settings_rejected", detail: message })?;
-        Ok(Slot { store, policy })
+        Ok(Slot { store, policy, evaluations: 0 })
     }
 
+    /// Returns a healthy instance to the pool, unless it has served its
+    /// evaluations or the pool is full; then it is dropped.
     fn release(&self, slot: Slot) {
-        self.pool.lock().unwrap_or_else(PoisonError::into_inner).push(slot);
+        if slot.evaluations >= self.reuse_limit {
+            return;
+        }
+        let rejected = {
+            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            if pool.len() < self.max_idle {
+                pool.push(slot);
+                None
+            } else {
+                Some(slot)
+            }
+        };
+        // Outside the lock: tearing a store down unmaps its memory.
+        drop(rejected);
     }
 }
 

@@ -1,9 +1,14 @@
 //! A policy that misbehaves as its settings say, to prove the host survives
 //! it. `{"behaviour": "..."}` picks one of [`Behaviour`].
 
-use arbiter_sdk::host::{clock, log};
-use arbiter_sdk::{Policy, Request, Verdict, export_policy};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use arbiter_sdk::host::{budgets, clock, log};
+use arbiter_sdk::{ChargeUnit, Policy, Request, Verdict, Window, export_policy};
 use serde::Deserialize;
+
+/// Evaluations this instance has served (see [`Behaviour::CountCalls`]).
+static CALLS: AtomicU32 = AtomicU32::new(0);
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +24,10 @@ pub enum Behaviour {
     DeepRecursion,
     Panic,
     HugeReason,
+    /// Counts its evaluations in a global and denies with the count as the
+    /// message, after reading a budget (so a test's state store can hold
+    /// evaluations in flight): shows which instance served a call.
+    CountCalls,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +68,11 @@ impl Policy for Hostile {
             Behaviour::DeepRecursion => Verdict::deny("depth", recurse(u64::MAX).to_string()),
             Behaviour::Panic => panic!("policy bug"),
             Behaviour::HugeReason => Verdict::deny("huge", "x".repeat(10 << 20)),
+            Behaviour::CountCalls => {
+                let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+                budgets::used("count", Window::Run, ChargeUnit::Tokens);
+                Verdict::deny("count", calls.to_string())
+            }
         }
     }
 }
