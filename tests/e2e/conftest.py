@@ -223,13 +223,23 @@ def fake_llm():
     server.shutdown()
 
 
+class McpUpstream:
+    """The real MCP server behind Envoy, and the log of the tool calls that reached it."""
+
+    def __init__(self, port: int, calls: pathlib.Path):
+        self.port, self.calls_log = port, calls
+
+    def calls(self) -> list[str]:
+        return self.calls_log.read_text().split() if self.calls_log.exists() else []
+
+
 @pytest.fixture
-def mcp_upstream():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(HERE / "mcp_server.py"), str(port)],
+def mcp_upstream(tmp_path):
+    port, calls = free_port(), tmp_path / "mcp-calls.log"
+    proc = subprocess.Popen([sys.executable, str(HERE / "mcp_server.py"), str(port), str(calls)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, proc, "MCP server")
-    yield port
+    yield McpUpstream(port, calls)
     stop(proc)
 
 
@@ -269,10 +279,10 @@ def envoy_config(template_name: str, listen: int, admin: int, arbiter, fake_llm_
     return config
 
 
-@pytest.fixture
-def envoy(arbiter, fake_llm, mcp_upstream, tmp_path):
+def start_envoy(template_name: str, arbiter, fake_llm_port: int, mcp_port: int, tmp_path: pathlib.Path):
+    """A real Envoy on one of the example configs; returns (process, base URL)."""
     listen, admin = free_port(), free_port()
-    config = envoy_config("envoy.yaml", listen, admin, arbiter, fake_llm[1], mcp_upstream, tmp_path)
+    config = envoy_config(template_name, listen, admin, arbiter, fake_llm_port, mcp_port, tmp_path)
     proc = subprocess.Popen(["envoy", "-c", str(config), "--log-level", "warn", "--disable-hot-restart",
                              "--base-id", str(uuid.uuid4().int % 100000)], stdout=subprocess.DEVNULL, stderr=sys.stderr)
     wait_for_port(listen, proc, "envoy")
@@ -281,5 +291,20 @@ def envoy(arbiter, fake_llm, mcp_upstream, tmp_path):
     while httpx.get(f"http://127.0.0.1:{admin}/ready").text.strip() != "LIVE":
         assert time.monotonic() < deadline, "envoy never became ready"
         time.sleep(0.1)
-    yield f"http://127.0.0.1:{listen}"
+    return proc, f"http://127.0.0.1:{listen}"
+
+
+@pytest.fixture
+def envoy(arbiter, fake_llm, mcp_upstream, tmp_path):
+    """Envoy with arbiter as its gRPC ext_authz (examples/envoy/envoy.yaml)."""
+    proc, url = start_envoy("envoy.yaml", arbiter, fake_llm[1], mcp_upstream.port, tmp_path)
+    yield url
+    stop(proc)
+
+
+@pytest.fixture
+def envoy_http(arbiter, fake_llm, mcp_upstream, tmp_path):
+    """Envoy with arbiter as its HTTP ext_authz (examples/envoy/envoy-http.yaml)."""
+    proc, url = start_envoy("envoy-http.yaml", arbiter, fake_llm[1], mcp_upstream.port, tmp_path)
+    yield url
     stop(proc)

@@ -173,3 +173,52 @@ def test_a_client_cannot_pose_as_the_gateway(envoy, arbiter):
     as_gateway = arbiter.client.post("/ext_authz/v1/chat/completions", json=body,
                                      headers={**check, "x-arbiter-gateway-key": "k-monitor"})
     assert as_gateway.status_code == 403 and "lacks the `gateway` role" in as_gateway.text
+
+
+def mcp_post(base, body, session=None):
+    headers = {**AGENT_HEADERS, "accept": "application/json, text/event-stream"}
+    if session:
+        headers["mcp-session-id"] = session
+    return httpx.post(f"{base}/mcp", json=body, headers=headers)
+
+
+def mcp_open(base):
+    """An MCP session opened by hand, JSON-RPC on the wire, so every refusal is seen as sent."""
+    init = mcp_post(base, {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                           "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                      "clientInfo": {"name": "e2e", "version": "1"}}})
+    assert init.status_code == 200, init.text
+    session = init.headers["mcp-session-id"]
+    assert mcp_post(base, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session).status_code in (200, 202)
+    return session
+
+
+@pytest.mark.parametrize("gateway", ["envoy", "envoy_http"])
+def test_no_refused_mcp_call_reaches_the_server_in_either_envoy_mode(gateway, request, mcp_upstream):
+    base = request.getfixturevalue(gateway)
+    session = mcp_open(base)
+
+    def call(id, tool, arguments):
+        return mcp_post(base, {"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                               "params": {"name": tool, "arguments": arguments}}, session)
+
+    refused = {
+        "tool_not_allowed": call(2, "shell.exec", {"command": "rm -rf /"}),
+        "needs_approval": call(3, "warehouse.drop_table", {"table": "analytics.orders_daily"}),
+        # The same call in notification form used to pass unguarded.
+        "notification_not_allowed": mcp_post(base, {"jsonrpc": "2.0", "method": "tools/call", "params": {
+            "name": "warehouse.drop_table", "arguments": {"table": "analytics.orders_daily"}}}, session),
+        # Methods that make the server return data are decided like tools.
+        "resources/read": mcp_post(base, {"jsonrpc": "2.0", "id": 4, "method": "resources/read",
+                                          "params": {"uri": "file:///etc/passwd"}}, session),
+        "method_not_allowed": mcp_post(base, {"jsonrpc": "2.0", "id": 5, "method": "tasks/run", "params": {}}, session),
+    }
+    allowed = call(6, "warehouse.query", {"sql": "select 1"})
+    assert allowed.status_code == 200 and "ran: select 1" in allowed.text, allowed.text
+    for expected, r in refused.items():
+        error = r.json()["error"]
+        code = error["data"]["code"]
+        assert code == ("tool_not_allowed" if expected == "resources/read" else expected), (expected, r.text)
+        # HTTP ext_authz lets any 2xx through: refusals must not be 2xx there.
+        assert r.status_code == 200 if gateway == "envoy" else r.status_code >= 400, (expected, r.status_code)
+    assert mcp_upstream.calls() == ["warehouse.query"], "only the allowed call reached the MCP server"
