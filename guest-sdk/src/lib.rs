@@ -40,6 +40,7 @@ mod request;
 #[doc(hidden)]
 pub mod runtime;
 mod settings;
+#[cfg(feature = "sql")]
 pub mod sql;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

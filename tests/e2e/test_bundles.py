@@ -2,6 +2,7 @@
 client deciding throughout."""
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -28,7 +29,8 @@ def copy_bundle(dest, version, pinned):
     """The reference bundle under `dest`, as `version`, pinning `pinned`."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(BUNDLE.parent / "components", dest / "components", dirs_exist_ok=True)
-    text = BUNDLE.read_text().replace('version = "0.1.0"', f'version = "{version}"', 1)
+    text, replaced = re.subn(r'(\[bundle\]\nname = "[^"]*"\nversion = )"[^"]*"', rf'\g<1>"{version}"', BUNDLE.read_text())
+    assert replaced == 1, "the reference bundle's [bundle] version was not found"
     text = text.replace('pinned = ["claude-sonnet-4-5-20250929", "gpt-4o-2024-08-06"]', f"pinned = {pinned}")
     (dest / "bundle.toml").write_text(text)
     return dest / "bundle.toml"

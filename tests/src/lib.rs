@@ -38,6 +38,36 @@ pub fn orders_daily_bundle() -> PathBuf {
         .clone()
 }
 
+/// The `[bundle]` version in a manifest's text.
+pub fn bundle_version(manifest: &str) -> &str {
+    let (start, end) = bundle_version_span(manifest);
+    &manifest[start..end]
+}
+
+/// A manifest's text with its `[bundle]` version replaced, comments kept, so
+/// tests derive bundles from the reference whatever version it is at.
+pub fn with_bundle_version(manifest: &str, version: &str) -> String {
+    let (start, end) = bundle_version_span(manifest);
+    format!("{}{version}{}", &manifest[..start], &manifest[end..])
+}
+
+/// The version after `version` with a MINOR bump (`0.2.0` -> `0.3.0`).
+pub fn next_minor(version: &str) -> String {
+    let parts: Vec<u64> = version.split('.').map(|p| p.parse().unwrap_or_else(|e| panic!("{version}: {e}"))).collect();
+    let [major, minor, _] = parts[..] else { panic!("{version} is not MAJOR.MINOR.PATCH") };
+    format!("{major}.{}.0", minor + 1)
+}
+
+/// Where the `[bundle]` table's version string lies (inside its quotes).
+fn bundle_version_span(manifest: &str) -> (usize, usize) {
+    const KEY: &str = "\nversion = \"";
+    let table = manifest.find("[bundle]").unwrap_or_else(|| panic!("no [bundle] table"));
+    let key = manifest[table..].find(KEY).unwrap_or_else(|| panic!("no [bundle] version"));
+    let start = table + key + KEY.len();
+    let end = start + manifest[start..].find('"').unwrap_or_else(|| panic!("unterminated [bundle] version"));
+    (start, end)
+}
+
 /// Builds one reference policy (`policies/<name>`) into the scratch
 /// directory, once per test binary, and returns its component path.
 pub fn reference_component(name: &str) -> PathBuf {

@@ -7,27 +7,27 @@ use std::time::Instant;
 
 use arbiter_engine::{Bundle, Decider};
 use arbiter_state::{InMemoryStore, StoreConfig};
-use arbiter_tests::{engine, orders_daily_bundle};
+use arbiter_tests::{bundle_version, engine, next_minor, orders_daily_bundle, with_bundle_version};
 use arbiter_types::{Request, VerdictKind};
 use serde_json::json;
 
-/// The reference bundle as version 0.2.0, with `gpt-4o-2024-08-06` no
-/// longer pinned.
-fn stricter_bundle(dir: &std::path::Path) -> std::path::PathBuf {
+/// The reference bundle's version and, at the next minor version, the
+/// reference bundle with `gpt-4o-2024-08-06` no longer pinned.
+fn stricter_bundle(dir: &std::path::Path) -> (String, String, std::path::PathBuf) {
     let reference = orders_daily_bundle();
     let components = reference.parent().unwrap().join("components");
-    let text = std::fs::read_to_string(&reference)
-        .unwrap()
-        .replace("components/", &format!("{}/", components.display()))
-        .replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1)
-        .replace(
+    let text = std::fs::read_to_string(&reference).unwrap();
+    let old_version = bundle_version(&text).to_owned();
+    let new_version = next_minor(&old_version);
+    let text =
+        with_bundle_version(&text, &new_version).replace("components/", &format!("{}/", components.display())).replace(
             "pinned = [\"claude-sonnet-4-5-20250929\", \"gpt-4o-2024-08-06\"]",
             "pinned = [\"claude-sonnet-4-5-20250929\"]",
         );
-    assert!(text.contains("version = \"0.2.0\"") && !text.contains("\"gpt-4o-2024-08-06\"]"));
+    assert!(!text.contains("\"gpt-4o-2024-08-06\"]"));
     let path = dir.join("bundle.toml");
     std::fs::write(&path, text).unwrap();
-    path
+    (old_version, new_version, path)
 }
 
 fn gpt4o(thread: usize, i: u64) -> Request {
@@ -45,7 +45,8 @@ fn swaps_and_rollbacks_under_load_never_mix_or_fail() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine();
     let old = Arc::new(Bundle::load(&engine, &orders_daily_bundle()).unwrap());
-    let new = Arc::new(Bundle::load(&engine, &stricter_bundle(dir.path())).unwrap());
+    let (old_version, new_version, stricter) = stricter_bundle(dir.path());
+    let new = Arc::new(Bundle::load(&engine, &stricter).unwrap());
     let decider = Decider::new(Arc::clone(&old), Arc::new(InMemoryStore::in_memory(StoreConfig::default())));
     let stop = Arc::new(AtomicBool::new(false));
     let (decided, by_new) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -53,13 +54,14 @@ fn swaps_and_rollbacks_under_load_never_mix_or_fail() {
         .map(|t| {
             let (decider, stop, decided, by_new) =
                 (decider.clone(), Arc::clone(&stop), Arc::clone(&decided), Arc::clone(&by_new));
+            let (old_version, new_version) = (old_version.clone(), new_version.clone());
             std::thread::spawn(move || {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let d = decider.decide(&gpt4o(t, i), 1_795_658_400_000);
                     let expected = match d.bundle.version.as_str() {
-                        "0.1.0" => (VerdictKind::Allow, vec![]),
-                        "0.2.0" => {
+                        v if v == old_version => (VerdictKind::Allow, vec![]),
+                        v if v == new_version => {
                             by_new.fetch_add(1, Ordering::Relaxed);
                             (VerdictKind::Deny, vec!["model_not_pinned"])
                         }

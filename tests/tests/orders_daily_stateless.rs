@@ -10,9 +10,10 @@ use arbiter_engine::Bundle;
 use arbiter_tests::{engine, orders_daily_bundle, orders_daily_traces};
 use arbiter_types::{Request, VerdictKind};
 
-const STATELESS_CODES: [&str; 6] = [
+const STATELESS_CODES: [&str; 7] = [
     "tool_not_allowed",
     "needs_approval",
+    "sql_unparseable",
     "model_not_pinned",
     "context_bloat",
     "region_not_allowed",

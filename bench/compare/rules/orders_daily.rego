@@ -53,17 +53,35 @@ escalate contains "needs_approval" if {
 	input.action.declared.irreversible == true
 }
 
+# The SQL rule (`read_only = true`: only one read-only query passes) is an
+# approximation here: Rego has no SQL parser, so this reads text where
+# arbiter parses it (sqlparser, in the guest). A query passes when, outside
+# '...' literals, it starts with a read keyword, holds no `;` but a final
+# one and no write word. It gives arbiter's verdicts on the harness's cases,
+# not on policies/human-review/tests/sql_corpus: comments, quoted
+# identifiers, dollar quotes, functions and unparseable SQL are beyond it.
 escalate contains "needs_approval" if {
 	tool_call
 	some rule in data.human_review.sql_rules
+	rule.read_only
 	some pattern in rule.tools
 	glob.match(pattern, [], tool)
 	sql := input.action.arguments[rule.argument]
 	is_string(sql)
-	# Keywords count outside '...' literals only, as whole words, any case.
-	outside_literals := regex.replace(sql, `'(?:[^']|'')*'`, " ")
-	some word in regex.split(`[^A-Za-z0-9_]+`, lower(outside_literals))
-	word in rule.keywords
+	not read_only_sql(sql)
+}
+
+sql_write_words := {
+	"insert", "update", "delete", "merge", "drop", "create", "alter", "truncate",
+	"grant", "revoke", "copy", "call", "execute", "into", "lock", "set",
+}
+
+read_only_sql(sql) if {
+	outside_literals := lower(regex.replace(sql, `'(?:[^']|'')*'`, " "))
+	regex.match(`^\s*(select|with|explain|show|describe|values)\b`, outside_literals)
+	not contains(trim_right(trim_space(outside_literals), "; "), ";")
+	words := {word | some word in regex.split(`[^a-z0-9_]+`, outside_literals)}
+	count(words & sql_write_words) == 0
 }
 
 # model-pin: only pinned, dated model versions.

@@ -122,15 +122,36 @@ fn profile_config() -> Vec<String> {
 }
 
 /// Remaps the absolute paths rustc embeds (panic locations), so digests do
-/// not depend on where the checkout or the Cargo home lie; a 64 KiB shadow
-/// stack keeps instances small.
+/// not depend on where the checkout or the Cargo home lie; sets the shadow
+/// stack's size.
 fn rustflags(package: &PackageInfo) -> String {
     let mut flags = vec![format!("--remap-path-prefix={}=/policy", package.workspace_root.display())];
     if let Some(home) = cargo_home() {
         flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
     }
-    flags.push("-Clink-arg=-zstack-size=65536".to_owned());
+    flags.push(format!("-Clink-arg=-zstack-size={}", package.stack_size));
     flags.join(" ")
+}
+
+/// A 64 KiB shadow stack keeps instances small; a policy whose code
+/// recurses deeply (a parser) asks for more in its Cargo.toml:
+/// `[package.metadata.arbiter] stack-size = <bytes>`.
+const DEFAULT_STACK_SIZE: u64 = 64 << 10;
+/// A quarter of the default 16 MiB memory cap, so the heap keeps most of it.
+const MAX_STACK_SIZE: u64 = 4 << 20;
+
+/// The stack size `[package.metadata.arbiter]` asks for (`cargo metadata`'s
+/// `metadata` of the package, `null` when there is none).
+fn stack_size(metadata: &serde_json::Value) -> Result<u64, BuildError> {
+    let Some(asked) = metadata.get("arbiter").and_then(|arbiter| arbiter.get("stack-size")) else {
+        return Ok(DEFAULT_STACK_SIZE);
+    };
+    match asked.as_u64() {
+        Some(bytes) if (DEFAULT_STACK_SIZE..=MAX_STACK_SIZE).contains(&bytes) && bytes % 16 == 0 => Ok(bytes),
+        _ => Err(BuildError::Metadata(format!(
+            "[package.metadata.arbiter] stack-size = {asked}: a multiple of 16 from {DEFAULT_STACK_SIZE} to {MAX_STACK_SIZE} bytes"
+        ))),
+    }
 }
 
 fn cargo_home() -> Option<PathBuf> {
@@ -158,6 +179,7 @@ struct PackageInfo {
     lib_name: String,
     target_dir: PathBuf,
     workspace_root: PathBuf,
+    stack_size: u64,
 }
 
 impl PackageInfo {
@@ -197,6 +219,24 @@ impl PackageInfo {
             lib_name: text(&lib["name"], "lib name")?.replace('-', "_"),
             target_dir: PathBuf::from(text(&meta["target_directory"], "target_directory")?),
             workspace_root: PathBuf::from(text(&meta["workspace_root"], "workspace_root")?),
+            stack_size: stack_size(&package["metadata"])?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stack_size_defaults_and_is_bounded() {
+        assert_eq!(stack_size(&json!(null)).unwrap(), DEFAULT_STACK_SIZE);
+        assert_eq!(stack_size(&json!({"other": 1})).unwrap(), DEFAULT_STACK_SIZE);
+        assert_eq!(stack_size(&json!({"arbiter": {"stack-size": 1 << 20}})).unwrap(), 1 << 20);
+        for bad in [json!(1024), json!((8 << 20) as u64), json!((1 << 20) + 1), json!("1M"), json!(-1)] {
+            let error = stack_size(&json!({"arbiter": {"stack-size": bad}})).unwrap_err().to_string();
+            assert!(error.contains("stack-size"), "{error}");
+        }
     }
 }

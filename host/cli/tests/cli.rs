@@ -36,25 +36,30 @@ fn build_produces_a_component_with_no_wasi_imports() {
 #[test]
 fn inspect_shows_embedded_version_and_only_contract_imports() {
     let components = orders_daily_bundle().parent().unwrap().join("components");
-    let policies = reference_policies();
-    assert_eq!(policies.len(), 9);
-    for policy in &policies {
-        let path = components.join(format!("{policy}.wasm"));
+    let manifest = arbiter_engine::Manifest::from_file(&orders_daily_bundle()).unwrap();
+    assert_eq!(reference_policies().len(), 9);
+    for policy in &manifest.policies {
+        let path = components.join(format!("{}.wasm", policy.name));
         let output = arbiter(&["inspect", "--format", "json", &path.display().to_string()]);
         assert!(output.status.success(), "{}", text(&output.stderr));
         let info: Value = serde_json::from_slice(&output.stdout).unwrap();
-        assert_eq!(info["metadata"]["name"], policy.as_str());
-        assert_eq!(info["metadata"]["version"], "0.1.0");
+        assert_eq!(info["metadata"]["name"], policy.name.as_str());
+        assert_eq!(info["metadata"]["version"], policy.version.as_str());
         assert_eq!(info["contract_version"], "0.1.0");
         for import in info["imports"].as_array().unwrap() {
             let import = import.as_str().unwrap();
-            assert!(import.starts_with("arbiter:policy/") && !import.contains("wasi"), "{policy} imports {import}");
+            assert!(
+                import.starts_with("arbiter:policy/") && !import.contains("wasi"),
+                "{} imports {import}",
+                policy.name
+            );
         }
     }
     let output = arbiter(&["inspect", &components.join("human-review.wasm").display().to_string()]);
     let stdout = text(&output.stdout);
+    let version = &manifest.policies.iter().find(|p| p.name == "human-review").unwrap().version;
     assert!(
-        stdout.contains("version       0.1.0") && stdout.contains("contract      arbiter:policy@0.1.0"),
+        stdout.contains(&format!("version       {version}")) && stdout.contains("contract      arbiter:policy@0.1.0"),
         "{stdout}"
     );
 }
@@ -68,7 +73,11 @@ fn eval_prints_the_decision() {
     assert_eq!(decision["decision"], "escalate");
     assert_eq!(decision["reasons"][0]["code"], "needs_approval");
     assert_eq!(decision["escalation"]["approvers"], json!(["data-platform-oncall"]));
-    assert_eq!(decision["bundle"], json!({"name": "orders_daily", "version": "0.1.0"}));
+    let manifest = std::fs::read_to_string(orders_daily_bundle()).unwrap();
+    assert_eq!(
+        decision["bundle"],
+        json!({"name": "orders_daily", "version": arbiter_tests::bundle_version(&manifest)})
+    );
 }
 
 /// Malformed requests: exit code 2, an error naming the field, no panic.
@@ -129,7 +138,11 @@ fn test_command_reports_passes_and_failures() {
     let bundle = bundle_arg();
     let output = arbiter(&["test", &bundle, "examples/orders_daily/cases.json"]);
     assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
-    assert!(text(&output.stdout).trim_end().ends_with("16 passed, 0 failed"), "{}", text(&output.stdout));
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("examples/orders_daily/cases.json")).unwrap())
+            .unwrap();
+    let all = format!("{} passed, 0 failed", cases["cases"].as_array().unwrap().len());
+    assert!(text(&output.stdout).trim_end().ends_with(&all), "{}", text(&output.stdout));
 
     let dir = tempfile::tempdir().unwrap();
     let cases = json!({"cases": [
@@ -296,7 +309,8 @@ fn lint_checks_the_bundle_and_its_version_bump() {
         "{}",
         text(&out.stdout)
     );
-    let bumped = write("minor.toml", stricter.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1));
+    let minor = arbiter_tests::next_minor(arbiter_tests::bundle_version(&stricter));
+    let bumped = write("minor.toml", arbiter_tests::with_bundle_version(&stricter, &minor));
     let out = arbiter(&["lint", &bumped, "--base", &bundle_arg(), "--format", "json"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
