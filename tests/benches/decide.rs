@@ -5,19 +5,24 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arbiter_engine::{Bundle, Decider};
+use arbiter_engine::{Bundle, Decider, FailMode, Manifest};
 use arbiter_state::{InMemoryStore, JournalStore, OutcomeStatus, RedisConfig, RedisStore, StateStore, StoreConfig};
-use arbiter_tests::{RedisServer, engine, orders_daily_bundle, tool_call};
+use arbiter_tests::{RedisServer, engine, orders_daily_bundle, single_policy_bundle, tool_call};
 use arbiter_types::{Request, VerdictKind};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
+/// A read of the orders table with `conditions` conditions (40: ~1 KB).
+fn query(conditions: usize) -> String {
+    format!(
+        "select order_id, customer_id, amount, currency, created_at from analytics.orders_daily where {}",
+        (0..conditions).map(|i| format!("col_{i} is not null")).collect::<Vec<_>>().join(" and ")
+    )
+}
+
 /// A warehouse query with about 1 KB of JSON arguments.
 fn tool_call_1kb() -> Request {
-    let sql = format!(
-        "select order_id, customer_id, amount, currency, created_at from analytics.orders_daily where {}",
-        (0..40).map(|i| format!("col_{i} is not null")).collect::<Vec<_>>().join(" and ")
-    );
+    let sql = query(40);
     let request = tool_call(
         "bench-1",
         "warehouse.query",
@@ -56,6 +61,30 @@ fn evaluate(c: &mut Criterion) {
         })
     });
     group.bench_function("llm_request", |b| b.iter(|| bundle.evaluate(black_box(&llm), 0, &state)));
+    group.finish();
+}
+
+/// human-review alone, with the reference bundle's settings, reading
+/// queries of three sizes (the largest just under the 4096 bytes it reads):
+/// what parsing SQL in the guest costs.
+fn read_sql(c: &mut Criterion) {
+    let manifest_path = orders_daily_bundle();
+    let manifest = Manifest::from_file(&manifest_path).unwrap_or_else(|e| panic!("{e}"));
+    let policy =
+        manifest.policies.iter().find(|p| p.name == "human-review").unwrap_or_else(|| panic!("no human-review"));
+    let component = manifest_path.parent().unwrap_or_else(|| panic!("no parent")).join(&policy.component);
+    let settings = serde_json::to_value(&policy.settings).unwrap_or_else(|e| panic!("{e}"));
+    let bundle = single_policy_bundle(&engine(), &component, settings, Vec::new(), FailMode::Closed)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
+    let mut group = c.benchmark_group("read_sql");
+    for (name, sql) in
+        [("44b", "select count(*) from analytics.orders_daily".to_owned()), ("1kb", query(40)), ("4kb", query(165))]
+    {
+        let request = tool_call("bench-sql", "warehouse.query", json!({ "sql": sql }));
+        assert_eq!(bundle.evaluate(&request, 0, &state).decision, VerdictKind::Allow, "{name}");
+        group.bench_function(name, |b| b.iter(|| bundle.evaluate(black_box(&request), 0, &state)));
+    }
     group.finish();
 }
 
@@ -134,5 +163,5 @@ fn decide_with_charges(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluate, decide_with_charges, decide_tool_call);
+criterion_group!(benches, evaluate, read_sql, decide_with_charges, decide_tool_call);
 criterion_main!(benches);

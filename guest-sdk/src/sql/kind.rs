@@ -263,7 +263,7 @@ impl TryFrom<String> for Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::{Dialect, parse};
+    use crate::sql::{DEFAULT_MAX_BYTES, Dialect, parse};
 
     #[test]
     fn statements_have_their_leading_keywords_kind() {
@@ -298,7 +298,7 @@ mod tests {
             ("vacuum t", Kind::Other),
         ];
         for (sql, kind) in cases {
-            let statements = parse(Dialect::Postgres, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let statements = parse(Dialect::Postgres, sql, DEFAULT_MAX_BYTES).unwrap_or_else(|e| panic!("{sql}: {e}"));
             assert_eq!(Kind::of(&statements[0]), kind, "{sql}");
         }
     }

@@ -7,10 +7,10 @@
 //! ```
 //! use arbiter_sdk::sql::{self, Dialect, Kind, ReadOnly};
 //!
-//! let statements = sql::parse(Dialect::Generic, "select 1 -- '\n; drop table t").unwrap();
+//! let statements = sql::parse(Dialect::Generic, "select 1 -- '\n; drop table t", sql::DEFAULT_MAX_BYTES).unwrap();
 //! assert_eq!(sql::find_kind(&statements, &[Kind::Drop]), Some(Kind::Drop));
 //! assert!(ReadOnly::default().violation(&statements).is_some());
-//! assert!(sql::parse(Dialect::Generic, "select 'unterminated").is_err());
+//! assert!(sql::parse(Dialect::Generic, "select 'unterminated", sql::DEFAULT_MAX_BYTES).is_err());
 //! ```
 //!
 //! Text that does not tokenize or parse is an [`SqlError`]: a policy must
@@ -38,6 +38,14 @@ pub use sqlparser::ast;
 /// measured (nested LATERAL joins, ~24 KB per level) use a quarter. Deeper
 /// input is an [`SqlError`].
 pub const MAX_NESTING: usize = 24;
+
+/// The most SQL text a policy should read ([`parse`]'s `max_bytes`): within
+/// the default sandbox fuel (50 M) with room to spare. The costliest shapes
+/// measured (a select list of nested calls, `f(g(1)), ...`) run out of fuel
+/// between 5 and 6 KiB; 4 KiB of the 1 KB benchmark query's shape take a
+/// fifth of it. Longer text is an [`SqlError`], so that it escalates rather
+/// than faulting the sandbox.
+pub const DEFAULT_MAX_BYTES: usize = 4096;
 
 /// The longest parser message an [`SqlError`] shows: it quotes the
 /// offending token, which may be a megabyte of string literal, and a
@@ -78,17 +86,26 @@ impl Dialect {
     }
 }
 
-/// SQL text that does not tokenize, does not parse, or nests deeper than
-/// [`MAX_NESTING`].
+/// SQL text that is longer than asked, does not tokenize, does not parse,
+/// or nests deeper than [`MAX_NESTING`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqlError(ParserError);
+pub struct SqlError(Unread);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unread {
+    TooLong { bytes: usize, max_bytes: usize },
+    Parser(ParserError),
+}
 
 impl fmt::Display for SqlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (what, message) = match &self.0 {
-            ParserError::TokenizerError(message) => ("does not tokenize", message),
-            ParserError::ParserError(message) => ("does not parse", message),
-            ParserError::RecursionLimitExceeded => {
+            Unread::TooLong { bytes, max_bytes } => {
+                return write!(f, "is {bytes} bytes long, more than the {max_bytes} read");
+            }
+            Unread::Parser(ParserError::TokenizerError(message)) => ("does not tokenize", message),
+            Unread::Parser(ParserError::ParserError(message)) => ("does not parse", message),
+            Unread::Parser(ParserError::RecursionLimitExceeded) => {
                 return write!(f, "nests deeper than {MAX_NESTING} levels");
             }
         };
@@ -106,13 +123,17 @@ fn shortened(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 
 impl std::error::Error for SqlError {}
 
-/// The statements of `sql` (none for empty text or only `;`).
-pub fn parse(dialect: Dialect, sql: &str) -> Result<Vec<ast::Statement>, SqlError> {
+/// The statements of `sql` (none for empty text or only `;`), read only if
+/// it is at most `max_bytes` long (see [`DEFAULT_MAX_BYTES`]).
+pub fn parse(dialect: Dialect, sql: &str, max_bytes: usize) -> Result<Vec<ast::Statement>, SqlError> {
+    if sql.len() > max_bytes {
+        return Err(SqlError(Unread::TooLong { bytes: sql.len(), max_bytes }));
+    }
     Parser::new(dialect.rules())
         .with_recursion_limit(MAX_NESTING)
         .try_with_sql(sql)
         .and_then(|mut parser| parser.parse_statements())
-        .map_err(SqlError)
+        .map_err(|error| SqlError(Unread::Parser(error)))
 }
 
 /// The first statement among `statements`, or nested anywhere in them
@@ -144,18 +165,21 @@ mod tests {
             "select 1; /* nested /* comment */ still */ drop table t",
         ];
         for sql in hidden {
-            let statements = parse(Dialect::Postgres, sql).unwrap();
+            let statements = parse(Dialect::Postgres, sql, DEFAULT_MAX_BYTES).unwrap();
             assert_eq!(find_kind(&statements, &[Kind::Drop]), Some(Kind::Drop), "{sql}");
         }
-        let statements = parse(Dialect::Generic, "select 'drop table t', \"delete\" from t -- drop").unwrap();
+        let statements =
+            parse(Dialect::Generic, "select 'drop table t', \"delete\" from t -- drop", DEFAULT_MAX_BYTES).unwrap();
         assert_eq!(find_kind(&statements, &[Kind::Drop, Kind::Delete]), None);
     }
 
     #[test]
     fn nested_statements_are_found() {
-        let statements = parse(Dialect::Postgres, "with d as (delete from t returning *) select * from d").unwrap();
+        let statements =
+            parse(Dialect::Postgres, "with d as (delete from t returning *) select * from d", DEFAULT_MAX_BYTES)
+                .unwrap();
         assert_eq!(find_kind(&statements, &[Kind::Delete]), Some(Kind::Delete));
-        let statements = parse(Dialect::Postgres, "explain analyze update t set a = 1").unwrap();
+        let statements = parse(Dialect::Postgres, "explain analyze update t set a = 1", DEFAULT_MAX_BYTES).unwrap();
         assert_eq!(find_kind(&statements, &[Kind::Update]), Some(Kind::Update));
         assert_eq!(find_kind(&statements, &[Kind::Explain]), Some(Kind::Explain));
     }
@@ -164,29 +188,37 @@ mod tests {
     fn what_does_not_parse_is_an_error() {
         for sql in ["select 'unterminated", "select \"unterminated", "select 1 /* unterminated", "selec 1", "select ("]
         {
-            let error = parse(Dialect::Generic, sql).unwrap_err();
+            let error = parse(Dialect::Generic, sql, DEFAULT_MAX_BYTES).unwrap_err();
             assert!(error.to_string().starts_with("does not"), "{sql}: {error}");
         }
-        assert_eq!(parse(Dialect::Generic, "").unwrap(), []);
-        assert_eq!(parse(Dialect::Generic, " ; ;").unwrap(), []);
+        assert_eq!(parse(Dialect::Generic, "", DEFAULT_MAX_BYTES).unwrap(), []);
+        assert_eq!(parse(Dialect::Generic, " ; ;", DEFAULT_MAX_BYTES).unwrap(), []);
     }
 
     #[test]
     fn nesting_is_bounded() {
         let deep = format!("select {}1{}", "(".repeat(MAX_NESTING * 4), ")".repeat(MAX_NESTING * 4));
         assert_eq!(
-            parse(Dialect::Generic, &deep).unwrap_err().to_string(),
+            parse(Dialect::Generic, &deep, DEFAULT_MAX_BYTES).unwrap_err().to_string(),
             format!("nests deeper than {MAX_NESTING} levels")
         );
         let shallow = format!("select {}1{}", "(".repeat(4), ")".repeat(4));
-        assert!(parse(Dialect::Generic, &shallow).is_ok());
+        assert!(parse(Dialect::Generic, &shallow, DEFAULT_MAX_BYTES).is_ok());
+    }
+
+    #[test]
+    fn text_longer_than_asked_is_not_read() {
+        let sql = format!("select '{}'", "x".repeat(100));
+        assert!(parse(Dialect::Generic, &sql, sql.len()).is_ok());
+        let error = parse(Dialect::Generic, &sql, sql.len() - 1).unwrap_err();
+        assert_eq!(error.to_string(), format!("is {} bytes long, more than the {} read", sql.len(), sql.len() - 1));
     }
 
     #[test]
     fn error_messages_are_bounded() {
-        let long = SqlError(ParserError::ParserError("é".repeat(10_000)));
+        let long = SqlError(Unread::Parser(ParserError::ParserError("é".repeat(10_000))));
         assert_eq!(long.to_string(), format!("does not parse: {}…", "é".repeat(MAX_ERROR_CHARS)));
-        let short = SqlError(ParserError::TokenizerError("Unterminated string literal".into()));
+        let short = SqlError(Unread::Parser(ParserError::TokenizerError("Unterminated string literal".into())));
         assert_eq!(short.to_string(), "does not tokenize: Unterminated string literal");
     }
 
@@ -194,11 +226,11 @@ mod tests {
     fn dialects_read_differently() {
         // `#` starts a comment in MySQL; elsewhere it is an operator.
         let sql = "select 1 # '\n; drop table t";
-        assert_eq!(find_kind(&parse(Dialect::MySql, sql).unwrap(), &[Kind::Drop]), Some(Kind::Drop));
-        assert!(parse(Dialect::Postgres, sql).is_err());
+        assert_eq!(find_kind(&parse(Dialect::MySql, sql, DEFAULT_MAX_BYTES).unwrap(), &[Kind::Drop]), Some(Kind::Drop));
+        assert!(parse(Dialect::Postgres, sql, DEFAULT_MAX_BYTES).is_err());
         // Dollar quoting is PostgreSQL's.
         let sql = "select $$ ; drop table t $$";
-        assert_eq!(find_kind(&parse(Dialect::Postgres, sql).unwrap(), &[Kind::Drop]), None);
+        assert_eq!(find_kind(&parse(Dialect::Postgres, sql, DEFAULT_MAX_BYTES).unwrap(), &[Kind::Drop]), None);
     }
 
     #[test]

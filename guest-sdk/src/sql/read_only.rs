@@ -105,8 +105,11 @@ impl fmt::Display for Violation {
 /// side-effect function).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadOnly {
-    /// Lowercase globs.
-    functions: Vec<String>,
+    /// The lowercase names without wildcards, sorted: most of the list, and
+    /// every function call of a query is looked up.
+    names: Vec<String>,
+    /// The lowercase globs.
+    globs: Vec<String>,
 }
 
 impl Default for ReadOnly {
@@ -120,34 +123,44 @@ impl ReadOnly {
     /// With [`SIDE_EFFECT_FUNCTIONS`] and `more` (globs, any case), e.g.
     /// the database's own functions that write.
     pub fn with_functions<S: AsRef<str>>(more: &[S]) -> Self {
-        let more = more.iter().map(|f| f.as_ref().to_ascii_lowercase());
-        ReadOnly { functions: SIDE_EFFECT_FUNCTIONS.iter().map(|f| (*f).to_owned()).chain(more).collect() }
+        let all = SIDE_EFFECT_FUNCTIONS.iter().copied().chain(more.iter().map(AsRef::as_ref));
+        let (mut names, globs): (Vec<String>, Vec<String>) =
+            all.map(str::to_ascii_lowercase).partition(|f| !f.contains(['*', '?']));
+        names.sort_unstable();
+        names.dedup();
+        ReadOnly { names, globs }
     }
 
     /// Why `statements` are not one read-only query; `None` when they are.
     pub fn violation(&self, statements: &[Statement]) -> Option<Violation> {
         let [statement] = statements else { return Some(Violation::Statements(statements.len())) };
-        match statement.visit(&mut Walk { functions: &self.functions }) {
+        match statement.visit(&mut Walk { read_only: self }) {
             ControlFlow::Break(violation) => Some(violation),
             ControlFlow::Continue(()) => None,
         }
+    }
+
+    /// Whether a call of `function` (its own name, lowercase) has side effects.
+    fn has_side_effects(&self, function: &str) -> bool {
+        self.names.binary_search_by(|name| name.as_str().cmp(function)).is_ok()
+            || glob::any_matches(&self.globs, function)
     }
 }
 
 /// Visits every node of the statement: the visitor, not this code, knows
 /// where statements, queries and expressions nest.
 struct Walk<'a> {
-    functions: &'a [String],
+    read_only: &'a ReadOnly,
 }
 
 impl Walk<'_> {
-    /// A call of `name`: refused when its own name (the last part) matches a
+    /// A call of `name`: refused when its own name (the last part) is a
     /// side-effect function, or is computed (Snowflake's `IDENTIFIER(...)`),
     /// so that what it calls is not known.
     fn call(&self, name: &ObjectName) -> ControlFlow<Violation> {
         let known = name.0.last().and_then(|part| part.as_ident()).map(|last| last.value.to_ascii_lowercase());
         match known {
-            Some(function) if !glob::any_matches(self.functions, &function) => ControlFlow::Continue(()),
+            Some(function) if !self.read_only.has_side_effects(&function) => ControlFlow::Continue(()),
             _ => ControlFlow::Break(Violation::Function(name.to_string())),
         }
     }
@@ -190,11 +203,11 @@ impl Visitor for Walk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::{Dialect, parse};
+    use crate::sql::{DEFAULT_MAX_BYTES, Dialect, parse};
 
     fn violation(sql: &str) -> Option<Violation> {
-        let statements = parse(Dialect::Postgres, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-        ReadOnly::with_functions(&["Analytics_Purge*"]).violation(&statements)
+        let statements = parse(Dialect::Postgres, sql, DEFAULT_MAX_BYTES).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        ReadOnly::with_functions(&["Analytics_Purge*", "Purge_Now"]).violation(&statements)
     }
 
     #[test]
@@ -237,6 +250,7 @@ mod tests {
             ("select 1 where exists (select nextval('s'))", Violation::Function("nextval".into())),
             ("select 1 order by analytics_purge_all()", Violation::Function("analytics_purge_all".into())),
             ("select * from analytics_purge_rows(1)", Violation::Function("analytics_purge_rows".into())),
+            ("select purge_now()", Violation::Function("purge_now".into())),
         ];
         for (sql, expected) in cases {
             assert_eq!(violation(sql), Some(expected), "{sql}");

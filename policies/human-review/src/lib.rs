@@ -43,6 +43,10 @@ pub struct SqlRule {
     /// The database's dialect.
     #[serde(default)]
     pub dialect: Dialect,
+    /// Longer SQL is not read (it escalates as unparseable): parsing costs
+    /// fuel, and the default fits the default sandbox limits.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
     /// Allow-list mode: anything but one read-only query needs approval.
     #[serde(default)]
     pub read_only: bool,
@@ -58,6 +62,10 @@ pub struct SqlRule {
 
 fn yes() -> bool {
     true
+}
+
+fn default_max_bytes() -> usize {
+    sql::DEFAULT_MAX_BYTES
 }
 
 /// What a rule checks, prepared once.
@@ -111,6 +119,9 @@ impl Policy for HumanReview {
 
 impl Check {
     fn new(rule: &SqlRule, i: usize) -> Result<Check, String> {
+        if rule.max_bytes == 0 {
+            return Err(format!("settings.sql_rules[{i}].max_bytes: must be positive"));
+        }
         match (rule.read_only, rule.keywords.is_empty()) {
             (true, true) => {
                 // Calls are matched on the function's own name, whatever schema qualifies it.
@@ -149,7 +160,7 @@ impl HumanReview {
                 ArgValue::Text(text) => text,
                 _ => return Some((SQL_UNPARSEABLE, format!("`{tool}` has a `{argument}` that is not SQL text"))),
             };
-            match sql::parse(rule.dialect, text) {
+            match sql::parse(rule.dialect, text, rule.max_bytes) {
                 Ok(statements) => {
                     check.finding(&statements).map(|why| (NEEDS_APPROVAL, format!("`{tool}` {argument} {why}")))
                 }
@@ -260,6 +271,16 @@ mod tests {
     }
 
     #[test]
+    fn longer_sql_than_the_rule_reads_escalates() {
+        let sql = format!("select count(*) from t where note = '{}'", "x".repeat(5000));
+        let verdict = read_only().evaluate(&query(&sql));
+        assert_eq!(reason(&verdict).0, SQL_UNPARSEABLE);
+        assert!(reason(&verdict).1.contains("more than the 4096 read"), "{:?}", verdict.reasons);
+        let roomier = policy(r#""read_only": true, "max_bytes": 8192"#);
+        assert!(roomier.evaluate(&query(&sql)).is_allow());
+    }
+
+    #[test]
     fn functions_extend_the_sdk_list() {
         let policy = policy(r#""read_only": true, "functions": ["Purge_*"]"#);
         assert!(policy.evaluate(&query("select analytics.purge_all()")).is_escalate());
@@ -297,6 +318,7 @@ mod tests {
         assert!(refused(r#""read_only": true, "functions": [""]"#).contains("sql_rules[0].functions"));
         assert!(refused(r#""read_only": true, "functions": ["analytics.purge"]"#).contains("without its schema"));
         assert!(refused(r#""read_only": true, "dialect": "oracle""#).contains("oracle"));
+        assert!(refused(r#""read_only": true, "max_bytes": 0"#).contains("max_bytes: must be positive"));
         assert!(policy_from_json::<HumanReview>(r#"{"approvers": [], "valid_for_seconds": 1}"#).is_err());
     }
 }
