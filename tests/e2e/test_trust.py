@@ -156,7 +156,7 @@ def flood(client, make, count):
 def test_floods_leave_memory_bounded_and_the_server_answering(arbiter_factory):
     server = arbiter_factory("flood", "--state-history-runs", "500", "--max-pending-escalations-per-principal", "50")
     client = httpx.Client(base_url=server.url, timeout=10, headers=bearer("k-monitor"))
-    big = "x" * 8192
+    big = "x" * 16384
 
     def escalating(i):
         return tool(f"esc-{i}", "warehouse.drop_table", {"table": f"t{i}"}, run=f"run-e{i}")
@@ -170,8 +170,10 @@ def test_floods_leave_memory_bounded_and_the_server_answering(arbiter_factory):
         flood(client, lambda i: one_call_run(offset + i), 2000)
         rounds.append(rss_kib(server.proc.pid))
     # The first round filled every cap; the second, as large, adds nothing
-    # that is kept (allocator slack aside).
-    assert rounds[1] - rounds[0] < 16 * 1024, f"RSS grew from {rounds[0]} to {rounds[1]} KiB"
+    # that is kept (allocator slack aside). Unbounded (measured: caps lifted
+    # to 100,000) the second round grew RSS by 38 MiB.
+    print(f"RSS after each round: {rounds} KiB")
+    assert rounds[1] - rounds[0] < 12 * 1024, f"RSS grew from {rounds[0]} to {rounds[1]} KiB"
     refused = client.post("/v1/decide", json=escalating(99_999)).json()
     assert refused["reasons"][0]["code"] == "too_many_escalations", refused
     assert client.get("/healthz").status_code == 200
