@@ -29,10 +29,12 @@ def test_decide_usage_outcomes_and_report(arbiter):
     assert arbiter.client.post("/v1/usage", json={"id": "l1", "prompt_tokens": 1000, "output_tokens": 20}).json() == {
         "accepted": True}
     again = arbiter.client.post("/v1/usage", json={"id": "l1", "prompt_tokens": 1, "output_tokens": 1})
-    assert again.status_code == 404 and again.json()["error"]["code"] == "no_such_request"
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_reported"
+    unknown = arbiter.client.post("/v1/usage", json={"id": "l-none", "prompt_tokens": 1, "output_tokens": 1})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "no_such_request"
     assert arbiter.decide(tool("t1", "warehouse.query", {"sql": "select 1"})).json()["decision"] == "allow"
     assert arbiter.client.post("/v1/outcomes", json={"id": "t1", "status": "success", "latency_ms": 12}).status_code == 200
-    assert arbiter.client.post("/v1/outcomes", json={"id": "t1", "status": "success"}).status_code == 404
+    assert arbiter.client.post("/v1/outcomes", json={"id": "t1", "status": "success"}).status_code == 409
     assert arbiter.client.get("/v1/report", params={"since": "2020-01-01"}).status_code == 403, "agents read no spend"
     assert arbiter.client.get("/v1/report", params={"since": "2020-01-01"}, headers={"authorization": ""}).status_code == 401
     rows = arbiter.client.get("/v1/report", params={"since": "2020-01-01", "by": "model"}, headers=arbiter.admin()).json()

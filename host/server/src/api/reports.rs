@@ -15,7 +15,7 @@ use super::decide::{accepted, parse_body};
 use crate::credentials::Role;
 use crate::state::{AppState, now_ms};
 use arbiter_engine::ReportError;
-use arbiter_state::{OutcomeStatus, SpendDimension, aggregate};
+use arbiter_state::{OutcomeRejected, OutcomeStatus, SpendDimension, UsageRejected, aggregate};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +72,10 @@ fn report_owner(state: &AppState, headers: &HeaderMap, owner: Option<String>) ->
 fn report_error(e: ReportError) -> ApiError {
     match e {
         ReportError::State(e) => e.into(),
+        ReportError::Usage(UsageRejected::AlreadyReported(_))
+        | ReportError::Outcome(OutcomeRejected::AlreadyReported(_)) => {
+            ApiError::new(StatusCode::CONFLICT, "already_reported", e.to_string())
+        }
         other => ApiError::new(StatusCode::NOT_FOUND, "no_such_request", other.to_string()),
     }
 }

@@ -267,19 +267,37 @@ impl RedisStore {
         Ok(Ok((plan, ())))
     }
 
+    /// Reads the record a report consumes (a reservation, an awaited
+    /// outcome), with the JSON it was read as: `unknown` when absent or
+    /// older than `ttl`, `already` when reported before.
+    fn read_awaited<T: for<'de> Deserialize<'de>, E>(
+        &self,
+        key: &str,
+        what: &str,
+        (now, ttl): (i64, i64),
+        already: E,
+        unknown: impl Fn() -> E,
+        since: impl Fn(&T) -> i64,
+    ) -> Result<Result<(T, String), E>, StateError> {
+        let Some(json) = self.get(key.to_owned())? else { return Ok(Err(unknown())) };
+        Ok(match parse::<Reportable<T>>(what, &json)?.awaited(now, ttl, already, unknown()) {
+            Ok(record) if within(since(&record), now, ttl) => Ok((record, json)),
+            Ok(_) => Err(unknown()),
+            Err(rejected) => Err(rejected),
+        })
+    }
+
     fn plan_reconcile(&self, usage: &UsageReport) -> Result<Result<(Plan, ()), UsageRejected>, StateError> {
         let (id, now, ttl) = (&usage.request_id, usage.now_ms, self.config.reservation_ttl_ms);
         let key = self.keys.reservation(id);
-        let no_reservation = || UsageRejected::NoReservation(id.clone());
-        let Some(json) = self.get(key.clone())? else { return Ok(Err(no_reservation())) };
-        let record = match parse::<Reportable<ReservationRecord>>("reservation", &json)?.awaited(
-            now,
-            ttl,
-            UsageRejected::AlreadyReported(id.clone()),
-            no_reservation(),
-        ) {
-            Ok(record) if within(record.created_ms, now, ttl) => record,
-            Ok(_) => return Ok(Err(no_reservation())),
+        let unknown = || UsageRejected::NoReservation(id.clone());
+        let already = UsageRejected::AlreadyReported(id.clone());
+        let read =
+            self.read_awaited::<ReservationRecord, _>(&key, "reservation", (now, ttl), already, unknown, |r| {
+                r.created_ms
+            })?;
+        let (record, json) = match read {
+            Ok(read) => read,
             Err(rejected) => return Ok(Err(rejected)),
         };
         let mut plan = Plan { now, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
@@ -304,15 +322,11 @@ impl RedisStore {
         let (id, now, ttl) = (&outcome.request_id, outcome.now_ms, self.config.outcome_ttl_ms);
         let key = self.keys.awaiting(id);
         let unknown = || OutcomeRejected::UnknownRequest(id.clone());
-        let Some(json) = self.get(key.clone())? else { return Ok(Err(unknown())) };
-        let awaiting = match parse::<Reportable<Awaiting>>("awaiting outcome", &json)?.awaited(
-            now,
-            ttl,
-            OutcomeRejected::AlreadyReported(id.clone()),
-            unknown(),
-        ) {
-            Ok(awaiting) if within(awaiting.at_ms, now, ttl) => awaiting,
-            Ok(_) => return Ok(Err(unknown())),
+        let already = OutcomeRejected::AlreadyReported(id.clone());
+        let read =
+            self.read_awaited::<Awaiting, _>(&key, "awaiting outcome", (now, ttl), already, unknown, |a| a.at_ms)?;
+        let (awaiting, json) = match read {
+            Ok(read) => read,
             Err(rejected) => return Ok(Err(rejected)),
         };
         let mut plan = Plan { now, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
