@@ -88,9 +88,9 @@ fn decide_tool_call(c: &mut Criterion) {
                 let mut request = template.clone();
                 // A run each: the bundle caps tool calls per run.
                 (request.id, request.principal.run) = (format!("bench-tool-{n}"), format!("run-{n}"));
-                let decision = decider.decide(&request, 0);
-                assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
                 let at = request.timestamp_ms.unwrap_or(0);
+                let decision = decider.decide(&request, at);
+                assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
                 decider
                     .report_outcome(&request.id, OutcomeStatus::Success, Some(3), at)
                     .unwrap_or_else(|e| panic!("{e}"));

@@ -238,7 +238,7 @@ mod hooked {
             self.inner.record_outcome(outcome)
         }
 
-        fn open_escalation(&self, escalation: Escalation) -> Result<(), StateError> {
+        fn open_escalation(&self, escalation: Escalation) -> Result<Result<(), EscalationRefused>, StateError> {
             self.inner.open_escalation(escalation)
         }
 
