@@ -68,7 +68,7 @@ pub(crate) async fn usage(
     let decider = state.decider.clone();
     let tokens = usage.prompt_tokens.saturating_add(usage.output_tokens);
     let result =
-        blocking(move || decider.report_usage(&usage.id, usage.prompt_tokens, usage.output_tokens, at)).await?;
+        state.bounded(move || decider.report_usage(&usage.id, usage.prompt_tokens, usage.output_tokens, at)).await?;
     state.metrics.usage(result.is_ok(), tokens);
     result.map(|()| accepted()).map_err(report_error)
 }
@@ -80,7 +80,8 @@ pub(crate) async fn outcome(
     let outcome: Outcome = parse_body(&body?)?;
     let at = event_time(outcome.at.as_deref())?;
     let decider = state.decider.clone();
-    let result = blocking(move || decider.report_outcome(&outcome.id, outcome.status, outcome.latency_ms, at)).await?;
+    let result =
+        state.bounded(move || decider.report_outcome(&outcome.id, outcome.status, outcome.latency_ms, at)).await?;
     result.map(|()| accepted()).map_err(report_error)
 }
 
