@@ -101,6 +101,20 @@ pub struct ServerConfig {
     pub audit_mask: Vec<String>,
     /// `http://` URL notified (POST, JSON) of every new escalation.
     pub escalation_webhook: Option<String>,
+    /// Notifications waiting for the webhook; beyond, new ones are dropped
+    /// (and counted) rather than held.
+    pub webhook_queue: usize,
+    /// Tasks delivering webhook notifications (each one at a time).
+    pub webhook_workers: usize,
+    /// Evaluations and reports running at once on blocking threads.
+    pub max_in_flight: usize,
+    /// How long a request waits for one of `max_in_flight` before it is
+    /// refused as `overloaded`.
+    pub in_flight_wait: Duration,
+    /// Distinct label sets per metric family whose labels clients choose
+    /// (pipeline, model, budget scope, ...); beyond, values fold into one
+    /// `_other` series.
+    pub max_metric_series: usize,
     pub wire: WireConfig,
 }
 
@@ -116,6 +130,11 @@ impl Default for ServerConfig {
             audit_log: None,
             audit_mask: Vec::new(),
             escalation_webhook: None,
+            webhook_queue: 256,
+            webhook_workers: 4,
+            max_in_flight: 256,
+            in_flight_wait: Duration::from_millis(100),
+            max_metric_series: 1000,
             wire: WireConfig::default(),
         }
     }

@@ -97,9 +97,9 @@ pub(crate) async fn usage(
     let at = report_time(&state, usage.at.as_deref())?;
     let decider = state.decider.clone();
     let tokens = usage.prompt_tokens.saturating_add(usage.output_tokens);
-    let result =
-        blocking(move || decider.report_usage_as(&owner, &usage.id, usage.prompt_tokens, usage.output_tokens, at))
-            .await?;
+    let result = state
+        .bounded(move || decider.report_usage_as(&owner, &usage.id, usage.prompt_tokens, usage.output_tokens, at))
+        .await?;
     state.metrics.usage(result.is_ok(), tokens);
     result.map(|()| accepted()).map_err(report_error)
 }
@@ -113,9 +113,9 @@ pub(crate) async fn outcome(
     let owner = report_owner(&state, &headers, outcome.owner)?;
     let at = report_time(&state, outcome.at.as_deref())?;
     let decider = state.decider.clone();
-    let result =
-        blocking(move || decider.report_outcome_as(&owner, &outcome.id, outcome.status, outcome.latency_ms, at))
-            .await?;
+    let result = state
+        .bounded(move || decider.report_outcome_as(&owner, &outcome.id, outcome.status, outcome.latency_ms, at))
+        .await?;
     result.map(|()| accepted()).map_err(report_error)
 }
 
