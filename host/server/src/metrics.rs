@@ -87,6 +87,7 @@ pub(crate) struct Metrics {
     spend_today: Family<SpendLabels, Gauge>,
     bundle_loads: Family<EventLabels, Counter>,
     state_up: Gauge,
+    audit_write_failures: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -136,6 +137,12 @@ impl Metrics {
             "1 if the state store answered the last health or metrics check",
             state_up.clone(),
         );
+        let audit_write_failures = Counter::default();
+        registry.register(
+            "audit_write_failures",
+            "Audit records that could not be written (denied under --audit-required, else served)",
+            audit_write_failures.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             decisions,
@@ -152,7 +159,12 @@ impl Metrics {
             spend_today,
             bundle_loads,
             state_up,
+            audit_write_failures,
         }
+    }
+
+    pub(crate) fn audit_write_failure(&self) {
+        self.audit_write_failures.inc();
     }
 
     pub(crate) fn state_up(&self, up: bool) {
