@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::AuditOptions;
 use crate::credentials::Credentials;
 
 /// Whose clock decisions and reports run on.
@@ -99,6 +100,8 @@ pub struct ServerConfig {
     pub audit_log: Option<PathBuf>,
     /// Tool-call arguments written to the audit log as `"***"`.
     pub audit_mask: Vec<String>,
+    /// Checkpoint signing, sync and failure handling of the audit log.
+    pub audit: AuditOptions,
     /// `http://` URL notified (POST, JSON) of every new escalation.
     pub escalation_webhook: Option<String>,
     /// Notifications waiting for the webhook; beyond, new ones are dropped
@@ -129,6 +132,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             audit_log: None,
             audit_mask: Vec::new(),
+            audit: AuditOptions::default(),
             escalation_webhook: None,
             webhook_queue: 256,
             webhook_workers: 4,

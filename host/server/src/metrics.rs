@@ -203,6 +203,7 @@ pub(crate) struct Metrics {
     webhook_dropped: Counter,
     overloaded: Family<SourceLabels, Counter>,
     in_flight: Gauge,
+    audit_write_failures: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -281,6 +282,12 @@ impl Metrics {
             overloaded.clone(),
         );
         registry.register("evaluations_in_flight", "Evaluations and reports running now", in_flight.clone());
+        let audit_write_failures = Counter::default();
+        registry.register(
+            "audit_write_failures",
+            "Audit records that could not be written (denied under --audit-required, else served)",
+            audit_write_failures.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             decisions,
@@ -300,7 +307,12 @@ impl Metrics {
             webhook_dropped,
             overloaded,
             in_flight,
+            audit_write_failures,
         }
+    }
+
+    pub(crate) fn audit_write_failure(&self) {
+        self.audit_write_failures.inc();
     }
 
     /// Counts notifications the webhook queue had no room for.

@@ -72,7 +72,7 @@ impl Server {
             )));
         }
         let audit = match &config.audit_log {
-            Some(path) => Some(Arc::new(AuditLog::open(path, config.audit_mask.clone())?)),
+            Some(path) => Some(Arc::new(AuditLog::open(path, config.audit_mask.clone(), config.audit.clone())?)),
             None => None,
         };
         let metrics = Metrics::new(config.max_metric_series);
@@ -111,7 +111,7 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests
-    /// and syncs the audit log.
+    /// and checkpoints the audit log.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
@@ -144,6 +144,7 @@ impl Server {
                     wait(stopped.clone()),
                 )
         });
+        let checkpoints = self.state.audit.clone().map(|audit| tokio::spawn(audit.checkpoint_periodically()));
         let result = match grpc {
             Some(grpc) => {
                 let (http, grpc) = tokio::join!(http, grpc);
@@ -151,8 +152,11 @@ impl Server {
             }
             None => http.await.map_err(ServerError::Http),
         };
+        if let Some(task) = checkpoints {
+            task.abort();
+        }
         if let Some(audit) = &self.state.audit {
-            audit.sync()?;
+            audit.checkpoint()?;
         }
         result
     }

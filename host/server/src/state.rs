@@ -174,6 +174,8 @@ impl AppState {
             }
         };
         let seconds = started.elapsed().as_secs_f64();
+        // Audited first, so that counts and webhooks see what is served.
+        let decision = self.audit_decision(&request, decision, caller, source, seconds);
         let llm = match &request.action {
             Action::LlmRequest(llm) => {
                 let output = llm.allowed_output_tokens(decision.clamp_max_output_tokens());
@@ -187,7 +189,6 @@ impl AppState {
         {
             webhook.notify(&decision);
         }
-        self.audit_decision(&request, &decision, caller, source, seconds);
         Ok(decision)
     }
 
@@ -206,8 +207,17 @@ impl AppState {
         })
     }
 
-    fn audit_decision(&self, request: &Request, decision: &Decision, caller: &Caller, source: &str, seconds: f64) {
-        let Some(audit) = &self.audit else { return };
+    /// Writes the decision's record; under `--audit-required` a decision
+    /// that cannot be recorded is denied instead.
+    fn audit_decision(
+        &self,
+        request: &Request,
+        decision: Decision,
+        caller: &Caller,
+        source: &str,
+        seconds: f64,
+    ) -> Decision {
+        let Some(audit) = &self.audit else { return decision };
         let mut request_json = request.to_json();
         audit.mask(&mut request_json);
         let mut record = Map::new();
@@ -216,29 +226,46 @@ impl AppState {
         record.insert("source".into(), source.into());
         record.insert("caller".into(), caller.owner().into());
         record.insert("request".into(), request_json);
-        record.insert("decision".into(), serde_json::to_value(decision).unwrap_or(Value::Null));
+        record.insert("decision".into(), serde_json::to_value(&decision).unwrap_or(Value::Null));
         record.insert("latency_us".into(), ((seconds * 1e6) as u64).into());
-        self.write_audit(record);
+        if self.write_audit(audit, record) || !audit.required() {
+            return decision;
+        }
+        Decision {
+            decision: VerdictKind::Deny,
+            reasons: vec![arbiter_reason("audit_unavailable", "the audit record cannot be written (--audit-required)")],
+            escalation: None,
+            obligations: vec![],
+            approved_by: None,
+            ..decision
+        }
     }
 
     pub(crate) fn audit_event(&self, kind: &str, details: Value) {
-        if self.audit.is_none() {
-            return;
-        }
+        let Some(audit) = &self.audit else { return };
         let mut record = Map::new();
         record.insert("kind".into(), kind.into());
         record.insert("at".into(), format_rfc3339_ms(now_ms()).into());
         record.insert("details".into(), details);
-        self.write_audit(record);
+        self.write_audit(audit, record);
     }
 
-    fn write_audit(&self, record: Map<String, Value>) {
-        if let Some(audit) = &self.audit
-            && let Err(e) = audit.append(record)
-        {
-            tracing::error!("audit write failed: {e}");
+    /// Appends a record; a failure is logged and counted. `false` when the
+    /// record is lost.
+    fn write_audit(&self, audit: &AuditLog, record: Map<String, Value>) -> bool {
+        match audit.append(record) {
+            Ok(()) => true,
+            Err(e) => {
+                self.metrics.audit_write_failure();
+                tracing::error!("audit write failed: {e}");
+                false
+            }
         }
     }
+}
+
+fn arbiter_reason(code: &str, message: &str) -> DecisionReason {
+    DecisionReason { policy: "arbiter".into(), code: code.into(), message: message.into() }
 }
 
 fn internal_deny(decider: &Decider, code: &str, why: &str) -> Decision {
@@ -246,7 +273,7 @@ fn internal_deny(decider: &Decider, code: &str, why: &str) -> Decision {
     Decision {
         id: String::new(),
         decision: VerdictKind::Deny,
-        reasons: vec![DecisionReason { policy: "arbiter".into(), code: code.into(), message: why.into() }],
+        reasons: vec![arbiter_reason(code, why)],
         escalation: None,
         obligations: vec![],
         charges: vec![],

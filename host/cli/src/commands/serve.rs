@@ -10,6 +10,7 @@ use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
 use arbiter_server::{Clock, Credentials, ReloadConfig, Role, Server, ServerConfig, UnrecognizedTraffic};
 
+use crate::audit_args::AuditArgs;
 use crate::clock_args::ClockArg;
 use crate::engine_args::EngineArgs;
 use crate::state_args::StateArgs;
@@ -55,12 +56,14 @@ pub struct Args {
     /// request's time may be, in milliseconds.
     #[arg(long, default_value_t = 300_000)]
     max_clock_ahead_ms: i64,
-    /// Audit log (JSON lines, hash-chained).
+    /// Audit log (JSON lines, hash-chained; its state file is <log>.state).
     #[arg(long)]
     audit_log: Option<PathBuf>,
     /// Tool-call argument names masked in the audit log (comma-separated).
     #[arg(long, value_delimiter = ',')]
     audit_mask: Vec<String>,
+    #[command(flatten)]
+    audit: AuditArgs,
     /// http:// URL notified (POST, JSON, with retries) of every new escalation.
     #[arg(long)]
     escalation_webhook: Option<String>,
@@ -150,6 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         credentials: Arc::new(credentials),
         clock,
         max_body_bytes: args.max_body_bytes,
+        audit: args.audit.options(args.audit_log.is_some())?,
         audit_log: args.audit_log,
         audit_mask: args.audit_mask,
         escalation_webhook: args.escalation_webhook,
