@@ -435,18 +435,7 @@ mod tests {
     use arbiter_types::{BundleRef, Environment, Principal, VerdictKind};
 
     fn allowed() -> Decision {
-        Decision {
-            id: "r".into(),
-            decision: VerdictKind::Allow,
-            reasons: vec![],
-            escalation: None,
-            obligations: vec![],
-            charges: vec![],
-            breakers: vec![],
-            bundle: BundleRef { name: "b".into(), version: "1.0.0".into() },
-            policies: vec![],
-            approved_by: None,
-        }
+        Decision::bare("r", VerdictKind::Allow, vec![], BundleRef { name: "b".into(), version: "1.0.0".into() })
     }
 
     fn principal(pipeline: &str) -> Principal {

@@ -270,18 +270,8 @@ fn arbiter_reason(code: &str, message: &str) -> DecisionReason {
 
 fn internal_deny(decider: &Decider, code: &str, why: &str) -> Decision {
     let bundle = decider.bundle();
-    Decision {
-        id: String::new(),
-        decision: VerdictKind::Deny,
-        reasons: vec![arbiter_reason(code, why)],
-        escalation: None,
-        obligations: vec![],
-        charges: vec![],
-        breakers: vec![],
-        bundle: arbiter_types::BundleRef { name: bundle.name().to_owned(), version: bundle.version().to_owned() },
-        policies: vec![],
-        approved_by: None,
-    }
+    let bundle = arbiter_types::BundleRef { name: bundle.name().to_owned(), version: bundle.version().to_owned() };
+    Decision::bare("", VerdictKind::Deny, vec![arbiter_reason(code, why)], bundle)
 }
 
 /// The public view of a decision (shared/DESIGN.md §8): no charges, limits

@@ -134,22 +134,16 @@ mod tests {
     use super::*;
 
     fn escalated(id: &str) -> Decision {
+        let offer = EscalationOffer {
+            id: Some(id.to_owned()),
+            approvers: vec!["oncall".into()],
+            valid_for_seconds: 60,
+            expires_at: None,
+        };
+        let bundle = BundleRef { name: "b".into(), version: "1.0.0".into() };
         Decision {
-            id: format!("request-{id}"),
-            decision: VerdictKind::Escalate,
-            reasons: vec![],
-            escalation: Some(EscalationOffer {
-                id: Some(id.to_owned()),
-                approvers: vec!["oncall".into()],
-                valid_for_seconds: 60,
-                expires_at: None,
-            }),
-            obligations: vec![],
-            charges: vec![],
-            breakers: vec![],
-            bundle: BundleRef { name: "b".into(), version: "1.0.0".into() },
-            policies: vec![],
-            approved_by: None,
+            escalation: Some(offer),
+            ..Decision::bare(format!("request-{id}"), VerdictKind::Escalate, vec![], bundle)
         }
     }
 
