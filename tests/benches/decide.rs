@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arbiter_engine::{Bundle, Decider, FailMode, Manifest};
 use arbiter_state::{InMemoryStore, JournalStore, OutcomeStatus, RedisConfig, RedisStore, StateStore, StoreConfig};
-use arbiter_tests::{RedisServer, engine, orders_daily_bundle, single_policy_bundle, tool_call};
+use arbiter_tests::{RedisServer, engine, llm_request, orders_daily_bundle, single_policy_bundle, tool_call};
 use arbiter_types::{Request, VerdictKind};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
@@ -33,25 +33,13 @@ fn tool_call_1kb() -> Request {
     request
 }
 
-fn llm_request(id: &str) -> Request {
-    Request::from_json_value(&json!({
-        "id": id,
-        "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
-                      "environment": "prod", "run": "run-1"},
-        "action": {"kind": "llm_request", "model": "claude-sonnet-4-5-20250929",
-                   "prompt_tokens": 5200, "max_output_tokens": 1024},
-        "timestamp": "2026-11-26T02:00:00Z"
-    }))
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// Policy evaluation and combination only: nothing is committed.
 fn evaluate(c: &mut Criterion) {
     let bundle = Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}"));
     let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
     let tool = tool_call_1kb();
     let body = tool.to_json().to_string();
-    let llm = llm_request("bench-2");
+    let llm = llm_request("bench-2", 5200, 1024);
     let mut group = c.benchmark_group("evaluate");
     group.bench_function("tool_call_1kb", |b| b.iter(|| bundle.evaluate(black_box(&tool), 0, &state)));
     group.bench_function("tool_call_1kb_with_parse", |b| {
@@ -129,9 +117,9 @@ fn decide_tool_call(c: &mut Criterion) {
                 let mut request = template.clone();
                 // A run each: the bundle caps tool calls per run.
                 (request.id, request.principal.run) = (format!("bench-tool-{n}"), format!("run-{n}"));
-                let decision = decider.decide(&request, 0);
-                assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
                 let at = request.timestamp_ms.unwrap_or(0);
+                let decision = decider.decide(&request, at);
+                assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
                 decider
                     .report_outcome(&request.id, OutcomeStatus::Success, Some(3), at)
                     .unwrap_or_else(|e| panic!("{e}"));
@@ -154,7 +142,7 @@ fn decide_with_charges(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let id = format!("bench-{}", next.fetch_add(1, Ordering::Relaxed));
-                let decision = decider.decide(&llm_request(&id), 0);
+                let decision = decider.decide(&llm_request(&id, 5200, 1024), 0);
                 assert_eq!(decision.decision, VerdictKind::Allow);
                 decider.report_usage(&id, 0, 0, 0).unwrap_or_else(|e| panic!("{e}"));
             })

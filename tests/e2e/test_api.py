@@ -1,12 +1,13 @@
 """The HTTP API of `arbiter serve`, end to end."""
 
 import json
+import re
 import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from conftest import ARBITER, MONITOR, ROOT, SCENARIOS, TOKEN, bearer
+from conftest import ARBITER, MONITOR, ROOT, SCENARIOS, TOKEN, bearer, stop
 
 PRINCIPAL = {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform", "environment": "prod",
              "run": "run-e2e"}
@@ -29,10 +30,12 @@ def test_decide_usage_outcomes_and_report(arbiter):
     assert arbiter.client.post("/v1/usage", json={"id": "l1", "prompt_tokens": 1000, "output_tokens": 20}).json() == {
         "accepted": True}
     again = arbiter.client.post("/v1/usage", json={"id": "l1", "prompt_tokens": 1, "output_tokens": 1})
-    assert again.status_code == 404 and again.json()["error"]["code"] == "no_such_request"
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_reported"
+    unknown = arbiter.client.post("/v1/usage", json={"id": "l-none", "prompt_tokens": 1, "output_tokens": 1})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "no_such_request"
     assert arbiter.decide(tool("t1", "warehouse.query", {"sql": "select 1"})).json()["decision"] == "allow"
     assert arbiter.client.post("/v1/outcomes", json={"id": "t1", "status": "success", "latency_ms": 12}).status_code == 200
-    assert arbiter.client.post("/v1/outcomes", json={"id": "t1", "status": "success"}).status_code == 404
+    assert arbiter.client.post("/v1/outcomes", json={"id": "t1", "status": "success"}).status_code == 409
     assert arbiter.client.get("/v1/report", params={"since": "2020-01-01"}).status_code == 403, "agents read no spend"
     assert arbiter.client.get("/v1/report", params={"since": "2020-01-01"}, headers={"authorization": ""}).status_code == 401
     rows = arbiter.client.get("/v1/report", params={"since": "2020-01-01", "by": "model"}, headers=arbiter.admin()).json()
@@ -85,7 +88,10 @@ BAD_INPUT = [
 
 def test_bad_input_gets_a_clear_error_and_the_server_stays_healthy(arbiter):
     for body, status, code, text in BAD_INPUT:
-        r = arbiter.client.post("/v1/decide", content=body, headers={"content-type": "application/json"})
+        # The server closes a connection whose body it refused unread (413):
+        # such a request must not leave its connection to the next one.
+        headers = {"content-type": "application/json", **({"connection": "close"} if status == 413 else {})}
+        r = arbiter.client.post("/v1/decide", content=body, headers=headers)
         assert r.status_code == status, (body[:80], r.text)
         error = r.json()["error"]
         assert error["code"] == code and text in error["message"], (body[:80], error)
@@ -245,11 +251,26 @@ def test_escalations_notify_the_webhook_with_retries(arbiter_factory):
         hook.shutdown()
 
 
-def test_audit_survives_a_crash_and_can_be_queried(arbiter_factory):
+def audit_key(tmp_path):
+    """A fresh audit key pair (`arbiter keygen`): the secret key's path; `.pub` beside it."""
+    key = tmp_path / "audit.key"
+    subprocess.run([ARBITER, "keygen", "--out", str(key)], check=True, capture_output=True)
+    return key
+
+
+def verify_audit(server, key):
+    return subprocess.run([ARBITER, "audit", "verify", str(server.audit_log), "--key", f"{key}.pub"],
+                          capture_output=True, text=True)
+
+
+def test_audit_survives_a_crash_and_can_be_queried(arbiter_factory, tmp_path):
     import signal as signals
 
-    server = arbiter_factory("crash")
+    key = audit_key(tmp_path)
+    signed = ("--audit-key", str(key), "--audit-checkpoint-every", "50")
+    server = arbiter_factory("crash", *signed)
     stop_flag = threading.Event()
+    answered = []
 
     def load():
         with httpx_client(server.url) as c:
@@ -257,10 +278,12 @@ def test_audit_survives_a_crash_and_can_be_queried(arbiter_factory):
             while not stop_flag.is_set():
                 i += 1
                 try:
-                    c.post("/v1/decide", json=tool(f"k{i}", "shell.exec" if i % 3 == 0 else "warehouse.query",
-                                                   {"sql": "select 1"}))
+                    r = c.post("/v1/decide", json=tool(f"k{i}", "shell.exec" if i % 3 == 0 else "warehouse.query",
+                                                       {"sql": "select 1"}))
                 except Exception:  # noqa: BLE001 - the server is killed under us
                     return
+                if r.status_code == 200:
+                    answered.append(f"k{i}")
 
     thread = threading.Thread(target=load)
     thread.start()
@@ -269,8 +292,18 @@ def test_audit_survives_a_crash_and_can_be_queried(arbiter_factory):
     server.proc.wait()
     stop_flag.set()
     thread.join()
-    verified = subprocess.run([ARBITER, "audit", "verify", str(server.audit_log)], capture_output=True, text=True)
+    # A process crash loses no answered decision: each was written before it was answered.
+    lines = server.audit_log.read_text().split("\n")[:-1]  # the last line may be torn
+    logged = {r["request"]["id"] for r in map(json.loads, lines) if r["kind"] == "decision"}
+    assert len(answered) > 50 and set(answered) <= logged, set(answered) - logged
+    verified = verify_audit(server, key)
     assert verified.returncode == 0 and "chain intact" in verified.stdout, verified.stdout
+    tail = re.search(r"unsigned tail: (\d+) records", verified.stdout)
+    assert int(tail[1]) <= 50 if tail else "no unsigned tail" in verified.stdout, verified.stdout
+    # The restart signs the crash's unsigned tail.
+    restarted = arbiter_factory("crash", *signed)
+    assert stop(restarted.proc) == 0
+    assert "no unsigned tail" in verify_audit(server, key).stdout
     denied = subprocess.run([ARBITER, "audit", "query", str(server.audit_log), "--verdict", "deny",
                              "--code", "tool_not_allowed", "--run", "run-e2e"], capture_output=True, text=True)
     lines = [json.loads(line) for line in denied.stdout.splitlines()]
@@ -284,3 +317,42 @@ def httpx_client(url):
     import httpx
 
     return httpx.Client(base_url=url, timeout=5, headers=MONITOR)
+
+
+def immutable(path, on):
+    """chattr +i / -i: the server's open file refuses writes (root on ext4 and the like)."""
+    return subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True).returncode == 0
+
+
+def test_audit_required_denies_what_cannot_be_recorded(arbiter_factory, tmp_path):
+    import pytest
+
+    key = audit_key(tmp_path)
+    required = arbiter_factory("required", "--audit-key", str(key), "--audit-required")
+    served = arbiter_factory("best-effort", "--audit-key", str(key))
+    for server in (required, served):
+        assert server.decide(tool("before", "warehouse.query", {"sql": "select 1"})).json()["decision"] == "allow"
+        assert server.client.get("/readyz").json()["audit"] == {"signed": True, "required": server is required,
+                                                               "last_write": "ok"}
+        if not immutable(server.audit_log, True):
+            pytest.skip("chattr +i is not available here (needs root and a filesystem that supports it)")
+        try:
+            during = server.decide(tool("during", "warehouse.query", {"sql": "select 1"})).json()
+            assert server.client.get("/readyz").json()["audit"]["last_write"] == "failed"
+            metrics = server.client.get("/metrics").text
+        finally:
+            immutable(server.audit_log, False)
+        assert "arbiter_audit_write_failures_total 1" in metrics, metrics
+        if server is required:
+            assert during["decision"] == "deny", during
+            assert [(r["policy"], r["code"]) for r in during["reasons"]] == [("arbiter", "audit_unavailable")]
+        else:
+            assert during["decision"] == "allow", "without --audit-required the decision is served"
+        after = server.decide(tool("after", "warehouse.query", {"sql": "select 1"})).json()
+        assert after["decision"] == "allow" and server.client.get("/readyz").json()["audit"]["last_write"] == "ok"
+        assert stop(server.proc) == 0
+        verified = verify_audit(server, key)
+        assert verified.returncode == 0 and "no unsigned tail" in verified.stdout, verified.stdout
+        ids = [json.loads(line)["request"]["id"] for line in server.audit_log.read_text().splitlines()
+               if '"kind":"decision"' in line]
+        assert ids == ["before", "after"], "the unrecorded decision left no partial record"

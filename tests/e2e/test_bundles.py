@@ -85,7 +85,9 @@ def test_deploy_and_rollback_under_load(tmp_path, keys):
     unsigned = copy_bundle(tmp_path / "unsigned", "4.0.0", '["claude-sonnet-4-5-20250929"]')
     for manifest in (v1, v2, bad):
         cli("sign", "--key", str(secret), str(manifest))
-    server = start_arbiter(tmp_path / "server", "--trusted-key", str(public), bundle=v1)
+    # Every bundle lives under tmp_path: the server loads from there only.
+    server = start_arbiter(tmp_path / "server", "--trusted-key", str(public), "--bundle-dir", str(tmp_path), bundle=v1)
+    deploy = ("deploy", "--server", server.url, "--bundle-dir", str(tmp_path))
     errors, verdicts, done = [], [], threading.Event()
 
     def client():
@@ -104,11 +106,14 @@ def test_deploy_and_rollback_under_load(tmp_path, keys):
     thread = threading.Thread(target=client)
     thread.start()
     try:
-        out = cli("deploy", "--server", server.url, str(v2))
+        out = cli(*deploy, str(v2))
         assert "active: orders_daily 2.0.0" in out.stdout
-        for rejected_bundle, reason in [(bad, "floating alias"), (unsigned, "is not signed")]:
-            rejected = cli("deploy", "--server", server.url, str(rejected_bundle), check=False)
+        for rejected_bundle, reason in [(bad, "floating alias"), (unsigned, "is not signed"),
+                                        # Signed, but not newer: rollback is the way back.
+                                        (v1, "version_not_newer"), (v2, "version_not_newer")]:
+            rejected = cli(*deploy, str(rejected_bundle), check=False)
             assert rejected.returncode != 0 and reason in rejected.stderr, rejected.stderr
+        assert "is not newer than the active 2.0.0" in cli(*deploy, str(v1), check=False).stderr
         listed = server.client.get("/v1/admin/bundles", headers=server.admin()).json()
         assert listed["active"]["version"] == "2.0.0", "a rejected bundle changes nothing"
         assert [p["version"] for p in listed["previous"]] == ["1.0.0"]
@@ -126,3 +131,31 @@ def test_deploy_and_rollback_under_load(tmp_path, keys):
     assert {v for v, _ in verdicts} == {"1.0.0", "2.0.0"}
     audit = server.audit_log.read_text()
     assert '"kind":"bundle_activated"' in audit and '"kind":"bundle_rolled_back"' in audit
+
+
+def test_deploy_as_the_readme_ships_a_policy_change(tmp_path, keys):
+    """The bundle is edited, re-signed and deployed in place: `arbiter deploy`
+    sends the manifest's name, which the server finds in the directory of
+    its --bundle."""
+    secret, public, _ = keys
+    manifest = copy_bundle(tmp_path / "orders", "1.0.0", '["claude-sonnet-4-5-20250929", "gpt-4o-2024-08-06"]')
+    cli("sign", "--key", str(secret), str(manifest))
+    elsewhere = copy_bundle(tmp_path / "elsewhere", "9.0.0", '["claude-sonnet-4-5-20250929"]')
+    cli("sign", "--key", str(secret), str(elsewhere))
+    server = start_arbiter(tmp_path / "server", "--trusted-key", str(public), bundle=manifest)
+    try:
+        copy_bundle(tmp_path / "orders", "1.1.0", '["claude-sonnet-4-5-20250929"]')
+        cli("sign", "--key", str(secret), str(manifest))
+        out = cli("deploy", "--server", server.url, str(manifest))
+        assert "active: orders_daily 1.1.0" in out.stdout, out.stdout
+        assert server.decide(LLM).json()["decision"] == "deny", "the new pin list serves"
+        # A manifest outside the bundle directory cannot be named, however it is spelled.
+        for manifest_path in [str(elsewhere), "../elsewhere/bundle.toml"]:
+            r = server.client.post("/v1/admin/bundles", headers=server.admin(), json={"manifest": manifest_path})
+            assert r.status_code == 403 and r.json()["error"]["code"] == "manifest_outside_bundle_dir", r.text
+        out = cli("deploy", "--server", server.url, "--bundle-dir", str(tmp_path / "orders"), str(elsewhere),
+                  check=False)
+        assert out.returncode != 0 and "is not inside --bundle-dir" in out.stderr, out.stderr
+        assert server.decide(LLM).json()["bundle"]["version"] == "1.1.0"
+    finally:
+        assert stop(server.proc) == 0

@@ -141,11 +141,22 @@ pub fn single_policy_bundle(
 
 /// A tool-call request of the orders_daily monitor.
 pub fn tool_call(id: &str, tool: &str, arguments: serde_json::Value) -> arbiter_types::Request {
+    monitor_request(id, serde_json::json!({"kind": "tool_call", "tool": tool, "arguments": arguments}))
+}
+
+/// An LLM request of the orders_daily monitor, for a pinned Claude model.
+pub fn llm_request(id: &str, prompt_tokens: u64, max_output_tokens: u64) -> arbiter_types::Request {
+    let action = serde_json::json!({"kind": "llm_request", "model": "claude-sonnet-4-5-20250929",
+                                    "prompt_tokens": prompt_tokens, "max_output_tokens": max_output_tokens});
+    monitor_request(id, action)
+}
+
+fn monitor_request(id: &str, action: serde_json::Value) -> arbiter_types::Request {
     let body = serde_json::json!({
         "id": id,
         "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
                       "environment": "prod", "run": "run-1"},
-        "action": {"kind": "tool_call", "tool": tool, "arguments": arguments},
+        "action": action,
         "timestamp": "2026-11-26T02:00:00Z"
     });
     arbiter_types::Request::from_json_value(&body).unwrap_or_else(|e| panic!("request: {e}"))
@@ -257,7 +268,7 @@ mod hooked {
             self.inner.record_outcome(outcome)
         }
 
-        fn open_escalation(&self, escalation: Escalation) -> Result<(), StateError> {
+        fn open_escalation(&self, escalation: Escalation) -> Result<Result<(), EscalationRefused>, StateError> {
             self.inner.open_escalation(escalation)
         }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arbiter_engine::{Bundle, Decider};
-use arbiter_state::{InMemoryStore, StoreConfig};
+use arbiter_state::{EscalationStatus, InMemoryStore, StoreConfig};
 use arbiter_tests::{engine, orders_daily_bundle, tool_call};
 use arbiter_types::{Decision, Request, VerdictKind};
 use serde_json::json;
@@ -116,4 +116,33 @@ fn a_claim_on_an_allowed_request_changes_nothing() {
     let mut query = tool_call("q1", "warehouse.query", json!({"sql": "select 1"}));
     query.escalation_id = Some("esc-whatever".into());
     assert_eq!(decider.decide(&query, T).decision, VerdictKind::Allow);
+}
+
+#[test]
+fn a_resent_escalated_request_never_reopens_its_escalation() {
+    let decider = decider();
+    let first = decider.decide(&drop_table("r1", "tmp", None), T);
+    let id = first.escalation.unwrap().id.unwrap();
+    decider.resolve_escalation(&id, true, "alice", T).unwrap();
+    assert_eq!(decider.decide(&drop_table("r2", "tmp", Some(&id)), T).decision, VerdictKind::Allow);
+    // The same request sent again (same id and time: the same escalation id)
+    // must not turn the used approval back into a pending one.
+    let resent = decider.decide(&drop_table("r1", "tmp", None), T);
+    assert_eq!(resent.escalation.unwrap().id.as_deref(), Some(id.as_str()));
+    assert!(matches!(decider.state().escalation(&id).unwrap().unwrap().status, EscalationStatus::Used { .. }));
+    let again = decider.decide(&drop_table("r3", "tmp", Some(&id)), T);
+    assert_eq!(kind_and_codes(&again), (VerdictKind::Deny, vec!["escalation_used"]));
+}
+
+#[test]
+fn a_principal_cannot_flood_approvers_with_escalations() {
+    let decider = decider();
+    for i in 0..100 {
+        let escalated = decider.decide(&drop_table(&format!("r{i}"), &format!("t{i}"), None), T);
+        assert_eq!(escalated.decision, VerdictKind::Escalate, "{i}");
+    }
+    let refused = decider.decide(&drop_table("r100", "t100", None), T);
+    assert_eq!(kind_and_codes(&refused), (VerdictKind::Deny, vec!["too_many_escalations"]));
+    assert!(refused.reasons[0].message.contains("orders_daily/monitor"), "{:?}", refused.reasons);
+    assert_eq!(decider.state().escalations().unwrap().len(), 100);
 }

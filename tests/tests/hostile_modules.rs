@@ -15,7 +15,7 @@ use arbiter_tests::{
     Gate, component_from_core_wat, hooked_store, hostile_component, reference_component, scratch_dir,
     single_policy_bundle, tool_call,
 };
-use arbiter_types::{Decision, PolicyOutcome, Request, VerdictKind};
+use arbiter_types::{Decision, PolicyOutcome, VerdictKind};
 use serde_json::json;
 
 const ALL_CAPABILITIES: [Capability; 3] = [Capability::Log, Capability::Clock, Capability::Budgets];
@@ -254,18 +254,6 @@ fn four_budgets(engine: &PolicyEngine) -> Bundle {
     .unwrap_or_else(|e| panic!("token-budget: {e}"))
 }
 
-fn llm_request() -> Request {
-    Request::from_json_value(&json!({
-        "id": "r-llm",
-        "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
-                      "environment": "prod", "run": "run-1"},
-        "action": {"kind": "llm_request", "model": "claude-sonnet-4-5-20250929",
-                   "prompt_tokens": 900, "max_output_tokens": 100},
-        "timestamp": "2026-11-26T02:00:00Z"
-    }))
-    .unwrap_or_else(|e| panic!("request: {e}"))
-}
-
 /// Decides the LLM request on a store whose every read takes `HOST_CALL`;
 /// returns the outcome and how many reads the policy made.
 fn decide_with_slow_reads(bundle: &Bundle) -> ((VerdictKind, Vec<String>, Option<String>), usize) {
@@ -275,7 +263,7 @@ fn decide_with_slow_reads(bundle: &Bundle) -> ((VerdictKind, Vec<String>, Option
         counted.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(HOST_CALL);
     });
-    let decision = bundle.evaluate(&llm_request(), 0, &state);
+    let decision = bundle.evaluate(&arbiter_tests::llm_request("r-llm", 900, 100), 0, &state);
     (outcome_of(&decision), reads.load(Ordering::Relaxed))
 }
 

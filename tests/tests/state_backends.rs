@@ -1,13 +1,16 @@
-//! The Redis store against the in-memory one, operation by operation, on a
-//! real `redis-server`: the same answers for rolling, calendar and run
-//! windows, reconciliation, spend, breakers and history; and breaker
-//! outcomes reported by two replicas at once are never lost.
+//! The three backends against each other, operation by operation, with
+//! Redis on a real `redis-server`: the same answers for rolling, calendar
+//! and run windows, reconciliation, spend, breakers and history; the same
+//! bounds (an escalation never reopened, pending escalations capped, a
+//! report taken once); and what two replicas do at once on Redis is never
+//! lost or over the limit.
 
 use std::sync::Arc;
 
 use arbiter_state::{
-    Commit, InMemoryStore, LlmUsage, OutcomeReport, OutcomeStatus, RedisConfig, RedisStore, RunKey, StateStore,
-    StoreConfig, UsageReport,
+    ApprovalClaim, Commit, Escalation, EscalationRefused, EscalationStatus, InMemoryStore, JournalStore, LlmUsage,
+    OutcomeRejected, OutcomeReport, OutcomeStatus, RedisConfig, RedisStore, Resolution, RunKey, StateStore,
+    StoreConfig, UsageRejected, UsageReport,
 };
 use arbiter_tests::RedisServer;
 use arbiter_types::{BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Window};
@@ -105,17 +108,287 @@ fn script(store: &dyn StateStore) -> Vec<String> {
     out
 }
 
-#[test]
-fn redis_answers_as_the_in_memory_store_does() {
+/// Runs `script` on a fresh store of every backend with `config`, checks
+/// they answer alike, and returns the answers.
+fn on_every_backend(config: StoreConfig, script: impl Fn(&dyn StateStore) -> Vec<String>) -> Vec<String> {
     let redis = RedisServer::start();
-    let in_memory = script(&InMemoryStore::in_memory(StoreConfig::default()));
-    let on_redis = script(&RedisStore::connect(&RedisConfig::new(redis.url()), StoreConfig::default()).unwrap());
-    for (memory, redis) in in_memory.iter().zip(&on_redis) {
-        assert_eq!(memory, redis);
+    let dir = tempfile::tempdir().unwrap();
+    let in_memory = script(&InMemoryStore::in_memory(config));
+    let backends: [(&str, Box<dyn StateStore>); 2] = [
+        ("journal", Box::new(JournalStore::open(dir.path(), config).unwrap())),
+        ("redis", Box::new(RedisStore::connect(&RedisConfig::new(redis.url()), config).unwrap())),
+    ];
+    for (name, store) in backends {
+        let answers = script(store.as_ref());
+        for (memory, other) in in_memory.iter().zip(&answers) {
+            assert_eq!(memory, other, "{name} answers otherwise than memory");
+        }
+        assert_eq!(in_memory.len(), answers.len(), "{name}");
     }
-    assert_eq!(in_memory.len(), on_redis.len());
-    assert!(in_memory.iter().any(|line| line.contains("BudgetExhausted")), "the script reaches a limit");
-    assert!(in_memory.iter().any(|line| line.contains("CircuitOpen")), "the script opens the breaker");
+    in_memory
+}
+
+/// The answer recorded as `what` (the first, if several).
+fn answer<'a>(answers: &'a [String], what: &str) -> &'a str {
+    let prefix = format!("{what}: ");
+    answers.iter().find_map(|line| line.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no `{what}` in {answers:#?}"))
+}
+
+#[test]
+fn every_backend_answers_as_the_in_memory_store_does() {
+    let answers = on_every_backend(StoreConfig::default(), script);
+    assert!(answers.iter().any(|line| line.contains("BudgetExhausted")), "the script reaches a limit");
+    assert!(answers.iter().any(|line| line.contains("CircuitOpen")), "the script opens the breaker");
+    assert_eq!(answer(&answers, "usage again"), format!("{:?}", Ok::<_, ()>(Err::<(), _>(already_reported("l1")))));
+}
+
+fn already_reported(id: &str) -> UsageRejected {
+    UsageRejected::AlreadyReported(id.into())
+}
+
+const HOUR: i64 = 3_600_000;
+
+fn escalation(id: &str, principal: &str, at: i64) -> Escalation {
+    Escalation {
+        id: id.into(),
+        principal: principal.into(),
+        request_id: format!("req-{id}"),
+        fingerprint: format!("fp-{id}"),
+        approvers: vec!["oncall".into()],
+        summary: "drop table tmp".into(),
+        reasons: vec![],
+        created_ms: T0 + at,
+        expires_ms: T0 + at + HOUR,
+        status: EscalationStatus::Pending,
+    }
+}
+
+fn resolve(store: &dyn StateStore, id: &str, approve: bool, at: i64) -> String {
+    let resolution = Resolution { escalation_id: id.into(), approve, by: "alice".into(), now_ms: T0 + at };
+    format!("{:?}", store.resolve_escalation(resolution).map(|r| r.map(|e| e.status)))
+}
+
+fn status(store: &dyn StateStore, id: &str) -> String {
+    format!("{:?}", store.escalation(id).unwrap().map(|e| e.status))
+}
+
+/// A commit claiming the approval of escalation `id`.
+fn claiming(id: &str, request_id: &str, at: i64) -> Commit {
+    let claim =
+        ApprovalClaim { escalation_id: id.into(), fingerprint: format!("fp-{id}"), request_id: request_id.into() };
+    Commit { approval: Some(claim), ..commit(request_id, T0 + at, vec![], None, None) }
+}
+
+/// Opening an id again (a re-sent escalated request) keeps whatever was
+/// decided: approved stays approved, used stays used, rejected stays
+/// rejected, and a pending one keeps its first record.
+fn reopening(store: &dyn StateStore) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut record = |what: &str, answer: String| out.push(format!("{what}: {answer}"));
+    let open = |id: &str, at: i64| format!("{:?}", store.open_escalation(escalation(id, "p/a", at)));
+    record("open", open("e1", 0));
+    record("approve", resolve(store, "e1", true, 1_000));
+    record("reopen approved", open("e1", 2_000));
+    record("approved", status(store, "e1"));
+    record("use", format!("{:?}", store.commit(claiming("e1", "retry-1", 3_000))));
+    record("reopen used", open("e1", 4_000));
+    record("used", status(store, "e1"));
+    record("use again", format!("{:?}", store.commit(claiming("e1", "retry-2", 5_000))));
+    record("open e2", open("e2", 0));
+    record("reject", resolve(store, "e2", false, 1_000));
+    record("reopen rejected", open("e2", 2_000));
+    record("rejected", status(store, "e2"));
+    record("open e3", open("e3", 0));
+    let resent = Escalation { summary: "something else".into(), ..escalation("e3", "p/a", 10_000) };
+    record("reopen pending", format!("{:?}", store.open_escalation(resent)));
+    record("first record kept", format!("{:?}", store.escalation("e3").unwrap().map(|e| (e.summary, e.created_ms))));
+    record("listed", format!("{:?}", store.escalations().map(|all| all.len())));
+    out
+}
+
+#[test]
+fn an_escalation_is_never_reopened() {
+    let answers = on_every_backend(StoreConfig::default(), reopening);
+    assert_eq!(answer(&answers, "reopen approved"), "Ok(Ok(()))");
+    assert!(answer(&answers, "approved").starts_with("Some(Approved"), "{answers:#?}");
+    assert_eq!(answer(&answers, "use"), "Ok(Ok(()))");
+    assert!(answer(&answers, "used").starts_with("Some(Used"), "{answers:#?}");
+    assert!(answer(&answers, "use again").contains("Used(\"e1\")"), "{answers:#?}");
+    assert!(answer(&answers, "rejected").starts_with("Some(Rejected"), "{answers:#?}");
+    assert_eq!(answer(&answers, "first record kept"), format!("Some((\"drop table tmp\", {T0}))"));
+    assert_eq!(answer(&answers, "listed"), "Ok(3)");
+}
+
+/// One principal fills its quota; another is served until the store is
+/// full; resolving (approve or reject) and expiring free slots.
+fn flooding(store: &dyn StateStore) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut record = |what: &str, answer: String| out.push(format!("{what}: {answer}"));
+    let open =
+        |id: String, principal: &str, at: i64| format!("{:?}", store.open_escalation(escalation(&id, principal, at)));
+    let opened = |answers: Vec<String>| answers.iter().filter(|a| *a == "Ok(Ok(()))").count().to_string();
+    record("flood a", opened((0..100).map(|i| open(format!("a{i}"), "p/a", i)).collect()));
+    record("a 101st", open("a100".into(), "p/a", 100));
+    record("a resent", open("a7".into(), "p/a", 100));
+    record("b", opened((0..50).map(|i| open(format!("b{i}"), "p/b", i)).collect()));
+    record("b 51st", open("b50".into(), "p/b", 100));
+    record("approve a0", resolve(store, "a0", true, 200));
+    record("a after approval", open("a100".into(), "p/a", 300));
+    record("a after that", open("a101".into(), "p/a", 300));
+    record("reject a1", resolve(store, "a1", false, 400));
+    record("a after rejection", open("a101".into(), "p/a", 500));
+    // a2 expires an hour after it was opened: its slot is free then.
+    record("a at a2's expiry", open("a102".into(), "p/a", HOUR + 2));
+    record("a again", open("a103".into(), "p/a", HOUR + 2));
+    record("all expired", opened((0..150).map(|i| open(format!("late{i}"), "p/c", 2 * HOUR + i)).collect()));
+    out
+}
+
+#[test]
+fn pending_escalations_are_bounded_per_principal_and_overall() {
+    let config = StoreConfig { max_pending: 150, ..StoreConfig::default() };
+    let answers = on_every_backend(config, flooding);
+    let per_principal = |p: &str| {
+        format!(
+            "{:?}",
+            Ok::<_, ()>(Err::<(), _>(EscalationRefused::TooManyPending { principal: p.into(), limit: 100 }))
+        )
+    };
+    let overall = format!("{:?}", Ok::<_, ()>(Err::<(), _>(EscalationRefused::TooManyPendingOverall { limit: 150 })));
+    assert_eq!(answer(&answers, "flood a"), "100");
+    assert_eq!(answer(&answers, "a 101st"), per_principal("p/a"), "the 101st pending of one principal is refused");
+    assert_eq!(answer(&answers, "a resent"), "Ok(Ok(()))", "one already kept is no new one");
+    assert_eq!(answer(&answers, "b"), "50", "another principal is served");
+    assert_eq!(answer(&answers, "b 51st"), overall, "until the store holds max_pending");
+    assert_eq!(answer(&answers, "a after approval"), "Ok(Ok(()))", "an approval frees a slot");
+    assert_eq!(answer(&answers, "a after that"), per_principal("p/a"));
+    assert_eq!(answer(&answers, "a after rejection"), "Ok(Ok(()))", "a rejection frees a slot");
+    assert_eq!(answer(&answers, "a at a2's expiry"), "Ok(Ok(()))", "an expiry frees a slot");
+    assert_eq!(answer(&answers, "a again"), per_principal("p/a"));
+    assert_eq!(answer(&answers, "all expired"), "100", "every earlier one expired; the quota holds again");
+    assert_eq!(
+        EscalationRefused::TooManyPending { principal: "p/a".into(), limit: 100 }.code(),
+        "too_many_escalations"
+    );
+}
+
+/// A second usage or outcome report of one request changes nothing.
+fn reporting_twice(store: &dyn StateStore) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut record = |what: &str, answer: String| out.push(format!("{what}: {answer}"));
+    let tokens = ChargeUnit::Tokens;
+    let charges =
+        vec![charge("run:r", Window::Run, tokens, 1_500, 4_000), charge("team", DAY, ChargeUnit::MicroUsd, 300, 1_000)];
+    record("llm", format!("{:?}", store.commit(commit("l1", T0, charges, Some((1_000, 500)), None))));
+    let usage = |output: u64, at: i64| UsageReport {
+        request_id: "l1".into(),
+        now_ms: T0 + at,
+        prompt_tokens: 1_000,
+        output_tokens: output,
+    };
+    let state = || {
+        format!(
+            "{:?} {:?} {:?}",
+            store.used("run:r", Window::Run, tokens, T0 + 10),
+            store.used("team", DAY, ChargeUnit::MicroUsd, T0 + 10),
+            store.spend(T0, T0 + 86_400_000)
+        )
+    };
+    record("usage", format!("{:?}", store.reconcile(usage(100, 1))));
+    let after_first = state();
+    for (output, at) in [(0, 2), (499, 3), (5_000, 4)] {
+        record("usage again", format!("{:?}", store.reconcile(usage(output, at))));
+    }
+    record("unchanged by the second", (state() == after_first).to_string());
+    record("usage after its mark expired", format!("{:?}", store.reconcile(usage(0, 3_600_000 + 2_000))));
+    record(
+        "usage of an unknown request",
+        format!("{:?}", store.reconcile(UsageReport { request_id: "nope".into(), ..usage(1, 5) })),
+    );
+
+    // A charged tool call: a usage report cannot refund or multiply it.
+    let per_call = vec![charge("tools", DAY, ChargeUnit::MicroUsd, 100, 1_000)];
+    record("charged tool call", format!("{:?}", store.commit(commit("t1", T0 + 6, per_call, None, None))));
+    let zero = UsageReport { request_id: "t1".into(), now_ms: T0 + 7, prompt_tokens: 0, output_tokens: 0 };
+    record("usage of a tool call", format!("{:?}", store.reconcile(zero)));
+    record("tool charge kept", format!("{:?}", store.used("tools", DAY, ChargeUnit::MicroUsd, T0 + 8)));
+
+    // Two failures in a window of two would open the breaker.
+    record("guarded", format!("{:?}", store.commit(commit("g1", T0 + 10, vec![], None, Some(2)))));
+    let outcome = |at: i64| OutcomeReport {
+        request_id: "g1".into(),
+        now_ms: T0 + at,
+        status: OutcomeStatus::Failure,
+        latency_ms: None,
+    };
+    record("outcome", format!("{:?}", store.record_outcome(outcome(11))));
+    record("outcome again", format!("{:?}", store.record_outcome(outcome(12))));
+    record("breaker", format!("{:?}", store.breaker_state("p/tool", &breaker(2), T0 + 13)));
+    record(
+        "outcome of an unknown request",
+        format!("{:?}", store.record_outcome(OutcomeReport { request_id: "nope".into(), ..outcome(14) })),
+    );
+    out
+}
+
+#[test]
+fn a_report_is_taken_once() {
+    let answers = on_every_backend(StoreConfig::default(), reporting_twice);
+    let rejected = |r: UsageRejected| format!("{:?}", Ok::<_, ()>(Err::<(), _>(r)));
+    assert_eq!(answer(&answers, "usage"), "Ok(Ok(()))");
+    assert!(
+        answers.iter().filter(|l| l.starts_with("usage again")).all(|l| l.ends_with(&rejected(already_reported("l1")))),
+        "{answers:#?}"
+    );
+    assert_eq!(answer(&answers, "unchanged by the second"), "true");
+    assert_eq!(answer(&answers, "usage after its mark expired"), rejected(UsageRejected::NoReservation("l1".into())));
+    assert_eq!(answer(&answers, "usage of an unknown request"), rejected(UsageRejected::NoReservation("nope".into())));
+    assert_eq!(answer(&answers, "tool charge kept"), "Ok(100)", "not refunded by a usage report");
+    assert_eq!(answer(&answers, "outcome"), "Ok(Ok(()))");
+    let outcome_rejected = |r: OutcomeRejected| format!("{:?}", Ok::<_, ()>(Err::<(), _>(r)));
+    assert_eq!(answer(&answers, "outcome again"), outcome_rejected(OutcomeRejected::AlreadyReported("g1".into())));
+    assert_eq!(answer(&answers, "breaker"), "Ok(Closed)", "the second failure was not counted");
+    assert_eq!(
+        answer(&answers, "outcome of an unknown request"),
+        outcome_rejected(OutcomeRejected::UnknownRequest("nope".into()))
+    );
+}
+
+#[test]
+fn run_history_is_bounded_in_memory_and_in_the_journal() {
+    let config = StoreConfig { history_runs: 100, ..StoreConfig::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let run = |n: usize| RunKey { pipeline: "p".into(), run: format!("run-{n}") };
+    let one_call = |n: usize| Commit {
+        run: run(n),
+        tool_call: Some((
+            "tool".into(),
+            json!({"n": n, "pad": "x".repeat(8_192)}).as_object().cloned().unwrap_or_default(),
+        )),
+        ..commit(&format!("c{n}"), T0 + n as i64, vec![], None, None)
+    };
+    let kept = |store: &dyn StateStore| -> Vec<usize> {
+        (0..1_000).filter(|n| !store.tool_calls(&run(*n), None, i64::MIN).unwrap().is_empty()).collect()
+    };
+    let journal = JournalStore::open(dir.path(), config).unwrap();
+    for (name, store) in [("memory", &InMemoryStore::in_memory(config) as &dyn StateStore), ("journal", &journal)] {
+        for n in 0..1_000 {
+            store.commit(one_call(n)).unwrap().unwrap();
+        }
+        let kept = kept(store);
+        assert!((100..=110).contains(&kept.len()), "{name}: {} runs kept", kept.len());
+        assert!(kept.iter().all(|n| *n >= 1_000 - kept.len()), "{name}: the most recently active are kept: {kept:?}");
+        let latest = store.tool_calls(&run(999), None, i64::MIN).unwrap();
+        assert_eq!(latest.len(), 1, "{name}");
+        assert_eq!(
+            latest[0].arguments,
+            one_call(999).tool_call.unwrap().1,
+            "{name}: the latest run's history is intact"
+        );
+    }
+    let before = kept(&journal);
+    drop(journal);
+    assert_eq!(kept(&JournalStore::open(dir.path(), config).unwrap()), before, "replay forgets the same runs");
 }
 
 #[test]
@@ -150,4 +423,35 @@ fn breaker_outcomes_from_two_replicas_at_once_are_all_counted() {
     }
     let state = replicas[1].breaker_state("p/tool", &breaker(CALLS), T0 + 2).unwrap();
     assert_eq!(state, arbiter_state::BreakerState::Open { until_ms: T0 + 1 + 60_000 }, "an outcome was lost");
+}
+
+#[test]
+fn pending_escalations_opened_on_two_replicas_at_once_stay_within_the_quota() {
+    let redis = RedisServer::start();
+    let config = RedisConfig::new(redis.url());
+    let replicas: Vec<Arc<RedisStore>> =
+        (0..2).map(|_| Arc::new(RedisStore::connect(&config, StoreConfig::default()).unwrap())).collect();
+    let openers: Vec<_> = (0..8)
+        .map(|t| {
+            let replica = Arc::clone(&replicas[t % 2]);
+            std::thread::spawn(move || {
+                let mut opened = 0;
+                for i in 0..25 {
+                    // Every thread also opens one shared id: opened once, kept once.
+                    for id in [format!("e{t}-{i}"), "shared".to_owned()] {
+                        if replica.open_escalation(escalation(&id, "p/a", 0)).unwrap().is_ok() && id != "shared" {
+                            opened += 1;
+                        }
+                    }
+                }
+                opened
+            })
+        })
+        .collect();
+    let opened: usize = openers.into_iter().map(|t| t.join().unwrap()).sum();
+    let kept = replicas[1].escalations().unwrap();
+    let shared = kept.iter().filter(|e| e.id == "shared").count();
+    assert!(shared <= 1, "the shared id is kept once");
+    assert_eq!(opened + shared, 100, "the quota of 100 holds exactly");
+    assert_eq!(kept.len(), 100);
 }

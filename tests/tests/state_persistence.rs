@@ -6,7 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arbiter_engine::{Bundle, Decider};
-use arbiter_state::{JournalStore, OutcomeStatus, StateError, StateStore, StoreConfig};
+use arbiter_state::{
+    Escalation, EscalationRefused, EscalationStatus, JournalStore, OutcomeStatus, Resolution, StateError, StateStore,
+    StoreConfig,
+};
 use arbiter_tests::{engine, orders_daily_bundle, tool_call};
 use arbiter_types::{ChargeUnit, Request, VerdictKind, Window};
 use serde_json::json;
@@ -132,4 +135,42 @@ fn corrupt_or_foreign_files_are_refused_clearly() {
     let err = open_err(dir.path());
     assert!(err.contains("not an arbiter state header"), "{err}");
     assert!(matches!(JournalStore::open(dir.path(), config()), Err(StateError::Corrupt { .. })));
+}
+
+fn pending(id: &str) -> Escalation {
+    Escalation {
+        id: id.into(),
+        principal: "p/a".into(),
+        request_id: format!("req-{id}"),
+        fingerprint: "fp".into(),
+        approvers: vec!["oncall".into()],
+        summary: "drop table tmp".into(),
+        reasons: vec![],
+        created_ms: T0,
+        expires_ms: T0 + 3_600_000,
+        status: EscalationStatus::Pending,
+    }
+}
+
+#[test]
+fn escalations_keep_their_bounds_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::open(dir.path(), config()).unwrap();
+    for i in 0..5 {
+        store.open_escalation(pending(&format!("e{i}"))).unwrap().unwrap();
+    }
+    let approve = Resolution { escalation_id: "e0".into(), approve: true, by: "alice".into(), now_ms: T0 + 1 };
+    store.resolve_escalation(approve).unwrap().unwrap();
+    drop(store);
+
+    // A limit lowered since the opens were journaled: the journal still
+    // replays (they were accepted then), and the new limit holds for new ones.
+    let lowered = StoreConfig { max_pending_per_principal: 3, ..config() };
+    let store = JournalStore::open(dir.path(), lowered).unwrap();
+    assert_eq!(store.escalations().unwrap().len(), 5);
+    let refused = store.open_escalation(pending("e5")).unwrap();
+    assert_eq!(refused, Err(EscalationRefused::TooManyPending { principal: "p/a".into(), limit: 3 }));
+    // Re-sent after the restart, the approved one stays approved.
+    store.open_escalation(pending("e0")).unwrap().unwrap();
+    assert!(matches!(store.escalation("e0").unwrap().unwrap().status, EscalationStatus::Approved { .. }));
 }

@@ -1,5 +1,6 @@
 //! `arbiter`: thin commands over the arbiter crates.
 
+mod audit_args;
 mod clock_args;
 mod commands;
 mod engine_args;

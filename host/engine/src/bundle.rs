@@ -193,27 +193,18 @@ impl Bundle {
 impl Bundle {
     fn wrong_environment(&self, request: &Request, served: &[arbiter_types::Environment]) -> Decision {
         let served: Vec<&str> = served.iter().map(|e| e.as_str()).collect();
-        Decision {
-            id: request.id.clone(),
-            decision: VerdictKind::Deny,
-            reasons: vec![arbiter_types::DecisionReason {
-                policy: "arbiter".to_owned(),
-                code: "wrong_environment".to_owned(),
-                message: format!(
-                    "bundle {} serves {}, not {}",
-                    self.name,
-                    served.join(", "),
-                    request.principal.environment.as_str()
-                ),
-            }],
-            escalation: None,
-            obligations: vec![],
-            charges: vec![],
-            breakers: vec![],
-            bundle: BundleRef { name: self.name.clone(), version: self.version.clone() },
-            policies: vec![],
-            approved_by: None,
-        }
+        let reason = arbiter_types::DecisionReason {
+            policy: "arbiter".to_owned(),
+            code: "wrong_environment".to_owned(),
+            message: format!(
+                "bundle {} serves {}, not {}",
+                self.name,
+                served.join(", "),
+                request.principal.environment.as_str()
+            ),
+        };
+        let bundle = BundleRef { name: self.name.clone(), version: self.version.clone() };
+        Decision::bare(request.id.clone(), VerdictKind::Deny, vec![reason], bundle)
     }
 }
 

@@ -139,6 +139,7 @@ impl Decider {
         let expires_ms = at_ms.saturating_add(i64::from(offer.valid_for_seconds) * 1000);
         let escalation = Escalation {
             id: id.clone(),
+            principal: format!("{}/{}", request.principal.pipeline, request.principal.agent),
             request_id: request.id.clone(),
             fingerprint,
             approvers: offer.approvers.clone(),
@@ -149,9 +150,15 @@ impl Decider {
             status: EscalationStatus::Pending,
         };
         match self.state.open_escalation(escalation) {
-            Ok(()) => {
+            Ok(Ok(())) => {
                 offer.id = Some(id);
                 offer.expires_at = Some(format_rfc3339_ms(expires_ms));
+                decision
+            }
+            Ok(Err(refused)) => {
+                let reason =
+                    DecisionReason { policy: HOST.into(), code: refused.code().into(), message: refused.to_string() };
+                refuse(&mut decision, reason);
                 decision
             }
             Err(e) => state_failed(decision, "the escalation", &e),

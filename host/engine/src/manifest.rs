@@ -134,8 +134,56 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
+    /// Not TOML, or TOML not shaped like a manifest. `detail` quotes the
+    /// offending lines, for the operator's own terminal; `problem` and `at`
+    /// carry no text of the file.
+    #[error("bundle manifest {path} is invalid: {detail}")]
+    Parse { path: PathBuf, detail: String, problem: String, at: Option<(usize, usize)> },
     #[error("bundle manifest {path} is invalid: {message}")]
     Invalid { path: PathBuf, message: String },
+}
+
+impl ManifestError {
+    /// The error without any text of the file (what kind of problem, and
+    /// where), for a remote caller: one who can name a file but must not
+    /// read it back through the error.
+    ///
+    /// `Invalid` is kept whole: it quotes fields of a file that parsed as a
+    /// bundle manifest (every field known, the required ones present),
+    /// which is not something else's secret.
+    pub fn without_contents(&self) -> String {
+        match self {
+            ManifestError::Parse { path, problem, at: Some((line, column)), .. } => {
+                format!("bundle manifest {} is invalid: {problem} at line {line}, column {column}", path.display())
+            }
+            ManifestError::Parse { path, problem, at: None, .. } => {
+                format!("bundle manifest {} is invalid: {problem}", path.display())
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn parse(path: &Path, text: &str, error: &toml::de::Error) -> Self {
+        // TOML syntax messages are fixed grammar text; serde's schema
+        // messages quote the file (unknown keys, wrong values), so those
+        // are replaced by their kind.
+        let problem = if text.parse::<toml::Table>().is_err() {
+            format!("not valid TOML ({})", error.message().lines().collect::<Vec<_>>().join("; "))
+        } else {
+            "not a bundle manifest (an unknown or missing field, or a value of the wrong type; \
+             `arbiter lint` shows which)"
+                .to_owned()
+        };
+        let at = error.span().map(|span| line_and_column(text, span.start));
+        ManifestError::Parse { path: path.to_owned(), detail: error.to_string(), problem, at }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (before.matches('\n').count() + 1, before[line_start..].chars().count() + 1)
 }
 
 impl Manifest {
@@ -147,10 +195,13 @@ impl Manifest {
 
     /// Parses and checks the manifest; `path` only names it in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ManifestError> {
-        let invalid = |message: String| ManifestError::Invalid { path: path.to_owned(), message };
-        let manifest: Manifest = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::parse(path, text, &e))?;
         let problems = manifest.problems();
-        if problems.is_empty() { Ok(manifest) } else { Err(invalid(problems.join("; "))) }
+        if problems.is_empty() {
+            Ok(manifest)
+        } else {
+            Err(ManifestError::Invalid { path: path.to_owned(), message: problems.join("; ") })
+        }
     }
 
     /// A one-policy bundle of a component, named, versioned and pinned as
@@ -323,5 +374,31 @@ mod tests {
     fn reports_the_line_of_syntax_errors() {
         let err = parse("[bundle]\nname = \n").unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn without_contents_names_the_problem_and_place_but_quotes_nothing() {
+        const SECRET: &str = "hunter2-AKIA0000SECRET";
+        let cases = [
+            // Not TOML at all: an env file.
+            (format!("# credentials\nAWS_SECRET_ACCESS_KEY={SECRET}\n"), "not valid TOML", (2, 23)),
+            // TOML, but every way serde would quote it: unknown key, wrong
+            // type, unknown variant.
+            (format!("{SECRET} = 1\n"), "not a bundle manifest", (1, 1)),
+            (format!("[bundle]\nname = \"x\"\nversion = [\"{SECRET}\"]\n"), "not a bundle manifest", (3, 11)),
+            (
+                VALID.replace("capabilities = [\"log\"]", &format!("mode = \"{SECRET}\"")),
+                "not a bundle manifest",
+                (11, 16),
+            ),
+        ];
+        for (text, kind, (line, column)) in cases {
+            let err = parse(&text).unwrap_err();
+            let public = err.without_contents();
+            assert!(!public.contains("hunter2"), "the secret leaks: {public}");
+            assert!(public.contains(kind) && public.contains(&format!("at line {line}, column {column}")), "{public}");
+            // The operator's own terminal still gets the quoted context.
+            assert!(err.to_string().contains("hunter2"), "{err}");
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::AuditOptions;
 use crate::credentials::Credentials;
 
 /// Whose clock decisions and reports run on.
@@ -99,8 +100,24 @@ pub struct ServerConfig {
     pub audit_log: Option<PathBuf>,
     /// Tool-call arguments written to the audit log as `"***"`.
     pub audit_mask: Vec<String>,
+    /// Checkpoint signing, sync and failure handling of the audit log.
+    pub audit: AuditOptions,
     /// `http://` URL notified (POST, JSON) of every new escalation.
     pub escalation_webhook: Option<String>,
+    /// Notifications waiting for the webhook; beyond, new ones are dropped
+    /// (and counted) rather than held.
+    pub webhook_queue: usize,
+    /// Tasks delivering webhook notifications (each one at a time).
+    pub webhook_workers: usize,
+    /// Evaluations and reports running at once on blocking threads.
+    pub max_in_flight: usize,
+    /// How long a request waits for one of `max_in_flight` before it is
+    /// refused as `overloaded`.
+    pub in_flight_wait: Duration,
+    /// Distinct label sets per metric family whose labels clients choose
+    /// (pipeline, model, budget scope, ...); beyond, values fold into one
+    /// `_other` series.
+    pub max_metric_series: usize,
     pub wire: WireConfig,
 }
 
@@ -115,7 +132,13 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             audit_log: None,
             audit_mask: Vec::new(),
+            audit: AuditOptions::default(),
             escalation_webhook: None,
+            webhook_queue: 256,
+            webhook_workers: 4,
+            max_in_flight: 256,
+            in_flight_wait: Duration::from_millis(100),
+            max_metric_series: 1000,
             wire: WireConfig::default(),
         }
     }

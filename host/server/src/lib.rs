@@ -6,7 +6,8 @@
 //!   (`envoy.service.auth.v3.Authorization/Check`) and over HTTP
 //!   (`/ext_authz/...`), which turn OpenAI, Anthropic and MCP traffic into
 //!   decisions;
-//! - a hash-chained JSON-lines audit log of every decision and approval.
+//! - a hash-chained JSON-lines audit log of every decision and approval,
+//!   with signed checkpoints.
 //!
 //! Evaluation runs on blocking threads, never on the async runtime.
 
@@ -22,7 +23,10 @@ mod state;
 mod webhook;
 mod wire;
 
-pub use audit::{AuditError, AuditLog, Verified, verify as verify_audit_log};
+pub use audit::{
+    AuditError, AuditLog, AuditOptions, AuditState, Verified, VerifyError, state_path as audit_state_path,
+    verify as verify_audit_log,
+};
 pub use bundles::ReloadConfig;
 pub use config::{Clock, ServerConfig, UnrecognizedTraffic, WireConfig};
 pub use credentials::{ANONYMOUS, Credential, Credentials, CredentialsError, Grant, Role, key_digest, new_key};

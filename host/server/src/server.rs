@@ -15,7 +15,7 @@ use crate::bundles::{Bundles, ReloadConfig};
 use crate::config::ServerConfig;
 use crate::ext_authz::grpc;
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::state::{AppState, InFlight};
 use crate::webhook::Webhook;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,23 +50,47 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 impl Server {
-    /// Binds the listeners and opens the audit log.
+    /// Binds the listeners, opens the audit log and starts the webhook
+    /// workers.
     pub async fn bind(
         config: ServerConfig,
         decider: Decider,
         reload: Option<ReloadConfig>,
     ) -> Result<Self, ServerError> {
+        if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&config.max_in_flight) {
+            return Err(ServerError::Config(format!(
+                "max_in_flight must be 1 to {}",
+                tokio::sync::Semaphore::MAX_PERMITS
+            )));
+        }
+        if let Some(reload) = &reload
+            && !reload.bundle_dir.is_dir()
+        {
+            return Err(ServerError::Config(format!(
+                "bundle directory {} is not a directory",
+                reload.bundle_dir.display()
+            )));
+        }
         let audit = match &config.audit_log {
-            Some(path) => Some(Arc::new(AuditLog::open(path, config.audit_mask.clone())?)),
+            Some(path) => Some(Arc::new(AuditLog::open(path, config.audit_mask.clone(), config.audit.clone())?)),
+            None => None,
+        };
+        let metrics = Metrics::new(config.max_metric_series);
+        let webhook = match &config.escalation_webhook {
+            Some(url) => Some(
+                Webhook::start(url, config.webhook_queue, config.webhook_workers, metrics.webhook_dropped())
+                    .map_err(ServerError::Config)?,
+            ),
             None => None,
         };
         let state = AppState {
             audit,
-            metrics: Metrics::new(),
+            in_flight: InFlight::new(config.max_in_flight, config.in_flight_wait, metrics.in_flight()),
+            metrics,
             credentials: Arc::clone(&config.credentials),
             clock: config.clock,
             wire: Arc::new(config.wire.clone()),
-            webhook: config.escalation_webhook.as_deref().map(Webhook::new).transpose().map_err(ServerError::Config)?,
+            webhook,
             bundles: reload.map(|reload| Arc::new(Bundles::new(reload, decider.bundle()))),
             decider,
         };
@@ -87,7 +111,7 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests
-    /// and syncs the audit log.
+    /// and checkpoints the audit log.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
@@ -120,6 +144,7 @@ impl Server {
                     wait(stopped.clone()),
                 )
         });
+        let checkpoints = self.state.audit.clone().map(|audit| tokio::spawn(audit.checkpoint_periodically()));
         let result = match grpc {
             Some(grpc) => {
                 let (http, grpc) = tokio::join!(http, grpc);
@@ -127,8 +152,11 @@ impl Server {
             }
             None => http.await.map_err(ServerError::Http),
         };
+        if let Some(task) = checkpoints {
+            task.abort();
+        }
         if let Some(audit) = &self.state.audit {
-            audit.sync()?;
+            audit.checkpoint()?;
         }
         result
     }

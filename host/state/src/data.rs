@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::breaker::{BreakerState, Breakers};
 use crate::error::{OutcomeRejected, UsageRejected};
-use crate::escalation::{Escalation, EscalationRefused, Escalations, Resolution};
+use crate::escalation::{Escalation, EscalationRefused, Escalations, PendingLimits, Resolution};
 use crate::history::{History, PastToolCall, RunKey};
 use crate::ledger::Ledger;
 use crate::ops::{Commit, CommitRefused, LlmUsage, Op, OutcomeReport, OutcomeStatus, UsageReport};
+use crate::reported::Reported;
 use crate::spend::{Spend, SpendEntry};
 use crate::store::Gauges;
 use crate::store::StoreConfig;
@@ -20,6 +21,12 @@ pub(crate) struct StateData {
     history: History,
     spend: Spend,
     escalations: Escalations,
+    /// Requests whose usage was reconciled.
+    #[serde(default)]
+    usage_reported: Reported,
+    /// Requests whose outcome was recorded.
+    #[serde(default)]
+    outcome_reported: Reported,
     /// Event time of the last expiry sweep.
     #[serde(default)]
     swept_ms: Option<i64>,
@@ -37,10 +44,9 @@ impl StateData {
             Op::Commit(commit) => self.commit(commit, config).is_ok(),
             Op::Usage(usage) => self.reconcile(usage, config).is_ok(),
             Op::Outcome(outcome) => self.outcome(outcome, config).is_ok(),
-            Op::OpenEscalation(escalation) => {
-                self.open_escalation(escalation, config);
-                true
-            }
+            // Accepted when it was written: a limit lowered since must not
+            // make the journal unreadable.
+            Op::OpenEscalation(escalation) => self.open_escalation(escalation, config, None).is_ok(),
             Op::Resolve(resolution) => self.resolve(resolution, config).is_ok(),
         }
     }
@@ -55,14 +61,21 @@ impl StateData {
         let ttl = config.reservation_ttl_ms;
         self.ledger.expire(now_ms, ttl);
         self.spend.expire(now_ms, ttl);
+        self.usage_reported.expire(now_ms, ttl);
         self.breakers.expire(now_ms, config.outcome_ttl_ms);
+        self.outcome_reported.expire(now_ms, config.outcome_ttl_ms);
         self.history.age_out(now_ms - config.history_ttl_ms);
         self.escalations.expire(now_ms);
     }
 
-    pub(crate) fn open_escalation(&mut self, escalation: &Escalation, config: &StoreConfig) {
+    pub(crate) fn open_escalation(
+        &mut self,
+        escalation: &Escalation,
+        config: &StoreConfig,
+        limits: Option<&PendingLimits>,
+    ) -> Result<(), EscalationRefused> {
         self.expire(escalation.created_ms, config);
-        self.escalations.open(escalation.clone());
+        self.escalations.open(escalation, limits)
     }
 
     pub(crate) fn resolve(
@@ -104,7 +117,7 @@ impl StateData {
             self.breakers.admit(&commit.request_id, &commit.guards(), now);
         }
         if let Some(call) = commit.past_tool_call() {
-            self.history.record(&commit.run, call, config.history_per_run);
+            self.history.record(&commit.run, call, config);
         }
         if let Some(spent) = commit.spent() {
             self.spend.record(&commit.request_id, spent, now);
@@ -113,24 +126,34 @@ impl StateData {
     }
 
     pub(crate) fn reconcile(&mut self, usage: &UsageReport, config: &StoreConfig) -> Result<(), UsageRejected> {
-        self.expire(usage.now_ms, config);
+        let now = usage.now_ms;
+        self.expire(now, config);
         let id = &usage.request_id;
         if self.ledger.reservation(id).is_none() && !self.spend.is_open(id) {
-            return Err(UsageRejected::NoReservation(id.clone()));
+            return Err(if self.usage_reported.contains(id, now, config.reservation_ttl_ms) {
+                UsageRejected::AlreadyReported(id.clone())
+            } else {
+                UsageRejected::NoReservation(id.clone())
+            });
         }
         let actual = usage.prompt_tokens.saturating_add(usage.output_tokens);
-        self.ledger.reconcile(id, actual, usage.now_ms);
+        self.ledger.reconcile(id, actual, now);
         self.spend.reconcile(id, usage.prompt_tokens, usage.output_tokens);
+        self.usage_reported.insert(id, now);
         Ok(())
     }
 
     pub(crate) fn outcome(&mut self, outcome: &OutcomeReport, config: &StoreConfig) -> Result<(), OutcomeRejected> {
-        self.expire(outcome.now_ms, config);
+        let (id, now) = (&outcome.request_id, outcome.now_ms);
+        self.expire(now, config);
         let failed = outcome.status != OutcomeStatus::Success;
-        if self.breakers.record(&outcome.request_id, outcome.now_ms, failed, outcome.latency_ms) {
+        if self.breakers.record(id, now, failed, outcome.latency_ms) {
+            self.outcome_reported.insert(id, now);
             Ok(())
+        } else if self.outcome_reported.contains(id, now, config.outcome_ttl_ms) {
+            Err(OutcomeRejected::AlreadyReported(id.clone()))
         } else {
-            Err(OutcomeRejected::UnknownRequest(outcome.request_id.clone()))
+            Err(OutcomeRejected::UnknownRequest(id.clone()))
         }
     }
 

@@ -37,13 +37,21 @@ pub enum StateError {
 /// A usage report that changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UsageRejected {
-    #[error("no reservation for request `{0}` (it was not allowed, already reconciled, or expired)")]
+    #[error("no reservation for request `{0}` (it was not allowed, or expired)")]
     NoReservation(String),
+    /// A request's usage is taken once: a second report could otherwise
+    /// rescale its charges again.
+    #[error("the usage of request `{0}` was already reported")]
+    AlreadyReported(String),
 }
 
 /// An outcome report that changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutcomeRejected {
-    #[error("no allowed request `{0}` awaits an outcome (unknown, denied, or already reported)")]
+    #[error("no allowed request `{0}` awaits an outcome (unknown, denied, or expired)")]
     UnknownRequest(String),
+    /// A call's outcome is taken once: a second report would count twice
+    /// in its breakers.
+    #[error("the outcome of request `{0}` was already reported")]
+    AlreadyReported(String),
 }

@@ -1,9 +1,15 @@
 //! Run history: the allowed tool calls of each run, bounded and aged out.
+//!
+//! Bounded per run (calls) and overall (runs, bytes): past an overall cap
+//! by a tenth, the least recently active runs are forgotten down to it, so
+//! the sort this takes is paid once per tenth of the cap, not per call.
 
 use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::store::StoreConfig;
 
 /// A run, as history is kept per pipeline and run id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -30,27 +36,125 @@ impl PastToolCall {
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(from = "StoredHistory")]
 pub(crate) struct History {
     runs: HashMap<String, RunHistory>,
+    /// Counts recordings. Activity is ordered by it, not by event time: a
+    /// client's timestamps in the future must not keep its runs over
+    /// everyone else's.
+    #[serde(default)]
+    recorded: u64,
+    /// Bytes of every kept call (derived, rebuilt on load).
+    #[serde(skip)]
+    bytes: usize,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct RunHistory {
     last_ms: i64,
+    /// `History::recorded` at its last call.
+    #[serde(default)]
+    touched: u64,
     calls: VecDeque<PastToolCall>,
+    /// Bytes of its calls (derived, rebuilt on load).
+    #[serde(skip)]
+    bytes: usize,
+}
+
+/// What a snapshot holds of [`History`].
+#[derive(Deserialize)]
+struct StoredHistory {
+    runs: HashMap<String, RunHistory>,
+    #[serde(default)]
+    recorded: u64,
+}
+
+impl From<StoredHistory> for History {
+    fn from(stored: StoredHistory) -> Self {
+        let mut runs = stored.runs;
+        for run in runs.values_mut() {
+            run.bytes = run.calls.iter().map(size).sum();
+        }
+        let bytes = runs.values().map(|r| r.bytes).sum();
+        History { runs, recorded: stored.recorded, bytes }
+    }
 }
 
 fn key(run: &RunKey) -> String {
     format!("{}\u{1f}{}", run.pipeline, run.run)
 }
 
+/// What a call costs to keep, near enough: its size as JSON.
+fn size(call: &PastToolCall) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing JSON values to a counter cannot fail.
+    serde_json::to_writer(&mut count, call).map_or(0, |()| count.0)
+}
+
+/// A cap and the tenth over it that triggers forgetting down to it.
+fn over(value: usize, cap: usize) -> bool {
+    value > cap.saturating_add(cap / 10)
+}
+
 impl History {
-    pub(crate) fn record(&mut self, run: &RunKey, call: PastToolCall, max_calls: usize) {
-        let entry = self.runs.entry(key(run)).or_default();
+    pub(crate) fn record(&mut self, run: &RunKey, call: PastToolCall, config: &StoreConfig) {
+        self.recorded += 1;
+        let key = key(run);
+        let entry = self.runs.entry(key.clone()).or_default();
         entry.last_ms = entry.last_ms.max(call.timestamp_ms);
+        entry.touched = self.recorded;
+        let added = size(&call);
+        entry.bytes += added;
+        self.bytes += added;
         entry.calls.push_back(call);
-        while entry.calls.len() > max_calls {
-            entry.calls.pop_front();
+        while entry.calls.len() > config.history_per_run
+            || (entry.bytes > config.history_bytes && entry.calls.len() > 1)
+        {
+            let Some(oldest) = entry.calls.pop_front() else { break };
+            let freed = size(&oldest);
+            entry.bytes = entry.bytes.saturating_sub(freed);
+            self.bytes = self.bytes.saturating_sub(freed);
+        }
+        if over(self.runs.len(), config.history_runs) || over(self.bytes, config.history_bytes) {
+            self.forget_least_active(&key, config.history_runs, config.history_bytes);
+        }
+    }
+
+    /// Forgets the least recently active runs, never `keep` (the one just
+    /// recorded), until at most `max_runs` and `max_bytes` are kept.
+    fn forget_least_active(&mut self, keep: &str, max_runs: usize, max_bytes: usize) {
+        let mut by_activity: Vec<(u64, &String, usize)> =
+            self.runs.iter().filter(|(k, _)| *k != keep).map(|(k, r)| (r.touched, k, r.bytes)).collect();
+        // Ties (runs loaded from before `touched`) go by key: replay forgets the same ones.
+        by_activity.sort_unstable();
+        let (mut runs, mut bytes) = (self.runs.len(), self.bytes);
+        let mut forget = Vec::new();
+        for (_, key, run_bytes) in by_activity {
+            if runs <= max_runs && bytes <= max_bytes {
+                break;
+            }
+            forget.push(key.clone());
+            runs -= 1;
+            bytes = bytes.saturating_sub(run_bytes);
+        }
+        for key in forget {
+            self.forget(&key);
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        if let Some(run) = self.runs.remove(key) {
+            self.bytes = self.bytes.saturating_sub(run.bytes);
         }
     }
 
@@ -73,6 +177,99 @@ impl History {
 
     /// Forgets runs with no activity since `cutoff_ms`.
     pub(crate) fn age_out(&mut self, cutoff_ms: i64) {
-        self.runs.retain(|_, r| r.last_ms >= cutoff_ms);
+        let stale: Vec<String> =
+            self.runs.iter().filter(|(_, r)| r.last_ms < cutoff_ms).map(|(k, _)| k.clone()).collect();
+        for key in stale {
+            self.forget(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(n: usize) -> RunKey {
+        RunKey { pipeline: "p".into(), run: format!("r{n}") }
+    }
+
+    fn call(n: usize, padding: usize) -> PastToolCall {
+        let arguments = serde_json::json!({"n": n, "pad": "x".repeat(padding)});
+        PastToolCall {
+            request_id: format!("q{n}"),
+            timestamp_ms: 0,
+            tool: "t".into(),
+            arguments: arguments.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn runs_kept(h: &History, upto: usize) -> Vec<usize> {
+        (0..upto).filter(|n| h.count(&run(*n), i64::MIN) > 0).collect()
+    }
+
+    #[test]
+    fn runs_past_the_cap_go_least_recently_active_first() {
+        let config = StoreConfig { history_runs: 100, ..StoreConfig::default() };
+        let mut h = History::default();
+        for n in 0..1_000 {
+            h.record(&run(n), call(n, 0), &config);
+            assert!(h.runs.len() <= 110, "{} runs kept after {n}", h.runs.len());
+        }
+        let kept = runs_kept(&h, 1_000);
+        assert!(kept.len() >= 100, "{}", kept.len());
+        assert!(kept.iter().all(|n| *n >= 1_000 - kept.len()), "the most recent runs are kept: {kept:?}");
+        // Activity, not creation, counts: run 0 called again is recent.
+        h.record(&run(0), call(0, 0), &config);
+        for n in 1_000..1_050 {
+            h.record(&run(n), call(n, 0), &config);
+        }
+        assert_eq!(h.count(&run(0), i64::MIN), 1, "only its new call: it was forgotten before");
+        assert_eq!(h.bytes, h.runs.values().flat_map(|r| &r.calls).map(size).sum::<usize>(), "bytes add up");
+    }
+
+    #[test]
+    fn future_timestamps_do_not_keep_a_run() {
+        let config = StoreConfig { history_runs: 10, ..StoreConfig::default() };
+        let mut h = History::default();
+        h.record(&run(0), PastToolCall { timestamp_ms: i64::MAX, ..call(0, 0) }, &config);
+        for n in 1..100 {
+            h.record(&run(n), call(n, 0), &config);
+        }
+        assert_eq!(h.count(&run(0), i64::MIN), 0);
+    }
+
+    #[test]
+    fn bytes_are_capped_overall_and_per_run() {
+        let one = size(&call(10, 1_000));
+        let config = StoreConfig { history_bytes: 10 * one, ..StoreConfig::default() };
+        let mut h = History::default();
+        for n in 0..100 {
+            h.record(&run(n), call(n, 1_000), &config);
+            assert!(h.bytes <= 11 * one, "{} bytes after {n}", h.bytes);
+        }
+        assert!(h.count(&run(99), i64::MIN) == 1);
+        // One run alone: its oldest calls go, its newest stays even if over.
+        let mut h = History::default();
+        for n in 0..30 {
+            h.record(&run(0), call(n, 1_000), &config);
+        }
+        assert_eq!(h.count(&run(0), i64::MIN), 10);
+        h.record(&run(0), call(30, 20_000), &config);
+        assert_eq!(h.tool_calls(&run(0), None, i64::MIN).iter().map(|c| &c.request_id).collect::<Vec<_>>(), ["q30"]);
+    }
+
+    #[test]
+    fn sizes_and_order_survive_a_snapshot() {
+        let config = StoreConfig { history_runs: 3, ..StoreConfig::default() };
+        let mut h = History::default();
+        for n in 0..3 {
+            h.record(&run(n), call(n, 10), &config);
+        }
+        let mut loaded: History = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        assert_eq!(loaded.bytes, h.bytes);
+        for n in 3..5 {
+            loaded.record(&run(n), call(n, 10), &config);
+        }
+        assert_eq!(runs_kept(&loaded, 5), [2, 3, 4]);
     }
 }

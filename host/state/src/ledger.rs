@@ -66,9 +66,14 @@ pub(crate) struct Booking {
 
 impl Booking {
     /// The change that replaces this booking's share of `reserved_tokens`
-    /// with its share of `actual_tokens`.
+    /// with its share of `actual_tokens`. None for a booking not sized on
+    /// tokens (a charged tool call): a usage report must not refund or
+    /// multiply it.
     pub(crate) fn reconciliation_delta(&self, actual_tokens: u64, reserved_tokens: u64) -> i128 {
-        let actual = u128::from(self.amount) * u128::from(actual_tokens) / u128::from(reserved_tokens.max(1));
+        if reserved_tokens == 0 {
+            return 0;
+        }
+        let actual = u128::from(self.amount) * u128::from(actual_tokens) / u128::from(reserved_tokens);
         actual as i128 - i128::from(self.amount)
     }
 }
@@ -316,6 +321,15 @@ mod tests {
         assert_eq!(ledger.used("run:1", Window::Run, ChargeUnit::Tokens, 2), 21_500);
         assert_eq!(ledger.used("team", DAY, ChargeUnit::MicroUsd, 2), 895);
         assert_eq!(ledger.reconcile("a", 1, 3), None, "a second report finds no reservation");
+    }
+
+    #[test]
+    fn a_usage_report_cannot_rescale_a_charge_not_sized_on_tokens() {
+        let mut ledger = Ledger::default();
+        let per_call = Charge { unit: ChargeUnit::MicroUsd, ..charge("team", DAY, 100, 1_000) };
+        ledger.reserve("tool", &[per_call], 0, 0).unwrap();
+        ledger.reconcile("tool", 0, 1);
+        assert_eq!(ledger.used("team", DAY, ChargeUnit::MicroUsd, 2), 100, "not refunded");
     }
 
     #[test]

@@ -9,9 +9,47 @@
 //! - **Run history**: the allowed actions of each run.
 //! - **Spend** per pipeline, agent, team and model, for cost attribution.
 //!
+//! - **Escalations**: requests waiting for a human. An id is opened once:
+//!   opening it again (a re-sent request) keeps its record, so an
+//!   approved, used or rejected escalation is never pending again.
+//!
 //! Every operation is a deterministic function of the state, its inputs
 //! and the `now_ms` it is given, so the trace clock drives replay and the
 //! journal backend can rebuild state by re-applying operations.
+//!
+//! # What is bounded, and by which setting
+//!
+//! Anyone who can get a decision adds state, so every kind of it is capped
+//! or ages out ([`StoreConfig`]; the same on every backend unless noted):
+//!
+//! | state | bound |
+//! |---|---|
+//! | pending escalations | `max_pending_per_principal` (100) per `<pipeline>/<agent>` and `max_pending` (10,000) overall, pending and unexpired; more are refused with `too_many_escalations` (exact on Redis too: counted in the script) |
+//! | decided and expired escalations | kept 7 days after they expire: at most `max_pending` opened per validity period (one hour: ~170 × `max_pending` kept) |
+//! | run history, per run | `history_per_run` calls (1,024; the oldest go first) |
+//! | run history, overall | in memory and journal: `history_runs` runs (10,000) and `history_bytes` of calls as JSON (256 MiB); over either by a tenth, the least recently active runs (by the order calls were recorded, not client timestamps) are forgotten down to it; runs idle `history_ttl_ms` (7 days) go too. On Redis: `history_ttl_ms` per run only (below) |
+//! | reservations, awaited outcomes, and the marks of reports taken | `reservation_ttl_ms` / `outcome_ttl_ms` (1 h) |
+//! | budgets | rolling windows their length; run and calendar totals 62 days after their last booking |
+//!
+//! A usage or outcome report is taken once per request: a second one is
+//! refused ([`UsageRejected::AlreadyReported`],
+//! [`OutcomeRejected::AlreadyReported`]) and changes nothing. A usage
+//! report never rescales charges that were not sized on tokens (a charged
+//! tool call).
+//!
+//! Time is event time, which callers supply: the escalation caps assume it
+//! near real time. An escalation opened already expired (a backdated
+//! request) is never counted as pending, yet kept 7 days, so whoever
+//! passes requests to the store must bound their timestamps' skew.
+//!
+//! Redis keeps the number of runs bounded only by each history key's TTL:
+//! a cap would need an index of every run's activity, written by every
+//! tool call of every replica, and eviction deleting other runs' keys the
+//! script was not handed (Redis Cluster requires a script to declare every
+//! key it touches). Size Redis for it and set `maxmemory` with
+//! `maxmemory-policy noeviction`: a full Redis then fails decisions closed
+//! (`state_unavailable`), where an evicting policy could drop a budget
+//! total and under-count it.
 
 // The backends share a sealed trait whose methods take crate-private types:
 // reachable in the type system, unnameable by users.
@@ -28,6 +66,7 @@ mod ledger;
 mod memory;
 mod ops;
 mod redis;
+mod reported;
 mod spend;
 mod store;
 

@@ -122,15 +122,10 @@ impl<S: Sink> StateStore for Locked<S> {
         self.mutate(OpRef::Outcome(&outcome), |d, config| d.outcome(&outcome, config))
     }
 
-    fn open_escalation(&self, escalation: Escalation) -> Result<(), StateError> {
-        let opened = self.mutate(OpRef::OpenEscalation(&escalation), |d, config| {
-            d.open_escalation(&escalation, config);
-            Ok::<(), std::convert::Infallible>(())
-        })?;
-        match opened {
-            Ok(()) => Ok(()),
-            Err(never) => match never {},
-        }
+    fn open_escalation(&self, escalation: Escalation) -> Result<Result<(), EscalationRefused>, StateError> {
+        self.mutate(OpRef::OpenEscalation(&escalation), |d, config| {
+            d.open_escalation(&escalation, config, Some(&config.pending_limits()))
+        })
     }
 
     fn resolve_escalation(&self, resolution: Resolution) -> Result<Result<Escalation, EscalationRefused>, StateError> {

@@ -6,7 +6,7 @@ use arbiter_types::{BreakerConfig, ChargeUnit, Window};
 
 use crate::breaker::BreakerState;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
-use crate::escalation::{Escalation, EscalationRefused, Resolution};
+use crate::escalation::{Escalation, EscalationRefused, PendingLimits, Resolution};
 use crate::history::{PastToolCall, RunKey};
 use crate::ledger::BudgetGauge;
 use crate::ops::{Commit, CommitRefused, OutcomeReport, UsageReport};
@@ -25,6 +25,19 @@ pub struct StoreConfig {
     pub history_ttl_ms: i64,
     /// Tool calls kept per run (the oldest go first).
     pub history_per_run: usize,
+    /// In-memory and journal stores: runs whose history is kept. Past it by
+    /// a tenth, the least recently active runs are forgotten down to it.
+    /// Redis keeps every run until its TTL (see the crate docs).
+    pub history_runs: usize,
+    /// In-memory and journal stores: bytes (as JSON) of all tool calls kept
+    /// in run history, bounded like `history_runs`. A single run over it
+    /// loses its oldest calls (never its newest).
+    pub history_bytes: usize,
+    /// Escalations one principal (`<pipeline>/<agent>`) may have waiting
+    /// for approval at once; more are refused (`too_many_escalations`).
+    pub max_pending_per_principal: usize,
+    /// Escalations the store may have waiting for approval at once.
+    pub max_pending: usize,
     /// Journal store: operations between snapshots.
     pub snapshot_every: u64,
 }
@@ -36,8 +49,18 @@ impl Default for StoreConfig {
             outcome_ttl_ms: 3_600_000,
             history_ttl_ms: 7 * 86_400_000,
             history_per_run: 1024,
+            history_runs: 10_000,
+            history_bytes: 256 << 20,
+            max_pending_per_principal: 100,
+            max_pending: 10_000,
             snapshot_every: 10_000,
         }
+    }
+}
+
+impl StoreConfig {
+    pub(crate) fn pending_limits(&self) -> PendingLimits {
+        PendingLimits { per_principal: self.max_pending_per_principal, overall: self.max_pending }
     }
 }
 
@@ -65,14 +88,18 @@ pub trait StateStore: Send + Sync + Debug {
     /// Commits an allowed decision, all or nothing.
     fn commit(&self, commit: Commit) -> Result<Result<(), CommitRefused>, StateError>;
 
-    /// Replaces a reservation with actual usage.
+    /// Replaces a reservation with actual usage, once.
     fn reconcile(&self, usage: UsageReport) -> Result<Result<(), UsageRejected>, StateError>;
 
-    /// Feeds an allowed call's outcome to the breakers it passed.
+    /// Feeds an allowed call's outcome to the breakers it passed, once.
     fn record_outcome(&self, outcome: OutcomeReport) -> Result<Result<(), OutcomeRejected>, StateError>;
 
-    /// Records a new escalation.
-    fn open_escalation(&self, escalation: Escalation) -> Result<(), StateError>;
+    /// Records a new escalation. An id already kept keeps its record,
+    /// whatever its status (never reopened). Refused with
+    /// [`EscalationRefused::TooManyPending`] or
+    /// [`EscalationRefused::TooManyPendingOverall`] when that many are
+    /// pending and unexpired at its creation time.
+    fn open_escalation(&self, escalation: Escalation) -> Result<Result<(), EscalationRefused>, StateError>;
 
     /// Approves or rejects a pending escalation.
     fn resolve_escalation(&self, resolution: Resolution) -> Result<Result<Escalation, EscalationRefused>, StateError>;

@@ -76,6 +76,24 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A decision of `bundle` with nothing but its verdict and reasons: the
+    /// host's own answers (wrong environment, overload), and the base of
+    /// any other (`Decision { .., ..Decision::bare(..) }`).
+    pub fn bare(id: impl Into<String>, decision: VerdictKind, reasons: Vec<DecisionReason>, bundle: BundleRef) -> Self {
+        Decision {
+            id: id.into(),
+            decision,
+            reasons,
+            escalation: None,
+            obligations: vec![],
+            charges: vec![],
+            breakers: vec![],
+            bundle,
+            policies: vec![],
+            approved_by: None,
+        }
+    }
+
     /// Reason codes of the decision, sorted, as the scenario traces state them.
     pub fn codes(&self) -> Vec<&str> {
         let mut codes: Vec<&str> = self.reasons.iter().map(|r| r.code.as_str()).collect();

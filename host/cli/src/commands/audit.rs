@@ -1,9 +1,11 @@
-//! `arbiter audit verify`: check an audit log's hash chain.
+//! `arbiter audit verify`: check an audit log's chain and signed
+//! checkpoints; `arbiter audit query`: filter its records.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use arbiter_server::{AuditState, Verified, VerifyError, audit_state_path, verify_audit_log};
 
 /// Audit log tools.
 #[derive(clap::Args, Debug)]
@@ -14,8 +16,20 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Command {
-    /// Verify the hash chain: reports the first edited, inserted, removed or torn record.
-    Verify { log: PathBuf },
+    /// Verify the hash chain and, with --key, the signed checkpoints: reports the first edited,
+    /// inserted, removed or torn record, a forged or missing checkpoint, a cut the state file
+    /// reveals, and how many records at the end no signature covers.
+    Verify {
+        log: PathBuf,
+        /// Public key (`arbiter keygen`'s .pub) that may sign checkpoints (repeatable). Without
+        /// one the chain is checked but nothing is authenticated.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// The log's state file (a copy kept elsewhere is better evidence); by default
+        /// <LOG>.state, when it exists.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Print the records (JSON lines) that match every given filter.
     Query {
         log: PathBuf,
@@ -70,20 +84,69 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("{shown} records");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { log } => {
-            let text = std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
-            match arbiter_server::verify_audit_log(&text) {
-                Ok(verified) => {
-                    let torn =
-                        if verified.torn_tail { " (a torn last record from a crash mid-write is ignored)" } else { "" };
-                    println!("{}: {} records, chain intact{torn}", log.display(), verified.records);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(problem) => {
-                    println!("{}: TAMPERED: {problem}", log.display());
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
+        Command::Verify { log, keys, state } => verify(&log, &keys, state.as_deref()),
     }
+}
+
+fn verify(log: &Path, keys: &[PathBuf], state: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let keys = keys.iter().map(|k| arbiter_engine::signature::read_public_key(k)).collect::<Result<Vec<_>, _>>()?;
+    let explicit = state.is_some();
+    let state_file = state.map_or_else(|| audit_state_path(log), Path::to_owned);
+    let state = AuditState::read(&state_file)?;
+    anyhow::ensure!(state.is_some() || !explicit, "no state file {}", state_file.display());
+    let text = match std::fs::read_to_string(log) {
+        Ok(text) => text,
+        Err(e) => {
+            let evidence = state.as_ref().map_or_else(String::new, |s| {
+                format!("; its state file {} names record {} (at {})", state_file.display(), s.seq(), s.at())
+            });
+            anyhow::bail!("cannot read {}: {e}{evidence}", log.display());
+        }
+    };
+    let verified = match verify_audit_log(&text, &keys, state.as_ref()) {
+        Ok(verified) => verified,
+        Err(problem) => {
+            let verdict =
+                if matches!(problem, VerifyError::NoCheckpoint { .. }) { "UNAUTHENTICATED" } else { "TAMPERED" };
+            println!("{}: {verdict}: {problem}", log.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for line in report(&verified, !keys.is_empty(), &state_file) {
+        println!("{}: {line}", log.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a log that verified proves, and what it does not.
+fn report(verified: &Verified, keyed: bool, state_file: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !keyed {
+        lines.push(format!(
+            "{} records, chain intact but unauthenticated (no --key): a rewrite with a recomputed chain would pass",
+            verified.records
+        ));
+        return lines;
+    }
+    lines.push(format!("{} records, chain intact", verified.records));
+    if let Some(through) = verified.signed_through {
+        lines.push(format!("signed through record {through} ({} checkpoints verified)", verified.checkpoints));
+    }
+    lines.push(match verified.unsigned_tail() {
+        0 => "no unsigned tail: every record is covered by a signature".to_owned(),
+        n => {
+            format!("unsigned tail: {n} records after the last checkpoint could be cut or rewritten without detection")
+        }
+    });
+    lines.push(match verified.state_record {
+        Some(record) => format!("state file {}: its record {record} is in the log", state_file.display()),
+        None => format!(
+            "no state file {}: a cut that removes checkpoints is detected only past a promised one",
+            state_file.display()
+        ),
+    });
+    if verified.torn_tail {
+        lines.push("a torn last record (a crash mid-write, never acknowledged) is ignored".to_owned());
+    }
+    lines
 }

@@ -1,14 +1,16 @@
 //! `arbiter serve`: the HTTP API and Envoy ext_authz.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
 use arbiter_server::{Clock, Credentials, ReloadConfig, Role, Server, ServerConfig, UnrecognizedTraffic};
 
+use crate::audit_args::AuditArgs;
 use crate::clock_args::ClockArg;
 use crate::engine_args::EngineArgs;
 use crate::state_args::StateArgs;
@@ -19,6 +21,10 @@ pub struct Args {
     /// Bundle manifest (TOML).
     #[arg(long)]
     bundle: PathBuf,
+    /// The only directory the admin API loads manifests from (they are
+    /// named relative to it) [default: the directory of --bundle]
+    #[arg(long)]
+    bundle_dir: Option<PathBuf>,
     #[command(flatten)]
     state: StateArgs,
     /// HTTP API and HTTP ext_authz address.
@@ -50,15 +56,34 @@ pub struct Args {
     /// request's time may be, in milliseconds.
     #[arg(long, default_value_t = 300_000)]
     max_clock_ahead_ms: i64,
-    /// Audit log (JSON lines, hash-chained).
+    /// Audit log (JSON lines, hash-chained; its state file is <log>.state).
     #[arg(long)]
     audit_log: Option<PathBuf>,
     /// Tool-call argument names masked in the audit log (comma-separated).
     #[arg(long, value_delimiter = ',')]
     audit_mask: Vec<String>,
+    #[command(flatten)]
+    audit: AuditArgs,
     /// http:// URL notified (POST, JSON, with retries) of every new escalation.
     #[arg(long)]
     escalation_webhook: Option<String>,
+    /// Notifications queued for the webhook; when full, new ones are dropped (and counted).
+    #[arg(long, default_value_t = 256)]
+    webhook_queue: usize,
+    /// Tasks delivering webhook notifications.
+    #[arg(long, default_value_t = 4)]
+    webhook_workers: usize,
+    /// Evaluations and reports running at once; beyond, requests wait up to
+    /// --in-flight-wait-ms, then get 503 `overloaded` (ext_authz: a deny).
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// How long a request waits for an evaluation slot, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    in_flight_wait_ms: u64,
+    /// Label sets per metric family with client-chosen labels (pipeline,
+    /// model, scope, ...); beyond, new values count under `_other`.
+    #[arg(long, default_value_t = 1000)]
+    max_metric_series: usize,
     /// Load only bundles signed by one of these public keys (repeatable).
     #[arg(long = "trusted-key")]
     trusted_keys: Vec<PathBuf>,
@@ -74,9 +99,13 @@ pub struct Args {
     /// Gateway traffic that is neither an LLM call nor MCP: allow or deny.
     #[arg(long, value_enum, default_value = "deny")]
     unrecognized: Unrecognized,
+    // Boxed to keep `Command`, which holds every command's arguments, small.
     #[command(flatten)]
-    engine: EngineArgs,
+    engine: Box<EngineArgs>,
 }
+
+/// Blocking threads beyond --max-in-flight.
+const BLOCKING_HEADROOM: usize = 16;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum Unrecognized {
@@ -92,8 +121,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|path| arbiter_engine::signature::read_public_key(path))
         .collect::<Result<Vec<_>, _>>()?;
     let bundle = Bundle::load_trusted(&engine, &args.bundle, &trusted_keys)?;
-    let reload = ReloadConfig { engine, trusted_keys, initial_manifest: args.bundle.clone(), keep: args.keep_bundles };
     let credentials = credentials(&args)?;
+    let bundle_dir = match args.bundle_dir.clone() {
+        Some(dir) => dir,
+        None => args.bundle.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned(),
+    };
+    let reload = ReloadConfig {
+        engine,
+        trusted_keys,
+        initial_manifest: args.bundle.clone(),
+        // Absolute, but not canonical: a symlinked release directory is
+        // followed anew at each load.
+        bundle_dir: std::path::absolute(&bundle_dir).unwrap_or(bundle_dir),
+        keep: args.keep_bundles,
+    };
     let (clock_name, anonymous) = (args.clock.name(), args.anonymous);
     let clock = match args.clock {
         ClockArg::Server => Clock::Server,
@@ -112,9 +153,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         credentials: Arc::new(credentials),
         clock,
         max_body_bytes: args.max_body_bytes,
+        audit: args.audit.options(args.audit_log.is_some())?,
         audit_log: args.audit_log,
         audit_mask: args.audit_mask,
         escalation_webhook: args.escalation_webhook,
+        webhook_queue: args.webhook_queue,
+        webhook_workers: args.webhook_workers,
+        max_in_flight: args.max_in_flight,
+        in_flight_wait: Duration::from_millis(args.in_flight_wait_ms),
+        max_metric_series: args.max_metric_series,
         ..ServerConfig::default()
     };
     config.wire.default_environment = args.default_environment;
@@ -122,7 +169,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Unrecognized::Allow => UnrecognizedTraffic::Allow,
         Unrecognized::Deny => UnrecognizedTraffic::Deny,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    // Before the runtime: it cannot have 0 blocking threads (the server
+    // checks the upper bound).
+    anyhow::ensure!(config.max_in_flight > 0, "--max-in-flight must be positive");
+    // Evaluations and reports take at most --max-in-flight blocking threads;
+    // the rest is for admin work (bundle compiles, approvals, spend
+    // reports) and the webhook's DNS lookups.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(config.max_in_flight.saturating_add(BLOCKING_HEADROOM))
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async move {
         let bundle = decider.bundle().clone();
         let server = Server::bind(config, decider, Some(reload)).await?;

@@ -13,7 +13,7 @@ use super::ApiError;
 use super::auth::require_admin;
 use super::decide::parse_body;
 use super::reports::blocking;
-use crate::bundles::Bundles;
+use crate::bundles::{Bundles, LoadError};
 use crate::state::AppState;
 
 fn bundles(state: &AppState) -> Result<&std::sync::Arc<Bundles>, ApiError> {
@@ -34,8 +34,21 @@ pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Load {
-    /// Path of the bundle manifest on the server.
+    /// Path of the bundle manifest, relative to the server's bundle
+    /// directory.
     manifest: std::path::PathBuf,
+}
+
+fn load_error(error: LoadError) -> ApiError {
+    let (status, code) = match &error {
+        LoadError::OutsideBundleDir => (StatusCode::FORBIDDEN, "manifest_outside_bundle_dir"),
+        LoadError::Unreadable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "manifest_not_found"),
+        LoadError::NotAManifest => (StatusCode::UNPROCESSABLE_ENTITY, "manifest_not_a_toml_file"),
+        LoadError::BundleDir(_) => (StatusCode::INTERNAL_SERVER_ERROR, "bundle_dir_unavailable"),
+        LoadError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bundle_rejected"),
+        LoadError::NotNewer { .. } => (StatusCode::CONFLICT, "version_not_newer"),
+    };
+    ApiError::new(status, code, error.to_string())
 }
 
 pub(crate) async fn load(
@@ -46,7 +59,7 @@ pub(crate) async fn load(
     require_admin(&state, &headers)?;
     let load: Load = parse_body(&body?)?;
     let (registry, decider) = (bundles(&state)?.clone(), state.decider.clone());
-    let outcome = blocking(move || registry.load(&decider, load.manifest)).await?;
+    let outcome = blocking(move || registry.load(&decider, &load.manifest)).await?;
     state.metrics.bundle_load(outcome.is_ok());
     match outcome {
         Ok(swapped) => {
@@ -55,7 +68,7 @@ pub(crate) async fn load(
         }
         Err(problem) => {
             tracing::warn!("bundle rejected, the active bundle keeps serving: {problem}");
-            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_rejected", problem))
+            Err(load_error(problem))
         }
     }
 }

@@ -28,7 +28,7 @@ pub(crate) async fn decide(
     })?;
     caller.check_principal(&request.principal)?;
     let at = state.event_time(request.timestamp_ms, "timestamp")?;
-    let decision = state.decide(request, &caller, at, "api").await;
+    let decision = state.try_decide(request, &caller, at, "api").await?;
     Ok(Json(public_decision(&decision)))
 }
 

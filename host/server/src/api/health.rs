@@ -33,6 +33,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         // How far callers are trusted, for operators and `arbiter readiness`.
         "clock": match state.clock { Clock::Server => "server", Clock::Request { .. } => "request" },
         "anonymous": state.credentials.anonymous,
+        "audit": state.audit.as_ref().map(|audit| json!({
+            "signed": audit.signed(),
+            "required": audit.required(),
+            "last_write": if audit.failing() { "failed" } else { "ok" },
+        })),
     });
     if let Err(e) = &store {
         body["state_error"] = e.clone().into();

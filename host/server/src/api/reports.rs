@@ -15,7 +15,7 @@ use super::decide::{accepted, parse_body};
 use crate::credentials::Role;
 use crate::state::{AppState, now_ms};
 use arbiter_engine::ReportError;
-use arbiter_state::{OutcomeStatus, SpendDimension, aggregate};
+use arbiter_state::{OutcomeRejected, OutcomeStatus, SpendDimension, UsageRejected, aggregate};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +72,10 @@ fn report_owner(state: &AppState, headers: &HeaderMap, owner: Option<String>) ->
 fn report_error(e: ReportError) -> ApiError {
     match e {
         ReportError::State(e) => e.into(),
+        ReportError::Usage(UsageRejected::AlreadyReported(_))
+        | ReportError::Outcome(OutcomeRejected::AlreadyReported(_)) => {
+            ApiError::new(StatusCode::CONFLICT, "already_reported", e.to_string())
+        }
         other => ApiError::new(StatusCode::NOT_FOUND, "no_such_request", other.to_string()),
     }
 }
@@ -93,9 +97,9 @@ pub(crate) async fn usage(
     let at = report_time(&state, usage.at.as_deref())?;
     let decider = state.decider.clone();
     let tokens = usage.prompt_tokens.saturating_add(usage.output_tokens);
-    let result =
-        blocking(move || decider.report_usage_as(&owner, &usage.id, usage.prompt_tokens, usage.output_tokens, at))
-            .await?;
+    let result = state
+        .bounded(move || decider.report_usage_as(&owner, &usage.id, usage.prompt_tokens, usage.output_tokens, at))
+        .await?;
     state.metrics.usage(result.is_ok(), tokens);
     result.map(|()| accepted()).map_err(report_error)
 }
@@ -109,9 +113,9 @@ pub(crate) async fn outcome(
     let owner = report_owner(&state, &headers, outcome.owner)?;
     let at = report_time(&state, outcome.at.as_deref())?;
     let decider = state.decider.clone();
-    let result =
-        blocking(move || decider.report_outcome_as(&owner, &outcome.id, outcome.status, outcome.latency_ms, at))
-            .await?;
+    let result = state
+        .bounded(move || decider.report_outcome_as(&owner, &outcome.id, outcome.status, outcome.latency_ms, at))
+        .await?;
     result.map(|()| accepted()).map_err(report_error)
 }
 

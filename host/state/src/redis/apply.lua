@@ -5,7 +5,7 @@
 --       they share one hash tag, so one slot.
 -- ARGV[1]: the plan, JSON:
 --   now      event time (ms) of the change
---   swaps    [{key, expect?, value?, ttl_ms?}]  records the host read and
+--   swaps    [{key, expect?, value, ttl_ms}]  records the host read and
 --            rewrote (breakers, escalations, reservations): if any differs
 --            from what the host read, nothing is applied ("conflict") and
 --            the host reads again
@@ -22,7 +22,14 @@
 --   pushes   [{key, value, max, ttl_ms}]  bounded lists (run history)
 --   indexes  [{key, member, score, drop_below?}]  sorted sets that list
 --            keys; members scored below drop_below are dropped
--- Returns {"ok"}, {"conflict"} or {"budget", scope, used, amount, limit}.
+--   caps     [{key, member, score, max, ttl_ms}]  sorted sets scored by
+--            expiry (pending escalations): members scored at or below now
+--            are dropped, then the member is added only if fewer than max
+--            remain; nothing is applied otherwise ("full"); the set is kept
+--            at least ttl_ms
+--   unindexes [{key, member}]  members removed from sorted sets
+-- Returns {"ok"}, {"conflict"}, {"budget", scope, used, amount, limit} or
+-- {"full", index of the cap (from 0)}.
 
 local plan = cjson.decode(ARGV[1])
 local now = plan.now
@@ -63,6 +70,15 @@ for _, charge in ipairs(plan.charges) do
   pending[charge.key] = (pending[charge.key] or 0) + charge.amount
 end
 
+-- Dropping expired members changes nothing a cap counts, so it may happen
+-- even when a later cap refuses.
+for i, cap in ipairs(plan.caps) do
+  redis.call('ZREMRANGEBYSCORE', cap.key, '-inf', string.format('%.0f', now))
+  if redis.call('ZCARD', cap.key) >= cap.max then
+    return {'full', tostring(i - 1)}
+  end
+end
+
 local function add(key, field, delta)
   local value = tonumber(redis.call('HGET', key, field) or '0') + delta
   if value < 0 then value = 0 end
@@ -93,11 +109,7 @@ for _, change in ipairs(plan.adds) do
 end
 
 for _, swap in ipairs(plan.swaps) do
-  if swap.value then
-    redis.call('SET', swap.key, swap.value, 'PX', swap.ttl_ms)
-  else
-    redis.call('DEL', swap.key)
-  end
+  redis.call('SET', swap.key, swap.value, 'PX', swap.ttl_ms)
 end
 
 for _, set in ipairs(plan.sets) do
@@ -115,6 +127,17 @@ for _, index in ipairs(plan.indexes) do
   if index.drop_below then
     redis.call('ZREMRANGEBYSCORE', index.key, '-inf', '(' .. string.format('%.0f', index.drop_below))
   end
+end
+
+for _, cap in ipairs(plan.caps) do
+  redis.call('ZADD', cap.key, cap.score, cap.member)
+  if redis.call('PTTL', cap.key) < cap.ttl_ms then
+    redis.call('PEXPIRE', cap.key, cap.ttl_ms)
+  end
+end
+
+for _, entry in ipairs(plan.unindexes) do
+  redis.call('ZREM', entry.key, entry.member)
 end
 
 return {'ok'}

@@ -81,9 +81,19 @@ impl Keys {
         self.key("escalation", id)
     }
 
-    /// Escalation ids by creation time.
+    /// Escalation ids by the time their record goes.
     pub(crate) fn escalations_index(&self) -> String {
         format!("{}escalations", self.prefix)
+    }
+
+    /// Ids of a principal's pending escalations by expiry.
+    pub(crate) fn pending_escalations(&self, principal: &str) -> String {
+        self.key("pending-escalations", principal)
+    }
+
+    /// Ids of every pending escalation by expiry.
+    pub(crate) fn all_pending_escalations(&self) -> String {
+        format!("{}pending-escalations", self.prefix)
     }
 
     /// Spend of one UTC day (hash: `<who>\n<counter>` → amount).
@@ -105,7 +115,13 @@ mod tests {
     fn every_key_carries_the_namespace_hash_tag() {
         let keys = Keys::new("prod-eu").unwrap();
         let run = RunKey { pipeline: "p{x}".into(), run: "r".into() };
-        for key in [keys.history(&run), keys.breaker("tool:a}"), keys.totals_index(), keys.spend(0)] {
+        for key in [
+            keys.history(&run),
+            keys.breaker("tool:a}"),
+            keys.totals_index(),
+            keys.spend(0),
+            keys.pending_escalations("p/a"),
+        ] {
             assert!(key.starts_with("{prod-eu}:"), "{key}");
         }
         assert_eq!(keys.total_name(&keys.budget(&Place::Total("tokens|s|run".into()))), Some("tokens|s|run"));

@@ -22,10 +22,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use keys::BadNamespace;
 
 use crate::error::StateError;
-use crate::ops::CommitRefused;
 use crate::store::StoreConfig;
 use keys::Keys;
-use plan::{Applied, Plan};
+use plan::{Applied, Plan, Refusal};
 
 /// A change planned more often than this, losing every race, fails.
 const MAX_ATTEMPTS: u32 = 64;
@@ -155,21 +154,25 @@ impl RedisStore {
         Applied::from_reply(&reply).map_err(StateError::Unexpected)
     }
 
-    /// Plans a change from what is read now and applies it; when a record
-    /// it rewrites changed meanwhile, reads and plans again.
+    /// Plans a change from what is read now and applies it (a plan that
+    /// touches no key needs no script); when a record it rewrites changed
+    /// meanwhile, reads and plans again.
     fn transact<T, E>(
         &self,
         mut plan: impl FnMut() -> Result<Result<(Plan, T), E>, StateError>,
-        over_budget: impl Fn(CommitRefused) -> Result<E, StateError>,
+        refused: impl Fn(Refusal) -> Result<E, StateError>,
     ) -> Result<Result<T, E>, StateError> {
         for _ in 0..MAX_ATTEMPTS {
             let (planned, value) = match plan()? {
                 Ok(planned) => planned,
-                Err(refused) => return Ok(Err(refused)),
+                Err(refusal) => return Ok(Err(refusal)),
             };
+            if planned.keys().is_empty() {
+                return Ok(Ok(value));
+            }
             match self.apply(&planned)? {
                 Applied::Done => return Ok(Ok(value)),
-                Applied::OverBudget(refused) => return over_budget(refused).map(Err),
+                Applied::Refused(refusal) => return refused(refusal).map(Err),
                 Applied::Conflict => {}
             }
         }

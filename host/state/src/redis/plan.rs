@@ -17,17 +17,18 @@ pub(crate) struct Plan {
     pub(crate) sets: Vec<Set>,
     pub(crate) pushes: Vec<Push>,
     pub(crate) indexes: Vec<IndexEntry>,
+    pub(crate) caps: Vec<Cap>,
+    pub(crate) unindexes: Vec<Unindex>,
 }
 
 /// A record read and rewritten by the host: applied only if it still
-/// holds `expect` (absent if `None`); deleted if `value` is `None`.
+/// holds `expect` (absent if `None`).
 #[derive(Debug, Serialize)]
 pub(crate) struct Swap {
     pub(crate) key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) expect: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) value: Option<String>,
+    pub(crate) value: String,
     pub(crate) ttl_ms: i64,
 }
 
@@ -83,13 +84,42 @@ pub(crate) struct IndexEntry {
     pub(crate) drop_below: Option<i64>,
 }
 
+/// A member added to a sorted set scored by expiry only while fewer than
+/// `max` members are unexpired at the plan's `now` (expired ones are
+/// dropped first). Counted and added in the script: exact however many
+/// replicas add at once.
+#[derive(Debug, Serialize)]
+pub(crate) struct Cap {
+    pub(crate) key: String,
+    pub(crate) member: String,
+    pub(crate) score: i64,
+    pub(crate) max: usize,
+    /// The set is kept at least this long.
+    pub(crate) ttl_ms: i64,
+}
+
+/// A member removed from a sorted set.
+#[derive(Debug, Serialize)]
+pub(crate) struct Unindex {
+    pub(crate) key: String,
+    pub(crate) member: String,
+}
+
 /// What the script did.
 #[derive(Debug)]
 pub(crate) enum Applied {
     Done,
     /// A swapped record changed since it was read: plan again.
     Conflict,
+    Refused(Refusal),
+}
+
+/// Why the script applied nothing.
+#[derive(Debug)]
+pub(crate) enum Refusal {
     OverBudget(CommitRefused),
+    /// The cap at this index of [`Plan::caps`] is full.
+    Full(usize),
 }
 
 impl Plan {
@@ -103,6 +133,8 @@ impl Plan {
         keys.extend(self.sets.iter().map(|s| s.key.as_str()));
         keys.extend(self.pushes.iter().map(|p| p.key.as_str()));
         keys.extend(self.indexes.iter().map(|i| i.key.as_str()));
+        keys.extend(self.caps.iter().map(|c| c.key.as_str()));
+        keys.extend(self.unindexes.iter().map(|u| u.key.as_str()));
         keys.sort_unstable();
         keys.dedup();
         keys
@@ -114,7 +146,7 @@ impl Plan {
         if expect.as_deref() == Some(value.as_str()) {
             self.checks.push(Check { key, expect });
         } else {
-            self.swaps.push(Swap { key, expect, value: Some(value), ttl_ms });
+            self.swaps.push(Swap { key, expect, value, ttl_ms });
         }
     }
 
@@ -133,12 +165,15 @@ impl Applied {
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(Applied::Done),
             Some("conflict") => Ok(Applied::Conflict),
-            Some("budget") => Ok(Applied::OverBudget(CommitRefused::BudgetExhausted {
+            Some("budget") => Ok(Applied::Refused(Refusal::OverBudget(CommitRefused::BudgetExhausted {
                 scope: reply.get(1).cloned().unwrap_or_default(),
                 used: number(2)?,
                 amount: number(3)?,
                 limit: number(4)?,
-            })),
+            }))),
+            Some("full") => {
+                Ok(Applied::Refused(Refusal::Full(usize::try_from(number(1)?).map_err(|e| e.to_string())?)))
+            }
             _ => Err(format!("unexpected reply from the state script: {reply:?}")),
         }
     }

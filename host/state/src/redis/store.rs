@@ -9,14 +9,15 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::RedisStore;
-use super::plan::{Applied, ChargePlan, IndexEntry, Plan, Push, Set, Swap};
+use super::plan::{Cap, ChargePlan, IndexEntry, Plan, Push, Refusal, Set, Swap, Unindex};
 use crate::breaker::{Breaker, BreakerState};
 use crate::calendar::day_start;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
-use crate::escalation::{Escalation, EscalationRefused, Resolution, sort_oldest_first};
+use crate::escalation::{Escalation, EscalationRefused, EscalationStatus, Resolution, sort_oldest_first};
 use crate::history::{PastToolCall, RunKey};
 use crate::ledger::{Booking, BudgetGauge, Place, TOTAL_RETENTION_MS, calendar_gauge, place_of, sort_gauges};
 use crate::ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, UsageReport};
+use crate::reported::within;
 use crate::spend::{Open, SpendDelta, SpendEntry, SpendKey, Totals};
 use crate::store::{Gauges, StateStore};
 
@@ -39,6 +40,42 @@ struct ReservationRecord {
 struct Awaiting {
     at_ms: i64,
     guards: Vec<(String, BreakerConfig)>,
+}
+
+/// A record awaiting a report (reservation, outcome), or the mark that
+/// replaces it once the report is taken: kept as long as the record would
+/// have been, so a second report is refused as such.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Reportable<T> {
+    Reported { reported_ms: i64 },
+    Awaited(T),
+}
+
+impl<T> Reportable<T> {
+    /// The awaited record, or the refusal of a report at `now_ms`:
+    /// `already` if one was taken within `ttl_ms`, else `unknown`.
+    fn awaited<E>(self, now_ms: i64, ttl_ms: i64, already: E, unknown: E) -> Result<T, E> {
+        match self {
+            Reportable::Awaited(record) => Ok(record),
+            Reportable::Reported { reported_ms } if within(reported_ms, now_ms, ttl_ms) => Err(already),
+            Reportable::Reported { .. } => Err(unknown),
+        }
+    }
+}
+
+/// The swap that replaces an awaited record, read as `json`, with the mark
+/// of its report.
+fn mark_reported(key: String, json: String, now_ms: i64, ttl_ms: i64) -> Result<Swap, StateError> {
+    let value = to_json(&Reportable::<()>::Reported { reported_ms: now_ms })?;
+    Ok(Swap { key, expect: Some(json), value, ttl_ms })
+}
+
+/// A cap on pending escalations: its index, limit, and refusal when full.
+struct PendingCap {
+    key: String,
+    max: usize,
+    refusal: EscalationRefused,
 }
 
 /// Who spent, as a spend hash field prefix.
@@ -144,7 +181,7 @@ impl RedisStore {
             escalation.consume(claim, now);
             plan.swaps.push(Swap {
                 key: self.keys.escalation(&claim.escalation_id),
-                value: Some(to_json(&escalation)?),
+                value: to_json(&escalation)?,
                 expect: Some(json),
                 ttl_ms: escalation.retention_ms(),
             });
@@ -230,15 +267,40 @@ impl RedisStore {
         Ok(Ok((plan, ())))
     }
 
+    /// Reads the record a report consumes (a reservation, an awaited
+    /// outcome), with the JSON it was read as: `unknown` when absent or
+    /// older than `ttl`, `already` when reported before.
+    fn read_awaited<T: for<'de> Deserialize<'de>, E>(
+        &self,
+        key: &str,
+        what: &str,
+        (now, ttl): (i64, i64),
+        already: E,
+        unknown: impl Fn() -> E,
+        since: impl Fn(&T) -> i64,
+    ) -> Result<Result<(T, String), E>, StateError> {
+        let Some(json) = self.get(key.to_owned())? else { return Ok(Err(unknown())) };
+        Ok(match parse::<Reportable<T>>(what, &json)?.awaited(now, ttl, already, unknown()) {
+            Ok(record) if within(since(&record), now, ttl) => Ok((record, json)),
+            Ok(_) => Err(unknown()),
+            Err(rejected) => Err(rejected),
+        })
+    }
+
     fn plan_reconcile(&self, usage: &UsageReport) -> Result<Result<(Plan, ()), UsageRejected>, StateError> {
-        let key = self.keys.reservation(&usage.request_id);
-        let no_reservation = || Ok(Err(UsageRejected::NoReservation(usage.request_id.clone())));
-        let Some(json) = self.get(key.clone())? else { return no_reservation() };
-        let record: ReservationRecord = parse("reservation", &json)?;
-        if record.created_ms + self.config.reservation_ttl_ms < usage.now_ms {
-            return no_reservation();
-        }
-        let mut plan = Plan { now: usage.now_ms, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
+        let (id, now, ttl) = (&usage.request_id, usage.now_ms, self.config.reservation_ttl_ms);
+        let key = self.keys.reservation(id);
+        let unknown = || UsageRejected::NoReservation(id.clone());
+        let already = UsageRejected::AlreadyReported(id.clone());
+        let read =
+            self.read_awaited::<ReservationRecord, _>(&key, "reservation", (now, ttl), already, unknown, |r| {
+                r.created_ms
+            })?;
+        let (record, json) = match read {
+            Ok(read) => read,
+            Err(rejected) => return Ok(Err(rejected)),
+        };
+        let mut plan = Plan { now, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
         let actual = usage.prompt_tokens.saturating_add(usage.output_tokens);
         for booking in &record.bookings {
             let delta = booking.reconciliation_delta(actual, record.reserved_tokens);
@@ -252,21 +314,23 @@ impl RedisStore {
             let delta = open.reconciliation(usage.prompt_tokens, usage.output_tokens);
             self.spend_adds(&mut plan, &open.key, delta, 0, 1);
         }
-        plan.swaps.push(Swap { key, expect: Some(json), value: None, ttl_ms: 0 });
+        plan.swaps.push(mark_reported(key, json, now, ttl)?);
         Ok(Ok((plan, ())))
     }
 
     fn plan_outcome(&self, outcome: &OutcomeReport) -> Result<Result<(Plan, ()), OutcomeRejected>, StateError> {
-        let now = outcome.now_ms;
-        let key = self.keys.awaiting(&outcome.request_id);
-        let unknown = || Ok(Err(OutcomeRejected::UnknownRequest(outcome.request_id.clone())));
-        let Some(json) = self.get(key.clone())? else { return unknown() };
-        let awaiting: Awaiting = parse("awaiting outcome", &json)?;
-        if awaiting.at_ms + self.config.outcome_ttl_ms < now {
-            return unknown();
-        }
+        let (id, now, ttl) = (&outcome.request_id, outcome.now_ms, self.config.outcome_ttl_ms);
+        let key = self.keys.awaiting(id);
+        let unknown = || OutcomeRejected::UnknownRequest(id.clone());
+        let already = OutcomeRejected::AlreadyReported(id.clone());
+        let read =
+            self.read_awaited::<Awaiting, _>(&key, "awaiting outcome", (now, ttl), already, unknown, |a| a.at_ms)?;
+        let (awaiting, json) = match read {
+            Ok(read) => read,
+            Err(rejected) => return Ok(Err(rejected)),
+        };
         let mut plan = Plan { now, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
-        plan.swaps.push(Swap { key, expect: Some(json), value: None, ttl_ms: 0 });
+        plan.swaps.push(mark_reported(key, json, now, ttl)?);
         let mut keys: Vec<&str> = awaiting.guards.iter().map(|(k, _)| k.as_str()).collect();
         keys.sort_unstable();
         keys.dedup();
@@ -297,16 +361,76 @@ impl RedisStore {
         plan.swaps.push(Swap {
             key,
             expect: Some(json),
-            value: Some(to_json(&escalation)?),
+            value: to_json(&escalation)?,
             ttl_ms: escalation.retention_ms(),
         });
+        // Only a pending escalation resolves: it is pending no more.
+        for cap in self.pending_caps(&escalation.principal) {
+            plan.unindexes.push(Unindex { key: cap.key, member: escalation.id.clone() });
+        }
         Ok(Ok((plan, escalation)))
+    }
+
+    /// The pending-escalation caps an escalation of `principal` counts
+    /// against, in the order the script checks them.
+    fn pending_caps(&self, principal: &str) -> [PendingCap; 2] {
+        let limits = self.config.pending_limits();
+        [
+            PendingCap {
+                key: self.keys.pending_escalations(principal),
+                max: limits.per_principal,
+                refusal: limits.principal_full(principal),
+            },
+            PendingCap {
+                key: self.keys.all_pending_escalations(),
+                max: limits.overall,
+                refusal: limits.overall_full(),
+            },
+        ]
+    }
+
+    /// Opens an escalation only if its id is absent, and counts it against
+    /// its pending caps in the script: exact however many replicas open at
+    /// once.
+    fn plan_open(
+        &self,
+        e: &Escalation,
+        caps: &[PendingCap],
+    ) -> Result<Result<(Plan, ()), EscalationRefused>, StateError> {
+        let key = self.keys.escalation(&e.id);
+        let mut plan = Plan { now: e.created_ms, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
+        // An id already kept keeps its record: nothing to apply.
+        if self.get(key.clone())?.is_some() {
+            return Ok(Ok((plan, ())));
+        }
+        let ttl_ms = e.retention_ms();
+        // Expecting it absent: an open of the same id in between conflicts,
+        // and the next attempt finds it.
+        plan.swaps.push(Swap { key, expect: None, value: to_json(e)?, ttl_ms });
+        plan.indexes.push(IndexEntry {
+            key: self.keys.escalations_index(),
+            member: e.id.clone(),
+            score: e.kept_until_ms(),
+            drop_below: Some(e.created_ms),
+        });
+        if e.status == EscalationStatus::Pending {
+            for cap in caps {
+                plan.caps.push(Cap {
+                    key: cap.key.clone(),
+                    member: e.id.clone(),
+                    score: e.expires_ms,
+                    max: cap.max,
+                    ttl_ms,
+                });
+            }
+        }
+        Ok(Ok((plan, ())))
     }
 }
 
-/// Budget refusals come only from commits, which have charges.
-fn no_charges<E>(refused: CommitRefused) -> Result<E, StateError> {
-    Err(StateError::Unexpected(format!("a change without charges was refused: {}", refused.message())))
+/// Only commits charge budgets, and only opens are capped.
+fn unexpected<E>(refusal: Refusal) -> Result<E, StateError> {
+    Err(StateError::Unexpected(format!("the state script refused a change it could not: {refusal:?}")))
 }
 
 impl StateStore for RedisStore {
@@ -341,39 +465,32 @@ impl StateStore for RedisStore {
     }
 
     fn commit(&self, commit: Commit) -> Result<Result<(), CommitRefused>, StateError> {
-        self.transact(|| self.plan_commit(&commit), Ok)
+        let refused = |refusal| match refusal {
+            Refusal::OverBudget(refused) => Ok(refused),
+            other => unexpected(other),
+        };
+        self.transact(|| self.plan_commit(&commit), refused)
     }
 
     fn reconcile(&self, usage: UsageReport) -> Result<Result<(), UsageRejected>, StateError> {
-        self.transact(|| self.plan_reconcile(&usage), no_charges)
+        self.transact(|| self.plan_reconcile(&usage), unexpected)
     }
 
     fn record_outcome(&self, outcome: OutcomeReport) -> Result<Result<(), OutcomeRejected>, StateError> {
-        self.transact(|| self.plan_outcome(&outcome), no_charges)
+        self.transact(|| self.plan_outcome(&outcome), unexpected)
     }
 
-    fn open_escalation(&self, escalation: Escalation) -> Result<(), StateError> {
-        let mut plan = Plan { now: escalation.created_ms, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
-        plan.sets.push(Set {
-            key: self.keys.escalation(&escalation.id),
-            value: to_json(&escalation)?,
-            ttl_ms: escalation.retention_ms(),
-        });
-        plan.indexes.push(IndexEntry {
-            key: self.keys.escalations_index(),
-            member: escalation.id.clone(),
-            score: escalation.created_ms,
-            drop_below: None,
-        });
-        // Nothing is compared or charged: the script can only apply it.
-        match self.apply(&plan)? {
-            Applied::Done => Ok(()),
-            other => Err(StateError::Unexpected(format!("opening an escalation: {other:?}"))),
-        }
+    fn open_escalation(&self, escalation: Escalation) -> Result<Result<(), EscalationRefused>, StateError> {
+        let caps = self.pending_caps(&escalation.principal);
+        let refused = |refusal| match refusal {
+            Refusal::Full(i) => caps.get(i).map_or_else(|| unexpected(Refusal::Full(i)), |cap| Ok(cap.refusal.clone())),
+            other => unexpected(other),
+        };
+        self.transact(|| self.plan_open(&escalation, &caps), refused)
     }
 
     fn resolve_escalation(&self, resolution: Resolution) -> Result<Result<Escalation, EscalationRefused>, StateError> {
-        self.transact(|| self.plan_resolution(&resolution), no_charges)
+        self.transact(|| self.plan_resolution(&resolution), unexpected)
     }
 
     fn escalation(&self, id: &str) -> Result<Option<Escalation>, StateError> {
