@@ -304,11 +304,25 @@ fn lint_checks_the_bundle_and_its_version_bump() {
     let out = arbiter(&["lint", &same_version, "--base", &bundle_arg()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stdout)
-            .contains("need at least MINOR: `token-budget` settings.budgets[0].limit lowered 60000 -> 50000"),
+        text(&out.stdout).contains(
+            "need at least MINOR: `token-budget` settings/budgets/0/limit lowered 60000 -> 50000 (limit, lower is stricter)"
+        ),
         "{}",
         text(&out.stdout)
     );
+    // Loosening is judged by what tool-scope's component declares, and said.
+    let shell = write(
+        "shell.toml",
+        local.replace("\"warehouse.drop_table\",\n]", "\"warehouse.drop_table\",\n    \"shell.exec\",\n]"),
+    );
+    let out = arbiter(&["lint", &shell, "--base", &bundle_arg()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("change  MINOR  loosens   `tool-scope` settings/rules/0/tools allow-list gains \"shell.exec\" [allow-list-added]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 change loosen a guardrail"), "{stdout}");
     let minor = arbiter_tests::next_minor(arbiter_tests::bundle_version(&stricter));
     let bumped = write("minor.toml", arbiter_tests::with_bundle_version(&stricter, &minor));
     let out = arbiter(&["lint", &bumped, "--base", &bundle_arg(), "--format", "json"]);
@@ -338,11 +352,29 @@ fn readiness_scores_what_the_bundle_contains() {
         let expected = if item == "version control" { "Needs Work" } else { "Ready" };
         assert_eq!(score, expected, "{item} (the shipped bundle is not signed)");
     }
+    let basis =
+        |item: &str| report["items"].as_array().unwrap().iter().find(|i| i["item"] == item).unwrap()["basis"].clone();
+    assert_eq!((basis("rollback plan"), basis("cost management")), (json!("self-declared"), json!("bundle")));
+
+    // The shipped bundle without its per-agent budget.
+    let components = orders_daily_bundle().parent().unwrap().join("components");
+    let local = std::fs::read_to_string(orders_daily_bundle())
+        .unwrap()
+        .replace("components/", &format!("{}/", components.display()));
+    let agent_budget = "[[policies.settings.budgets]]\nper = \"agent\"\nwindow = \"day\"\nlimit = 200000\n";
+    assert!(local.contains(agent_budget));
+    let dir = tempfile::tempdir().unwrap();
+    let no_agent = dir.path().join("no-agent.toml");
+    std::fs::write(&no_agent, local.replace(agent_budget, "")).unwrap();
+    let out = arbiter(&["readiness", &no_agent.display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(" 4. cost management            Needs Work") && stdout.contains("- no per-agent budget"),
+        "{stdout}"
+    );
 
     // A weakened copy: no budgets, no breakers.
-    let dir = tempfile::tempdir().unwrap();
-    let reference = std::fs::read_to_string(orders_daily_bundle()).unwrap();
-    let kept: Vec<&str> = reference
+    let kept: Vec<&str> = local
         .split("\n[[policies]]")
         .filter(|block| !block.contains("name = \"token-budget\"") && !block.contains("name = \"circuit-breaker\""))
         .collect();
@@ -357,6 +389,7 @@ fn readiness_scores_what_the_bundle_contains() {
         " 5. circuit breakers           Not Started",
         "error propagation: NOT COVERED",
         " 2. rollback plan              Not Started",
+        "- nothing known of the server (give --server URL, or --server-config)",
     ] {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }
