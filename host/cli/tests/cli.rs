@@ -28,7 +28,7 @@ fn build_produces_a_component_with_no_wasi_imports() {
     let output = arbiter(&["build", "policies/model-pin", "--out", &out.path().display().to_string()]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
-    assert!(stdout.starts_with("model-pin 0.1.0"), "{stdout}");
+    assert!(stdout.starts_with("model-pin 0.2.0"), "{stdout}");
     assert!(stdout.contains("imports: [arbiter:policy/types@0.1.0]"), "{stdout}");
     assert!(out.path().join("model-pin.wasm").is_file());
 }
@@ -119,7 +119,7 @@ fn eval_reports_a_tampered_bundle_clearly() {
     let components = orders_daily_bundle().parent().unwrap().join("components");
     let tampered = manifest
         .replace("components/", &format!("{}/", components.display()))
-        .replace("name = \"model-pin\"\nversion = \"0.1.0\"", "name = \"model-pin\"\nversion = \"0.2.0\"");
+        .replace("name = \"model-pin\"\nversion = \"0.2.0\"", "name = \"model-pin\"\nversion = \"0.3.0\"");
     let path = dir.path().join("bundle.toml");
     std::fs::write(&path, tampered).unwrap();
     std::fs::copy(components.join("tool-scope.wasm"), dir.path().join("x.wasm")).unwrap();
@@ -128,7 +128,7 @@ fn eval_reports_a_tampered_bundle_clearly() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr.contains("policy `model-pin`: the manifest says version 0.2.0, the component says 0.1.0"),
+        stderr.contains("policy `model-pin`: the manifest says version 0.3.0, the component says 0.2.0"),
         "{stderr}"
     );
 }
