@@ -340,7 +340,7 @@ impl Settings<'_> {
     }
 
     /// A limit absent (with no default) is no limit at all.
-    fn limits(&mut self, path: &mut Vec<String>, kind: Kind, old: Option<&toml::Value>, new: Option<&toml::Value>) {
+    fn limits(&mut self, path: &[String], kind: Kind, old: Option<&toml::Value>, new: Option<&toml::Value>) {
         let number = |v: Option<&toml::Value>| match v {
             None => Some(None),
             Some(toml::Value::Integer(i)) => Some(Some(*i as f64)),
