@@ -46,6 +46,8 @@ fn inspect_shows_embedded_version_and_only_contract_imports() {
         assert_eq!(info["metadata"]["name"], policy.name.as_str());
         assert_eq!(info["metadata"]["version"], policy.version.as_str());
         assert_eq!(info["contract_version"], "0.1.0");
+        let described = info["review"]["settings"].as_object().map_or(0, |s| s.len());
+        assert!(described > 0, "{} embeds no review description", policy.name);
         for import in info["imports"].as_array().unwrap() {
             let import = import.as_str().unwrap();
             assert!(

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "server_config")]
     server: Option<String>,
     /// Admin token for --server.
-    #[arg(long, env = "ARBITER_ADMIN_TOKEN", hide_env_values = true, requires = "server")]
+    #[arg(long, env = "ARBITER_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The server's deployment settings, self-declared (TOML: state, audit_log, trusted_keys,
     /// admin_token, escalation_webhook, keep_bundles, credentials, anonymous, clock).
