@@ -37,6 +37,8 @@ pub mod host;
 mod metadata;
 mod refusal;
 mod request;
+#[cfg(not(target_arch = "wasm32"))]
+mod review_check;
 #[doc(hidden)]
 pub mod runtime;
 mod settings;
@@ -99,8 +101,36 @@ pub trait Policy: Sized + Send + Sync + 'static {
 
 /// Exports a [`Policy`] as the component's evaluator and embeds the crate's
 /// name and version (from Cargo) in the `arbiter-policy` custom section.
+///
+/// `export_policy!(MyPolicy, review = "review.toml")` also embeds that file
+/// of the policy crate, its review description (what each setting means,
+/// what the policy guards: see the `arbiter-review` crate), in the
+/// `arbiter-review` section, and adds a native test,
+/// `arbiter_review_describes_the_settings`, that fails when the description
+/// and the settings type disagree (the settings type must derive
+/// `schemars::JsonSchema` under `cfg(test)`).
 #[macro_export]
 macro_rules! export_policy {
+    ($policy:ty, review = $review:literal) => {
+        $crate::export_policy!($policy);
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[used]
+            #[unsafe(link_section = "arbiter-review")]
+            static REVIEW: [u8; include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $review)).len()] =
+                *include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $review));
+        };
+
+        #[cfg(all(test, not(target_arch = "wasm32")))]
+        #[test]
+        fn arbiter_review_describes_the_settings() {
+            let review = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $review));
+            if let Err(problems) = $crate::testing::check_review::<<$policy as $crate::Policy>::Settings>(review) {
+                panic!("{}: {problems}", $review);
+            }
+        }
+    };
     ($policy:ty) => {
         // Natively the policy is a plain Rust type for unit tests; only check
         // that it is a policy.

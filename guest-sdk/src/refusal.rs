@@ -8,6 +8,7 @@ use crate::Verdict;
 /// `{"verdict": "deny"}` or `{"verdict": "escalate", "approvers": [...],
 /// "valid_for_seconds": N}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(tag = "verdict", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Refusal {
     #[default]

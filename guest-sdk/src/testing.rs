@@ -1,10 +1,12 @@
-//! A native test kit: build requests, set the clock, read logs, and create
-//! a policy from settings exactly as the host would — no Wasm involved.
+//! A native test kit: build requests, set the clock, read logs, create a
+//! policy from settings exactly as the host would — no Wasm involved — and
+//! hold a review description to the settings type ([`check_review`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use crate::host::log::Level;
+pub use crate::review_check::check_review;
 use crate::{
     Action, ArgValue, Argument, BreakerState, ChargeUnit, Environment, LlmRequest, PastToolCall, Policy, Principal,
     Request, ToolCall, ToolFacts, Window,

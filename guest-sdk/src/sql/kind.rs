@@ -14,6 +14,7 @@ use super::ast::Statement;
 /// Settings name kinds in any case (`"drop"`, `"DROP"`); an unknown name
 /// is refused with the list of known ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema), schemars(with = "String"))]
 #[serde(try_from = "String")]
 pub enum Kind {
     /// A query: `SELECT`, `WITH … SELECT`, `VALUES`, `TABLE t`.

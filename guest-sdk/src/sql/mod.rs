@@ -56,6 +56,7 @@ const MAX_ERROR_CHARS: usize = 200;
 /// lexical rules differ (`#` starts a comment in MySQL, `\'` escapes a
 /// quote in MySQL but not in standard SQL, `$$` quotes in PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub enum Dialect {
     /// sqlparser's permissive dialect: accepts most dialects' syntax.
     #[default]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arbiter_engine::readiness::StateBackend;
 use arbiter_state::{InMemoryStore, JournalStore, RedisConfig, RedisStore, StateStore, StoreConfig};
 
 #[derive(clap::Args, Debug)]
@@ -63,10 +64,15 @@ impl StateArgs {
         })
     }
 
+    /// Which backend [`StateArgs::open`] opens.
+    pub fn backend(&self) -> StateBackend {
+        StateBackend::of(self.state.as_deref())
+    }
+
     pub fn open(&self) -> anyhow::Result<Arc<dyn StateStore>> {
         let config = self.config()?;
         let Some(spec) = &self.state else { return Ok(Arc::new(InMemoryStore::in_memory(config))) };
-        if spec.starts_with("redis://") || spec.starts_with("rediss://") {
+        if self.backend() == StateBackend::Redis {
             let redis = RedisConfig {
                 url: spec.clone(),
                 namespace: self.state_namespace.clone(),

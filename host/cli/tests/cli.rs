@@ -28,7 +28,7 @@ fn build_produces_a_component_with_no_wasi_imports() {
     let output = arbiter(&["build", "policies/model-pin", "--out", &out.path().display().to_string()]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
-    assert!(stdout.starts_with("model-pin 0.1.0"), "{stdout}");
+    assert!(stdout.starts_with("model-pin 0.2.0"), "{stdout}");
     assert!(stdout.contains("imports: [arbiter:policy/types@0.1.0]"), "{stdout}");
     assert!(out.path().join("model-pin.wasm").is_file());
 }
@@ -46,6 +46,8 @@ fn inspect_shows_embedded_version_and_only_contract_imports() {
         assert_eq!(info["metadata"]["name"], policy.name.as_str());
         assert_eq!(info["metadata"]["version"], policy.version.as_str());
         assert_eq!(info["contract_version"], "0.1.0");
+        let described = info["review"]["settings"].as_object().map_or(0, |s| s.len());
+        assert!(described > 0, "{} embeds no review description", policy.name);
         for import in info["imports"].as_array().unwrap() {
             let import = import.as_str().unwrap();
             assert!(
@@ -119,7 +121,7 @@ fn eval_reports_a_tampered_bundle_clearly() {
     let components = orders_daily_bundle().parent().unwrap().join("components");
     let tampered = manifest
         .replace("components/", &format!("{}/", components.display()))
-        .replace("name = \"model-pin\"\nversion = \"0.1.0\"", "name = \"model-pin\"\nversion = \"0.2.0\"");
+        .replace("name = \"model-pin\"\nversion = \"0.2.0\"", "name = \"model-pin\"\nversion = \"0.3.0\"");
     let path = dir.path().join("bundle.toml");
     std::fs::write(&path, tampered).unwrap();
     std::fs::copy(components.join("tool-scope.wasm"), dir.path().join("x.wasm")).unwrap();
@@ -128,7 +130,7 @@ fn eval_reports_a_tampered_bundle_clearly() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr.contains("policy `model-pin`: the manifest says version 0.2.0, the component says 0.1.0"),
+        stderr.contains("policy `model-pin`: the manifest says version 0.3.0, the component says 0.2.0"),
         "{stderr}"
     );
 }
@@ -304,11 +306,25 @@ fn lint_checks_the_bundle_and_its_version_bump() {
     let out = arbiter(&["lint", &same_version, "--base", &bundle_arg()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stdout)
-            .contains("need at least MINOR: `token-budget` settings.budgets[0].limit lowered 60000 -> 50000"),
+        text(&out.stdout).contains(
+            "need at least MINOR: `token-budget` settings/budgets/0/limit lowered 60000 -> 50000 (limit, lower is stricter)"
+        ),
         "{}",
         text(&out.stdout)
     );
+    // Loosening is judged by what tool-scope's component declares, and said.
+    let shell = write(
+        "shell.toml",
+        local.replace("\"warehouse.drop_table\",\n]", "\"warehouse.drop_table\",\n    \"shell.exec\",\n]"),
+    );
+    let out = arbiter(&["lint", &shell, "--base", &bundle_arg()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("change  MINOR  loosens   `tool-scope` settings/rules/0/tools allow-list gains \"shell.exec\" [allow-list-added]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 change loosen a guardrail"), "{stdout}");
     let minor = arbiter_tests::next_minor(arbiter_tests::bundle_version(&stricter));
     let bumped = write("minor.toml", arbiter_tests::with_bundle_version(&stricter, &minor));
     let out = arbiter(&["lint", &bumped, "--base", &bundle_arg(), "--format", "json"]);
@@ -338,11 +354,29 @@ fn readiness_scores_what_the_bundle_contains() {
         let expected = if item == "version control" { "Needs Work" } else { "Ready" };
         assert_eq!(score, expected, "{item} (the shipped bundle is not signed)");
     }
+    let basis =
+        |item: &str| report["items"].as_array().unwrap().iter().find(|i| i["item"] == item).unwrap()["basis"].clone();
+    assert_eq!((basis("rollback plan"), basis("cost management")), (json!("self-declared"), json!("bundle")));
+
+    // The shipped bundle without its per-agent budget.
+    let components = orders_daily_bundle().parent().unwrap().join("components");
+    let local = std::fs::read_to_string(orders_daily_bundle())
+        .unwrap()
+        .replace("components/", &format!("{}/", components.display()));
+    let agent_budget = "[[policies.settings.budgets]]\nper = \"agent\"\nwindow = \"day\"\nlimit = 200000\n";
+    assert!(local.contains(agent_budget));
+    let dir = tempfile::tempdir().unwrap();
+    let no_agent = dir.path().join("no-agent.toml");
+    std::fs::write(&no_agent, local.replace(agent_budget, "")).unwrap();
+    let out = arbiter(&["readiness", &no_agent.display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(" 4. cost management            Needs Work") && stdout.contains("- no per-agent budget"),
+        "{stdout}"
+    );
 
     // A weakened copy: no budgets, no breakers.
-    let dir = tempfile::tempdir().unwrap();
-    let reference = std::fs::read_to_string(orders_daily_bundle()).unwrap();
-    let kept: Vec<&str> = reference
+    let kept: Vec<&str> = local
         .split("\n[[policies]]")
         .filter(|block| !block.contains("name = \"token-budget\"") && !block.contains("name = \"circuit-breaker\""))
         .collect();
@@ -357,6 +391,7 @@ fn readiness_scores_what_the_bundle_contains() {
         " 5. circuit breakers           Not Started",
         "error propagation: NOT COVERED",
         " 2. rollback plan              Not Started",
+        "- nothing known of the server (give --server URL, or --server-config)",
     ] {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }

@@ -1,7 +1,8 @@
 //! Static facts about a policy component, read without instantiating it:
-//! what it imports and exports, the contract version it targets, and the
-//! name and version its SDK embedded.
+//! what it imports and exports, the contract version it targets, the name
+//! and version its SDK embedded, and its review description.
 
+use arbiter_review::Review;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasmparser::{Encoding, Parser, Payload};
@@ -10,6 +11,9 @@ use crate::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 
 /// Custom section in which `arbiter-sdk` embeds the policy's identity.
 pub const METADATA_SECTION: &str = "arbiter-policy";
+/// Custom section in which `arbiter-sdk` embeds the policy's review
+/// description.
+pub const REVIEW_SECTION: &str = arbiter_review::SECTION;
 
 /// The identity a policy carries inside its component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +25,7 @@ pub struct PolicyMetadata {
     pub sdk: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ComponentInfo {
     /// `sha256:` followed by the hex digest of the component's bytes.
     pub digest: String,
@@ -31,6 +35,9 @@ pub struct ComponentInfo {
     /// Version of `arbiter:policy` the evaluator export targets, if any.
     pub contract_version: Option<String>,
     pub metadata: Option<PolicyMetadata>,
+    /// What its settings mean and what it guards (`export_policy!(…,
+    /// review = "review.toml")`); `None` when it declares nothing.
+    pub review: Option<Review>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +50,8 @@ pub enum InspectError {
     CoreModule,
     #[error("the `{METADATA_SECTION}` section is not valid JSON with `name` and `version`: {0}")]
     BadMetadata(String),
+    #[error("the `{REVIEW_SECTION}` section is not a valid review description: {0}")]
+    BadReview(String),
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -55,6 +64,7 @@ impl ComponentInfo {
         let mut imports = Vec::new();
         let mut exports = Vec::new();
         let mut metadata = None;
+        let mut review = None;
         // Depth of nested modules and components; imports and exports are
         // only those of the outermost component.
         let mut depth = 0usize;
@@ -85,6 +95,11 @@ impl ComponentInfo {
                         serde_json::from_slice(section.data()).map_err(|e| InspectError::BadMetadata(e.to_string()))?;
                     metadata = Some(parsed);
                 }
+                Payload::CustomSection(section) if section.name() == REVIEW_SECTION => {
+                    let text = std::str::from_utf8(section.data())
+                        .map_err(|_| InspectError::BadReview("not UTF-8 text".to_owned()))?;
+                    review = Some(Review::parse(text).map_err(|e| InspectError::BadReview(e.to_string()))?);
+                }
                 _ => {}
             }
         }
@@ -98,6 +113,7 @@ impl ComponentInfo {
             exports,
             contract_version,
             metadata,
+            review,
         })
     }
 
@@ -138,5 +154,25 @@ mod tests {
         assert_eq!(info.exports, vec!["arbiter:policy/evaluator@0.1.0"]);
         assert_eq!(info.contract_version.as_deref(), Some("0.1.0"));
         assert!(info.metadata.is_none());
+        assert!(info.review.is_none());
+    }
+
+    #[test]
+    fn reads_the_review_description_and_refuses_a_bad_one() {
+        let component =
+            |review: &str| wat::parse_str(format!("(component (@custom \"arbiter-review\" \"{review}\"))")).unwrap();
+        let info = ComponentInfo::read(&component(
+            r#"[guards]\n\"tool storm\" = [\"/max\"]\n[settings]\n\"/max\" = \"lower-is-stricter\""#,
+        ))
+        .unwrap();
+        let review = info.review.unwrap();
+        assert_eq!(review.guards.keys().map(|g| g.name()).collect::<Vec<_>>(), ["tool storm"]);
+        let err = ComponentInfo::read(&component(r#"[settings]\n\"/max\" = \"lowest\""#)).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "the `arbiter-review` section is not a valid review description: `/max`: unknown variant `lowest`"
+            ),
+            "{err}"
+        );
     }
 }

@@ -12,6 +12,7 @@ mod component_info;
 mod config;
 mod convert;
 mod decider;
+mod declared;
 mod engine;
 pub mod lint;
 mod manifest;
@@ -22,12 +23,15 @@ mod sandbox;
 mod scope;
 pub mod signature;
 
+/// The review description format policies embed.
+pub use arbiter_review as review;
 pub use bundle::{Bundle, BundleError, PolicyProblem};
 pub use capability::{Capability, ImportKind, classify_import};
 pub use combine::{POLICY_FAULT, STATE_UNAVAILABLE};
-pub use component_info::{ComponentInfo, InspectError, METADATA_SECTION, PolicyMetadata, digest_of};
+pub use component_info::{ComponentInfo, InspectError, METADATA_SECTION, PolicyMetadata, REVIEW_SECTION, digest_of};
 pub use config::{EngineConfig, SandboxLimits};
 pub use decider::{Decider, ReportError};
+pub use declared::{Declared, declarations};
 pub use engine::{EngineError, PolicyEngine};
 pub use manifest::{BundleHeader, FailMode, LimitOverrides, Manifest, ManifestError, ManifestPolicy, Mode, Scope};
 pub use policy::{LoadError, PreparedPolicy};

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arbiter_engine::readiness::StateBackend;
+
 use crate::audit::AuditOptions;
 use crate::credentials::Credentials;
 
@@ -92,6 +94,8 @@ pub struct ServerConfig {
     /// Who may call, with which roles and principals.
     pub credentials: Arc<Credentials>,
     pub clock: Clock,
+    /// Where the decider's state lives, as `GET /v1/admin/settings` reports it.
+    pub state_backend: StateBackend,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Time limit of one API request.
@@ -128,6 +132,7 @@ impl Default for ServerConfig {
             grpc: Some(SocketAddr::from(([127, 0, 0, 1], 9191))),
             credentials: Arc::new(Credentials::default()),
             clock: Clock::Server,
+            state_backend: StateBackend::Memory,
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(10),
             audit_log: None,

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arbiter_engine::readiness::Identity;
 use arbiter_types::Principal;
 use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
@@ -322,6 +323,21 @@ impl Credentials {
 
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
+    }
+
+    /// What readiness scores of the credentials: counts and names, no key.
+    pub fn identity(&self) -> Identity {
+        let deciding: Vec<_> = self.iter().filter(|c| c.has(Role::Decide) || c.has(Role::Gateway)).collect();
+        let mut mixed: Vec<String> =
+            deciding.iter().filter(|c| c.has(Role::Admin) || c.has(Role::Approve)).map(|c| c.name.clone()).collect();
+        mixed.sort();
+        Identity {
+            credentials: self.iter().count(),
+            approvers: self.iter().filter(|c| c.has(Role::Approve)).count(),
+            admins: self.iter().filter(|c| c.has(Role::Admin)).count(),
+            mixed_roles: mixed,
+            runs_pinned: deciding.iter().all(|c| c.grant().is_some_and(|g| g.pins_run())),
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Credential> {

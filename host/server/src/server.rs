@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arbiter_engine::Decider;
+use arbiter_engine::readiness::ServerFacts;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -12,7 +13,7 @@ use tokio::sync::watch;
 use crate::api;
 use crate::audit::{AuditError, AuditLog};
 use crate::bundles::{Bundles, ReloadConfig};
-use crate::config::ServerConfig;
+use crate::config::{Clock, ServerConfig};
 use crate::ext_authz::grpc;
 use crate::metrics::Metrics;
 use crate::state::{AppState, InFlight};
@@ -83,7 +84,25 @@ impl Server {
             ),
             None => None,
         };
+        let facts = ServerFacts {
+            bundle: None,
+            state: config.state_backend,
+            audit_log: audit.is_some(),
+            audit_signed: audit.as_ref().is_some_and(|a| a.signed()),
+            audit_required: audit.as_ref().is_some_and(|a| a.required()),
+            trusted_keys: reload.as_ref().map_or(0, |r| r.trusted_keys.len()),
+            escalation_webhook: webhook.is_some(),
+            keep_bundles: reload.as_ref().map(|r| r.keep),
+            anonymous: config.credentials.anonymous,
+            clock: match config.clock {
+                Clock::Server => "server",
+                Clock::Request { .. } => "request",
+            }
+            .to_owned(),
+            identity: config.credentials.identity(),
+        };
         let state = AppState {
+            facts: Arc::new(facts),
             audit,
             in_flight: InFlight::new(config.max_in_flight, config.in_flight_wait, metrics.in_flight()),
             metrics,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use arbiter_engine::Decider;
+use arbiter_engine::readiness::ServerFacts;
 use arbiter_types::{Action, Decision, DecisionReason, Request, VerdictKind, format_rfc3339_ms};
 use axum::http::StatusCode;
 use prometheus_client::metrics::gauge::Gauge;
@@ -32,6 +33,9 @@ pub(crate) struct AppState {
     /// Present when bundles can be reloaded and rolled back.
     pub(crate) bundles: Option<Arc<Bundles>>,
     pub(crate) in_flight: InFlight,
+    /// The effective settings `GET /v1/admin/settings` reports (the active
+    /// bundle is added per request).
+    pub(crate) facts: Arc<ServerFacts>,
 }
 
 /// Bounds the evaluations and reports running on blocking threads at once:

@@ -13,6 +13,7 @@ use serde::Deserialize;
 const CIRCUIT_OPEN: &str = "circuit_open";
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum KeyBy {
     #[default]
@@ -22,6 +23,7 @@ pub enum KeyBy {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Tools (globs) guarded; all when absent.
@@ -107,7 +109,7 @@ impl Policy for CircuitBreaker {
     }
 }
 
-export_policy!(CircuitBreaker);
+export_policy!(CircuitBreaker, review = "review.toml");
 
 #[cfg(test)]
 mod tests {

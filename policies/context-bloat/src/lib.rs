@@ -10,6 +10,7 @@ use serde::Deserialize;
 const CONTEXT_BLOAT: &str = "context_bloat";
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub deny_above: u64,
@@ -18,6 +19,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Summarize {
     pub above: u64,
@@ -60,7 +62,7 @@ impl Policy for ContextBloat {
     }
 }
 
-export_policy!(ContextBloat);
+export_policy!(ContextBloat, review = "review.toml");
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ const CROSS_ENVIRONMENT: &str = "cross_environment";
 const SENSITIVE_EGRESS: &str = "sensitive_egress";
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub allowed_regions: Vec<String>,
@@ -36,6 +37,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EgressRule {
     /// Tools (globs) that read data.
@@ -49,6 +51,7 @@ pub struct EgressRule {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CrossEnvironmentRule {
     /// The environment the rule guards (`dev`, `staging` or `prod`).
@@ -181,7 +184,7 @@ impl DataResidency {
     }
 }
 
-export_policy!(DataResidency);
+export_policy!(DataResidency, review = "review.toml");
 
 #[cfg(test)]
 mod tests {

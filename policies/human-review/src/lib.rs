@@ -16,6 +16,7 @@ const NEEDS_APPROVAL: &str = "needs_approval";
 const SQL_UNPARSEABLE: &str = "sql_unparseable";
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Who may approve.
@@ -34,6 +35,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SqlRule {
     /// Tools (globs) the rule applies to.
@@ -170,7 +172,7 @@ impl HumanReview {
     }
 }
 
-export_policy!(HumanReview);
+export_policy!(HumanReview, review = "review.toml");
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 const MODEL_NOT_PINNED: &str = "model_not_pinned";
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Model ids allowed everywhere.
@@ -20,6 +21,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PipelinePins {
     pub pipeline: String,
@@ -79,7 +81,7 @@ impl Policy for ModelPin {
     }
 }
 
-export_policy!(ModelPin);
+export_policy!(ModelPin, review = "review.toml");
 
 #[cfg(test)]
 mod tests {

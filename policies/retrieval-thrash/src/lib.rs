@@ -12,6 +12,7 @@ use serde::Deserialize;
 const RETRIEVAL_THRASH: &str = "retrieval_thrash";
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Retrieval tools (globs).
@@ -77,7 +78,7 @@ impl Policy for RetrievalThrash {
     }
 }
 
-export_policy!(RetrievalThrash);
+export_policy!(RetrievalThrash, review = "review.toml");
 
 #[cfg(test)]
 mod tests {

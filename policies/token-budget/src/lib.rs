@@ -20,6 +20,7 @@ const BUDGET_EXHAUSTED: &str = "budget_exhausted";
 const MODEL_NOT_PRICED: &str = "model_not_priced";
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub budgets: Vec<BudgetSetting>,
@@ -36,6 +37,7 @@ fn default_min_output() -> u64 {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BudgetSetting {
     /// Whose budget: `run`, `pipeline`, `agent` or `team`.
@@ -48,6 +50,7 @@ pub struct BudgetSetting {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Per {
     Run,
@@ -57,6 +60,7 @@ pub enum Per {
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     #[default]
@@ -66,6 +70,7 @@ pub enum Unit {
 
 /// USD per million tokens.
 #[derive(Debug, Clone, Copy, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     pub input_per_mtok: f64,
@@ -221,7 +226,7 @@ fn max_output_within(remaining: u64, unit: Unit, llm: &LlmRequest, price: Option
     }
 }
 
-export_policy!(TokenBudget);
+export_policy!(TokenBudget, review = "review.toml");
 
 #[cfg(test)]
 mod tests {

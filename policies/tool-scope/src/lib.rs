@@ -11,12 +11,14 @@ use serde::Deserialize;
 const TOOL_NOT_ALLOWED: &str = "tool_not_allowed";
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub rules: Vec<Rule>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     #[serde(default = "any")]
@@ -86,7 +88,7 @@ fn applies_in(rule: &Rule, environment: Environment) -> bool {
     rule.environments.as_ref().is_none_or(|envs| envs.iter().any(|e| e == environment.as_str()))
 }
 
-export_policy!(ToolScope);
+export_policy!(ToolScope, review = "review.toml");
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 const TOOL_STORM: &str = "tool_storm";
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub max_per_run: Option<u32>,
@@ -20,6 +21,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Burst {
     pub calls: u32,
@@ -81,7 +83,7 @@ impl Policy for ToolStorm {
     }
 }
 
-export_policy!(ToolStorm);
+export_policy!(ToolStorm, review = "review.toml");
 
 #[cfg(test)]
 mod tests {

@@ -49,14 +49,28 @@ pub struct RollbackArgs {
 }
 
 fn post(server: &ServerArgs, path: &str, body: Value) -> anyhow::Result<Value> {
+    admin_call(&server.server, &server.token, hyper::Method::POST, path, Some(body))
+}
+
+/// Calls a running server's admin API with a bearer token; a non-2xx
+/// answer is an error carrying the server's code and message.
+pub(crate) fn admin_call(
+    server: &str,
+    token: &str,
+    method: hyper::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let request = hyper::Request::post(format!("{}{path}", server.server.trim_end_matches('/')))
-            .header("authorization", format!("Bearer {}", server.token))
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", server.trim_end_matches('/')))
+            .header("authorization", format!("Bearer {token}"))
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))?;
-        let response = client.request(request).await.with_context(|| format!("calling {}", server.server))?;
+            .body(Full::new(body.map(|b| Bytes::from(b.to_string())).unwrap_or_default()))?;
+        let response = client.request(request).await.with_context(|| format!("calling {server}"))?;
         let status = response.status();
         let bytes = response.into_body().collect().await?.to_bytes();
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use arbiter_engine::{ComponentInfo, ImportKind, classify_import};
 
-/// Show a policy component's name, version, contract, capabilities, exports, size and digest.
+/// Show a policy component's name, version, contract, capabilities, exports, size, digest and review
+/// description (what its settings mean, what it guards).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     component: PathBuf,
@@ -58,6 +59,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("exports       {}", info.exports.join(", "));
             println!("size          {} bytes", info.size_bytes);
             println!("digest        {}", info.digest);
+            match &info.review {
+                None => println!("review        (none embedded: lint judges every settings change as undescribed)"),
+                Some(review) => {
+                    let guards: Vec<&str> = review.guards.keys().map(|g| g.name()).collect();
+                    println!(
+                        "guards        {}",
+                        if guards.is_empty() { "(none)".to_owned() } else { guards.join(", ") }
+                    );
+                    if let Some(budgets) = &review.budgets {
+                        println!("budgets       scopes at {}, windows at {}", budgets.scopes, budgets.windows);
+                    }
+                    let mut label = "settings";
+                    for (path, setting) in &review.settings {
+                        let default = setting.default.as_ref().map(|d| format!(" (default {d})")).unwrap_or_default();
+                        println!("{label:<13} {:<36} {}{default}", path.to_string(), setting.kind.describe());
+                        label = "";
+                    }
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

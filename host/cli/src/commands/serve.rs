@@ -152,6 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         grpc: (!args.no_grpc).then_some(args.grpc),
         credentials: Arc::new(credentials),
         clock,
+        state_backend: args.state.backend(),
         max_body_bytes: args.max_body_bytes,
         audit: args.audit.options(args.audit_log.is_some())?,
         audit_log: args.audit_log,

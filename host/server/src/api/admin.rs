@@ -1,5 +1,6 @@
 //! `GET /v1/admin/bundles`, `POST /v1/admin/bundles` (load and activate),
-//! `POST /v1/admin/rollback`.
+//! `POST /v1/admin/rollback`, `GET /v1/admin/settings` (the effective
+//! settings `arbiter readiness --server` scores).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -96,4 +97,14 @@ pub(crate) async fn rollback(
         }
         Err(problem) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", problem)),
     }
+}
+
+/// The server's effective settings: whether each thing readiness scores is
+/// configured, and counts; never a key, token, URL or path.
+pub(crate) async fn settings(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    let bundle = state.decider.bundle();
+    let mut facts = (*state.facts).clone();
+    facts.bundle = Some((bundle.name().to_owned(), bundle.version().to_owned()));
+    Ok(Json(serde_json::to_value(facts).unwrap_or(Value::Null)))
 }

@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/escalations/{id}/{action}", post(escalations::resolve))
         .route("/v1/admin/bundles", get(admin::list).post(admin::load))
         .route("/v1/admin/rollback", post(admin::rollback))
+        .route("/v1/admin/settings", get(admin::settings))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
