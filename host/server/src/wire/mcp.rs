@@ -36,7 +36,7 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
         return Classified::refuse(
             400,
             "notification_not_allowed",
-            format!("MCP `{method}` sent as a notification (no `id`): an action needs an id to be answered"),
+            format!("MCP `{}` sent as a notification (no `id`): an action needs an id to be answered", shown(method)),
             protocol,
         );
     }
@@ -47,7 +47,8 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
         return match config.unrecognized {
             UnrecognizedTraffic::Allow => Classified::Pass,
             UnrecognizedTraffic::Deny => {
-                Classified::refuse(400, "method_not_allowed", format!("MCP method `{method}` is not allowed"), protocol)
+                let message = format!("MCP method `{}` is not allowed", shown(method));
+                Classified::refuse(400, "method_not_allowed", message, protocol)
             }
         };
     }
@@ -69,6 +70,11 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
         escalation_id: escalation_header(req, config),
     };
     Classified::Guard { request: Box::new(request), protocol }
+}
+
+/// A method name as a refusal quotes it: it is the client's text.
+fn shown(method: &str) -> String {
+    arbiter_types::excerpt(method, 100)
 }
 
 /// The tool call an MCP action is decided as: `tools/call` by its tool and
@@ -179,6 +185,22 @@ mod tests {
                 matches!(classify_body(body.clone()), Classified::Refuse { code: "method_not_allowed", .. }),
                 "{body}"
             );
+        }
+    }
+
+    /// Found by the property tests (props.rs): a batch was not seen as
+    /// JSON-RPC, so with `--unrecognized allow` its calls passed unguarded.
+    #[test]
+    fn batches_are_refused_whatever_unrecognized_traffic_gets() {
+        let headers = HashMap::new();
+        let body = json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "drop"}}]).to_string();
+        let req = GatewayRequest { method: "POST", path: "/mcp", headers: &headers, body: body.as_bytes(), now_ms: 0, grant: None };
+        for unrecognized in [UnrecognizedTraffic::Allow, UnrecognizedTraffic::Deny] {
+            let config = WireConfig { unrecognized, ..WireConfig::default() };
+            match super::super::classify(&req, &config) {
+                Classified::Refuse { message, .. } => assert_eq!(message, "JSON-RPC batches are not supported"),
+                other => panic!("{unrecognized:?}: {other:?}"),
+            }
         }
     }
 
