@@ -44,7 +44,8 @@ static SEEDS: LazyLock<Vec<Seed>> = LazyLock::new(|| {
         let rule_dialect = corpus["rule"]["dialect"].as_str().unwrap_or("generic");
         for case in corpus["cases"].as_array().unwrap() {
             let name = case["dialect"].as_str().unwrap_or(rule_dialect);
-            let dialect_name = DIALECTS.iter().copied().find(|d| *d == name || (name == "postgresql" && *d == "postgres"));
+            let dialect_name =
+                DIALECTS.iter().copied().find(|d| *d == name || (name == "postgresql" && *d == "postgres"));
             let (Some(dialect_name), Some(sql)) = (dialect_name, case["sql"].as_str()) else { continue };
             if let Ok(statements) = sql::parse(dialect(dialect_name), sql, DEFAULT_MAX_BYTES)
                 && !statements.is_empty()
@@ -74,8 +75,7 @@ fn lex(dialect: &str, sql: &str) -> Option<Vec<TokenWithSpan>> {
 /// read as the tokens inside, whose spans do not.
 fn tokens<'s>(dialect: &str, sql: &'s str) -> Option<Vec<(Token, &'s str)>> {
     let spans = lex(dialect, sql)?;
-    let line_starts: Vec<usize> =
-        std::iter::once(0).chain(sql.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let line_starts: Vec<usize> = std::iter::once(0).chain(sql.match_indices('\n').map(|(i, _)| i + 1)).collect();
     let offset = |line: u64, column: u64| {
         let start = *line_starts.get(usize::try_from(line).ok()?.checked_sub(1)?)?;
         let column = usize::try_from(column).ok()?.checked_sub(1)?;
@@ -84,7 +84,8 @@ fn tokens<'s>(dialect: &str, sql: &'s str) -> Option<Vec<(Token, &'s str)>> {
     let slices: Vec<(Token, &str)> = spans
         .into_iter()
         .map(|t| {
-            let (from, to) = (offset(t.span.start.line, t.span.start.column)?, offset(t.span.end.line, t.span.end.column)?);
+            let (from, to) =
+                (offset(t.span.start.line, t.span.start.column)?, offset(t.span.end.line, t.span.end.column)?);
             Some((t.token, sql.get(from..to)?))
         })
         .collect::<Option<_>>()?;
@@ -131,9 +132,51 @@ fn read_only(dialect: &str, sql: &str) -> Option<bool> {
 /// separators and stray quotes in any order.
 fn sql_soup() -> impl Strategy<Value = String> {
     let piece = prop::sample::select(vec![
-        "select", "SELECT", "from", "where", "drop", "table", "delete", "with", "as", "(", ")", ";", ",", "*", "1",
-        "t", "\"t\"", "'s'", "'", "\"", "`", "$$", "$$ x $$", "--", "/*", "*/", "#", "\n", " ", "e'\\''", "into",
-        "for update", "explain", "union", "values", "$1", "::", "[", "]", "{", "}", "@", "\\", "é", "\u{0}",
+        "select",
+        "SELECT",
+        "from",
+        "where",
+        "drop",
+        "table",
+        "delete",
+        "with",
+        "as",
+        "(",
+        ")",
+        ";",
+        ",",
+        "*",
+        "1",
+        "t",
+        "\"t\"",
+        "'s'",
+        "'",
+        "\"",
+        "`",
+        "$$",
+        "$$ x $$",
+        "--",
+        "/*",
+        "*/",
+        "#",
+        "\n",
+        " ",
+        "e'\\''",
+        "into",
+        "for update",
+        "explain",
+        "union",
+        "values",
+        "$1",
+        "::",
+        "[",
+        "]",
+        "{",
+        "}",
+        "@",
+        "\\",
+        "é",
+        "\u{0}",
     ]);
     prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.join(" "))
 }

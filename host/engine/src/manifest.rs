@@ -252,7 +252,10 @@ impl Manifest {
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !is_name(&self.bundle.name) {
-            problems.push(format!("bundle.name `{}` must be lowercase letters, digits, `-` or `_`", shown(&self.bundle.name)));
+            problems.push(format!(
+                "bundle.name `{}` must be lowercase letters, digits, `-` or `_`",
+                shown(&self.bundle.name)
+            ));
         }
         if let Some(contract) = &self.bundle.contract
             && contract != crate::CONTRACT_VERSION
@@ -291,7 +294,11 @@ impl Manifest {
             }
             for pattern in policy.scope.tools.iter().flatten() {
                 if let Err(e) = globset::Glob::new(pattern) {
-                    problems.push(format!("{at}.scope.tools: `{}` is not a valid glob: {}", shown(pattern), shown(&e.to_string())));
+                    problems.push(format!(
+                        "{at}.scope.tools: `{}` is not a valid glob: {}",
+                        shown(pattern),
+                        shown(&e.to_string())
+                    ));
                 }
             }
             if policy.limits.deadline_ms == Some(0) || policy.limits.memory_mib == Some(0) {

@@ -12,8 +12,8 @@ mod timestamp;
 mod token_estimate;
 mod verdict;
 
-pub use excerpt::excerpt;
 pub use decision::{BundleRef, Decision, DecisionReason, EscalationOffer, PolicyOutcome, PolicyResult};
+pub use excerpt::excerpt;
 pub use request::{Action, ActionKind, Environment, LlmRequest, Principal, Request, RequestError, ToolCall, ToolFacts};
 pub use timestamp::{TimestampError, format_rfc3339_ms, parse_day_or_rfc3339_ms, parse_rfc3339_ms};
 pub use token_estimate::estimate_prompt_tokens;

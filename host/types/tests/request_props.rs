@@ -2,7 +2,9 @@
 //! makes it panic, every refusal is a clear error naming the field at
 //! fault, and what it accepts survives a round trip through its JSON.
 
-use arbiter_testgen::{Mutation, Step, check_clear, config, damaged_bytes, hostile_string, json_value, mutated, nested_text};
+use arbiter_testgen::{
+    Mutation, Step, check_clear, config, damaged_bytes, hostile_string, json_value, mutated, nested_text,
+};
 use arbiter_types::{Action, Request, RequestError, excerpt, format_rfc3339_ms};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};

@@ -200,7 +200,9 @@ mod tests {
         assert_eq!(llm_of(chat(json!({"model": "m", "messages": messages, "n": 3}))).max_output_tokens, 3 * 4096);
         for n in [json!(0), json!(-1), json!(1.5), json!("2")] {
             match chat(json!({"model": "m", "messages": messages, "n": n})) {
-                Classified::Refuse { status: 400, message, .. } => assert_eq!(message, "body.n: must be a positive integer"),
+                Classified::Refuse { status: 400, message, .. } => {
+                    assert_eq!(message, "body.n: must be a positive integer")
+                }
                 other => panic!("{n}: {other:?}"),
             }
         }

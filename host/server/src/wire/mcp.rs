@@ -194,7 +194,14 @@ mod tests {
     fn batches_are_refused_whatever_unrecognized_traffic_gets() {
         let headers = HashMap::new();
         let body = json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "drop"}}]).to_string();
-        let req = GatewayRequest { method: "POST", path: "/mcp", headers: &headers, body: body.as_bytes(), now_ms: 0, grant: None };
+        let req = GatewayRequest {
+            method: "POST",
+            path: "/mcp",
+            headers: &headers,
+            body: body.as_bytes(),
+            now_ms: 0,
+            grant: None,
+        };
         for unrecognized in [UnrecognizedTraffic::Allow, UnrecognizedTraffic::Deny] {
             let config = WireConfig { unrecognized, ..WireConfig::default() };
             match super::super::classify(&req, &config) {

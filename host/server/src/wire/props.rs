@@ -13,15 +13,8 @@ use serde_json::{Value, json};
 use super::{Classified, GatewayRequest, classify};
 use crate::config::{UnrecognizedTraffic, WireConfig};
 
-const PATHS: &[&str] = &[
-    "/v1/chat/completions",
-    "/v1/responses",
-    "/v1/messages",
-    "/mcp",
-    "/v1/chat/completions/?x=1",
-    "/",
-    "/v1/models",
-];
+const PATHS: &[&str] =
+    &["/v1/chat/completions", "/v1/responses", "/v1/messages", "/mcp", "/v1/chat/completions/?x=1", "/", "/v1/models"];
 
 fn headers() -> impl Strategy<Value = HashMap<String, String>> {
     let fields = ["pipeline", "agent", "team", "environment", "run"];
@@ -80,27 +73,20 @@ fn llm_call() -> impl Strategy<Value = (&'static str, Value)> {
     let messages = prop::collection::vec(json_value(), 1..3);
     (0..3usize, model, messages, token_limit(), token_limit(), prop::option::of(1u64..=128)).prop_map(
         |(api, model, messages, a, b, n)| {
-            let mut body = json!({"model": model});
-            let path = match api {
-                0 => {
-                    body["messages"] = Value::Array(messages);
-                    a.map(|a| body["max_tokens"] = a.into());
-                    b.map(|b| body["max_completion_tokens"] = b.into());
-                    n.map(|n| body["n"] = n.into());
-                    "/v1/chat/completions"
-                }
-                1 => {
-                    body["input"] = Value::Array(messages);
-                    a.map(|a| body["max_output_tokens"] = a.into());
-                    "/v1/responses"
-                }
-                _ => {
-                    body["messages"] = Value::Array(messages);
-                    body["system"] = "be brief".into();
-                    a.map(|a| body["max_tokens"] = a.into());
-                    "/v1/messages"
-                }
+            let (path, prompt, limits): (_, _, [(&str, Option<u64>); 3]) = match api {
+                0 => ("/v1/chat/completions", "messages", [("max_tokens", a), ("max_completion_tokens", b), ("n", n)]),
+                1 => ("/v1/responses", "input", [("max_output_tokens", a), ("", None), ("", None)]),
+                _ => ("/v1/messages", "messages", [("max_tokens", a), ("", None), ("", None)]),
             };
+            let mut body = json!({"model": model, prompt: messages});
+            if path == "/v1/messages" {
+                body["system"] = "be brief".into();
+            }
+            for (field, value) in limits {
+                if let Some(value) = value {
+                    body[field] = value.into();
+                }
+            }
             (path, body)
         },
     )
@@ -124,7 +110,10 @@ fn mcp_method() -> impl Strategy<Value = String> {
         .into_iter()
         .chain(config.mcp_guarded.iter().cloned())
         .chain(config.mcp_passthrough.iter().cloned())
-        .chain(["notifications/initialized", "Tools/call", "tools/call ", "tools/call\u{0}", "sampling/createMessage"].map(str::to_owned))
+        .chain(
+            ["notifications/initialized", "Tools/call", "tools/call ", "tools/call\u{0}", "sampling/createMessage"]
+                .map(str::to_owned),
+        )
         .collect();
     prop_oneof![4 => prop::sample::select(known), 1 => hostile_string()]
 }
