@@ -111,7 +111,7 @@ fn write_bundle(dir: &Path, name: &str, version: &str) -> PathBuf {
         }
     }
     let text = std::fs::read_to_string(&reference).unwrap();
-    let text = text.replacen("version = \"0.1.0\"", &format!("version = \"{version}\""), 1);
+    let text = arbiter_tests::with_bundle_version(&text, version);
     let manifest = dir.join(name);
     std::fs::write(&manifest, text).unwrap();
     manifest
