@@ -107,6 +107,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn classify_body(body: Value) -> Classified {
+        classify_with(body, &WireConfig::default())
+    }
+
+    fn classify_with(body: Value, config: &WireConfig) -> Classified {
         let headers: HashMap<String, String> =
             [("pipeline", "p"), ("agent", "a"), ("team", "t"), ("environment", "dev")]
                 .into_iter()
@@ -122,7 +126,7 @@ mod tests {
             now_ms: 0,
             grant: None,
         };
-        super::super::classify(&req, &WireConfig::default())
+        super::super::classify(&req, config)
     }
 
     #[test]
@@ -192,19 +196,10 @@ mod tests {
     /// JSON-RPC, so with `--unrecognized allow` its calls passed unguarded.
     #[test]
     fn batches_are_refused_whatever_unrecognized_traffic_gets() {
-        let headers = HashMap::new();
-        let body = json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "drop"}}]).to_string();
-        let req = GatewayRequest {
-            method: "POST",
-            path: "/mcp",
-            headers: &headers,
-            body: body.as_bytes(),
-            now_ms: 0,
-            grant: None,
-        };
+        let body = json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "drop"}}]);
         for unrecognized in [UnrecognizedTraffic::Allow, UnrecognizedTraffic::Deny] {
             let config = WireConfig { unrecognized, ..WireConfig::default() };
-            match super::super::classify(&req, &config) {
+            match classify_with(body.clone(), &config) {
                 Classified::Refuse { message, .. } => assert_eq!(message, "JSON-RPC batches are not supported"),
                 other => panic!("{unrecognized:?}: {other:?}"),
             }
