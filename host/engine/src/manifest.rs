@@ -167,14 +167,21 @@ impl ManifestError {
         // TOML syntax messages are fixed grammar text; serde's schema
         // messages quote the file (unknown keys, wrong values), so those
         // are replaced by their kind.
-        let problem = if text.parse::<toml::Table>().is_err() {
-            format!("not valid TOML ({})", error.message().lines().collect::<Vec<_>>().join("; "))
-        } else {
-            "not a bundle manifest (an unknown or missing field, or a value of the wrong type; \
-             `arbiter lint` shows which)"
-                .to_owned()
+        // The syntax error is the TOML parser's own: `error` may be a
+        // schema error met first (an unknown key before an out-of-range
+        // integer), whose message quotes the file.
+        let (problem, span) = match text.parse::<toml::Table>() {
+            Err(syntax) => {
+                (format!("not valid TOML ({})", syntax.message().lines().collect::<Vec<_>>().join("; ")), syntax.span())
+            }
+            Ok(_) => (
+                "not a bundle manifest (an unknown or missing field, or a value of the wrong type; \
+                 `arbiter lint` shows which)"
+                    .to_owned(),
+                error.span(),
+            ),
         };
-        let at = error.span().map(|span| line_and_column(text, span.start));
+        let at = span.map(|span| line_and_column(text, span.start));
         ManifestError::Parse { path: path.to_owned(), detail: error.to_string(), problem, at }
     }
 }
@@ -245,13 +252,17 @@ impl Manifest {
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !is_name(&self.bundle.name) {
-            problems.push(format!("bundle.name `{}` must be lowercase letters, digits, `-` or `_`", self.bundle.name));
+            problems.push(format!(
+                "bundle.name `{}` must be lowercase letters, digits, `-` or `_`",
+                shown(&self.bundle.name)
+            ));
         }
         if let Some(contract) = &self.bundle.contract
             && contract != crate::CONTRACT_VERSION
         {
             problems.push(format!(
-                "bundle.contract `{contract}`: this host loads arbiter:policy@{}",
+                "bundle.contract `{}`: this host loads arbiter:policy@{}",
+                shown(contract),
                 crate::CONTRACT_VERSION
             ));
         }
@@ -261,14 +272,14 @@ impl Manifest {
         if !is_semver(&self.bundle.version) {
             problems.push(format!(
                 "bundle.version `{}` is not a semantic version (MAJOR.MINOR.PATCH)",
-                self.bundle.version
+                shown(&self.bundle.version)
             ));
         }
         if self.policies.is_empty() {
             problems.push("the bundle has no [[policies]]".to_owned());
         }
         for (i, policy) in self.policies.iter().enumerate() {
-            let at = format!("policies[{i}] (`{}`)", policy.name);
+            let at = format!("policies[{i}] (`{}`)", shown(&policy.name));
             if !is_name(&policy.name) {
                 problems.push(format!("{at}.name must be lowercase letters, digits, `-` or `_`"));
             }
@@ -276,14 +287,18 @@ impl Manifest {
                 problems.push(format!("{at}.name is used by an earlier policy"));
             }
             if !is_semver(&policy.version) {
-                problems.push(format!("{at}.version `{}` is not a semantic version", policy.version));
+                problems.push(format!("{at}.version `{}` is not a semantic version", shown(&policy.version)));
             }
             if policy.sha256.len() != 64 || !policy.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 problems.push(format!("{at}.sha256 must be 64 hex digits"));
             }
             for pattern in policy.scope.tools.iter().flatten() {
                 if let Err(e) = globset::Glob::new(pattern) {
-                    problems.push(format!("{at}.scope.tools: `{pattern}` is not a valid glob: {e}"));
+                    problems.push(format!(
+                        "{at}.scope.tools: `{}` is not a valid glob: {}",
+                        shown(pattern),
+                        shown(&e.to_string())
+                    ));
                 }
             }
             if policy.limits.deadline_ms == Some(0) || policy.limits.memory_mib == Some(0) {
@@ -292,6 +307,12 @@ impl Manifest {
         }
         problems
     }
+}
+
+/// A value of the file as a problem quotes it: the message goes to a
+/// remote caller and a terminal, so it is bounded and escaped.
+fn shown(value: &str) -> String {
+    arbiter_types::excerpt(value, 64)
 }
 
 fn is_name(s: &str) -> bool {
@@ -391,6 +412,9 @@ mod tests {
                 "not a bundle manifest",
                 (11, 16),
             ),
+            // Found by the property tests (tests/manifest_props.rs): an
+            // unknown key before a syntax error was reported, quoted.
+            (format!("{SECRET} = 1\nx = 9223372036854775808\n"), "not valid TOML", (2, 5)),
         ];
         for (text, kind, (line, column)) in cases {
             let err = parse(&text).unwrap_err();

@@ -6,12 +6,14 @@
 //! field at fault and a policy never sees a malformed request.
 
 mod decision;
+mod excerpt;
 mod request;
 mod timestamp;
 mod token_estimate;
 mod verdict;
 
 pub use decision::{BundleRef, Decision, DecisionReason, EscalationOffer, PolicyOutcome, PolicyResult};
+pub use excerpt::excerpt;
 pub use request::{Action, ActionKind, Environment, LlmRequest, Principal, Request, RequestError, ToolCall, ToolFacts};
 pub use timestamp::{TimestampError, format_rfc3339_ms, parse_day_or_rfc3339_ms, parse_rfc3339_ms};
 pub use token_estimate::estimate_prompt_tokens;

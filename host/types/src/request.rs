@@ -3,11 +3,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::excerpt::excerpt;
 use crate::timestamp::parse_rfc3339_ms;
 use crate::token_estimate::estimate_prompt_tokens;
 
 /// Longest accepted id, principal field, tool or model name, in bytes.
 const MAX_NAME_BYTES: usize = 256;
+/// How much of a field's path and of the problem an error shows.
+const MAX_ERROR_PATH_CHARS: usize = 160;
+const MAX_ERROR_MESSAGE_CHARS: usize = 400;
 
 /// A validated request: every field a policy may rely on is present and
 /// well-formed.
@@ -138,8 +142,21 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    fn field(path: &str, message: impl Into<String>) -> Self {
-        RequestError::Field { path: path.to_owned(), message: message.into() }
+    /// Both parts may quote the input (a label's key, an unknown field's
+    /// name, a bad value), so both are bounded and control characters
+    /// escaped: the error goes into a 400 body and the server's log.
+    fn field(path: &str, message: impl AsRef<str>) -> Self {
+        RequestError::Field {
+            path: excerpt(path, MAX_ERROR_PATH_CHARS),
+            message: excerpt(message.as_ref(), MAX_ERROR_MESSAGE_CHARS),
+        }
+    }
+
+    /// A body that is JSON but not shaped like a request, as a value or as
+    /// text: the same error either way.
+    fn schema(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = field_path(e.path().to_string());
+        RequestError::field(&path, strip_position(&e.into_inner().to_string()))
     }
 
     /// The JSON path of the offending field, when one is known.
@@ -156,12 +173,14 @@ impl Request {
     pub fn from_json_slice(body: &[u8]) -> Result<Self, RequestError> {
         let mut de = serde_json::Deserializer::from_slice(body);
         let wire: WireRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                RequestError::Syntax(inner)
+            // serde_json reports a number where an enum is expected
+            // (`"environment": 0`) as a syntax error ("expected value"):
+            // only text that does not read as JSON at all is one.
+            let syntax = e.inner().is_syntax() || e.inner().is_eof();
+            if syntax && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+                RequestError::Syntax(e.into_inner())
             } else {
-                RequestError::Field { path: field_path(path), message: strip_position(&inner.to_string()) }
+                RequestError::schema(e)
             }
         })?;
         de.end().map_err(RequestError::Syntax)?;
@@ -170,10 +189,7 @@ impl Request {
 
     /// Parses a request that is already a JSON value (e.g. a trace line).
     pub fn from_json_value(value: &Value) -> Result<Self, RequestError> {
-        let wire: WireRequest = serde_path_to_error::deserialize(value).map_err(|e| RequestError::Field {
-            path: e.path().to_string(),
-            message: strip_position(&e.into_inner().to_string()),
-        })?;
+        let wire: WireRequest = serde_path_to_error::deserialize(value).map_err(RequestError::schema)?;
         wire.validate()
     }
 
@@ -226,9 +242,10 @@ impl Request {
     }
 }
 
-/// serde_path_to_error calls the top level "."; name it.
+/// serde_path_to_error calls the top level "." (and an unknown member
+/// named "" at the top level ""); name it.
 fn field_path(path: String) -> String {
-    if path == "." { "request".to_owned() } else { path }
+    if path == "." || path.is_empty() { "request".to_owned() } else { path }
 }
 
 /// JSON with object keys sorted at every level.
@@ -568,6 +585,37 @@ mod tests {
         let err = parse(&body).unwrap_err();
         assert_eq!(err.path(), Some("request"));
         assert_eq!(err.to_string(), "request: missing field `principal`");
+    }
+
+    /// Found by the property tests (tests/request_props.rs): serde_json
+    /// calls these syntax errors, the body was called not JSON.
+    #[test]
+    fn a_value_of_the_wrong_type_for_an_enum_names_its_field() {
+        for wrong in [json!(0), json!(true), json!(null), json!([]), json!(1.5)] {
+            let mut body = base();
+            body["principal"]["environment"] = wrong.clone();
+            let err = parse(&body).unwrap_err();
+            assert_eq!(err.path(), Some("principal.environment"), "{wrong}: {err}");
+        }
+        let err = parse(&json!({"": 1})).unwrap_err();
+        assert_eq!(err.path(), Some("request"), "{err}");
+        let err = Request::from_json_value(&json!({})).unwrap_err();
+        assert_eq!(err.to_string(), "request: missing field `id`", "as a value as well as text");
+    }
+
+    /// Found by the property tests: errors quoted the input whole.
+    #[test]
+    fn errors_quote_the_input_bounded_and_escaped() {
+        let mut body = base();
+        body["labels"] = json!({format!("k\n{}", "x".repeat(10_000)): 1});
+        body["surprise\u{1b}[2J"] = json!(1);
+        let err = parse(&body).unwrap_err();
+        let text = err.to_string();
+        assert!(text.len() < 1000 && !text.chars().any(char::is_control), "{text}");
+        let mut body = base();
+        body["timestamp"] = json!("x".repeat(100_000));
+        let text = parse(&body).unwrap_err().to_string();
+        assert!(text.starts_with("timestamp: `xxx") && text.len() < 1000, "{text}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use time::format_description::well_known::Rfc3339;
 
 /// A timestamp that is not RFC 3339 or lies outside the supported range.
 #[derive(Debug, thiserror::Error)]
-#[error("`{text}` is not an RFC 3339 timestamp (e.g. 2026-11-26T02:00:00Z): {detail}")]
+#[error("`{}` is not an RFC 3339 timestamp (e.g. 2026-11-26T02:00:00Z): {detail}", crate::excerpt(.text, 64))]
 pub struct TimestampError {
     pub text: String,
     pub detail: String,

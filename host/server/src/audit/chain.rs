@@ -34,7 +34,12 @@ pub enum VerifyError {
     CheckpointMismatch { record: u64 },
     #[error("record {record}: checkpoint has no valid `{field}`")]
     MalformedCheckpoint { record: u64, field: &'static str },
-    #[error("record {record}: checkpoint signed by key {key_id}, which is not among the keys given")]
+    /// The key id is the log's text: shown bounded, escaped (the report
+    /// goes to a terminal).
+    #[error(
+        "record {record}: checkpoint signed by key {}, which is not among the keys given",
+        arbiter_types::excerpt(.key_id, 80)
+    )]
     UnknownKey { record: u64, key_id: String },
     #[error(
         "record {record}: checkpoint signature does not verify (the chain was recomputed, or the checkpoint edited, without the key)"

@@ -494,4 +494,6 @@ fn walk<'k>(keys: &'k [VerifyingKey], text: &str, state: Option<&AuditState>) ->
     Ok(walker)
 }
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

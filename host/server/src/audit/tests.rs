@@ -10,21 +10,21 @@ fn record(n: u64) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-fn key() -> SigningKey {
+pub(super) fn key() -> SigningKey {
     SigningKey::from_bytes(&[7; 32])
 }
 
-fn keyed(every: u64) -> AuditOptions {
+pub(super) fn keyed(every: u64) -> AuditOptions {
     AuditOptions { key: Some(key()), checkpoint_every: every, ..AuditOptions::default() }
 }
 
-fn public() -> Vec<VerifyingKey> {
+pub(super) fn public() -> Vec<VerifyingKey> {
     vec![key().verifying_key()]
 }
 
 /// A log of `n` records; `shutdown` ends it as a clean stop does, else
 /// as a crash leaves it.
-fn write(dir: &Path, options: AuditOptions, n: u64, shutdown: bool) -> PathBuf {
+pub(super) fn write(dir: &Path, options: AuditOptions, n: u64, shutdown: bool) -> PathBuf {
     let path = dir.join("audit.jsonl");
     let log = AuditLog::open(&path, vec![], options).unwrap();
     for i in 1..=n {
@@ -36,11 +36,11 @@ fn write(dir: &Path, options: AuditOptions, n: u64, shutdown: bool) -> PathBuf {
     path
 }
 
-fn read(path: &Path) -> String {
+pub(super) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-fn state(path: &Path) -> Option<AuditState> {
+pub(super) fn state(path: &Path) -> Option<AuditState> {
     AuditState::read(&state_path(path)).unwrap()
 }
 
@@ -63,7 +63,7 @@ fn cut(text: &str, n: usize) -> String {
 /// returns false) and the chain recomputed from the genesis; checkpoints
 /// get the new count and head but keep their signatures, for want of the
 /// key.
-fn rewrite(text: &str, mut edit: impl FnMut(&mut Map<String, Value>) -> bool) -> String {
+pub(super) fn rewrite(text: &str, mut edit: impl FnMut(&mut Map<String, Value>) -> bool) -> String {
     let (mut out, mut seq, mut prev) = (String::new(), 0u64, GENESIS.to_owned());
     for line in text.lines() {
         let mut record: Map<String, Value> = serde_json::from_str(line).unwrap();

@@ -78,20 +78,35 @@ fn llm_request(api: Api, body: &Value, config: &WireConfig) -> Result<LlmRequest
             (parts, &["max_tokens"])
         }
     };
-    let mut max_output_tokens = config.default_max_output_tokens;
+    // The most output the call may produce: the largest limit it gives (a
+    // provider may honour either of two), once per choice it asks for.
+    let mut limit = None;
     for field in max_fields {
         match body.get(*field) {
             None | Some(Value::Null) => {}
             Some(value) => {
-                max_output_tokens =
-                    value.as_u64().ok_or_else(|| format!("body.{field}: must be a non-negative integer"))?;
-                break;
+                let tokens = value.as_u64().ok_or_else(|| format!("body.{field}: must be a non-negative integer"))?;
+                limit = limit.max(Some(tokens));
             }
         }
     }
+    let choices = match api {
+        Api::OpenAiChat => choices(body)?,
+        Api::OpenAiResponses | Api::AnthropicMessages => 1,
+    };
+    let max_output_tokens = limit.unwrap_or(config.default_max_output_tokens).saturating_mul(choices);
     let (prompt_tokens, _exact) = prompt_tokens(&model, &parts);
     let content_digest = Some(LlmRequest::digest_content(&parts));
     Ok(LlmRequest { model, prompt_tokens, prompt_tokens_estimated: true, max_output_tokens, content_digest })
+}
+
+/// OpenAI chat's `n`: how many completions the call generates, each up to
+/// the token limit.
+fn choices(body: &Value) -> Result<u64, String> {
+    match body.get("n") {
+        None | Some(Value::Null) => Ok(1),
+        Some(n) => n.as_u64().filter(|&n| n > 0).ok_or_else(|| "body.n: must be a positive integer".to_owned()),
+    }
 }
 
 fn array(field: &str, body: &Value) -> Result<Vec<Value>, String> {
@@ -166,6 +181,31 @@ mod tests {
             &h,
         ));
         assert_eq!(defaulted.max_output_tokens, 4096);
+    }
+
+    /// Found by the property tests (props.rs): `n` was ignored, and a
+    /// `max_completion_tokens` hid a larger `max_tokens`.
+    #[test]
+    fn reserves_every_choice_at_the_largest_limit() {
+        let h = headers();
+        let chat = |body: Value| run("/v1/chat/completions", body, &h);
+        let messages = json!([{"role": "user", "content": "hi"}]);
+        let n = llm_of(chat(json!({"model": "m", "messages": messages, "max_tokens": 100, "n": 8})));
+        assert_eq!(n.max_output_tokens, 800);
+        let both =
+            llm_of(chat(json!({"model": "m", "messages": messages, "max_completion_tokens": 1, "max_tokens": 900})));
+        assert_eq!(both.max_output_tokens, 900);
+        let huge = llm_of(chat(json!({"model": "m", "messages": messages, "max_tokens": u64::MAX, "n": 2})));
+        assert_eq!(huge.max_output_tokens, u64::MAX);
+        assert_eq!(llm_of(chat(json!({"model": "m", "messages": messages, "n": 3}))).max_output_tokens, 3 * 4096);
+        for n in [json!(0), json!(-1), json!(1.5), json!("2")] {
+            match chat(json!({"model": "m", "messages": messages, "n": n})) {
+                Classified::Refuse { status: 400, message, .. } => {
+                    assert_eq!(message, "body.n: must be a positive integer")
+                }
+                other => panic!("{n}: {other:?}"),
+            }
+        }
     }
 
     #[test]

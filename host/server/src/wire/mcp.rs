@@ -36,7 +36,7 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
         return Classified::refuse(
             400,
             "notification_not_allowed",
-            format!("MCP `{method}` sent as a notification (no `id`): an action needs an id to be answered"),
+            format!("MCP `{}` sent as a notification (no `id`): an action needs an id to be answered", shown(method)),
             protocol,
         );
     }
@@ -47,7 +47,8 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
         return match config.unrecognized {
             UnrecognizedTraffic::Allow => Classified::Pass,
             UnrecognizedTraffic::Deny => {
-                Classified::refuse(400, "method_not_allowed", format!("MCP method `{method}` is not allowed"), protocol)
+                let message = format!("MCP method `{}` is not allowed", shown(method));
+                Classified::refuse(400, "method_not_allowed", message, protocol)
             }
         };
     }
@@ -69,6 +70,11 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
         escalation_id: escalation_header(req, config),
     };
     Classified::Guard { request: Box::new(request), protocol }
+}
+
+/// A method name as a refusal quotes it: it is the client's text.
+fn shown(method: &str) -> String {
+    arbiter_types::excerpt(method, 100)
 }
 
 /// The tool call an MCP action is decided as: `tools/call` by its tool and
@@ -101,6 +107,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn classify_body(body: Value) -> Classified {
+        classify_with(body, &WireConfig::default())
+    }
+
+    fn classify_with(body: Value, config: &WireConfig) -> Classified {
         let headers: HashMap<String, String> =
             [("pipeline", "p"), ("agent", "a"), ("team", "t"), ("environment", "dev")]
                 .into_iter()
@@ -116,7 +126,7 @@ mod tests {
             now_ms: 0,
             grant: None,
         };
-        super::super::classify(&req, &WireConfig::default())
+        super::super::classify(&req, config)
     }
 
     #[test]
@@ -179,6 +189,20 @@ mod tests {
                 matches!(classify_body(body.clone()), Classified::Refuse { code: "method_not_allowed", .. }),
                 "{body}"
             );
+        }
+    }
+
+    /// Found by the property tests (props.rs): a batch was not seen as
+    /// JSON-RPC, so with `--unrecognized allow` its calls passed unguarded.
+    #[test]
+    fn batches_are_refused_whatever_unrecognized_traffic_gets() {
+        let body = json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "drop"}}]);
+        for unrecognized in [UnrecognizedTraffic::Allow, UnrecognizedTraffic::Deny] {
+            let config = WireConfig { unrecognized, ..WireConfig::default() };
+            match classify_with(body.clone(), &config) {
+                Classified::Refuse { message, .. } => assert_eq!(message, "JSON-RPC batches are not supported"),
+                other => panic!("{unrecognized:?}: {other:?}"),
+            }
         }
     }
 

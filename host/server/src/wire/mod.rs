@@ -4,6 +4,8 @@
 mod llm;
 mod mcp;
 mod principal;
+#[cfg(test)]
+mod props;
 mod tokens;
 
 use std::collections::HashMap;
@@ -62,7 +64,7 @@ pub(crate) fn classify(req: &GatewayRequest<'_>, config: &WireConfig) -> Classif
             return Classified::refuse(400, "bad_request", format!("body is not JSON: {e}"), Protocol::Llm);
         }
     };
-    if body.get("jsonrpc").is_some() {
+    if is_json_rpc(&body) {
         return mcp::classify(req, &body, config);
     }
     match llm::classify(req, &body, config) {
@@ -72,9 +74,23 @@ pub(crate) fn classify(req: &GatewayRequest<'_>, config: &WireConfig) -> Classif
             UnrecognizedTraffic::Deny => Classified::refuse(
                 400,
                 "unrecognized_request",
-                format!("{} {} is neither an OpenAI or Anthropic LLM call nor MCP JSON-RPC", req.method, req.path),
+                format!(
+                    "{} {} is neither an OpenAI or Anthropic LLM call nor MCP JSON-RPC",
+                    arbiter_types::excerpt(req.method, 16),
+                    arbiter_types::excerpt(req.path, 200)
+                ),
                 Protocol::Llm,
             ),
         },
+    }
+}
+
+/// A JSON-RPC message, or a batch holding one: a batch is MCP too (and
+/// refused there), never unrecognized traffic, which may be let through.
+fn is_json_rpc(body: &Value) -> bool {
+    let message = |value: &Value| value.get("jsonrpc").is_some();
+    match body {
+        Value::Array(items) => items.iter().any(message),
+        other => message(other),
     }
 }

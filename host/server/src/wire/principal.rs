@@ -27,8 +27,10 @@ pub(super) fn principal(req: &GatewayRequest<'_>, config: &WireConfig) -> Result
     let [Some(pipeline), Some(agent), Some(team), Some(environment), Some(run)] = fields else {
         return Err(format!("missing header{} {}", if missing.len() > 1 { "s" } else { "" }, missing.join(", ")));
     };
-    let environment = parse_environment(&environment)
-        .ok_or_else(|| format!("header {prefix}environment: `{environment}` is not dev, staging or prod"))?;
+    let environment = parse_environment(&environment).ok_or_else(|| {
+        let shown = arbiter_types::excerpt(&environment, 32);
+        format!("header {prefix}environment: `{shown}` is not dev, staging or prod")
+    })?;
     Ok(Principal { pipeline, agent, team, environment, run })
 }
 
