@@ -14,7 +14,7 @@ mod verdict;
 pub use decision::{BundleRef, Decision, DecisionReason, EscalationOffer, PolicyOutcome, PolicyResult};
 pub use request::{Action, ActionKind, Environment, LlmRequest, Principal, Request, RequestError, ToolCall, ToolFacts};
 pub use timestamp::{TimestampError, format_rfc3339_ms, parse_day_or_rfc3339_ms, parse_rfc3339_ms};
-pub use token_estimate::estimate_prompt_tokens;
+pub use token_estimate::{estimate_prompt_tokens, estimate_text_tokens};
 pub use verdict::{
     BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Escalation, Obligation, Reason,
     Verdict, VerdictKind, Window,
