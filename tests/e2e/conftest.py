@@ -268,21 +268,23 @@ AGENT_HEADERS = {"x-agent-token": agent_token(MONITOR_CLAIMS)}
 
 
 def envoy_config(template_name: str, listen: int, admin: int, arbiter, fake_llm_port: int, mcp_port: int,
-                 tmp_path: pathlib.Path) -> pathlib.Path:
+                 tmp_path: pathlib.Path, failure_mode_allow: bool = False) -> pathlib.Path:
     template = string.Template((ROOT / "examples" / "envoy" / template_name).read_text())
     jwks = json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "kid": "e2e", "k": b64url(JWT_SECRET)}]})
     config = tmp_path / template_name
     config.write_text(template.substitute(LISTEN_PORT=listen, ADMIN_PORT=admin, ARBITER_GRPC_PORT=arbiter.grpc_port,
                                           ARBITER_HTTP_PORT=arbiter.http_port, LLM_PORT=fake_llm_port,
                                           MCP_PORT=mcp_port, GATEWAY_KEY="k-envoy", JWT_ISSUER=JWT_ISSUER,
-                                          JWKS=jwks))
+                                          JWKS=jwks, FAILURE_MODE_ALLOW=str(failure_mode_allow).lower()))
     return config
 
 
-def start_envoy(template_name: str, arbiter, fake_llm_port: int, mcp_port: int, tmp_path: pathlib.Path):
+def start_envoy(template_name: str, arbiter, fake_llm_port: int, mcp_port: int, tmp_path: pathlib.Path,
+                failure_mode_allow: bool = False):
     """A real Envoy on one of the example configs; returns (process, base URL)."""
     listen, admin = free_port(), free_port()
-    config = envoy_config(template_name, listen, admin, arbiter, fake_llm_port, mcp_port, tmp_path)
+    config = envoy_config(template_name, listen, admin, arbiter, fake_llm_port, mcp_port, tmp_path,
+                          failure_mode_allow)
     proc = subprocess.Popen(["envoy", "-c", str(config), "--log-level", "warn", "--disable-hot-restart",
                              "--base-id", str(uuid.uuid4().int % 100000)], stdout=subprocess.DEVNULL, stderr=sys.stderr)
     wait_for_port(listen, proc, "envoy")
@@ -298,6 +300,14 @@ def start_envoy(template_name: str, arbiter, fake_llm_port: int, mcp_port: int, 
 def envoy(arbiter, fake_llm, mcp_upstream, tmp_path):
     """Envoy with arbiter as its gRPC ext_authz (examples/envoy/envoy.yaml)."""
     proc, url = start_envoy("envoy.yaml", arbiter, fake_llm[1], mcp_upstream.port, tmp_path)
+    yield url
+    stop(proc)
+
+
+@pytest.fixture
+def envoy_proc(arbiter, fake_llm, mcp_upstream, tmp_path):
+    """Envoy with arbiter as its ext_proc (examples/envoy/envoy-ext-proc.yaml)."""
+    proc, url = start_envoy("envoy-ext-proc.yaml", arbiter, fake_llm[1], mcp_upstream.port, tmp_path)
     yield url
     stop(proc)
 

@@ -30,6 +30,13 @@ def drop_table(table: str) -> str:
     return f"dropped {table}"
 
 
+@server.tool(name="docs.search")
+def search(query: str) -> str:
+    """Searches the runbooks; its index is down, so every call fails."""
+    reached("docs.search")
+    raise RuntimeError("the search index is unavailable")
+
+
 @server.tool(name="shell.exec")
 def shell(command: str) -> str:
     """Not something the monitor agent may use."""

@@ -193,7 +193,7 @@ def mcp_open(base):
     return session
 
 
-@pytest.mark.parametrize("gateway", ["envoy", "envoy_http"])
+@pytest.mark.parametrize("gateway", ["envoy", "envoy_http", "envoy_proc"])
 def test_no_refused_mcp_call_reaches_the_server_in_either_envoy_mode(gateway, request, mcp_upstream):
     base = request.getfixturevalue(gateway)
     session = mcp_open(base)
@@ -220,5 +220,5 @@ def test_no_refused_mcp_call_reaches_the_server_in_either_envoy_mode(gateway, re
         code = error["data"]["code"]
         assert code == ("tool_not_allowed" if expected == "resources/read" else expected), (expected, r.text)
         # HTTP ext_authz lets any 2xx through: refusals must not be 2xx there.
-        assert r.status_code == 200 if gateway == "envoy" else r.status_code >= 400, (expected, r.status_code)
+        assert r.status_code == 200 if gateway != "envoy_http" else r.status_code >= 400, (expected, r.status_code)
     assert mcp_upstream.calls() == ["warehouse.query"], "only the allowed call reached the MCP server"

@@ -85,11 +85,37 @@ impl Default for WireConfig {
     }
 }
 
+/// Bounds of one Envoy ext_proc exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtProcConfig {
+    /// Largest request body decided; larger ones are refused (413
+    /// `body_too_large`). Envoy buffers the body first: its listener's
+    /// `per_connection_buffer_limit_bytes` must be at least this.
+    pub max_request_bytes: usize,
+    /// Most of an answer held to read its usage: a whole JSON body, or one
+    /// server-sent event. Beyond, it is forwarded unread and settles at the
+    /// full reservation.
+    pub max_response_read_bytes: usize,
+    /// Longest exchange: the stream is then ended (the client's answer is
+    /// cut) and settled as cut.
+    pub max_exchange: Duration,
+}
+
+impl Default for ExtProcConfig {
+    fn default() -> Self {
+        ExtProcConfig {
+            max_request_bytes: 16 << 20,
+            max_response_read_bytes: 8 << 20,
+            max_exchange: Duration::from_secs(3600),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// HTTP API (and HTTP ext_authz) address.
     pub http: SocketAddr,
-    /// gRPC ext_authz address; `None` disables it.
+    /// gRPC address (ext_authz and ext_proc); `None` disables it.
     pub grpc: Option<SocketAddr>,
     /// Who may call, with which roles and principals.
     pub credentials: Arc<Credentials>,
@@ -123,6 +149,7 @@ pub struct ServerConfig {
     /// `_other` series.
     pub max_metric_series: usize,
     pub wire: WireConfig,
+    pub ext_proc: ExtProcConfig,
 }
 
 impl Default for ServerConfig {
@@ -145,6 +172,7 @@ impl Default for ServerConfig {
             in_flight_wait: Duration::from_millis(100),
             max_metric_series: 1000,
             wire: WireConfig::default(),
+            ext_proc: ExtProcConfig::default(),
         }
     }
 }

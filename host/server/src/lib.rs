@@ -6,6 +6,11 @@
 //!   (`envoy.service.auth.v3.Authorization/Check`) and over HTTP
 //!   (`/ext_authz/...`), which turn OpenAI, Anthropic and MCP traffic into
 //!   decisions;
+//! - Envoy external processing over gRPC
+//!   (`envoy.service.ext_proc.v3.ExternalProcessor/Process`): the same
+//!   decisions, the request body rewritten to hold the provider to the
+//!   reservation, and the answer read back to reconcile usage and feed the
+//!   breakers;
 //! - a hash-chained JSON-lines audit log of every decision and approval,
 //!   with signed checkpoints.
 //!
@@ -17,6 +22,7 @@ mod bundles;
 mod config;
 mod credentials;
 mod ext_authz;
+mod ext_proc;
 mod metrics;
 mod server;
 mod state;
@@ -28,6 +34,6 @@ pub use audit::{
     verify as verify_audit_log,
 };
 pub use bundles::ReloadConfig;
-pub use config::{Clock, ServerConfig, UnrecognizedTraffic, WireConfig};
+pub use config::{Clock, ExtProcConfig, ServerConfig, UnrecognizedTraffic, WireConfig};
 pub use credentials::{ANONYMOUS, Credential, Credentials, CredentialsError, Grant, Role, key_digest, new_key};
 pub use server::{Server, ServerError};

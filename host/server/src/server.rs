@@ -15,6 +15,7 @@ use crate::audit::{AuditError, AuditLog};
 use crate::bundles::{Bundles, ReloadConfig};
 use crate::config::{Clock, ServerConfig};
 use crate::ext_authz::grpc;
+use crate::ext_proc;
 use crate::metrics::Metrics;
 use crate::state::{AppState, InFlight};
 use crate::webhook::Webhook;
@@ -109,6 +110,7 @@ impl Server {
             credentials: Arc::clone(&config.credentials),
             clock: config.clock,
             wire: Arc::new(config.wire.clone()),
+            ext_proc: config.ext_proc,
             webhook,
             bundles: reload.map(|reload| Arc::new(Bundles::new(reload, decider.bundle()))),
             decider,
@@ -157,6 +159,7 @@ impl Server {
             tonic::transport::Server::builder()
                 .timeout(self.config.request_timeout)
                 .add_service(grpc::service(self.state.clone()))
+                .add_service(ext_proc::service(self.state.clone()))
                 .serve_with_incoming_shutdown(
                     // Small gRPC frames must not wait for Nagle.
                     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::api::{ApiError, Caller};
 use crate::audit::AuditLog;
 use crate::bundles::Bundles;
-use crate::config::{Clock, WireConfig};
+use crate::config::{Clock, ExtProcConfig, WireConfig};
 use crate::credentials::Credentials;
 use crate::metrics::Metrics;
 use crate::webhook::Webhook;
@@ -29,6 +29,7 @@ pub(crate) struct AppState {
     pub(crate) credentials: Arc<Credentials>,
     pub(crate) clock: Clock,
     pub(crate) wire: Arc<WireConfig>,
+    pub(crate) ext_proc: ExtProcConfig,
     pub(crate) webhook: Option<Webhook>,
     /// Present when bundles can be reloaded and rolled back.
     pub(crate) bundles: Option<Arc<Bundles>>,

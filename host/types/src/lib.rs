@@ -16,7 +16,7 @@ pub use decision::{BundleRef, Decision, DecisionReason, EscalationOffer, PolicyO
 pub use excerpt::excerpt;
 pub use request::{Action, ActionKind, Environment, LlmRequest, Principal, Request, RequestError, ToolCall, ToolFacts};
 pub use timestamp::{TimestampError, format_rfc3339_ms, parse_day_or_rfc3339_ms, parse_rfc3339_ms};
-pub use token_estimate::estimate_prompt_tokens;
+pub use token_estimate::{estimate_prompt_tokens, estimate_text_tokens};
 pub use verdict::{
     BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Escalation, Obligation, Reason,
     Verdict, VerdictKind, Window,

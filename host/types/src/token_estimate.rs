@@ -17,9 +17,15 @@ const TOKENS_PER_REQUEST: u64 = 3;
 /// Estimates the prompt tokens of a chat `messages` array: the text of every
 /// string in each message (content, role, name, tool arguments) counts.
 pub fn estimate_prompt_tokens(messages: &[Value]) -> u64 {
-    let text_bytes: u64 = messages.iter().map(text_bytes).sum();
+    let messages_bytes: u64 = messages.iter().map(text_bytes).sum();
     let messages = u64::try_from(messages.len()).unwrap_or(u64::MAX);
-    text_bytes.div_ceil(BYTES_PER_TOKEN) + messages.saturating_mul(TOKENS_PER_MESSAGE) + TOKENS_PER_REQUEST
+    estimate_text_tokens(messages_bytes) + messages.saturating_mul(TOKENS_PER_MESSAGE) + TOKENS_PER_REQUEST
+}
+
+/// Tokens of `bytes` of plain text, without message framing: at most
+/// [`BYTES_PER_TOKEN`] bytes a token, rounded up.
+pub fn estimate_text_tokens(bytes: u64) -> u64 {
+    bytes.div_ceil(BYTES_PER_TOKEN)
 }
 
 fn text_bytes(value: &Value) -> u64 {

@@ -1,7 +1,9 @@
-//! `circuit-breaker`: stop calling a tool that keeps failing.
+//! `circuit-breaker`: stop calling a tool (or a model) that keeps failing.
 //!
 //! Each tool call passes a breaker keyed by (pipeline, tool), or by tool or
-//! pipeline alone. The host feeds it the outcomes of allowed calls; while it
+//! pipeline alone; with `models`, LLM requests to those models pass one
+//! keyed the same way by `llm:<model>` (an upstream answering 5xx, 429 or
+//! timing out, as the gateway reports it, opens it). The host feeds it the outcomes of allowed calls; while it
 //! is open, or half-open with no probe left, calls are denied with
 //! `circuit_open`. On allow, the host admits the call through the breaker
 //! atomically, so concurrent calls cannot overrun the half-open probes.
@@ -29,6 +31,9 @@ pub struct Settings {
     /// Tools (globs) guarded; all when absent.
     #[serde(default)]
     pub tools: Option<Vec<String>>,
+    /// Models (globs) whose LLM requests are guarded; none when absent.
+    #[serde(default)]
+    pub models: Vec<String>,
     #[serde(default)]
     pub key_by: KeyBy,
     /// Count-based window: the last N outcomes.
@@ -46,6 +51,7 @@ pub struct Settings {
 
 pub struct CircuitBreaker {
     tools: Option<Vec<String>>,
+    models: Vec<String>,
     key_by: KeyBy,
     config: BreakerConfig,
 }
@@ -79,18 +85,21 @@ impl Policy for CircuitBreaker {
             half_open_calls: s.half_open_calls,
             max_half_open_seconds: s.max_half_open_seconds,
         };
-        Ok(CircuitBreaker { tools: s.tools, key_by: s.key_by, config })
+        Ok(CircuitBreaker { tools: s.tools, models: s.models, key_by: s.key_by, config })
     }
 
     fn evaluate(&self, request: &Request) -> Verdict {
-        let Some(tool) = request.tool() else { return Verdict::allow() };
-        if self.tools.as_ref().is_some_and(|globs| !glob::any_matches(globs, tool)) {
-            return Verdict::allow();
-        }
+        let target = match (request.tool(), request.llm_request()) {
+            (Some(tool), _) if self.tools.as_ref().is_none_or(|globs| glob::any_matches(globs, tool)) => {
+                tool.to_owned()
+            }
+            (_, Some(llm)) if glob::any_matches(&self.models, &llm.model) => format!("llm:{}", llm.model),
+            _ => return Verdict::allow(),
+        };
         let pipeline = &request.principal.pipeline;
         let key = match self.key_by {
-            KeyBy::PipelineTool => format!("{pipeline}/{tool}"),
-            KeyBy::Tool => format!("tool/{tool}"),
+            KeyBy::PipelineTool => format!("{pipeline}/{target}"),
+            KeyBy::Tool => format!("tool/{target}"),
             KeyBy::Pipeline => format!("{pipeline}/*"),
         };
         match breakers::state(&key, self.config) {
@@ -142,6 +151,25 @@ mod tests {
         assert!(policy.evaluate(&call).is_deny());
         // Another tool has its own breaker.
         assert!(policy.evaluate(&RequestBuilder::tool_call("docs.search").build()).is_allow());
+    }
+
+    #[test]
+    fn guards_the_models_it_names() {
+        reset_host();
+        let policy: CircuitBreaker = policy_from_json(
+            r#"{"models": ["gpt-4o-*"], "window_calls": 10, "minimum_calls": 5, "failure_rate_percent": 50,
+                "open_seconds": 60, "half_open_calls": 2}"#,
+        )
+        .unwrap();
+        let call = RequestBuilder::llm_request("gpt-4o-2024-08-06", 10, 10).timestamp_ms(10_000).build();
+        let allowed = policy.evaluate(&call);
+        assert_eq!(allowed.breakers[0].key, "orders_daily/llm:gpt-4o-2024-08-06");
+        set_breaker("orders_daily/llm:gpt-4o-2024-08-06", BreakerState::Open(70_000));
+        assert_eq!(policy.evaluate(&call).codes(), [CIRCUIT_OPEN]);
+        let other = RequestBuilder::llm_request("claude-sonnet-4-5-20250929", 10, 10).build();
+        assert!(policy.evaluate(&other).breakers.is_empty(), "a model not named passes no breaker");
+        // Without `models`, LLM requests pass none (the 0.1 behaviour).
+        assert!(self::policy().evaluate(&call).breakers.is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `arbiter serve`: the HTTP API and Envoy ext_authz.
+//! `arbiter serve`: the HTTP API, Envoy ext_authz and ext_proc.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
-use arbiter_server::{Clock, Credentials, ReloadConfig, Role, Server, ServerConfig, UnrecognizedTraffic};
+use arbiter_server::{
+    Clock, Credentials, ExtProcConfig, ReloadConfig, Role, Server, ServerConfig, UnrecognizedTraffic,
+};
 
 use crate::audit_args::AuditArgs;
 use crate::clock_args::ClockArg;
 use crate::engine_args::EngineArgs;
 use crate::state_args::StateArgs;
 
-/// Serve decisions: HTTP JSON API, Envoy ext_authz (gRPC and HTTP), metrics.
+/// Serve decisions: HTTP JSON API, Envoy ext_authz (gRPC and HTTP) and ext_proc (gRPC), metrics.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Bundle manifest (TOML).
@@ -30,10 +32,10 @@ pub struct Args {
     /// HTTP API and HTTP ext_authz address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
-    /// gRPC ext_authz address.
+    /// gRPC address: Envoy ext_authz and ext_proc.
     #[arg(long, default_value = "127.0.0.1:9191")]
     grpc: SocketAddr,
-    /// Do not serve gRPC ext_authz.
+    /// Do not serve gRPC (ext_authz, ext_proc).
     #[arg(long)]
     no_grpc: bool,
     /// Credentials (TOML): API keys by SHA-256, with roles and the principals
@@ -93,6 +95,17 @@ pub struct Args {
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// ext_proc: largest request body decided, in MiB (larger: 413). Envoy's
+    /// listener must buffer at least as much (per_connection_buffer_limit_bytes).
+    #[arg(long, default_value_t = 16)]
+    ext_proc_max_request_mib: usize,
+    /// ext_proc: most of an answer read for its usage (a JSON body, one
+    /// event), in MiB; a larger one settles at its whole reservation.
+    #[arg(long, default_value_t = 8)]
+    ext_proc_max_read_mib: usize,
+    /// ext_proc: longest exchange, in seconds; the stream is then cut.
+    #[arg(long, default_value_t = 3600)]
+    ext_proc_max_exchange_s: u64,
     /// Environment for gateway traffic without an x-arbiter-environment header.
     #[arg(long)]
     default_environment: Option<String>,
@@ -163,6 +176,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_in_flight: args.max_in_flight,
         in_flight_wait: Duration::from_millis(args.in_flight_wait_ms),
         max_metric_series: args.max_metric_series,
+        ext_proc: ExtProcConfig {
+            max_request_bytes: args.ext_proc_max_request_mib.saturating_mul(1 << 20),
+            max_response_read_bytes: args.ext_proc_max_read_mib.saturating_mul(1 << 20),
+            max_exchange: Duration::from_secs(args.ext_proc_max_exchange_s),
+        },
         ..ServerConfig::default()
     };
     config.wire.default_environment = args.default_environment;

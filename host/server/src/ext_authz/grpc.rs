@@ -48,7 +48,7 @@ impl Authorization for ExtAuthz {
             grant: None,
         };
         let mut response = CheckResponse::new();
-        match check(&self.state, gateway, gateway_key.as_deref()).await {
+        match check(&self.state, gateway, gateway_key.as_deref(), "ext_authz").await.answer {
             Answer::Allow { headers, remove } => {
                 let mut ok = OkHttpResponseBuilder::new();
                 for (name, value) in headers {

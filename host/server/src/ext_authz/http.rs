@@ -37,7 +37,7 @@ pub(crate) async fn check(
     let gateway_key = headers.get(&format!("{}gateway-key", state.wire.header_prefix)).cloned();
     let request =
         GatewayRequest { method: method.as_str(), path, headers: &headers, body: &body, now_ms: now_ms(), grant: None };
-    match decide(&state, request, gateway_key.as_deref()).await {
+    match decide(&state, request, gateway_key.as_deref(), "ext_authz").await.answer {
         // Envoy's HTTP mode cannot remove upstream headers from here: the
         // Envoy config drops the arbiter key headers on the route.
         Answer::Allow { headers, remove: _ } => respond(StatusCode::OK, headers, String::new()),

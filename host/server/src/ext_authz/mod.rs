@@ -6,7 +6,7 @@ pub(crate) mod http;
 
 use std::sync::Arc;
 
-use arbiter_types::{Decision, VerdictKind};
+use arbiter_types::{Action, Decision, VerdictKind};
 use serde_json::{Value, json};
 
 use crate::api::auth::{identify, lacks};
@@ -54,7 +54,34 @@ fn gateway_caller(
     }
 }
 
-pub(crate) async fn check(state: &AppState, mut request: GatewayRequest<'_>, gateway_key: Option<&str>) -> Answer {
+/// A request the gateway lets through, and what it must do after: hold the
+/// upstream to the decision (ext_proc) and report how the call ended.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    /// Whose decision it is (reports are bound to it).
+    pub(crate) owner: String,
+    pub(crate) request_id: String,
+    pub(crate) protocol: Protocol,
+    /// LLM calls: the output tokens the decision reserved (clamp applied).
+    pub(crate) allowed_output_tokens: u64,
+}
+
+/// The answer to a gateway request, and the admitted request when it was
+/// decided and allowed.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    pub(crate) answer: Answer,
+    pub(crate) admitted: Option<Admitted>,
+}
+
+/// Classifies, authenticates and decides a gateway request; `source` names
+/// the gateway path in metrics and the audit log.
+pub(crate) async fn check(
+    state: &AppState,
+    mut request: GatewayRequest<'_>,
+    gateway_key: Option<&str>,
+    source: &'static str,
+) -> Checked {
     let caller = gateway_caller(state, &request, gateway_key);
     let credential: Option<Arc<Credential>> = match &caller {
         Ok(Caller::Credential(c)) => Some(Arc::clone(c)),
@@ -63,16 +90,34 @@ pub(crate) async fn check(state: &AppState, mut request: GatewayRequest<'_>, gat
     request.grant = credential.as_deref().and_then(Credential::grant);
     let prefix = &state.wire.header_prefix;
     let remove = vec![format!("{prefix}key"), format!("{prefix}gateway-key")];
+    let refused = |answer| Checked { answer, admitted: None };
     match classify(&request, &state.wire) {
-        Classified::Pass => Answer::Allow { headers: vec![("x-arbiter-decision".into(), "pass".into())], remove },
-        Classified::Refuse { status, code, message, protocol } => error_answer(&protocol, status, code, &message),
+        Classified::Pass => {
+            refused(Answer::Allow { headers: vec![("x-arbiter-decision".into(), "pass".into())], remove })
+        }
+        Classified::Refuse { status, code, message, protocol } => {
+            refused(error_answer(&protocol, status, code, &message))
+        }
         Classified::Guard { request: guarded, protocol } => {
             let checked = caller.and_then(|caller| caller.check_principal(&guarded.principal).map(|()| caller));
             match checked {
-                Err(e) => error_answer(&protocol, e.status.as_u16(), e.code, &e.message),
+                Err(e) => refused(error_answer(&protocol, e.status.as_u16(), e.code, &e.message)),
                 Ok(caller) => {
-                    let decision = state.decide(*guarded, &caller, request.now_ms, "ext_authz").await;
-                    answer(&decision, &protocol, remove)
+                    let allowed_output_tokens = match &guarded.action {
+                        Action::LlmRequest(llm) => llm.max_output_tokens,
+                        Action::ToolCall(_) => 0,
+                    };
+                    let decision = state.decide(*guarded, &caller, request.now_ms, source).await;
+                    let answer = answer(&decision, &protocol, remove);
+                    let admitted = matches!(answer, Answer::Allow { .. }).then(|| Admitted {
+                        owner: caller.owner().to_owned(),
+                        request_id: decision.id.clone(),
+                        allowed_output_tokens: decision
+                            .clamp_max_output_tokens()
+                            .map_or(allowed_output_tokens, |clamp| clamp.min(allowed_output_tokens)),
+                        protocol,
+                    });
+                    Checked { answer, admitted }
                 }
             }
         }
@@ -127,7 +172,7 @@ fn refusal(
 ) -> Answer {
     headers.push(("content-type".into(), "application/json".into()));
     let (in_band, body) = match protocol {
-        Protocol::Llm => (false, error),
+        Protocol::Http | Protocol::Llm(_) => (false, error),
         Protocol::Mcp { id } => {
             let data = error.get("error").cloned().unwrap_or(Value::Null);
             (

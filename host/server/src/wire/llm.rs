@@ -8,12 +8,46 @@ use super::tokens::prompt_tokens;
 use super::{Classified, GatewayRequest, Protocol};
 use crate::config::WireConfig;
 
+/// The provider API an LLM call speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Api {
+pub(crate) enum Api {
     OpenAiChat,
     OpenAiResponses,
     AnthropicMessages,
 }
+
+impl Api {
+    /// The body fields that limit output tokens (per choice), the first
+    /// being the one arbiter sets when the body has none.
+    pub(crate) fn limit_fields(self) -> &'static [&'static str] {
+        match self {
+            Api::OpenAiChat => &["max_completion_tokens", "max_tokens"],
+            Api::OpenAiResponses => &["max_output_tokens"],
+            Api::AnthropicMessages => &["max_tokens"],
+        }
+    }
+}
+
+/// What the gateway must know of an allowed LLM call to hold the provider
+/// to its reservation (ext_proc rewrites the body) and to read its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LlmCall {
+    pub(crate) api: Api,
+    pub(crate) model: String,
+    /// Streamed (SSE) answer asked for.
+    pub(crate) stream: bool,
+    /// Completions generated (OpenAI chat `n`), each up to the per-choice limit.
+    pub(crate) choices: u64,
+    /// The output-limit fields the body set.
+    pub(crate) limit_fields: Vec<&'static str>,
+    /// OpenAI chat streaming: the client asked for the final usage chunk.
+    pub(crate) usage_requested: bool,
+    /// What the reservation counted for the prompt.
+    pub(crate) prompt_tokens: u64,
+}
+
+/// Completions one OpenAI chat request may ask for (the API's own bound).
+const MAX_CHOICES: u64 = 128;
 
 fn api_of(path: &str) -> Option<Api> {
     let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
@@ -32,9 +66,9 @@ fn api_of(path: &str) -> Option<Api> {
 pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConfig) -> Option<Classified> {
     let api = api_of(req.path)?;
     Some(match llm_request(api, body, config) {
-        Err(message) => Classified::refuse(400, "bad_request", message, Protocol::Llm),
-        Ok(llm) => match principal(req, config) {
-            Err(message) => Classified::refuse(400, "missing_principal", message, Protocol::Llm),
+        Err(message) => Classified::refuse(400, "bad_request", message, Protocol::Http),
+        Ok((llm, call)) => match principal(req, config) {
+            Err(message) => Classified::refuse(400, "missing_principal", message, Protocol::Http),
             Ok(principal) => {
                 let request = Request {
                     id: request_id(req),
@@ -44,7 +78,7 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
                     labels: vec![("api".to_owned(), format!("{api:?}"))],
                     escalation_id: escalation_header(req, config),
                 };
-                Classified::Guard { request: Box::new(request), protocol: Protocol::Llm }
+                Classified::Guard { request: Box::new(request), protocol: Protocol::Llm(Box::new(call)) }
             }
         },
     })
@@ -54,59 +88,72 @@ pub(super) fn escalation_header(req: &GatewayRequest<'_>, config: &WireConfig) -
     req.headers.get(&format!("{}escalation-id", config.header_prefix)).filter(|v| !v.is_empty()).cloned()
 }
 
-fn llm_request(api: Api, body: &Value, config: &WireConfig) -> Result<LlmRequest, String> {
+/// The request as decided, and the call's shape. The reservation covers
+/// every choice, the prompt's messages, system prompt and instructions, and
+/// the tool definitions and output schema sent with them (images at a fixed
+/// worst case, see the tokens module).
+fn llm_request(api: Api, body: &Value, config: &WireConfig) -> Result<(LlmRequest, LlmCall), String> {
     let model = match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         Some(_) => return Err("body.model: must be a non-empty string".into()),
         None => return Err("body.model: missing".into()),
     };
-    let (parts, max_fields): (Vec<Value>, &[&str]) = match api {
-        Api::OpenAiChat => (array("messages", body)?, &["max_completion_tokens", "max_tokens"]),
-        Api::OpenAiResponses => {
-            let mut parts = match body.get("input") {
-                Some(Value::String(text)) => vec![Value::String(text.clone())],
-                Some(Value::Array(items)) => items.clone(),
-                Some(_) => return Err("body.input: must be a string or an array".into()),
-                None => return Err("body.input: missing".into()),
-            };
-            parts.extend(body.get("instructions").cloned());
-            (parts, &["max_output_tokens"])
-        }
-        Api::AnthropicMessages => {
-            let mut parts = array("messages", body)?;
-            parts.extend(body.get("system").cloned());
-            (parts, &["max_tokens"])
-        }
+    let mut parts = match api {
+        Api::OpenAiChat => array("messages", body)?,
+        Api::OpenAiResponses => match body.get("input") {
+            Some(Value::String(text)) => vec![Value::String(text.clone())],
+            Some(Value::Array(items)) => items.clone(),
+            Some(_) => return Err("body.input: must be a string or an array".into()),
+            None => return Err("body.input: missing".into()),
+        },
+        Api::AnthropicMessages => array("messages", body)?,
     };
+    let sent_along: &[&str] = match api {
+        Api::OpenAiChat => &["tools", "functions", "response_format"],
+        Api::OpenAiResponses => &["instructions", "tools", "text"],
+        Api::AnthropicMessages => &["system", "tools"],
+    };
+    parts.extend(sent_along.iter().filter_map(|field| body.get(*field)).filter(|v| !v.is_null()).cloned());
     // The most output the call may produce: the largest limit it gives (a
     // provider may honour either of two), once per choice it asks for.
     let mut limit = None;
-    for field in max_fields {
+    let mut limit_fields = Vec::new();
+    for field in api.limit_fields() {
         match body.get(*field) {
             None | Some(Value::Null) => {}
             Some(value) => {
                 let tokens = value.as_u64().ok_or_else(|| format!("body.{field}: must be a non-negative integer"))?;
                 limit = limit.max(Some(tokens));
+                limit_fields.push(*field);
             }
         }
     }
-    let choices = match api {
-        Api::OpenAiChat => choices(body)?,
-        Api::OpenAiResponses | Api::AnthropicMessages => 1,
+    let per_choice = limit.unwrap_or(config.default_max_output_tokens);
+    let choices = match (api, body.get("n")) {
+        (_, None | Some(Value::Null)) => 1,
+        (Api::OpenAiChat, Some(n)) => n
+            .as_u64()
+            .filter(|n| (1..=MAX_CHOICES).contains(n))
+            .ok_or_else(|| format!("body.n: must be an integer from 1 to {MAX_CHOICES}"))?,
+        (_, Some(_)) => return Err("body.n: this API generates one answer per request".into()),
     };
-    let max_output_tokens = limit.unwrap_or(config.default_max_output_tokens).saturating_mul(choices);
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(stream)) => *stream,
+        Some(_) => return Err("body.stream: must be a boolean".into()),
+    };
+    let usage_requested = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
     let (prompt_tokens, _exact) = prompt_tokens(&model, &parts);
     let content_digest = Some(LlmRequest::digest_content(&parts));
-    Ok(LlmRequest { model, prompt_tokens, prompt_tokens_estimated: true, max_output_tokens, content_digest })
-}
-
-/// OpenAI chat's `n`: how many completions the call generates, each up to
-/// the token limit.
-fn choices(body: &Value) -> Result<u64, String> {
-    match body.get("n") {
-        None | Some(Value::Null) => Ok(1),
-        Some(n) => n.as_u64().filter(|&n| n > 0).ok_or_else(|| "body.n: must be a positive integer".to_owned()),
-    }
+    let call = LlmCall { api, model: model.clone(), stream, choices, limit_fields, usage_requested, prompt_tokens };
+    let llm = LlmRequest {
+        model,
+        prompt_tokens,
+        prompt_tokens_estimated: true,
+        max_output_tokens: per_choice.saturating_mul(choices),
+        content_digest,
+    };
+    Ok((llm, call))
 }
 
 fn array(field: &str, body: &Value) -> Result<Vec<Value>, String> {

@@ -17,7 +17,7 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
     // Batches are answered per element by the server; arbiter refuses them
     // rather than guess which element a denial answers.
     let Some(message) = body.as_object() else {
-        return Classified::refuse(400, "bad_request", "JSON-RPC batches are not supported", Protocol::Llm);
+        return Classified::refuse(400, "bad_request", "JSON-RPC batches are not supported", Protocol::Http);
     };
     // `"id": null` answers nothing: it is no id.
     let id = message.get("id").filter(|id| !id.is_null()).cloned();

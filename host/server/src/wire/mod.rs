@@ -6,6 +6,8 @@ mod mcp;
 mod principal;
 #[cfg(test)]
 mod props;
+mod response;
+mod rewrite;
 mod tokens;
 
 use std::collections::HashMap;
@@ -14,6 +16,10 @@ use arbiter_types::Request;
 use serde_json::Value;
 
 use crate::config::{UnrecognizedTraffic, WireConfig};
+#[cfg(test)]
+pub(crate) use llm::Api;
+pub(crate) use llm::LlmCall;
+pub(crate) use response::{ReportedUsage, ResponseReader};
 
 /// An HTTP request as the gateway saw it.
 #[derive(Debug)]
@@ -32,7 +38,9 @@ pub(crate) struct GatewayRequest<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Protocol {
     /// An HTTP API: denials are non-2xx JSON errors.
-    Llm,
+    Http,
+    /// An LLM call (an HTTP API too), with what the gateway needs of it.
+    Llm(Box<LlmCall>),
     /// MCP over streamable HTTP: denials are JSON-RPC errors to this id, with
     /// status 200, so the client's session survives.
     Mcp { id: Value },
@@ -61,7 +69,7 @@ pub(crate) fn classify(req: &GatewayRequest<'_>, config: &WireConfig) -> Classif
     let body: Value = match serde_json::from_slice(req.body) {
         Ok(body) => body,
         Err(e) => {
-            return Classified::refuse(400, "bad_request", format!("body is not JSON: {e}"), Protocol::Llm);
+            return Classified::refuse(400, "bad_request", format!("body is not JSON: {e}"), Protocol::Http);
         }
     };
     if is_json_rpc(&body) {
@@ -79,7 +87,7 @@ pub(crate) fn classify(req: &GatewayRequest<'_>, config: &WireConfig) -> Classif
                     arbiter_types::excerpt(req.method, 16),
                     arbiter_types::excerpt(req.path, 200)
                 ),
-                Protocol::Llm,
+                Protocol::Http,
             ),
         },
     }

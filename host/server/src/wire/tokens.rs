@@ -1,6 +1,7 @@
 //! Prompt tokens of chat messages: counted with the model family's real
 //! tokenizer where it is known (OpenAI models, via tiktoken), estimated
-//! conservatively otherwise (see arbiter-types' estimator).
+//! conservatively otherwise (see arbiter-types' estimator). Images count a
+//! fixed worst case each, not the bytes of their data or URL.
 
 use serde_json::Value;
 use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
@@ -9,15 +10,58 @@ use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
 const TOKENS_PER_MESSAGE: u64 = 3;
 const TOKENS_PER_REPLY: u64 = 3;
 
-/// Prompt tokens of `parts` (messages, system prompts, instructions) sent to
-/// `model`, and whether they were counted exactly by the model's tokenizer.
+/// What one image in a prompt is counted as: above the largest the
+/// providers document for one image (Anthropic: ~1,600 for 1.15 megapixels;
+/// OpenAI: 765 for a high-detail 4-tile image on GPT-4o, up to 1,536 patches
+/// on the patch-based models).
+pub(crate) const IMAGE_TOKENS: u64 = 2_000;
+
+/// Content-part types that carry an image (OpenAI chat, Responses,
+/// Anthropic).
+const IMAGE_PARTS: [&str; 3] = ["image_url", "input_image", "image"];
+
+/// Prompt tokens of `parts` (messages, system prompts, instructions, tool
+/// definitions) sent to `model`, and whether the text was counted exactly
+/// by the model's tokenizer.
 pub(super) fn prompt_tokens(model: &str, parts: &[Value]) -> (u64, bool) {
-    let bpe = match get_tokenizer(model) {
+    let mut images = 0;
+    let parts: Vec<Value> = parts.iter().map(|part| without_images(part, &mut images)).collect();
+    let (text_tokens, exact) = text_tokens(model, &parts);
+    (text_tokens.saturating_add(images.saturating_mul(IMAGE_TOKENS)), exact)
+}
+
+/// Output tokens of text a model generated (no message framing): its
+/// tokenizer's count, or the conservative estimate.
+pub(crate) fn output_tokens(model: &str, text: &str) -> u64 {
+    match tokenizer(model) {
+        Some(bpe) => bpe.count_ordinary(text) as u64,
+        None => arbiter_types::estimate_text_tokens(text.len() as u64),
+    }
+}
+
+fn tokenizer(model: &str) -> Option<&'static tiktoken_rs::CoreBPE> {
+    match get_tokenizer(model) {
         Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => Some(tiktoken_rs::o200k_base_singleton()),
         Some(Tokenizer::Cl100kBase) => Some(tiktoken_rs::cl100k_base_singleton()),
         _ => None,
-    };
-    match bpe {
+    }
+}
+
+/// `value` with every image content part replaced by nothing, counted.
+fn without_images(value: &Value, images: &mut u64) -> Value {
+    match value {
+        Value::Object(map) if map.get("type").and_then(Value::as_str).is_some_and(|t| IMAGE_PARTS.contains(&t)) => {
+            *images += 1;
+            Value::Null
+        }
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), without_images(v, images))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| without_images(v, images)).collect()),
+        other => other.clone(),
+    }
+}
+
+fn text_tokens(model: &str, parts: &[Value]) -> (u64, bool) {
+    match tokenizer(model) {
         Some(bpe) => {
             let mut tokens = TOKENS_PER_REPLY;
             for part in parts {
@@ -56,6 +100,29 @@ mod tests {
         assert!(exact);
         // "user hello world " is 4 tokens in o200k; + 3 framing + 3 reply.
         assert!((8..=12).contains(&tokens), "{tokens}");
+    }
+
+    #[test]
+    fn images_count_a_fixed_worst_case_not_their_bytes() {
+        let image = "A".repeat(300_000);
+        for model in ["gpt-4o-2024-08-06", "claude-sonnet-4-5-20250929"] {
+            let text_only = [json!({"role": "user", "content": [{"type": "text", "text": "what is this?"}]})];
+            let with_images = [json!({"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{image}")}},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": image}},
+            ]})];
+            let (text, _) = prompt_tokens(model, &text_only);
+            let (both, _) = prompt_tokens(model, &with_images);
+            assert!(both >= text + 2 * IMAGE_TOKENS, "{model}: {both} < {text} + 2 images");
+            assert!(both <= text + 2 * IMAGE_TOKENS + 8, "{model}: the image data was counted as text: {both}");
+        }
+    }
+
+    #[test]
+    fn output_text_is_counted_like_prompt_text() {
+        assert!(output_tokens("gpt-4o-2024-08-06", &"word ".repeat(100)) >= 100);
+        assert!(output_tokens("claude-sonnet-4-5-20250929", &"word ".repeat(100)) >= 500 / 4);
     }
 
     #[test]

@@ -1,0 +1,191 @@
+//! One HTTP exchange through ext_proc: decide on the request, hold the
+//! upstream to the decision, read the answer, settle when it ends.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Message;
+use envoy_types::pb::envoy::service::ext_proc::v3::{HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse};
+use tonic::Status;
+
+use super::messages::{Phase, header_map, header_mutation, immediate, proceed};
+use super::settle::{Ending, settle};
+use crate::ext_authz::{Admitted, Answer, Checked, check};
+use crate::state::{AppState, now_ms};
+use crate::wire::{GatewayRequest, Protocol, ResponseReader};
+
+pub(super) struct Exchange {
+    state: AppState,
+    gateway_key: Option<String>,
+    request_headers: HashMap<String, String>,
+    admitted: Option<Admitted>,
+    /// When the request went upstream.
+    forwarded: Option<Instant>,
+    status: Option<u16>,
+    latency_ms: Option<u64>,
+    reader: Option<ResponseReader>,
+    settled: bool,
+}
+
+impl Exchange {
+    pub(super) fn new(state: AppState, gateway_key: Option<String>) -> Self {
+        Exchange {
+            state,
+            gateway_key,
+            request_headers: HashMap::new(),
+            admitted: None,
+            forwarded: None,
+            status: None,
+            latency_ms: None,
+            reader: None,
+            settled: false,
+        }
+    }
+
+    /// The answer to one message of Envoy's.
+    pub(super) async fn on(&mut self, message: ProcessingRequest) -> Result<ProcessingResponse, Status> {
+        match message.request {
+            Some(Message::RequestHeaders(headers)) => Ok(self.request_headers(&headers).await),
+            Some(Message::RequestBody(body)) => Ok(self.request_body(body).await),
+            Some(Message::ResponseHeaders(headers)) => Ok(self.response_headers(&headers).await),
+            Some(Message::ResponseBody(body)) => Ok(self.response_body(&body).await),
+            Some(Message::RequestTrailers(_)) => Ok(proceed(Phase::RequestTrailers, None, None)),
+            Some(Message::ResponseTrailers(_)) => Ok(proceed(Phase::ResponseTrailers, None, None)),
+            None => Err(Status::invalid_argument("ProcessingRequest carries no message")),
+        }
+    }
+
+    async fn request_headers(&mut self, headers: &HttpHeaders) -> ProcessingResponse {
+        self.request_headers = header_map(Some(headers));
+        if !headers.end_of_stream {
+            // The (buffered) body follows: the decision waits for it.
+            return proceed(Phase::RequestHeaders, None, None);
+        }
+        self.decide(Phase::RequestHeaders, &[]).await
+    }
+
+    async fn request_body(&mut self, body: HttpBody) -> ProcessingResponse {
+        if !body.end_of_stream {
+            // A streamed body would reach the upstream before the decision.
+            return immediate(
+                500,
+                vec![("content-type".into(), "application/json".into())],
+                error_body("ext_proc_misconfigured", "arbiter's ext_proc needs request_body_mode: BUFFERED"),
+                "arbiter_ext_proc_misconfigured",
+            );
+        }
+        if body.body.len() > self.state.ext_proc.max_request_bytes {
+            return immediate(
+                413,
+                vec![("content-type".into(), "application/json".into())],
+                error_body(
+                    "body_too_large",
+                    &format!("the request body is larger than {} bytes", self.state.ext_proc.max_request_bytes),
+                ),
+                "arbiter_body_too_large",
+            );
+        }
+        self.decide(Phase::RequestBody, &body.body).await
+    }
+
+    async fn decide(&mut self, phase: Phase, body: &[u8]) -> ProcessingResponse {
+        let headers = &self.request_headers;
+        let gateway = GatewayRequest {
+            method: headers.get(":method").map_or("", String::as_str),
+            path: headers.get(":path").map_or("/", String::as_str),
+            headers,
+            body,
+            now_ms: now_ms(),
+            grant: None,
+        };
+        let Checked { answer, admitted } = check(&self.state, gateway, self.gateway_key.as_deref(), "ext_proc").await;
+        match answer {
+            Answer::Deny { status, in_band, headers, body } => {
+                // Envoy's local reply: MCP errors keep status 200, in band.
+                let status = if in_band { 200 } else { status };
+                immediate(status, headers, body, "arbiter_denied")
+            }
+            Answer::Allow { mut headers, remove } => {
+                let rewrite = admitted.as_ref().and_then(|admitted| match &admitted.protocol {
+                    Protocol::Llm(call) => Some(call.provider_body(body, admitted.allowed_output_tokens)),
+                    Protocol::Http | Protocol::Mcp { .. } => None,
+                });
+                let rewritten = match rewrite {
+                    None => None,
+                    Some(Ok(provider_body)) => {
+                        headers.push(("content-length".into(), provider_body.len().to_string()));
+                        Some(provider_body)
+                    }
+                    Some(Err(message)) => {
+                        // Nothing goes upstream: release what was reserved.
+                        self.admitted = admitted;
+                        self.settle(Ending::NotSent).await;
+                        return immediate(
+                            400,
+                            vec![("content-type".into(), "application/json".into())],
+                            error_body("bad_request", &message),
+                            "arbiter_bad_request",
+                        );
+                    }
+                };
+                self.admitted = admitted;
+                self.forwarded = Some(Instant::now());
+                proceed(phase, header_mutation(headers, remove), rewritten)
+            }
+        }
+    }
+
+    async fn response_headers(&mut self, headers: &HttpHeaders) -> ProcessingResponse {
+        let map = header_map(Some(headers));
+        self.status = map.get(":status").and_then(|s| s.parse().ok());
+        self.latency_ms = self.forwarded.map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX));
+        let content_type = map.get("content-type").map_or("", String::as_str);
+        let max = self.state.ext_proc.max_response_read_bytes;
+        self.reader = self.admitted.as_ref().and_then(|admitted| match &admitted.protocol {
+            Protocol::Llm(call) => Some(ResponseReader::llm(call, content_type, max)),
+            Protocol::Mcp { id } => Some(ResponseReader::mcp(id.clone(), content_type, max)),
+            Protocol::Http => None,
+        });
+        // A body that changes as it streams cannot keep its length.
+        let remove = match &self.reader {
+            Some(reader) if reader.rewrites() => vec!["content-length".to_owned()],
+            _ => vec![],
+        };
+        if headers.end_of_stream {
+            self.settle(Ending::Complete).await;
+        }
+        proceed(Phase::ResponseHeaders, header_mutation(vec![], remove), None)
+    }
+
+    async fn response_body(&mut self, body: &HttpBody) -> ProcessingResponse {
+        let forward = self.reader.as_mut().and_then(|reader| reader.read(&body.body, body.end_of_stream));
+        if body.end_of_stream {
+            self.settle(Ending::Complete).await;
+        }
+        proceed(Phase::ResponseBody, None, forward)
+    }
+
+    /// The stream closed: an exchange whose answer was not read to its end
+    /// settles as cut.
+    pub(super) async fn finish(mut self) {
+        let ending = match (&self.reader, self.forwarded) {
+            (Some(reader), _) if reader.complete() => Ending::Complete,
+            (_, Some(_)) => Ending::Cut,
+            (_, None) => Ending::NotSent,
+        };
+        self.settle(ending).await;
+    }
+
+    async fn settle(&mut self, ending: Ending) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let Some(admitted) = self.admitted.take() else { return };
+        settle(&self.state, admitted, ending, self.status, self.latency_ms, self.reader.as_ref()).await;
+    }
+}
+
+fn error_body(code: &str, message: &str) -> String {
+    serde_json::json!({"error": {"type": "arbiter_error", "code": code, "message": message}}).to_string()
+}

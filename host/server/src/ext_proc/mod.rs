@@ -1,0 +1,82 @@
+//! Envoy external processing (`envoy.service.ext_proc.v3.ExternalProcessor`):
+//! the whole exchange passes arbiter, both directions. The request is
+//! decided as ext_authz decides it (same credentials, same principal rules),
+//! then rewritten so that the provider is held to what was reserved; the
+//! answer is read as it streams back, and when it ends (completed, cut,
+//! failed or timed out) the reservation is reconciled with the usage the
+//! provider reported and the circuit breakers are fed its outcome, with no
+//! report from the agent.
+//!
+//! Envoy must send request headers and the *buffered* request body, and the
+//! response headers and *streamed* response body (examples/envoy/envoy-ext-proc.yaml).
+
+mod exchange;
+mod messages;
+mod settle;
+
+use std::pin::Pin;
+
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{
+    ExternalProcessor, ExternalProcessorServer,
+};
+use envoy_types::pb::envoy::service::ext_proc::v3::{ProcessingRequest, ProcessingResponse};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::state::AppState;
+use exchange::Exchange;
+
+pub(crate) struct ExtProc {
+    state: AppState,
+}
+
+pub(crate) fn service(state: AppState) -> ExternalProcessorServer<ExtProc> {
+    ExternalProcessorServer::new(ExtProc { state })
+}
+
+type Responses = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ExternalProcessor for ExtProc {
+    type ProcessStream = Responses;
+
+    async fn process(
+        &self,
+        request: Request<Streaming<ProcessingRequest>>,
+    ) -> Result<Response<Self::ProcessStream>, Status> {
+        // Envoy's own credential, as for ext_authz: `initial_metadata`.
+        let gateway_key = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(2);
+        let mut exchange = Exchange::new(self.state.clone(), gateway_key);
+        let max_exchange = self.state.ext_proc.max_exchange;
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + max_exchange;
+            loop {
+                let message = match tokio::time::timeout_at(deadline, inbound.message()).await {
+                    Ok(Ok(Some(message))) => message,
+                    // Envoy closed the stream (the exchange ended or was cut).
+                    Ok(Ok(None) | Err(_)) => break,
+                    Err(_elapsed) => {
+                        let status = Status::deadline_exceeded("the exchange outlived --ext-proc-max-exchange-s");
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let response = exchange.on(message).await;
+                if tx.send(response).await.is_err() {
+                    break;
+                }
+            }
+            exchange.finish().await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

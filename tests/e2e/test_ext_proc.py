@@ -1,0 +1,246 @@
+"""A real Envoy with arbiter as its external processor (gRPC ext_proc),
+driven by the official OpenAI, Anthropic and MCP clients, in front of a
+stand-in for the providers that speaks their wire formats (fake_llm.py) and
+a real MCP server. No test posts /v1/usage or /v1/outcomes: what settles a
+reservation and feeds a breaker comes off the wire."""
+
+import asyncio
+import re
+import threading
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from conftest import AGENT_HEADERS, start_envoy, stop
+from fake_llm import PROMPT_TOKENS, WORDS
+from test_envoy import mcp_session
+
+CLAUDE = "claude-sonnet-4-5-20250929"
+GPT = "gpt-4o-2024-08-06"
+RUN_LIMIT = 60000  # the reference bundle's per-run budget
+MESSAGES = [{"role": "user", "content": "How many rows arrived yesterday?"}]
+
+
+def openai_client(base, run, **headers):
+    return openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0,
+                         default_headers={**AGENT_HEADERS, "x-arbiter-run": run, **headers})
+
+
+def anthropic_client(base, run, **headers):
+    return anthropic.Anthropic(base_url=base, api_key="unused", max_retries=0,
+                               default_headers={**AGENT_HEADERS, "x-arbiter-run": run, **headers})
+
+
+def used(arbiter):
+    """The pipeline's tokens used today, from arbiter's metrics (0 if none):
+    each test has a fresh server, so these are the test's own (run budgets
+    are not exported as gauges)."""
+    text = arbiter.client.get("/metrics").text
+    match = re.search(r'arbiter_budget_used\{scope="pipeline:orders_daily",window="day",unit="tokens"\} (\d+)', text)
+    return int(match.group(1)) if match else 0
+
+
+def eventually(check, what, timeout=10.0):
+    """Settling happens as the exchange ends, just after the client has its answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value is not None and value is not False:
+            return value
+        assert time.monotonic() < deadline, what() if callable(what) else what
+        time.sleep(0.05)
+
+
+def settled_at(arbiter, expected):
+    return eventually(lambda: used(arbiter) == expected or None, f"never settled at {expected}: {used(arbiter)}")
+
+
+def test_the_provider_gets_the_reserved_limit_in_its_own_field(envoy_proc, fake_llm):
+    recorder, _ = fake_llm
+    c = openai_client(envoy_proc, "run-fields")
+    before = len(recorder.received)
+    c.chat.completions.create(model=CLAUDE, messages=MESSAGES)
+    c.chat.completions.create(model=CLAUDE, messages=MESSAGES, max_tokens=300)
+    c.responses.create(model=GPT, input="How many rows arrived yesterday?")
+    anthropic_client(envoy_proc, "run-fields").messages.create(model=CLAUDE, max_tokens=700, messages=MESSAGES)
+    bodies = [r["body"] for r in recorder.received[before:]]
+    # No limit sent: the provider is told the reserved default.
+    assert bodies[0]["max_completion_tokens"] == 4096 and "max_tokens" not in bodies[0]
+    # A limit sent: rewritten in the field the client used.
+    assert bodies[1]["max_tokens"] == 300 and "max_completion_tokens" not in bodies[1]
+    assert bodies[2]["max_output_tokens"] == 4096
+    assert bodies[3]["max_tokens"] == 700
+
+
+def test_a_clamp_reaches_the_provider_in_its_field(envoy_proc, fake_llm):
+    recorder, _ = fake_llm
+    c = openai_client(envoy_proc, "run-clamp", **{"x-fake": "hold"})
+    recorder.release.clear()
+    # Held open, the first reservation (30,000 + prompt) stays in the budget.
+    first = threading.Thread(target=lambda: c.chat.completions.create(model=CLAUDE, messages=MESSAGES,
+                                                                      max_completion_tokens=30000))
+    first.start()
+    eventually(lambda: any(r["headers"].get("x-arbiter-run") == "run-clamp" for r in recorder.received),
+               "the first request never reached the provider")
+    before = len(recorder.received)
+    second = threading.Thread(target=lambda: c.chat.completions.create(model=CLAUDE, messages=MESSAGES,
+                                                                       max_completion_tokens=40000))
+    second.start()
+    eventually(lambda: len(recorder.received) > before, "the clamped request never reached the provider")
+    recorder.release.set()
+    first.join(30), second.join(30)
+    clamped = recorder.received[before]
+    limit = clamped["body"]["max_completion_tokens"]
+    assert 256 <= limit < 40000 and limit == int(clamped["headers"]["x-arbiter-clamp-max-output-tokens"])
+
+
+@pytest.mark.parametrize("api", ["openai-json", "openai-stream", "responses-stream", "anthropic-json",
+                                 "anthropic-stream"])
+def test_usage_settles_from_the_answer_with_no_report(envoy_proc, arbiter, api):
+    run = f"run-usage-{api}"
+    c, a = openai_client(envoy_proc, run), anthropic_client(envoy_proc, run)
+    if api == "openai-json":
+        c.chat.completions.create(model=CLAUDE, messages=MESSAGES, max_completion_tokens=2000)
+        expected = PROMPT_TOKENS + 1
+    elif api == "openai-stream":
+        # The client did not ask for usage: arbiter does, and removes the chunk.
+        chunks = list(c.chat.completions.create(model=CLAUDE, messages=MESSAGES, max_completion_tokens=2000,
+                                                stream=True))
+        assert all(chunk.choices for chunk in chunks), "no usage-only chunk reached the client"
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks).split() == WORDS
+        expected = PROMPT_TOKENS + len(WORDS)
+    elif api == "responses-stream":
+        events = list(c.responses.create(model=GPT, input="How many rows?", max_output_tokens=2000, stream=True))
+        assert events[-1].type == "response.completed"
+        expected = PROMPT_TOKENS + len(WORDS)
+    elif api == "anthropic-json":
+        assert a.messages.create(model=CLAUDE, max_tokens=2000, messages=MESSAGES).content[0].text == "ok"
+        expected = PROMPT_TOKENS + 1
+    else:
+        with a.messages.stream(model=CLAUDE, max_tokens=2000, messages=MESSAGES) as stream:
+            assert stream.get_final_text().split() == WORDS
+        expected = PROMPT_TOKENS + len(WORDS)
+    # Reserved: ~2,000 tokens; settled: exactly what the provider reported.
+    settled_at(arbiter, expected)
+
+
+def test_concurrent_streams_never_overrun_the_run_budget(envoy_proc, arbiter, fake_llm):
+    recorder, _ = fake_llm
+    run = "run-concurrent"
+    recorder.release.clear()
+    before = len(recorder.received)
+    denied, errors = [], []
+
+    def one():
+        try:
+            stream = openai_client(envoy_proc, run, **{"x-fake": "hold"}).chat.completions.create(
+                model=CLAUDE, messages=MESSAGES, max_completion_tokens=4000, stream=True)
+            for _ in stream:
+                pass
+        except openai.PermissionDeniedError as e:
+            denied.append(e.body["code"])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one) for _ in range(64)]
+    for t in threads:
+        t.start()
+    # Every request decided while all allowed ones are held open upstream.
+    eventually(lambda: len(recorder.received) - before + len(denied) + len(errors) == 64,
+               lambda: f"not all 64 were decided: {len(recorder.received) - before} reached, {denied}, {errors}", 60)
+    reached = recorder.received[before:]
+    granted = sum(r["body"]["max_completion_tokens"] for r in reached)
+    # Held open, nothing is settled: the budget holds every reservation
+    # (prompt + what the provider was told it may generate), within the limit.
+    reserved = used(arbiter)
+    assert granted + len(reached) <= reserved <= RUN_LIMIT, (len(reached), granted, reserved)
+    assert all(r["body"]["stream_options"]["include_usage"] for r in reached)
+    assert set(denied) <= {"budget_exhausted"} and denied, denied
+    recorder.release.set()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    settled_at(arbiter, len(reached) * (PROMPT_TOKENS + len(WORDS)))
+
+
+def test_a_cut_stream_and_an_upstream_error_settle(envoy_proc, arbiter):
+    cut = openai_client(envoy_proc, "run-cut", **{"x-fake": "cut"})
+    with pytest.raises(Exception):
+        for _ in cut.chat.completions.create(model=GPT, messages=MESSAGES, max_completion_tokens=2000, stream=True):
+            pass
+    # The prompt as reserved (the provider read it) + the text delivered,
+    # well below the 2,000-token reservation.
+    settled = eventually(lambda: used(arbiter) or None, "the cut stream never settled")
+    assert 0 < settled < 200, settled
+    failing = openai_client(envoy_proc, "run-500", **{"x-fake": "error-500"})
+    with pytest.raises(openai.InternalServerError):
+        failing.chat.completions.create(model=CLAUDE, messages=MESSAGES, max_completion_tokens=2000)
+    # The provider answered an error: nothing generated, the reservation released.
+    settled_at(arbiter, settled)
+
+
+def test_upstream_failures_open_the_breaker_before_the_provider_is_called(envoy_proc, fake_llm):
+    recorder, _ = fake_llm
+    failing = openai_client(envoy_proc, "run-breaker", **{"x-fake": "error-500"})
+    for _ in range(5):
+        with pytest.raises(openai.InternalServerError):
+            failing.chat.completions.create(model=GPT, messages=MESSAGES, max_completion_tokens=100)
+    before = len(recorder.received)
+
+    def refused():
+        try:
+            openai_client(envoy_proc, "run-breaker-next").chat.completions.create(
+                model=GPT, messages=MESSAGES, max_completion_tokens=100)
+        except openai.PermissionDeniedError as e:
+            return e.body["code"]
+        return None
+
+    # Outcomes land as each exchange ends: the breaker opens within moments.
+    assert eventually(refused, "the breaker never opened") == "circuit_open"
+    assert len(recorder.received) == before, "the refused request never reached the provider"
+
+
+def test_a_failing_mcp_tool_opens_its_breaker_with_no_report(envoy_proc, mcp_upstream):
+    async def work(session):
+        results = [await session.call_tool("docs.search", {"query": f"runbook {i} for {w}"})
+                   for i, w in enumerate(WORDS)]
+        assert all(r.is_error for r in results)
+        from mcp.shared.exceptions import MCPError
+
+        async def code_of_next():
+            try:
+                await session.call_tool("docs.search", {"query": "orders_daily late partitions"})
+            except MCPError as e:
+                return e.error.data["code"]
+            return None
+
+        for _ in range(100):
+            code = await code_of_next()
+            if code:
+                return code
+            await asyncio.sleep(0.05)
+        return None
+
+    assert asyncio.run(mcp_session(envoy_proc, {"x-arbiter-run": "run-mcp-breaker"}, work)) == "circuit_open"
+    assert mcp_upstream.calls().count("docs.search") >= 5
+
+
+@pytest.mark.parametrize("failure_mode_allow", [False, True])
+def test_envoy_failure_mode_when_arbiter_is_down(arbiter, fake_llm, mcp_upstream, tmp_path, failure_mode_allow):
+    recorder, port = fake_llm
+    proc, url = start_envoy("envoy-ext-proc.yaml", arbiter, port, mcp_upstream.port, tmp_path, failure_mode_allow)
+    try:
+        stop(arbiter.proc)
+        before = len(recorder.received)
+        r = httpx.post(f"{url}/v1/chat/completions", headers={**AGENT_HEADERS, "x-arbiter-run": "run-down"},
+                       json={"model": "gpt-4o", "messages": MESSAGES}, timeout=10)
+        if failure_mode_allow:
+            # Unguarded: even a model the bundle would deny goes through.
+            assert r.status_code == 200 and len(recorder.received) == before + 1
+        else:
+            assert r.status_code == 500 and len(recorder.received) == before
+    finally:
+        stop(proc)
