@@ -3,8 +3,10 @@
 #  1. HTTP /v1/decide throughput with wrk (closed loop): state in memory,
 #     in the embedded journal, on Redis (AOF fsync always), and two
 #     replicas sharing that Redis (one wrk each, summed);
-#  2. latency Envoy's ext_authz adds at a fixed 2,000 requests/s (hey),
-#     against the same Envoy answering directly without it.
+#  2. latency Envoy's ext_authz and ext_proc add at a fixed 2,000
+#     requests/s (hey), against the same Envoy answering directly;
+#  3. what ext_proc adds per streamed chunk (sequential streamed answers of
+#     the e2e provider stand-in, with and without ext_proc).
 # Prints a table; numbers go to docs/benchmarks.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,19 +68,22 @@ echo "| /v1/decide, two replicas on one Redis, wrk 1 thread × 16 connections ea
 for _ in 1 2; do kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; done
 
 serve ""
-with=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-without=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-admin=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-WITH_PORT=$with WITHOUT_PORT=$without ADMIN_PORT=$admin ARBITER_GRPC_PORT=$grpc \
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+with=$(free_port); ext_proc=$(free_port); without=$(free_port); admin=$(free_port)
+python3 tests/e2e/fake_llm.py >"$work/llm.port" </dev/zero &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/llm.port" ] && break; sleep 0.1; done
+WITH_PORT=$with EXT_PROC_PORT=$ext_proc WITHOUT_PORT=$without ADMIN_PORT=$admin ARBITER_GRPC_PORT=$grpc \
+LLM_PORT=$(cat "$work/llm.port") \
     python3 -c 'import os,string,sys;print(string.Template(open(sys.argv[1]).read()).substitute(os.environ))' \
-    scripts/bench/envoy-bench.yaml >"$work/envoy.yaml"
+    scripts/bench/envoy-gateway-bench.yaml >"$work/envoy.yaml"
 envoy -c "$work/envoy.yaml" --log-level error --disable-hot-restart --base-id $((RANDOM % 10000 + 1000)) &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 body='{"model":"claude-sonnet-4-5-20250929","max_completion_tokens":256,"messages":[{"role":"user","content":"How many orders arrived yesterday?"}]}'
 headers=(-H "x-arbiter-pipeline: orders_daily" -H "x-arbiter-agent: monitor" -H "x-arbiter-team: data-platform" -H "x-arbiter-environment: prod" -H "x-arbiter-run: bench")
-for target in without with; do
-    port=$without; [ "$target" = with ] && port=$with
+for target in without ext_authz ext_proc; do
+    case $target in without) port=$without ;; ext_authz) port=$with ;; ext_proc) port=$ext_proc ;; esac
     # 20 workers × 100 req/s = 2,000 req/s for 10 s, after a 2 s warm-up.
     hey -z 2s -c 20 -q 100 -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
     out=$(hey -z 10s -c 20 -q 100 -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions")
@@ -86,5 +91,9 @@ for target in without with; do
     p99=$(echo "$out" | awk '/99% in/ {print $3*1000}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     codes=$(echo "$out" | awk '/Status code distribution/,0' | grep -E '\[[0-9]+\]' | tr -s ' ' | tr '\n' ' ')
-    echo "| Envoy $target ext_authz, LLM request, 2,000 req/s offered | p50 ${p50} ms, p99 ${p99} ms, ${rps} req/s; ${codes}|"
+    echo "| Envoy, $target, LLM request, 2,000 req/s offered | p50 ${p50} ms, p99 ${p99} ms, ${rps} req/s; ${codes}|"
+done
+for target in without ext_proc; do
+    port=$without; [ "$target" = ext_proc ] && port=$ext_proc
+    python3 scripts/bench/stream_cost.py "http://127.0.0.1:$port/stream/v1/chat/completions" "$target"
 done

@@ -244,3 +244,18 @@ def test_envoy_failure_mode_when_arbiter_is_down(arbiter, fake_llm, mcp_upstream
             assert r.status_code == 500 and len(recorder.received) == before
     finally:
         stop(proc)
+
+
+def test_a_body_over_the_limit_is_refused_before_the_provider(arbiter_factory, fake_llm, mcp_upstream, tmp_path):
+    recorder, port = fake_llm
+    small = arbiter_factory("small-bodies", "--ext-proc-max-request-mib", "1")
+    proc, url = start_envoy("envoy-ext-proc.yaml", small, port, mcp_upstream.port, tmp_path)
+    try:
+        before = len(recorder.received)
+        huge = [{"role": "user", "content": "x" * (2 << 20)}]
+        r = httpx.post(f"{url}/v1/chat/completions", headers={**AGENT_HEADERS, "x-arbiter-run": "run-huge"},
+                       json={"model": CLAUDE, "messages": huge}, timeout=30)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large", r.text
+        assert len(recorder.received) == before
+    finally:
+        stop(proc)

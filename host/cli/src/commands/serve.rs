@@ -106,6 +106,10 @@ pub struct Args {
     /// ext_proc: longest exchange, in seconds; the stream is then cut.
     #[arg(long, default_value_t = 3600)]
     ext_proc_max_exchange_s: u64,
+    /// Output tokens reserved for (and, through ext_proc, imposed on) gateway
+    /// LLM calls that state no limit.
+    #[arg(long, default_value_t = 4096)]
+    default_max_output_tokens: u64,
     /// Environment for gateway traffic without an x-arbiter-environment header.
     #[arg(long)]
     default_environment: Option<String>,
@@ -184,6 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..ServerConfig::default()
     };
     config.wire.default_environment = args.default_environment;
+    config.wire.default_max_output_tokens = args.default_max_output_tokens;
     config.wire.unrecognized = match args.unrecognized {
         Unrecognized::Allow => UnrecognizedTraffic::Allow,
         Unrecognized::Deny => UnrecognizedTraffic::Deny,

@@ -140,6 +140,10 @@ impl AuditState {
         if state.seq() == 0 || state.hash().is_empty() || state.end <= state.start {
             return Err(damaged("it names no record".to_owned()));
         }
+        // The log resumes after the record it names: there must be a next.
+        if state.seq() == u64::MAX {
+            return Err(damaged("it names a record no log can follow (sequence number u64::MAX)".to_owned()));
+        }
         Ok(Some(state))
     }
 

@@ -499,3 +499,17 @@ fn refuses_to_extend_a_damaged_log() {
         Err(AuditError::Broken { problem: VerifyError::NotJson { record: 2 }, .. })
     ));
 }
+
+#[test]
+fn a_state_file_naming_the_last_possible_record_is_damaged_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), keyed(2), 2, true);
+    let mut text = std::fs::read_to_string(state_path(&path)).unwrap();
+    let seq = state(&path).unwrap().seq();
+    text = text.replace(&format!("\"seq\":{seq}"), &format!("\"seq\":{}", u64::MAX));
+    std::fs::write(state_path(&path), text).unwrap();
+    let error = AuditState::read(&state_path(&path)).unwrap_err().to_string();
+    assert!(error.contains("names a record no log can follow"), "{error}");
+    let opened = AuditLog::open(&path, vec![], keyed(2)).unwrap_err().to_string();
+    assert!(opened.contains("is damaged"), "{opened}");
+}

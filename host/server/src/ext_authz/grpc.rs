@@ -10,6 +10,17 @@ use super::{Answer, check};
 use crate::state::{AppState, now_ms};
 use crate::wire::GatewayRequest;
 
+/// Envoy's own credential: the `initial_metadata` of its grpc_service,
+/// which clients cannot set (their headers arrive inside the request).
+pub(crate) fn gateway_key<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+}
+
 pub(crate) struct ExtAuthz {
     state: AppState,
 }
@@ -21,14 +32,7 @@ pub(crate) fn service(state: AppState) -> AuthorizationServer<ExtAuthz> {
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        // Envoy's own credential: `initial_metadata` of its grpc_service, which
-        // clients cannot set (their headers arrive inside the request).
-        let gateway_key = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
+        let gateway_key = gateway_key(&request);
         let request = request.into_inner();
         let http = request
             .attributes

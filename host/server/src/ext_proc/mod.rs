@@ -25,6 +25,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::ext_authz::grpc::gateway_key;
 use crate::state::AppState;
 use exchange::Exchange;
 
@@ -46,13 +47,7 @@ impl ExternalProcessor for ExtProc {
         &self,
         request: Request<Streaming<ProcessingRequest>>,
     ) -> Result<Response<Self::ProcessStream>, Status> {
-        // Envoy's own credential, as for ext_authz: `initial_metadata`.
-        let gateway_key = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
+        let gateway_key = gateway_key(&request);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
         let mut exchange = Exchange::new(self.state.clone(), gateway_key);

@@ -245,10 +245,10 @@ mod tests {
         let huge = llm_of(chat(json!({"model": "m", "messages": messages, "max_tokens": u64::MAX, "n": 2})));
         assert_eq!(huge.max_output_tokens, u64::MAX);
         assert_eq!(llm_of(chat(json!({"model": "m", "messages": messages, "n": 3}))).max_output_tokens, 3 * 4096);
-        for n in [json!(0), json!(-1), json!(1.5), json!("2")] {
+        for n in [json!(0), json!(-1), json!(1.5), json!("2"), json!(129)] {
             match chat(json!({"model": "m", "messages": messages, "n": n})) {
                 Classified::Refuse { status: 400, message, .. } => {
-                    assert_eq!(message, "body.n: must be a positive integer")
+                    assert_eq!(message, "body.n: must be an integer from 1 to 128")
                 }
                 other => panic!("{n}: {other:?}"),
             }

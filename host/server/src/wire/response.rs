@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::llm::{Api, LlmCall};
-use super::tokens::output_tokens;
+use super::tokens::{collect_text_except, output_tokens};
 
 /// Usage a provider reported; a field is `None` until it is seen.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -276,21 +276,7 @@ fn generated_text(api: Api, message: &Value, out: &mut String) {
         Api::AnthropicMessages => Vec::new(),
     };
     for part in parts {
-        strings(part, out);
-    }
-}
-
-fn strings(value: &Value, out: &mut String) {
-    match value {
-        Value::String(s) => {
-            out.push_str(s);
-            out.push(' ');
-        }
-        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
-        Value::Object(map) => {
-            map.iter().filter(|(key, _)| !PROTOCOL_FIELDS.contains(&key.as_str())).for_each(|(_, v)| strings(v, out))
-        }
-        _ => {}
+        collect_text_except(part, &PROTOCOL_FIELDS, out);
     }
 }
 

@@ -76,13 +76,22 @@ fn text_tokens(model: &str, parts: &[Value]) -> (u64, bool) {
 }
 
 fn collect_text(value: &Value, out: &mut String) {
+    collect_text_except(value, &[], out);
+}
+
+/// The strings and numbers in `value`, space-separated, leaving out the
+/// members named in `skip` (at any depth).
+pub(super) fn collect_text_except(value: &Value, skip: &[&str], out: &mut String) {
     match value {
         Value::String(s) => {
             out.push_str(s);
             out.push(' ');
         }
-        Value::Array(items) => items.iter().for_each(|v| collect_text(v, out)),
-        Value::Object(map) => map.values().for_each(|v| collect_text(v, out)),
+        Value::Array(items) => items.iter().for_each(|v| collect_text_except(v, skip, out)),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(key, _)| !skip.contains(&key.as_str()))
+            .for_each(|(_, v)| collect_text_except(v, skip, out)),
         Value::Number(n) => out.push_str(&n.to_string()),
         Value::Bool(_) | Value::Null => {}
     }
