@@ -28,6 +28,11 @@ class Recorder(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def setup(self):
+        super().setup()
+        # Each event is its own small write: no Nagle delay between them.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         request = json.loads(body or b"{}")
