@@ -259,3 +259,19 @@ def test_a_body_over_the_limit_is_refused_before_the_provider(arbiter_factory, f
         assert len(recorder.received) == before
     finally:
         stop(proc)
+
+
+def test_a_client_that_gives_up_waiting_still_settles(envoy_proc, arbiter, fake_llm):
+    recorder, _ = fake_llm
+    recorder.release.clear()
+    slow = openai_client(envoy_proc, "run-gave-up", **{"x-fake": "hold"}).with_options(timeout=1.0)
+    try:
+        with pytest.raises(openai.APITimeoutError):
+            slow.chat.completions.create(model=CLAUDE, messages=MESSAGES, max_completion_tokens=2000)
+        # The exchange is cut when the client goes: the provider read the
+        # prompt, nothing was delivered, the 2,000 reserved output tokens
+        # are released rather than held until the reservation expires.
+        settled = eventually(lambda: 0 < used(arbiter) < 100 and used(arbiter), "the cut exchange never settled")
+        assert settled < 100, settled
+    finally:
+        recorder.release.set()
