@@ -16,6 +16,7 @@ use crate::state::AppState;
 
 pub(crate) use auth::Caller;
 pub(crate) use error::ApiError;
+pub(crate) use reports::blocking;
 
 pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()

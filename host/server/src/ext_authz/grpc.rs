@@ -6,7 +6,7 @@ use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer, CheckRe
 use envoy_types::ext_authz::v3::{CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder};
 use tonic::{Request, Response, Status};
 
-use super::{Answer, check};
+use super::{Answer, Refusal, check};
 use crate::state::{AppState, now_ms};
 use crate::wire::GatewayRequest;
 
@@ -63,7 +63,7 @@ impl Authorization for ExtAuthz {
                 }
                 response.set_status(Status::ok("allowed")).set_http_response(ok);
             }
-            Answer::Deny { status, in_band, headers, body } => {
+            Answer::Deny(Refusal { status, in_band, headers, body }) => {
                 let mut denied = DeniedHttpResponseBuilder::new();
                 // The CheckResponse itself says "denied": Envoy answers the
                 // client and forwards nothing, whatever the HTTP status.

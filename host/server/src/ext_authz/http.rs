@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use super::{Answer, check as decide};
+use super::{Answer, Refusal, check as decide};
 use crate::api::ApiError;
 use crate::state::{AppState, now_ms};
 use crate::wire::GatewayRequest;
@@ -41,7 +41,7 @@ pub(crate) async fn check(
         // Envoy's HTTP mode cannot remove upstream headers from here: the
         // Envoy config drops the arbiter key headers on the route.
         Answer::Allow { headers, remove: _ } => respond(StatusCode::OK, headers, String::new()),
-        Answer::Deny { status, in_band: _, headers, body } => {
+        Answer::Deny(Refusal { status, in_band: _, headers, body }) => {
             respond(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), headers, body)
         }
     }

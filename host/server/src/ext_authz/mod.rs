@@ -28,11 +28,20 @@ pub(crate) enum Answer {
     /// Forward upstream, adding `headers` and removing `remove` (the
     /// caller's arbiter key never reaches the upstream).
     Allow { headers: Vec<(String, String)>, remove: Vec<String> },
-    /// Answer the client directly with `status` (never 2xx: Envoy's HTTP
-    /// ext_authz lets any 2xx through). `in_band` marks an MCP JSON-RPC
-    /// error, which gRPC ext_authz delivers with status 200 so that the MCP
-    /// client's session survives.
-    Deny { status: u16, in_band: bool, headers: Vec<(String, String)>, body: String },
+    /// Answer the client directly; nothing goes upstream.
+    Deny(Refusal),
+}
+
+/// The answer to a refused request. `status` is never 2xx (Envoy's HTTP
+/// ext_authz lets any 2xx through); `in_band` marks an MCP JSON-RPC error,
+/// which the gRPC paths deliver with status 200 so that the MCP client's
+/// session survives.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) in_band: bool,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 /// Who sent a gateway request. A `gateway_key` is Envoy's own credential
@@ -96,12 +105,12 @@ pub(crate) async fn check(
             refused(Answer::Allow { headers: vec![("x-arbiter-decision".into(), "pass".into())], remove })
         }
         Classified::Refuse { status, code, message, protocol } => {
-            refused(error_answer(&protocol, status, code, &message))
+            refused(Answer::Deny(error_answer(&protocol, status, code, &message)))
         }
         Classified::Guard { request: guarded, protocol } => {
             let checked = caller.and_then(|caller| caller.check_principal(&guarded.principal).map(|()| caller));
             match checked {
-                Err(e) => refused(error_answer(&protocol, e.status.as_u16(), e.code, &e.message)),
+                Err(e) => refused(Answer::Deny(error_answer(&protocol, e.status.as_u16(), e.code, &e.message))),
                 Ok(caller) => {
                     let allowed_output_tokens = match &guarded.action {
                         Action::LlmRequest(llm) => llm.max_output_tokens,
@@ -126,7 +135,7 @@ pub(crate) async fn check(
 
 /// A request refused before any decision (malformed, unauthenticated,
 /// outside its grant).
-fn error_answer(protocol: &Protocol, status: u16, code: &str, message: &str) -> Answer {
+pub(crate) fn error_answer(protocol: &Protocol, status: u16, code: &str, message: &str) -> Refusal {
     let error = json!({"error": {"type": "arbiter_error", "code": code, "message": message}});
     refusal(protocol, status, MCP_INVALID, code, message, error, vec![])
 }
@@ -155,12 +164,12 @@ fn answer(decision: &Decision, protocol: &Protocol, remove: Vec<String>) -> Answ
         "message": message,
         "decision": public_decision(decision),
     }});
-    refusal(protocol, status, mcp_code, code, &message, body, headers)
+    Answer::Deny(refusal(protocol, status, mcp_code, code, &message, body, headers))
 }
 
 /// A denial in the caller's protocol: a JSON error with `status`, or for
 /// MCP a JSON-RPC error answering the request's id (in band: see
-/// [`Answer::Deny`]).
+/// [`Refusal`]).
 fn refusal(
     protocol: &Protocol,
     status: u16,
@@ -169,7 +178,7 @@ fn refusal(
     message: &str,
     error: Value,
     mut headers: Vec<(String, String)>,
-) -> Answer {
+) -> Refusal {
     headers.push(("content-type".into(), "application/json".into()));
     let (in_band, body) = match protocol {
         Protocol::Http | Protocol::Llm(_) => (false, error),
@@ -181,5 +190,5 @@ fn refusal(
             )
         }
     };
-    Answer::Deny { status, in_band, headers, body: body.to_string() }
+    Refusal { status, in_band, headers, body: body.to_string() }
 }

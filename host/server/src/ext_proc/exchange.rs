@@ -10,7 +10,7 @@ use tonic::Status;
 
 use super::messages::{Phase, header_map, header_mutation, immediate, proceed};
 use super::settle::{Ending, settle};
-use crate::ext_authz::{Admitted, Answer, Checked, check};
+use crate::ext_authz::{Admitted, Answer, Checked, Refusal, check, error_answer};
 use crate::state::{AppState, now_ms};
 use crate::wire::{GatewayRequest, Protocol, ResponseReader};
 
@@ -67,23 +67,12 @@ impl Exchange {
     async fn request_body(&mut self, body: HttpBody) -> ProcessingResponse {
         if !body.end_of_stream {
             // A streamed body would reach the upstream before the decision.
-            return immediate(
-                500,
-                vec![("content-type".into(), "application/json".into())],
-                error_body("ext_proc_misconfigured", "arbiter's ext_proc needs request_body_mode: BUFFERED"),
-                "arbiter_ext_proc_misconfigured",
-            );
+            let message = "arbiter's ext_proc needs request_body_mode: BUFFERED";
+            return local_reply(error_answer(&Protocol::Http, 500, "ext_proc_misconfigured", message));
         }
         if body.body.len() > self.state.ext_proc.max_request_bytes {
-            return immediate(
-                413,
-                vec![("content-type".into(), "application/json".into())],
-                error_body(
-                    "body_too_large",
-                    &format!("the request body is larger than {} bytes", self.state.ext_proc.max_request_bytes),
-                ),
-                "arbiter_body_too_large",
-            );
+            let message = format!("the request body is larger than {} bytes", self.state.ext_proc.max_request_bytes);
+            return local_reply(error_answer(&Protocol::Http, 413, "body_too_large", &message));
         }
         self.decide(Phase::RequestBody, &body.body).await
     }
@@ -100,11 +89,7 @@ impl Exchange {
         };
         let Checked { answer, admitted } = check(&self.state, gateway, self.gateway_key.as_deref(), "ext_proc").await;
         match answer {
-            Answer::Deny { status, in_band, headers, body } => {
-                // Envoy's local reply: MCP errors keep status 200, in band.
-                let status = if in_band { 200 } else { status };
-                immediate(status, headers, body, "arbiter_denied")
-            }
+            Answer::Deny(refusal) => local_reply(refusal),
             Answer::Allow { mut headers, remove } => {
                 let rewrite = admitted.as_ref().and_then(|admitted| match &admitted.protocol {
                     Protocol::Llm(call) => Some(call.provider_body(body, admitted.allowed_output_tokens)),
@@ -120,12 +105,7 @@ impl Exchange {
                         // Nothing goes upstream: release what was reserved.
                         self.admitted = admitted;
                         self.settle(Ending::NotSent).await;
-                        return immediate(
-                            400,
-                            vec![("content-type".into(), "application/json".into())],
-                            error_body("bad_request", &message),
-                            "arbiter_bad_request",
-                        );
+                        return local_reply(error_answer(&Protocol::Http, 400, "bad_request", &message));
                     }
                 };
                 self.admitted = admitted;
@@ -186,6 +166,8 @@ impl Exchange {
     }
 }
 
-fn error_body(code: &str, message: &str) -> String {
-    serde_json::json!({"error": {"type": "arbiter_error", "code": code, "message": message}}).to_string()
+/// Envoy's local reply for a refusal; MCP errors keep status 200, in band.
+fn local_reply(refusal: Refusal) -> ProcessingResponse {
+    let Refusal { status, in_band, headers, body } = refusal;
+    immediate(if in_band { 200 } else { status }, headers, body, "arbiter_refused")
 }

@@ -16,6 +16,7 @@
 
 use arbiter_state::OutcomeStatus;
 
+use crate::api::blocking;
 use crate::ext_authz::Admitted;
 use crate::state::{AppState, now_ms};
 use crate::wire::{Protocol, ReportedUsage, ResponseReader};
@@ -85,7 +86,9 @@ pub(super) async fn settle(
     let Settlement { usage, outcome } = settlement(&admitted, ending, status, reader);
     let decider = state.decider.clone();
     let metrics = state.metrics.clone();
-    let settled = tokio::task::spawn_blocking(move || {
+    // Not within --max-in-flight: a settlement is never refused, or the
+    // reservation would wait for its expiry.
+    let settled = blocking(move || {
         let now = now_ms();
         if let Some((prompt, output)) = usage {
             let result = decider.report_usage_as(&admitted.owner, &admitted.request_id, prompt, output, now);
@@ -102,7 +105,7 @@ pub(super) async fn settle(
     })
     .await;
     if let Err(e) = settled {
-        tracing::error!("settling an ext_proc exchange failed: {e}");
+        tracing::error!("settling an ext_proc exchange failed: {}", e.message);
     }
 }
 

@@ -143,8 +143,9 @@ fn llm_request(api: Api, body: &Value, config: &WireConfig) -> Result<(LlmReques
         Some(_) => return Err("body.stream: must be a boolean".into()),
     };
     let usage_requested = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
-    let (prompt_tokens, _exact) = prompt_tokens(&model, &parts);
+    // The digest covers the images; counting takes them out.
     let content_digest = Some(LlmRequest::digest_content(&parts));
+    let (prompt_tokens, _exact) = prompt_tokens(&model, &mut parts);
     let call = LlmCall { api, model: model.clone(), stream, choices, limit_fields, usage_requested, prompt_tokens };
     let llm = LlmRequest {
         model,

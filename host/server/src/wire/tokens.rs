@@ -23,10 +23,10 @@ const IMAGE_PARTS: [&str; 3] = ["image_url", "input_image", "image"];
 /// Prompt tokens of `parts` (messages, system prompts, instructions, tool
 /// definitions) sent to `model`, and whether the text was counted exactly
 /// by the model's tokenizer.
-pub(super) fn prompt_tokens(model: &str, parts: &[Value]) -> (u64, bool) {
-    let mut images = 0;
-    let parts: Vec<Value> = parts.iter().map(|part| without_images(part, &mut images)).collect();
-    let (text_tokens, exact) = text_tokens(model, &parts);
+/// Image parts are taken out of `parts` as they are counted.
+pub(super) fn prompt_tokens(model: &str, parts: &mut [Value]) -> (u64, bool) {
+    let images = parts.iter_mut().map(take_images).sum::<u64>();
+    let (text_tokens, exact) = text_tokens(model, parts);
     (text_tokens.saturating_add(images.saturating_mul(IMAGE_TOKENS)), exact)
 }
 
@@ -47,16 +47,16 @@ fn tokenizer(model: &str) -> Option<&'static tiktoken_rs::CoreBPE> {
     }
 }
 
-/// `value` with every image content part replaced by nothing, counted.
-fn without_images(value: &Value, images: &mut u64) -> Value {
+/// Replaces every image content part in `value` by `null`; how many.
+fn take_images(value: &mut Value) -> u64 {
     match value {
         Value::Object(map) if map.get("type").and_then(Value::as_str).is_some_and(|t| IMAGE_PARTS.contains(&t)) => {
-            *images += 1;
-            Value::Null
+            *value = Value::Null;
+            1
         }
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), without_images(v, images))).collect()),
-        Value::Array(items) => Value::Array(items.iter().map(|v| without_images(v, images)).collect()),
-        other => other.clone(),
+        Value::Object(map) => map.values_mut().map(take_images).sum(),
+        Value::Array(items) => items.iter_mut().map(take_images).sum(),
+        _ => 0,
     }
 }
 
@@ -104,8 +104,8 @@ mod tests {
 
     #[test]
     fn counts_openai_messages_with_tiktoken() {
-        let messages = [json!({"role": "user", "content": "hello world"})];
-        let (tokens, exact) = prompt_tokens("gpt-4o-2024-08-06", &messages);
+        let mut messages = [json!({"role": "user", "content": "hello world"})];
+        let (tokens, exact) = prompt_tokens("gpt-4o-2024-08-06", &mut messages);
         assert!(exact);
         // "user hello world " is 4 tokens in o200k; + 3 framing + 3 reply.
         assert!((8..=12).contains(&tokens), "{tokens}");
@@ -115,14 +115,14 @@ mod tests {
     fn images_count_a_fixed_worst_case_not_their_bytes() {
         let image = "A".repeat(300_000);
         for model in ["gpt-4o-2024-08-06", "claude-sonnet-4-5-20250929"] {
-            let text_only = [json!({"role": "user", "content": [{"type": "text", "text": "what is this?"}]})];
-            let with_images = [json!({"role": "user", "content": [
+            let mut text_only = [json!({"role": "user", "content": [{"type": "text", "text": "what is this?"}]})];
+            let mut with_images = [json!({"role": "user", "content": [
                 {"type": "text", "text": "what is this?"},
                 {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{image}")}},
                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": image}},
             ]})];
-            let (text, _) = prompt_tokens(model, &text_only);
-            let (both, _) = prompt_tokens(model, &with_images);
+            let (text, _) = prompt_tokens(model, &mut text_only);
+            let (both, _) = prompt_tokens(model, &mut with_images);
             assert!(both >= text + 2 * IMAGE_TOKENS, "{model}: {both} < {text} + 2 images");
             assert!(both <= text + 2 * IMAGE_TOKENS + 8, "{model}: the image data was counted as text: {both}");
         }
@@ -136,8 +136,8 @@ mod tests {
 
     #[test]
     fn estimates_other_families_conservatively() {
-        let messages = [json!({"role": "user", "content": "hello world"})];
-        let (tokens, exact) = prompt_tokens("claude-sonnet-4-5-20250929", &messages);
+        let mut messages = [json!({"role": "user", "content": "hello world"})];
+        let (tokens, exact) = prompt_tokens("claude-sonnet-4-5-20250929", &mut messages);
         assert!(!exact);
         assert!(tokens >= 4);
     }
