@@ -275,3 +275,22 @@ def test_a_client_that_gives_up_waiting_still_settles(envoy_proc, arbiter, fake_
         assert settled < 100, settled
     finally:
         recorder.release.set()
+
+
+def test_an_exchange_past_its_time_limit_is_cut_and_settled(arbiter_factory, fake_llm, mcp_upstream, tmp_path):
+    recorder, port = fake_llm
+    brief = arbiter_factory("brief-exchanges", "--ext-proc-max-exchange-s", "1")
+    proc, url = start_envoy("envoy-ext-proc.yaml", brief, port, mcp_upstream.port, tmp_path)
+    recorder.release.clear()
+    try:
+        held = openai_client(url, "run-too-long", **{"x-fake": "hold"}).with_options(timeout=20.0)
+        # arbiter ends the stream after 1 s; with failure_mode_allow false
+        # Envoy fails the exchange rather than let it run on unwatched.
+        with pytest.raises(openai.APIError) as cut:
+            held.chat.completions.create(model=CLAUDE, messages=MESSAGES, max_completion_tokens=2000)
+        assert not isinstance(cut.value, openai.APITimeoutError), "arbiter, not the client's timeout, ended it"
+        settled = eventually(lambda: used(brief) or None, "the cut exchange never settled")
+        assert settled < 100, settled
+    finally:
+        recorder.release.set()
+        stop(proc)
