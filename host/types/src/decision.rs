@@ -107,7 +107,7 @@ impl Decision {
             .iter()
             .filter_map(|o| match o {
                 Obligation::ClampMaxOutputTokens(n) => Some(*n),
-                Obligation::SummarizeContext(_) => None,
+                Obligation::SummarizeContext(_) | Obligation::HideTool(_) | Obligation::Redact(_) => None,
             })
             .min()
     }

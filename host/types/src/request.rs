@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::excerpt::excerpt;
+use crate::tool::{ToolListing, ToolResult};
 use crate::timestamp::parse_rfc3339_ms;
 use crate::token_estimate::estimate_prompt_tokens;
 
@@ -61,6 +62,10 @@ impl Environment {
 pub enum Action {
     ToolCall(ToolCall),
     LlmRequest(LlmRequest),
+    /// A server's `tools/list` answer, before the agent sees it.
+    ToolListing(ToolListing),
+    /// A server's answer to a tool call, before the agent sees it.
+    ToolResult(ToolResult),
 }
 
 /// The kind of an action, as policies are scoped by it.
@@ -69,6 +74,23 @@ pub enum Action {
 pub enum ActionKind {
     ToolCall,
     LlmRequest,
+    ToolListing,
+    ToolResult,
+}
+
+impl ActionKind {
+    /// The kinds of contract 0.1.0, and of a scope that names none: a policy
+    /// sees listings and results only when its scope asks for them.
+    pub const ORIGINAL: [ActionKind; 2] = [ActionKind::ToolCall, ActionKind::LlmRequest];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::ToolCall => "tool_call",
+            ActionKind::LlmRequest => "llm_request",
+            ActionKind::ToolListing => "tool_listing",
+            ActionKind::ToolResult => "tool_result",
+        }
+    }
 }
 
 impl Action {
@@ -76,6 +98,17 @@ impl Action {
         match self {
             Action::ToolCall(_) => ActionKind::ToolCall,
             Action::LlmRequest(_) => ActionKind::LlmRequest,
+            Action::ToolListing(_) => ActionKind::ToolListing,
+            Action::ToolResult(_) => ActionKind::ToolResult,
+        }
+    }
+
+    /// The tool call, of a call or of the call a result answers.
+    pub fn tool_call(&self) -> Option<&ToolCall> {
+        match self {
+            Action::ToolCall(call) => Some(call),
+            Action::ToolResult(result) => Some(&result.call),
+            Action::LlmRequest(_) | Action::ToolListing(_) => None,
         }
     }
 }
@@ -86,6 +119,8 @@ pub struct ToolCall {
     /// The arguments object, members in document order.
     pub arguments: Map<String, Value>,
     pub facts: ToolFacts,
+    /// The MCP server the call goes to, as the gateway names it.
+    pub server: Option<String>,
 }
 
 /// What the caller declares about a tool call beyond its arguments.
@@ -196,17 +231,27 @@ impl Request {
     /// The request as the JSON body of `POST /v1/decide`.
     pub fn to_json(&self) -> Value {
         let mut action = Map::new();
+        action.insert("kind".into(), self.action.kind().as_str().into());
+        if let Some(call) = self.action.tool_call() {
+            action.insert("tool".into(), call.tool.clone().into());
+            action.insert("arguments".into(), Value::Object(call.arguments.clone()));
+            if call.facts != ToolFacts::default() {
+                action.insert("declared".into(), serde_json::to_value(&call.facts).unwrap_or(Value::Null));
+            }
+            if let Some(server) = &call.server {
+                action.insert("server".into(), server.clone().into());
+            }
+        }
         match &self.action {
-            Action::ToolCall(call) => {
-                action.insert("kind".into(), "tool_call".into());
-                action.insert("tool".into(), call.tool.clone().into());
-                action.insert("arguments".into(), Value::Object(call.arguments.clone()));
-                if call.facts != ToolFacts::default() {
-                    action.insert("declared".into(), serde_json::to_value(&call.facts).unwrap_or(Value::Null));
-                }
+            Action::ToolCall(_) => {}
+            Action::ToolResult(result) => {
+                action.insert("result".into(), Value::Object(result.result.clone()));
+            }
+            Action::ToolListing(listing) => {
+                action.insert("server".into(), listing.server.clone().into());
+                action.insert("tools".into(), listing.tools.iter().map(|t| t.to_mcp()).collect());
             }
             Action::LlmRequest(llm) => {
-                action.insert("kind".into(), "llm_request".into());
                 action.insert("model".into(), llm.model.clone().into());
                 action.insert("prompt_tokens".into(), llm.prompt_tokens.into());
                 action.insert("max_output_tokens".into(), llm.max_output_tokens.into());
@@ -249,7 +294,7 @@ fn field_path(path: String) -> String {
 }
 
 /// JSON with object keys sorted at every level.
-fn canonical_json(value: &Value) -> String {
+pub(crate) fn canonical_json(value: &Value) -> String {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -296,6 +341,21 @@ enum WireAction {
         arguments: Option<Value>,
         #[serde(default)]
         declared: Option<ToolFacts>,
+        #[serde(default)]
+        server: Option<String>,
+    },
+    /// As `tools/list` answers: `tools` holds the server's definitions.
+    ToolListing { server: String, tools: Vec<Value> },
+    /// The call it answers, and the JSON-RPC `result` object.
+    ToolResult {
+        tool: String,
+        #[serde(default)]
+        arguments: Option<Value>,
+        #[serde(default)]
+        declared: Option<ToolFacts>,
+        #[serde(default)]
+        server: Option<String>,
+        result: Value,
     },
     LlmRequest {
         model: String,
@@ -354,19 +414,24 @@ impl WireRequest {
 impl WireAction {
     fn validate(self) -> Result<Action, RequestError> {
         match self {
-            WireAction::ToolCall { tool, arguments, declared } => {
-                check_name("action.tool", &tool)?;
-                let arguments = match arguments {
-                    None | Some(Value::Null) => Map::new(),
-                    Some(Value::Object(map)) => map,
-                    Some(other) => {
-                        return Err(RequestError::field(
-                            "action.arguments",
-                            format!("must be a JSON object, got {}", json_kind(&other)),
-                        ));
-                    }
-                };
-                Ok(Action::ToolCall(ToolCall { tool, arguments, facts: declared.unwrap_or_default() }))
+            WireAction::ToolCall { tool, arguments, declared, server } => {
+                Ok(Action::ToolCall(tool_call(tool, arguments, declared, server)?))
+            }
+            WireAction::ToolResult { tool, arguments, declared, server, result } => {
+                let call = tool_call(tool, arguments, declared, server)?;
+                match result {
+                    Value::Object(result) => Ok(Action::ToolResult(ToolResult { call, result })),
+                    other => Err(RequestError::field(
+                        "action.result",
+                        format!("must be a JSON object, got {}", json_kind(&other)),
+                    )),
+                }
+            }
+            WireAction::ToolListing { server, tools } => {
+                check_name("action.server", &server)?;
+                ToolListing::from_mcp(server, &tools)
+                    .map(Action::ToolListing)
+                    .map_err(|(i, message)| RequestError::field(&format!("action.tools[{i}]"), message))
             }
             WireAction::LlmRequest { model, prompt_tokens, messages, max_output_tokens, content_digest } => {
                 check_name("action.model", &model)?;
@@ -401,6 +466,29 @@ impl WireAction {
             }
         }
     }
+}
+
+fn tool_call(
+    tool: String,
+    arguments: Option<Value>,
+    declared: Option<ToolFacts>,
+    server: Option<String>,
+) -> Result<ToolCall, RequestError> {
+    check_name("action.tool", &tool)?;
+    if let Some(server) = &server {
+        check_name("action.server", server)?;
+    }
+    let arguments = match arguments {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            return Err(RequestError::field(
+                "action.arguments",
+                format!("must be a JSON object, got {}", json_kind(&other)),
+            ));
+        }
+    };
+    Ok(ToolCall { tool, arguments, facts: declared.unwrap_or_default(), server })
 }
 
 fn check_name(path: &str, value: &str) -> Result<(), RequestError> {
@@ -665,5 +753,33 @@ mod tests {
         body["labels"] = json!({"ticket": "DQ-1"});
         let request = parse(&body).unwrap();
         assert_eq!(Request::from_json_value(&request.to_json()).unwrap(), request);
+    }
+
+    #[test]
+    fn listings_and_results_round_trip_and_name_their_faults() {
+        let actions = [
+            json!({"kind": "tool_call", "tool": "git_status", "server": "git", "arguments": {"repo": "."}}),
+            json!({"kind": "tool_listing", "server": "git", "tools": [
+                {"name": "git_status", "description": "Shows status", "inputSchema": {"type": "object"},
+                 "annotations": {"readOnlyHint": true}}]}),
+            json!({"kind": "tool_result", "tool": "git_status", "server": "git", "arguments": {},
+                   "result": {"content": [{"type": "text", "text": "clean"}], "isError": false}}),
+        ];
+        for action in actions {
+            let mut body = base();
+            body["action"] = action.clone();
+            let request = parse(&body).unwrap();
+            assert_eq!(Request::from_json_value(&request.to_json()).unwrap(), request, "{action}");
+        }
+        for (action, path) in [
+            (json!({"kind": "tool_listing", "server": "git", "tools": [{"name": "x"}]}), "action.tools[0]"),
+            (json!({"kind": "tool_listing", "server": "", "tools": []}), "action.server"),
+            (json!({"kind": "tool_result", "tool": "t", "result": []}), "action.result"),
+            (json!({"kind": "tool_call", "tool": "t", "server": "a\u{0}b"}), "action.server"),
+        ] {
+            let mut body = base();
+            body["action"] = action;
+            assert_eq!(parse(&body).unwrap_err().path(), Some(path));
+        }
     }
 }

@@ -33,11 +33,15 @@ pub struct Escalation {
     pub valid_for_seconds: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
 pub enum Obligation {
     ClampMaxOutputTokens(u64),
     SummarizeContext(u64),
+    /// Leave this tool out of the listing the agent is shown.
+    HideTool(String),
+    /// Mask a span of a tool call's arguments or a tool result.
+    Redact(crate::Redaction),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
