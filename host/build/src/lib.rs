@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arbiter_engine::{CONTRACT_VERSION, ComponentInfo, ImportKind, classify_import};
+use arbiter_engine::{CONTRACT_VERSIONS, ComponentInfo, ImportKind, classify_import};
 
 /// The Cargo profile policies are built with, defined on the command line
 /// so a policy workspace needs no profile of its own.
@@ -85,7 +85,8 @@ pub fn check(component: &[u8], expected: Option<(&str, &str)>) -> Result<Compone
     let info = ComponentInfo::read(component).map_err(|e| e.to_string())?;
     if !info.targets_supported_contract() {
         return Err(format!(
-            "it does not export arbiter:policy/evaluator@{CONTRACT_VERSION} (exports: {})",
+            "it does not export arbiter:policy/evaluator at a served version ({}) (exports: {})",
+            CONTRACT_VERSIONS.join(", "),
             info.exports.join(", ")
         ));
     }

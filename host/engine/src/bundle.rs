@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use arbiter_state::{RunKey, StateStore};
 
-use arbiter_types::{BundleRef, Decision, PolicyResult, Request, VerdictKind};
+use std::collections::HashMap;
 
-use crate::combine::{Counted, Effects, combine};
+use arbiter_types::{Action, BundleRef, Decision, PolicyResult, Request, ToolCall, ToolDefinition, VerdictKind};
+
+use crate::combine::{Counted, Effects, STATE_UNAVAILABLE, combine};
 use crate::component_info::ComponentInfo;
-use crate::convert;
+use crate::contract::{Input, KnownTool, Requests};
 use crate::engine::PolicyEngine;
 use crate::manifest::{FailMode, Manifest, ManifestError, ManifestPolicy, Mode};
 use crate::policy::{LoadError, PreparedPolicy, check_contract};
@@ -97,8 +99,9 @@ impl Bundle {
     ) -> Result<Self, BundleError> {
         let mut policies = Vec::new();
         let mut problems = Vec::new();
+        let contract = manifest.bundle.contract.as_deref();
         for entry in manifest.policies {
-            match load_policy(engine, &entry, base) {
+            match load_policy(engine, &entry, base, contract) {
                 Ok(policy) => policies.push(policy),
                 Err(problem) => problems.push(PolicyProblem { policy: entry.name.clone(), problem }),
             }
@@ -148,7 +151,6 @@ impl Bundle {
         now_ms: i64,
         state: &Arc<dyn StateStore>,
     ) -> (Decision, Effects) {
-        let wit_request = convert::request_to_wit(request, now_ms);
         let run = RunKey { pipeline: request.principal.pipeline.clone(), run: request.principal.run.clone() };
         let context = Arc::new(DecisionContext { now_ms, run, state: Arc::clone(state) });
         if let Some(served) = &self.environments
@@ -156,12 +158,23 @@ impl Bundle {
         {
             return (self.wrong_environment(request, served), Effects::default());
         }
+        let known = match known_tools(request, state.as_ref()) {
+            Ok(known) => known,
+            Err(e) => return (self.state_unavailable(request, &e), Effects::default()),
+        };
+        let requests = Requests::new(Input { request, now_ms, known: &known });
         let evaluated: Vec<(PolicyResult, FailMode)> = self
             .policies
             .iter()
             .filter(|p| p.scope.matches(request))
             .map(|p| {
-                let (outcome, elapsed_us) = p.prepared.evaluate(&wit_request, &context);
+                let (outcome, elapsed_us) = match p.scope.listing_for(request) {
+                    None => p.prepared.evaluate(&requests, &context),
+                    Some(narrowed) => {
+                        let input = Input { request: &narrowed, now_ms, known: &known };
+                        p.prepared.evaluate(&Requests::new(input), &context)
+                    }
+                };
                 let result = PolicyResult {
                     name: p.prepared.name().to_owned(),
                     version: p.version.clone(),
@@ -191,6 +204,18 @@ impl Bundle {
 }
 
 impl Bundle {
+    /// A decision that needed the tool registry, which the store could not
+    /// give: fail closed.
+    fn state_unavailable(&self, request: &Request, error: &arbiter_state::StateError) -> Decision {
+        let reason = arbiter_types::DecisionReason {
+            policy: "arbiter".to_owned(),
+            code: STATE_UNAVAILABLE.to_owned(),
+            message: format!("the tool registry cannot be read: {error}"),
+        };
+        let bundle = BundleRef { name: self.name.clone(), version: self.version.clone() };
+        Decision::bare(request.id.clone(), VerdictKind::Deny, vec![reason], bundle)
+    }
+
     fn wrong_environment(&self, request: &Request, served: &[arbiter_types::Environment]) -> Decision {
         let served: Vec<&str> = served.iter().map(|e| e.as_str()).collect();
         let reason = arbiter_types::DecisionReason {
@@ -208,6 +233,35 @@ impl Bundle {
     }
 }
 
+/// What the tool registry knows of the tools an MCP action names: the
+/// listed tools, or the called one; nothing for other actions (no read).
+fn known_tools(
+    request: &Request,
+    state: &dyn StateStore,
+) -> Result<HashMap<String, KnownTool>, arbiter_state::StateError> {
+    let (server, names): (&str, Vec<String>) = match &request.action {
+        Action::ToolListing(listing) => (&listing.server, listing.tools.iter().map(|t| t.name.clone()).collect()),
+        other => match other.tool_call() {
+            Some(ToolCall { server: Some(server), tool, .. }) => (server, vec![tool.clone()]),
+            _ => return Ok(HashMap::new()),
+        },
+    };
+    let views = state.tool_views(server, &names)?;
+    Ok(names
+        .into_iter()
+        .zip(views)
+        .map(|(name, view)| {
+            // The store keeps what arbiter parsed: a definition it cannot
+            // read back is treated as never listed.
+            let current = view.current.and_then(|c| {
+                let value = serde_json::from_str(&c.definition).ok()?;
+                ToolDefinition::from_mcp(&value).ok()
+            });
+            (name, KnownTool { current, first_digest: view.first_digest, listed_by: view.listed_by })
+        })
+        .collect())
+}
+
 /// Makes a decision carry the effects it commits.
 pub(crate) fn apply(decision: &mut Decision, effects: Effects) {
     decision.obligations = effects.obligations;
@@ -215,7 +269,12 @@ pub(crate) fn apply(decision: &mut Decision, effects: Effects) {
     decision.breakers = effects.breakers;
 }
 
-fn load_policy(engine: &PolicyEngine, entry: &ManifestPolicy, base: &Path) -> Result<BundlePolicy, String> {
+fn load_policy(
+    engine: &PolicyEngine,
+    entry: &ManifestPolicy,
+    base: &Path,
+    contract: Option<&str>,
+) -> Result<BundlePolicy, String> {
     let path = base.join(&entry.component);
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read component {}: {e}", path.display()))?;
     let info = ComponentInfo::read(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -242,8 +301,19 @@ fn load_policy(engine: &PolicyEngine, entry: &ManifestPolicy, base: &Path) -> Re
             }
         }
     }
-    if let Err(e) = check_contract(&info, &entry.capabilities) {
-        mismatches.push(e.to_string());
+    match check_contract(&info, &entry.capabilities) {
+        Err(e) => mismatches.push(e.to_string()),
+        Ok(version) => {
+            let served = |v: &str| crate::CONTRACT_VERSIONS.iter().position(|s| *s == v);
+            if let Some(bundle) = contract
+                && served(version.as_str()) > served(bundle)
+            {
+                mismatches.push(format!(
+                    "targets contract {}, newer than the bundle's contract {bundle}",
+                    version.as_str()
+                ));
+            }
+        }
     }
     if entry.limits.fuel.is_some() && engine.config().limits.fuel.is_none() {
         mismatches.push("limits.fuel is set but the engine runs without fuel metering".to_owned());

@@ -6,7 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+use crate::CONTRACT_PACKAGE;
+use crate::contract::CONTRACT_VERSIONS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,9 +38,10 @@ impl Capability {
         }
     }
 
-    /// The fully qualified interface name a component imports it by.
-    pub fn interface(self) -> String {
-        format!("{CONTRACT_PACKAGE}/{}@{CONTRACT_VERSION}", self.name())
+    /// The fully qualified interface name a component of contract
+    /// `version` imports it by.
+    pub fn interface(self, version: &str) -> String {
+        format!("{CONTRACT_PACKAGE}/{}@{version}", self.name())
     }
 }
 
@@ -63,10 +65,12 @@ impl FromStr for Capability {
 /// What an import of a component is, as far as the host is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportKind {
-    /// The contract's type-only interface: always satisfied.
-    ContractTypes,
-    Capability(Capability),
-    /// An interface of the contract package at another version.
+    /// The contract's type-only interface, at a served version: always
+    /// satisfied.
+    ContractTypes { version: String },
+    /// A capability interface at a served version.
+    Capability { capability: Capability, version: String },
+    /// An interface of the contract package at a version not served.
     OtherContractVersion(String),
     /// Anything else (WASI, other packages): never provided.
     Foreign,
@@ -77,14 +81,15 @@ pub fn classify_import(name: &str) -> ImportKind {
         return ImportKind::Foreign;
     };
     let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
-    if version != CONTRACT_VERSION {
+    if !CONTRACT_VERSIONS.contains(&version) {
         return ImportKind::OtherContractVersion(version.to_owned());
     }
+    let version = version.to_owned();
     if interface == "types" {
-        return ImportKind::ContractTypes;
+        return ImportKind::ContractTypes { version };
     }
     match interface.parse() {
-        Ok(capability) => ImportKind::Capability(capability),
+        Ok(capability) => ImportKind::Capability { capability, version },
         Err(_) => ImportKind::Foreign,
     }
 }
@@ -95,9 +100,17 @@ mod tests {
 
     #[test]
     fn classifies_imports() {
-        assert_eq!(classify_import("arbiter:policy/types@0.1.0"), ImportKind::ContractTypes);
-        assert_eq!(classify_import("arbiter:policy/log@0.1.0"), ImportKind::Capability(Capability::Log));
-        assert_eq!(classify_import("arbiter:policy/clock@0.1.0"), ImportKind::Capability(Capability::Clock));
+        let v = |s: &str| s.to_owned();
+        assert_eq!(classify_import("arbiter:policy/types@0.1.0"), ImportKind::ContractTypes { version: v("0.1.0") });
+        assert_eq!(classify_import("arbiter:policy/types@0.2.0"), ImportKind::ContractTypes { version: v("0.2.0") });
+        assert_eq!(
+            classify_import("arbiter:policy/log@0.1.0"),
+            ImportKind::Capability { capability: Capability::Log, version: v("0.1.0") }
+        );
+        assert_eq!(
+            classify_import("arbiter:policy/clock@0.2.0"),
+            ImportKind::Capability { capability: Capability::Clock, version: v("0.2.0") }
+        );
         assert_eq!(classify_import("arbiter:policy/log@9.0.0"), ImportKind::OtherContractVersion("9.0.0".into()));
         assert_eq!(classify_import("arbiter:policy/sockets@0.1.0"), ImportKind::Foreign);
         assert_eq!(classify_import("wasi:filesystem/types@0.2.0"), ImportKind::Foreign);

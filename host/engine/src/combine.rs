@@ -72,7 +72,7 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
                     }
                 }
                 VerdictKind::Allow => {
-                    effects.obligations.extend(verdict.obligations.iter().copied());
+                    effects.obligations.extend(verdict.obligations.iter().cloned());
                     effects.charges.extend(verdict.charges.iter().cloned());
                     effects.breakers.extend(verdict.breakers.iter().cloned());
                 }

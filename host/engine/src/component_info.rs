@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasmparser::{Encoding, Parser, Payload};
 
-use crate::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+use crate::{CONTRACT_PACKAGE, CONTRACT_VERSIONS};
 
 /// Custom section in which `arbiter-sdk` embeds the policy's identity.
 pub const METADATA_SECTION: &str = "arbiter-policy";
@@ -117,10 +117,10 @@ impl ComponentInfo {
         })
     }
 
-    /// True when the component exports the evaluator of the contract
-    /// version this host loads.
+    /// True when the component exports the evaluator of a contract
+    /// version this host serves.
     pub fn targets_supported_contract(&self) -> bool {
-        self.contract_version.as_deref() == Some(CONTRACT_VERSION)
+        self.contract_version.as_deref().is_some_and(|v| CONTRACT_VERSIONS.contains(&v))
     }
 }
 

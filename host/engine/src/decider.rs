@@ -6,10 +6,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use arbiter_state::{
-    ApprovalClaim, Commit, CommitRefused, Escalation, EscalationRefused, EscalationStatus, LlmUsage, OutcomeReport,
+    ApprovalClaim, Commit, CommitRefused, Escalation, EscalationRefused, EscalationStatus, ListedToolInput, LlmUsage,
+    OutcomeReport,
     OutcomeStatus, Resolution, RunKey, StateError, StateStore, UsageReport,
 };
-use arbiter_types::{Action, Decision, DecisionReason, PolicyOutcome, Request, VerdictKind, format_rfc3339_ms};
+use arbiter_types::{
+    Action, Decision, DecisionReason, PolicyOutcome, Request, ToolListing, VerdictKind, format_rfc3339_ms,
+};
 
 use crate::bundle::{Bundle, apply};
 use crate::combine::STATE_UNAVAILABLE;
@@ -93,6 +96,21 @@ impl Decider {
         let bundle = self.bundle.load_full();
         let (mut decision, effects) = bundle.evaluate_with_effects(request, now_ms, &self.state);
         let at_ms = now_ms;
+        if let Action::ToolListing(listing) = &request.action {
+            // After the policies saw what the registry knew before it.
+            if let Some(reason) = self.record_listing(listing, at_ms) {
+                refuse(&mut decision, reason);
+                return decision;
+            }
+        }
+        if decision.decision == VerdictKind::Escalate
+            && matches!(request.action, Action::ToolListing(_) | Action::ToolResult(_))
+        {
+            // What a server answered cannot wait for a human: withheld.
+            decision.decision = VerdictKind::Deny;
+            decision.escalation = None;
+            return decision;
+        }
         match (decision.decision, &request.escalation_id) {
             (VerdictKind::Deny, _) => decision,
             (VerdictKind::Allow, _) => {
@@ -123,6 +141,22 @@ impl Decider {
                     committed => refused(decision, committed),
                 }
             }
+        }
+    }
+
+    /// Records what a server listed (whatever the decision: it is what the
+    /// server says now); the reason to deny when that cannot be done.
+    fn record_listing(&self, listing: &ToolListing, at_ms: i64) -> Option<DecisionReason> {
+        let tools: Vec<ListedToolInput> = listing
+            .tools
+            .iter()
+            .map(|t| ListedToolInput { name: t.name.clone(), digest: t.digest(), definition: t.to_mcp().to_string() })
+            .collect();
+        let reason = |code: &str, message: String| DecisionReason { policy: HOST.to_owned(), code: code.to_owned(), message };
+        match self.state.record_listing(&listing.server, &tools, at_ms) {
+            Ok(Ok(())) => None,
+            Ok(Err(refused)) => Some(reason(refused.code(), refused.to_string())),
+            Err(e) => Some(reason(STATE_UNAVAILABLE, format!("the listing cannot be recorded: {e}"))),
         }
     }
 
@@ -305,6 +339,8 @@ fn summary(request: &Request) -> String {
         Action::LlmRequest(llm) => {
             format!("LLM {} ({} prompt + {} max output tokens)", llm.model, llm.prompt_tokens, llm.max_output_tokens)
         }
+        Action::ToolListing(listing) => format!("tools listed by {} ({})", listing.server, listing.tools.len()),
+        Action::ToolResult(result) => format!("result of tool {}", result.call.tool),
     };
     let mut line = format!("{}/{} in {} (run {}): {what}", p.pipeline, p.agent, p.environment.as_str(), p.run);
     if line.len() > 1024 {
@@ -333,6 +369,8 @@ fn commit_of(key: &str, request: &Request, decision: &Decision, at_ms: i64, appr
             let usage = LlmUsage { model: llm.model.clone(), prompt_tokens: llm.prompt_tokens, output_tokens: output };
             (None, Some(usage))
         }
+        // The call entered the run's history when it was allowed.
+        Action::ToolListing(_) | Action::ToolResult(_) => (None, None),
     };
     Commit {
         request_id: key.to_owned(),

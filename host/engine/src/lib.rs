@@ -10,12 +10,13 @@ mod capability;
 mod combine;
 mod component_info;
 mod config;
-mod convert;
+mod contract;
 mod decider;
 mod declared;
 mod engine;
 pub mod lint;
 mod manifest;
+mod obligations;
 mod policy;
 pub mod readiness;
 mod replay;
@@ -37,7 +38,9 @@ pub use manifest::{BundleHeader, FailMode, LimitOverrides, Manifest, ManifestErr
 pub use policy::{LoadError, PreparedPolicy};
 pub use replay::{ReplayError, ReplayedEvent, replay};
 
-/// The contract version this host loads (the `arbiter:policy` WIT package).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The current contract version (the `arbiter:policy` WIT package in
+/// `wit/`); the host serves every version in [`CONTRACT_VERSIONS`].
+pub const CONTRACT_VERSION: &str = CONTRACT_VERSIONS[CONTRACT_VERSIONS.len() - 1];
+pub use contract::CONTRACT_VERSIONS;
 /// The WIT package name of the contract.
 pub const CONTRACT_PACKAGE: &str = "arbiter:policy";

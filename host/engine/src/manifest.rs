@@ -24,8 +24,9 @@ pub struct BundleHeader {
     pub name: String,
     /// Semantic version of the bundle.
     pub version: String,
-    /// The `arbiter:policy` contract version the bundle's policies target;
-    /// a host of another version refuses the bundle.
+    /// The newest `arbiter:policy` contract version the bundle's policies
+    /// may target; a host that does not serve it refuses the bundle, and a
+    /// component of a newer version is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<String>,
     /// The environments the bundle serves; requests from others are denied
@@ -258,12 +259,12 @@ impl Manifest {
             ));
         }
         if let Some(contract) = &self.bundle.contract
-            && contract != crate::CONTRACT_VERSION
+            && !crate::CONTRACT_VERSIONS.contains(&contract.as_str())
         {
             problems.push(format!(
-                "bundle.contract `{}`: this host loads arbiter:policy@{}",
+                "bundle.contract `{}`: this host serves arbiter:policy@{}",
                 shown(contract),
-                crate::CONTRACT_VERSION
+                crate::CONTRACT_VERSIONS.join(", @")
             ));
         }
         if self.bundle.environments.as_ref().is_some_and(Vec::is_empty) {

@@ -10,17 +10,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use arbiter_types::{PolicyOutcome, Verdict};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Store, Trap};
 
-use crate::CONTRACT_VERSION;
-use crate::bindings::arbiter::policy::{breakers, budgets, clock, history, log, types};
-use crate::bindings::{Policy, PolicyPre};
 use crate::capability::{Capability, ImportKind, classify_import};
 use crate::combine::STATE_UNAVAILABLE;
 use crate::component_info::{ComponentInfo, InspectError};
 use crate::config::SandboxLimits;
-use crate::convert;
+use crate::contract::{CONTRACT_VERSIONS, Instance, Pre, Requests, Returned, Version};
 use crate::engine::PolicyEngine;
 use crate::sandbox::{Deadline, DecisionContext, SandboxState, StateUnavailable};
 
@@ -31,7 +28,7 @@ pub enum LoadError {
     Inspect(#[from] InspectError),
     #[error("exports no `arbiter:policy/evaluator` interface: not an arbiter policy")]
     NotAPolicy,
-    #[error("targets contract arbiter:policy@{found}; this host loads arbiter:policy@{CONTRACT_VERSION}")]
+    #[error("targets contract arbiter:policy@{found}; this host serves arbiter:policy@{}", CONTRACT_VERSIONS.join(", @"))]
     UnsupportedContract { found: String },
     #[error("imports `{import}`, which arbiter never provides to policies (no WASI, no ambient authority)")]
     ForbiddenImport { import: String },
@@ -57,7 +54,7 @@ pub struct PreparedPolicy {
     /// Whether the engine meters fuel (an engine-wide setting).
     metered: bool,
     engine: wasmtime::Engine,
-    pre: PolicyPre<SandboxState>,
+    pre: Pre,
     pool: Mutex<Vec<Slot>>,
     max_idle: usize,
     reuse_limit: u64,
@@ -72,7 +69,7 @@ impl std::fmt::Debug for PreparedPolicy {
 /// A live instance and the store it lives in.
 struct Slot {
     store: Store<SandboxState>,
-    policy: Policy,
+    policy: Instance,
     /// Evaluations this instance has served.
     evaluations: u64,
 }
@@ -109,22 +106,13 @@ impl PreparedPolicy {
         settings_json: String,
         limits: SandboxLimits,
     ) -> Result<Self, LoadError> {
-        check_contract(&info, granted)?;
+        let version = check_contract(&info, granted)?;
         let mut linker = Linker::<SandboxState>::new(engine.wasmtime());
-        for capability in granted.iter().filter(|c| info.imports.contains(&c.interface())) {
-            let linked = match capability {
-                Capability::Log => log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-                Capability::Clock => clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-                Capability::Budgets => budgets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-                Capability::History => history::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-                Capability::Breakers => breakers::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-            };
-            linked.map_err(|e| LoadError::Instantiate(e.to_string()))?;
-        }
-        types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| LoadError::Instantiate(e.to_string()))?;
+        let imported = granted.iter().copied().filter(|c| info.imports.contains(&c.interface(version.as_str())));
+        version.link(&mut linker, imported).map_err(|e| LoadError::Instantiate(e.to_string()))?;
         let component = engine.compile(bytes, &info.digest).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let pre = PolicyPre::new(instance_pre).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let pre = version.prepare(instance_pre).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let config = engine.config();
         let policy = PreparedPolicy {
             name: Arc::from(name),
@@ -161,9 +149,9 @@ impl PreparedPolicy {
 
     /// Evaluates one request. Never panics and never returns an error: any
     /// failure inside the policy is reported as [`PolicyOutcome::Fault`].
-    pub(crate) fn evaluate(&self, request: &types::Request, context: &Arc<DecisionContext>) -> (PolicyOutcome, u64) {
+    pub(crate) fn evaluate(&self, requests: &Requests<'_>, context: &Arc<DecisionContext>) -> (PolicyOutcome, u64) {
         let started = Instant::now();
-        let outcome = match self.evaluate_in_sandbox(request, context) {
+        let outcome = match self.evaluate_in_sandbox(requests, context) {
             Ok(verdict) => PolicyOutcome::Verdict(verdict),
             Err(fault) => {
                 tracing::warn!(policy = &*self.name, kind = fault.kind, "policy fault: {}", fault.detail);
@@ -174,7 +162,7 @@ impl PreparedPolicy {
         (outcome, elapsed_us)
     }
 
-    fn evaluate_in_sandbox(&self, request: &types::Request, context: &Arc<DecisionContext>) -> Result<Verdict, Fault> {
+    fn evaluate_in_sandbox(&self, requests: &Requests<'_>, context: &Arc<DecisionContext>) -> Result<Verdict, Fault> {
         let pooled = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut slot = match pooled {
             Some(slot) => slot,
@@ -182,13 +170,19 @@ impl PreparedPolicy {
         };
         self.arm(&mut slot.store)?;
         slot.store.data_mut().decision = Some(Arc::clone(context));
-        let returned = slot.policy.arbiter_policy_evaluator().call_evaluate(&mut slot.store, request);
+        let returned = slot.policy.evaluate(&mut slot.store, requests);
         slot.store.data_mut().decision = None;
         match returned {
-            Ok(verdict) => {
+            Ok(returned) => {
                 slot.evaluations += 1;
                 self.release(slot);
-                convert::verdict_from_wit(verdict).map_err(|detail| Fault { kind: "invalid_verdict", detail })
+                match returned {
+                    Returned::Verdict(verdict) => crate::obligations::check(&verdict, requests.request())
+                        .map(|()| verdict)
+                        .map_err(|detail| Fault { kind: "invalid_verdict", detail }),
+                    Returned::Invalid(detail) => Err(Fault { kind: "invalid_verdict", detail }),
+                    Returned::Unexpressible(detail) => Err(Fault { kind: "unsupported_action", detail }),
+                }
             }
             // The instance may be mid-trap or out of memory: never reuse it.
             Err(error) => Err(classify(&error, &slot.store)),
@@ -218,10 +212,7 @@ impl PreparedPolicy {
         self.arm(&mut store)?;
         let policy = self.pre.instantiate(&mut store).map_err(|e| classify(&e, &store))?;
         self.arm(&mut store)?;
-        let initialised = policy
-            .arbiter_policy_evaluator()
-            .call_init(&mut store, &self.settings_json)
-            .map_err(|e| classify(&e, &store))?;
+        let initialised = policy.init(&mut store, &self.settings_json).map_err(|e| classify(&e, &store))?;
         initialised.map_err(|message| Fault { kind: "settings_rejected", detail: message })?;
         Ok(Slot { store, policy, evaluations: 0 })
     }
@@ -246,26 +237,27 @@ impl PreparedPolicy {
     }
 }
 
-/// Checks, without compiling, that a component targets this contract and
-/// imports only granted capabilities.
-pub(crate) fn check_contract(info: &ComponentInfo, granted: &[Capability]) -> Result<(), LoadError> {
-    match &info.contract_version {
-        None => return Err(LoadError::NotAPolicy),
-        Some(v) if v != CONTRACT_VERSION => return Err(LoadError::UnsupportedContract { found: v.clone() }),
-        Some(_) => {}
-    }
+/// Checks, without compiling, that a component targets a served contract
+/// version, imports the contract at that version only, and imports only
+/// granted capabilities.
+pub(crate) fn check_contract(info: &ComponentInfo, granted: &[Capability]) -> Result<Version, LoadError> {
+    let target = info.contract_version.as_deref().ok_or(LoadError::NotAPolicy)?;
+    let version = Version::of(target).ok_or_else(|| LoadError::UnsupportedContract { found: target.to_owned() })?;
     for import in &info.imports {
         match classify_import(import) {
-            ImportKind::ContractTypes => {}
-            ImportKind::Capability(capability) if granted.contains(&capability) => {}
-            ImportKind::Capability(capability) => {
+            ImportKind::ContractTypes { version: v } | ImportKind::Capability { version: v, .. } if v != target => {
+                return Err(LoadError::UnsupportedContract { found: v });
+            }
+            ImportKind::ContractTypes { .. } => {}
+            ImportKind::Capability { capability, .. } if granted.contains(&capability) => {}
+            ImportKind::Capability { capability, .. } => {
                 return Err(LoadError::CapabilityNotGranted { capability, import: import.clone() });
             }
             ImportKind::OtherContractVersion(found) => return Err(LoadError::UnsupportedContract { found }),
             ImportKind::Foreign => return Err(LoadError::ForbiddenImport { import: import.clone() }),
         }
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Names what stopped the policy.

@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 use arbiter_state::{RunKey, StateStore};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 
-use crate::bindings::arbiter::policy::{breakers, budgets, clock, history, log, types};
-use crate::convert;
 
 /// Longest log line kept from a policy; the rest is cut, so a policy cannot
 /// flood the host's logs.
@@ -70,15 +68,32 @@ impl SandboxState {
 
     /// Runs the body of a host function, adding its duration to the call's
     /// host time: waiting for the state store is not the policy's work.
-    fn host_call<R>(&mut self, body: impl FnOnce(&Self) -> wasmtime::Result<R>) -> wasmtime::Result<R> {
+    pub(crate) fn host_call<R>(&mut self, body: impl FnOnce(&Self) -> wasmtime::Result<R>) -> wasmtime::Result<R> {
         let started = Instant::now();
         let result = body(self);
         self.host_time = self.host_time.saturating_add(started.elapsed());
         result
     }
 
-    fn decision(&self) -> wasmtime::Result<&DecisionContext> {
+    pub(crate) fn decision(&self) -> wasmtime::Result<&DecisionContext> {
         self.decision.as_deref().ok_or_else(|| wasmtime::Error::msg("capability used outside a decision"))
+    }
+
+    /// A policy's log line, cut to [`MAX_LOG_LINE`] so a policy cannot
+    /// flood the host's logs.
+    pub(crate) fn log(&self, level: tracing::Level, message: &str) {
+        let mut end = message.len().min(MAX_LOG_LINE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let message = &message[..end];
+        let policy = &*self.policy;
+        match level {
+            tracing::Level::ERROR => tracing::error!(target: "arbiter::policy", policy, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "arbiter::policy", policy, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "arbiter::policy", policy, "{message}"),
+            _ => tracing::debug!(target: "arbiter::policy", policy, "{message}"),
+        }
     }
 }
 
@@ -125,7 +140,7 @@ fn ticks(duration: Duration, tick: Duration) -> u64 {
 #[error("state unavailable: {0}")]
 pub(crate) struct StateUnavailable(arbiter_state::StateError);
 
-fn state_error(e: arbiter_state::StateError) -> wasmtime::Error {
+pub(crate) fn state_error(e: arbiter_state::StateError) -> wasmtime::Error {
     wasmtime::Error::new(StateUnavailable(e))
 }
 
@@ -150,84 +165,6 @@ impl ResourceLimiter for SandboxState {
 
     fn memories(&self) -> usize {
         self.limits.memories()
-    }
-}
-
-impl types::Host for SandboxState {}
-
-impl log::Host for SandboxState {
-    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        self.host_call(|s| {
-            let mut end = message.len().min(MAX_LOG_LINE);
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            let message = &message[..end];
-            let policy = &*s.policy;
-            match level {
-                log::Level::Debug => tracing::debug!(target: "arbiter::policy", policy, "{message}"),
-                log::Level::Info => tracing::info!(target: "arbiter::policy", policy, "{message}"),
-                log::Level::Warn => tracing::warn!(target: "arbiter::policy", policy, "{message}"),
-                log::Level::Error => tracing::error!(target: "arbiter::policy", policy, "{message}"),
-            }
-            Ok(())
-        })
-    }
-}
-
-impl clock::Host for SandboxState {
-    fn now_ms(&mut self) -> wasmtime::Result<i64> {
-        self.host_call(|s| Ok(s.decision()?.now_ms))
-    }
-}
-
-impl budgets::Host for SandboxState {
-    fn used(&mut self, scope: String, window: types::Window, unit: types::ChargeUnit) -> wasmtime::Result<u64> {
-        self.host_call(|s| {
-            let d = s.decision()?;
-            d.state.used(&scope, convert::window(window)?, convert::unit(unit), d.now_ms).map_err(state_error)
-        })
-    }
-}
-
-impl history::Host for SandboxState {
-    fn tool_calls(&mut self, tool: Option<String>, since_ms: i64) -> wasmtime::Result<Vec<history::PastToolCall>> {
-        self.host_call(|s| {
-            let d = s.decision()?;
-            let calls = d.state.tool_calls(&d.run, tool.as_deref(), since_ms).map_err(state_error)?;
-            Ok(calls
-                .into_iter()
-                .map(|c| history::PastToolCall {
-                    request_id: c.request_id,
-                    timestamp_ms: c.timestamp_ms,
-                    tool: c.tool,
-                    arguments: convert::arguments(&c.arguments),
-                })
-                .collect())
-        })
-    }
-
-    fn count_tool_calls(&mut self, since_ms: i64) -> wasmtime::Result<u32> {
-        self.host_call(|s| {
-            let d = s.decision()?;
-            d.state.count_tool_calls(&d.run, since_ms).map_err(state_error)
-        })
-    }
-}
-
-impl breakers::Host for SandboxState {
-    fn state(&mut self, key: String, config: types::BreakerConfig) -> wasmtime::Result<breakers::BreakerState> {
-        self.host_call(|s| {
-            let d = s.decision()?;
-            let config = convert::breaker_config(config)?;
-            Ok(match d.state.breaker_state(&key, &config, d.now_ms).map_err(state_error)? {
-                arbiter_state::BreakerState::Closed => breakers::BreakerState::Closed,
-                arbiter_state::BreakerState::Open { until_ms } => breakers::BreakerState::Open(until_ms),
-                arbiter_state::BreakerState::HalfOpen { permits_left } => {
-                    breakers::BreakerState::HalfOpen(permits_left)
-                }
-            })
-        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Deciding which policies of a bundle apply to a request.
 
-use arbiter_types::{Action, Request};
+use arbiter_types::{Action, ActionKind, Request, ToolListing};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::manifest::Scope;
@@ -29,21 +29,37 @@ impl ScopeMatcher {
         Ok(ScopeMatcher { scope, tools })
     }
 
+    /// Whether the policy sees the request. A scope that names no action
+    /// kinds means those of contract 0.1.0 (tool calls and LLM requests):
+    /// listings and results reach only policies that ask for them.
     pub(crate) fn matches(&self, request: &Request) -> bool {
         let p = &request.principal;
         let listed = |list: &Option<Vec<String>>, value: &str| {
             list.as_ref().is_none_or(|l| l.iter().any(|x| x == value || x == "*"))
         };
+        let kind = request.action.kind();
         self.scope.environments.as_ref().is_none_or(|envs| envs.contains(&p.environment))
             && listed(&self.scope.pipelines, &p.pipeline)
             && listed(&self.scope.agents, &p.agent)
-            && self.scope.actions.as_ref().is_none_or(|kinds| kinds.contains(&request.action.kind()))
+            && self.scope.actions.as_deref().unwrap_or(&ActionKind::ORIGINAL).contains(&kind)
             && match (&self.tools, &request.action) {
                 (None, _) => true,
                 (Some(globs), Action::ToolCall(call)) => globs.is_match(&call.tool),
-                // A tool pattern restricts the policy to tool calls.
+                (Some(globs), Action::ToolResult(result)) => globs.is_match(&result.call.tool),
+                // Sees the listing's matching tools (see `listing_for`).
+                (Some(_), Action::ToolListing(_)) => true,
+                // A tool pattern restricts the policy to tools.
                 (Some(_), Action::LlmRequest(_)) => false,
             }
+    }
+
+    /// A listing narrowed to the tools the scope's patterns match, when it
+    /// has patterns; `None` when the policy sees the listing as it is.
+    pub(crate) fn listing_for(&self, request: &Request) -> Option<Request> {
+        let (Some(globs), Action::ToolListing(listing)) = (&self.tools, &request.action) else { return None };
+        let tools = listing.tools.iter().filter(|t| globs.is_match(&t.name)).cloned().collect();
+        let narrowed = ToolListing { server: listing.server.clone(), tools };
+        Some(Request { action: Action::ToolListing(narrowed), ..request.clone() })
     }
 }
 

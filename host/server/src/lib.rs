@@ -37,3 +37,4 @@ pub use bundles::ReloadConfig;
 pub use config::{Clock, ExtProcConfig, ServerConfig, UnrecognizedTraffic, WireConfig};
 pub use credentials::{ANONYMOUS, Credential, Credentials, CredentialsError, Grant, Role, key_digest, new_key};
 pub use server::{Server, ServerError};
+pub use wire::mcp_response;

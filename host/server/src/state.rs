@@ -186,7 +186,7 @@ impl AppState {
                 let output = llm.allowed_output_tokens(decision.clamp_max_output_tokens());
                 Some((&request.principal, llm.model.as_str(), llm.prompt_tokens + output))
             }
-            Action::ToolCall(_) => None,
+            Action::ToolCall(_) | Action::ToolListing(_) | Action::ToolResult(_) => None,
         };
         self.metrics.decision(&decision, source, seconds, llm);
         if let Some(webhook) = &self.webhook
@@ -223,7 +223,7 @@ impl AppState {
         seconds: f64,
     ) -> Decision {
         let Some(audit) = &self.audit else { return decision };
-        let mut request_json = request.to_json();
+        let mut request_json = crate::audit::request_view(request, &decision);
         audit.mask(&mut request_json);
         let mut record = Map::new();
         record.insert("kind".into(), "decision".into());

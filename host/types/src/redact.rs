@@ -2,7 +2,7 @@
 //! call's arguments, a tool result) before it goes on.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Bytes `start..end` of the string at `pointer` (RFC 6901) become
 /// `[redacted:<code>]`.
@@ -25,13 +25,28 @@ pub enum RedactionError {
     BadRange { pointer: String, start: u32, end: u32, len: usize },
 }
 
+/// Splits `/first/rest…` into the first member's (unescaped) name and the
+/// pointer into it.
+fn split(pointer: &str) -> Option<(String, &str)> {
+    let rest = pointer.strip_prefix('/')?;
+    let (first, rest) = rest.find('/').map_or((rest, ""), |at| (&rest[..at], &rest[at..]));
+    Some((first.replace("~1", "/").replace("~0", "~"), rest))
+}
+
+fn string_at<'a>(document: &'a Map<String, Value>, pointer: &str) -> Option<&'a str> {
+    let (first, rest) = split(pointer)?;
+    document.get(&first)?.pointer(rest)?.as_str()
+}
+
+fn no_string(pointer: &str) -> RedactionError {
+    RedactionError::NoString { pointer: crate::excerpt(pointer, 200) }
+}
+
 /// Checks that every redaction names a span of a string of `document`.
-pub fn check_redactions(document: &Value, redactions: &[Redaction]) -> Result<(), RedactionError> {
+pub fn check_redactions(document: &Map<String, Value>, redactions: &[Redaction]) -> Result<(), RedactionError> {
     for r in redactions {
-        match document.pointer(&r.pointer) {
-            Some(Value::String(text)) => check_range(r, text)?,
-            _ => return Err(RedactionError::NoString { pointer: crate::excerpt(&r.pointer, 200) }),
-        }
+        let text = string_at(document, &r.pointer).ok_or_else(|| no_string(&r.pointer))?;
+        check_range(r, text)?;
     }
     Ok(())
 }
@@ -53,15 +68,16 @@ fn check_range(r: &Redaction, text: &str) -> Result<(), RedactionError> {
 /// Masks every span in `document`. Overlapping or touching spans of one
 /// string are masked as one, named by each code once, so no byte of
 /// either survives between two masks.
-pub fn apply_redactions(document: &mut Value, redactions: &[Redaction]) -> Result<(), RedactionError> {
+pub fn apply_redactions(document: &mut Map<String, Value>, redactions: &[Redaction]) -> Result<(), RedactionError> {
     check_redactions(document, redactions)?;
     let mut by_pointer: std::collections::BTreeMap<&str, Vec<&Redaction>> = Default::default();
     for r in redactions {
         by_pointer.entry(&r.pointer).or_default().push(r);
     }
     for (pointer, mut spans) in by_pointer {
-        let Some(Value::String(text)) = document.pointer_mut(pointer) else {
-            return Err(RedactionError::NoString { pointer: crate::excerpt(pointer, 200) });
+        let (first, rest) = split(pointer).ok_or_else(|| no_string(pointer))?;
+        let Some(Value::String(text)) = document.get_mut(&first).and_then(|v| v.pointer_mut(rest)) else {
+            return Err(no_string(pointer));
         };
         spans.sort_by_key(|r| (r.start, r.end));
         let mut masked = String::with_capacity(text.len());
@@ -100,7 +116,7 @@ mod tests {
 
     #[test]
     fn masks_spans_and_merges_overlaps() {
-        let mut doc = json!({"text": "key AKIAABCDEFGHIJKLMNOP and ghp_x", "n": 1});
+        let mut doc = json!({"text": "key AKIAABCDEFGHIJKLMNOP and ghp_x", "n": 1}).as_object().unwrap().clone();
         apply_redactions(
             &mut doc,
             &[span("/text", 4, 24, "aws_access_key"), span("/text", 29, 34, "github_token"), span("/text", 10, 26, "x")],
@@ -111,7 +127,7 @@ mod tests {
 
     #[test]
     fn refuses_spans_that_are_not_in_a_string() {
-        let doc = json!({"text": "héllo", "n": 1, "list": ["a"]});
+        let doc = json!({"text": "héllo", "n": 1, "list": ["a"], "a/b": {"~": "x"}}).as_object().unwrap().clone();
         for (r, needle) in [
             (span("/n", 0, 1, "c"), "no string"),
             (span("/missing", 0, 1, "c"), "no string"),
@@ -123,6 +139,6 @@ mod tests {
             let err = check_redactions(&doc, &[r]).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
         }
-        check_redactions(&doc, &[span("/list/0", 0, 1, "c")]).unwrap();
+        check_redactions(&doc, &[span("/list/0", 0, 1, "c"), span("/a~1b/~0", 0, 1, "c")]).unwrap();
     }
 }

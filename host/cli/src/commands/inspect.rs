@@ -29,8 +29,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .imports
         .iter()
         .map(|import| match classify_import(import) {
-            ImportKind::Capability(c) => c.name().to_owned(),
-            ImportKind::ContractTypes => "(contract types)".to_owned(),
+            ImportKind::Capability { capability, .. } => capability.name().to_owned(),
+            ImportKind::ContractTypes { .. } => "(contract types)".to_owned(),
             ImportKind::OtherContractVersion(v) => format!("REFUSED: {import} (contract {v})"),
             ImportKind::Foreign => format!("REFUSED: {import}"),
         })

@@ -12,3 +12,4 @@ pub mod report;
 pub mod serve;
 pub mod signing;
 pub mod test;
+pub mod tool_pins;

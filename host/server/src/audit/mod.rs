@@ -28,8 +28,10 @@
 //! start.
 
 mod chain;
+mod request_view;
 
 pub use chain::{Verified, VerifyError, verify};
+pub(crate) use request_view::request_view;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

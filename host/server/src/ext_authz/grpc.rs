@@ -10,15 +10,24 @@ use super::{Answer, Refusal, check};
 use crate::state::{AppState, now_ms};
 use crate::wire::GatewayRequest;
 
-/// Envoy's own credential: the `initial_metadata` of its grpc_service,
-/// which clients cannot set (their headers arrive inside the request).
-pub(crate) fn gateway_key<T>(request: &Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned)
+/// What Envoy's own configuration says of a request: the
+/// `initial_metadata` of its grpc_service (and ext_proc's per-route
+/// `grpc_initial_metadata`), which clients cannot set (their headers arrive
+/// inside the request).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct GatewayMetadata {
+    /// Envoy's credential (`authorization: Bearer …`).
+    pub(crate) key: Option<String>,
+    /// The MCP server the route goes to (`x-arbiter-mcp-server`).
+    pub(crate) mcp_server: Option<String>,
+}
+
+pub(crate) fn gateway_metadata<T>(request: &Request<T>) -> GatewayMetadata {
+    let text = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok());
+    GatewayMetadata {
+        key: text("authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned),
+        mcp_server: text("x-arbiter-mcp-server").filter(|s| !s.is_empty()).map(str::to_owned),
+    }
 }
 
 pub(crate) struct ExtAuthz {
@@ -32,7 +41,7 @@ pub(crate) fn service(state: AppState) -> AuthorizationServer<ExtAuthz> {
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        let gateway_key = gateway_key(&request);
+        let metadata = gateway_metadata(&request);
         let request = request.into_inner();
         let http = request
             .attributes
@@ -50,9 +59,10 @@ impl Authorization for ExtAuthz {
             body: &body,
             now_ms: now_ms(),
             grant: None,
+            mcp_server: metadata.mcp_server.as_deref(),
         };
         let mut response = CheckResponse::new();
-        match check(&self.state, gateway, gateway_key.as_deref(), "ext_authz").await.answer {
+        match check(&self.state, gateway, metadata.key.as_deref(), "ext_authz").await.unrewritten() {
             Answer::Allow { headers, remove } => {
                 let mut ok = OkHttpResponseBuilder::new();
                 for (name, value) in headers {

@@ -35,9 +35,16 @@ pub(crate) async fn check(
     // Envoy's own credential, set by its `authorization_request.headers_to_add`
     // (the Envoy config strips any client copy before ext_authz).
     let gateway_key = headers.get(&format!("{}gateway-key", state.wire.header_prefix)).cloned();
-    let request =
-        GatewayRequest { method: method.as_str(), path, headers: &headers, body: &body, now_ms: now_ms(), grant: None };
-    match decide(&state, request, gateway_key.as_deref(), "ext_authz").await.answer {
+    let request = GatewayRequest {
+        method: method.as_str(),
+        path,
+        headers: &headers,
+        body: &body,
+        now_ms: now_ms(),
+        grant: None,
+        mcp_server: None,
+    };
+    match decide(&state, request, gateway_key.as_deref(), "ext_authz").await.unrewritten() {
         // Envoy's HTTP mode cannot remove upstream headers from here: the
         // Envoy config drops the arbiter key headers on the route.
         Answer::Allow { headers, remove: _ } => respond(StatusCode::OK, headers, String::new()),

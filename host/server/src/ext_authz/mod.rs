@@ -6,7 +6,7 @@ pub(crate) mod http;
 
 use std::sync::Arc;
 
-use arbiter_types::{Action, Decision, VerdictKind};
+use arbiter_types::{Action, Decision, Obligation, Principal, Redaction, ToolCall, VerdictKind};
 use serde_json::{Value, json};
 
 use crate::api::auth::{identify, lacks};
@@ -73,14 +73,38 @@ pub(crate) struct Admitted {
     pub(crate) protocol: Protocol,
     /// LLM calls: the output tokens the decision reserved (clamp applied).
     pub(crate) allowed_output_tokens: u64,
+    /// Spans of the tool call's arguments to mask before it goes upstream:
+    /// a gateway that cannot rewrite the body must refuse the request.
+    pub(crate) redactions: Vec<Redaction>,
 }
 
-/// The answer to a gateway request, and the admitted request when it was
-/// decided and allowed.
+/// An MCP answer to be decided before the client sees it.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    pub(crate) caller: Caller,
+    pub(crate) principal: Principal,
+    /// The JSON-RPC id the answer carries.
+    pub(crate) id: Value,
+    /// The id the answer's decision is filed under.
+    pub(crate) request_id: String,
+    pub(crate) watched: Watched,
+}
+
+#[derive(Debug)]
+pub(crate) enum Watched {
+    /// A `tools/list` answer of this server.
+    Listing { server: String },
+    /// The result of this call (arguments as forwarded: masked).
+    Result { call: ToolCall },
+}
+
+/// The answer to a gateway request, the admitted request when it was
+/// decided and allowed, and the MCP answer to watch for.
 #[derive(Debug)]
 pub(crate) struct Checked {
     pub(crate) answer: Answer,
     pub(crate) admitted: Option<Admitted>,
+    pub(crate) watch: Option<Watch>,
 }
 
 /// Classifies, authenticates and decides a gateway request; `source` names
@@ -99,10 +123,22 @@ pub(crate) async fn check(
     request.grant = credential.as_deref().and_then(Credential::grant);
     let prefix = &state.wire.header_prefix;
     let remove = vec![format!("{prefix}key"), format!("{prefix}gateway-key")];
-    let refused = |answer| Checked { answer, admitted: None };
+    let refused = |answer| Checked { answer, admitted: None, watch: None };
+    let pass = |remove| Answer::Allow { headers: vec![("x-arbiter-decision".into(), "pass".into())], remove };
     match classify(&request, &state.wire) {
-        Classified::Pass => {
-            refused(Answer::Allow { headers: vec![("x-arbiter-decision".into(), "pass".into())], remove })
+        Classified::Pass => refused(pass(remove)),
+        Classified::Listing { principal, protocol, server } => {
+            let checked = caller.and_then(|caller| caller.check_principal(&principal).map(|()| caller));
+            match (checked, &protocol) {
+                (Err(e), _) => refused(Answer::Deny(error_answer(&protocol, e.status.as_u16(), e.code, &e.message))),
+                (Ok(caller), Protocol::Mcp { id }) => {
+                    let request_id = format!("{}:listing", crate::wire::request_id(&request));
+                    let watched = Watched::Listing { server };
+                    let watch = Watch { caller, principal, id: id.clone(), request_id, watched };
+                    Checked { answer: pass(remove), admitted: None, watch: Some(watch) }
+                }
+                (Ok(_), _) => refused(pass(remove)),
+            }
         }
         Classified::Refuse { status, code, message, protocol } => {
             refused(Answer::Deny(error_answer(&protocol, status, code, &message)))
@@ -114,21 +150,69 @@ pub(crate) async fn check(
                 Ok(caller) => {
                     let allowed_output_tokens = match &guarded.action {
                         Action::LlmRequest(llm) => llm.max_output_tokens,
-                        Action::ToolCall(_) => 0,
+                        _ => 0,
+                    };
+                    let principal = guarded.principal.clone();
+                    let call = match (&guarded.action, &protocol) {
+                        (Action::ToolCall(call), Protocol::Mcp { .. }) => Some(call.clone()),
+                        _ => None,
                     };
                     let decision = state.decide(*guarded, &caller, request.now_ms, source).await;
                     let answer = answer(&decision, &protocol, remove);
-                    let admitted = matches!(answer, Answer::Allow { .. }).then(|| Admitted {
+                    if !matches!(answer, Answer::Allow { .. }) {
+                        return refused(answer);
+                    }
+                    let redactions: Vec<Redaction> = decision
+                        .obligations
+                        .iter()
+                        .filter_map(|o| match o {
+                            Obligation::Redact(r) => Some(r.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let watch = match (call, &protocol) {
+                        (Some(mut call), Protocol::Mcp { id }) => {
+                            // The result answers the call as forwarded.
+                            let _ = arbiter_types::apply_redactions(&mut call.arguments, &redactions);
+                            Some(Watch {
+                                caller: caller.clone(),
+                                principal,
+                                id: id.clone(),
+                                request_id: format!("{}:result", decision.id),
+                                watched: Watched::Result { call },
+                            })
+                        }
+                        _ => None,
+                    };
+                    let admitted = Admitted {
                         owner: caller.owner().to_owned(),
                         request_id: decision.id.clone(),
                         allowed_output_tokens: decision
                             .clamp_max_output_tokens()
                             .map_or(allowed_output_tokens, |clamp| clamp.min(allowed_output_tokens)),
+                        redactions,
                         protocol,
-                    });
-                    Checked { answer, admitted }
+                    };
+                    Checked { answer, admitted: Some(admitted), watch }
                 }
             }
+        }
+    }
+}
+
+impl Checked {
+    /// The answer of a gateway that forwards the request as it came
+    /// (ext_authz): one allowed only with spans masked is refused, since
+    /// the mask cannot be applied there.
+    pub(crate) fn unrewritten(self) -> Answer {
+        match self.admitted {
+            Some(admitted) if !admitted.redactions.is_empty() => Answer::Deny(error_answer(
+                &admitted.protocol,
+                403,
+                "redaction_needs_ext_proc",
+                "the decision masks parts of this request, which only arbiter's ext_proc can rewrite",
+            )),
+            _ => self.answer,
         }
     }
 }
@@ -140,7 +224,7 @@ pub(crate) fn error_answer(protocol: &Protocol, status: u16, code: &str, message
     refusal(protocol, status, MCP_INVALID, code, message, error, vec![])
 }
 
-fn answer(decision: &Decision, protocol: &Protocol, remove: Vec<String>) -> Answer {
+pub(crate) fn answer(decision: &Decision, protocol: &Protocol, remove: Vec<String>) -> Answer {
     let mut headers = vec![
         ("x-arbiter-decision".to_owned(), decision.decision.as_str().to_owned()),
         ("x-arbiter-request-id".to_owned(), decision.id.clone()),

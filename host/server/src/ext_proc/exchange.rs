@@ -10,15 +10,21 @@ use tonic::Status;
 
 use super::messages::{Phase, header_map, header_mutation, immediate, proceed};
 use super::settle::{Ending, settle};
-use crate::ext_authz::{Admitted, Answer, Checked, Refusal, check, error_answer};
+use super::watch::decide_answer;
+use crate::ext_authz::grpc::GatewayMetadata;
+use crate::ext_authz::{Admitted, Answer, Checked, Refusal, Watch, check, error_answer};
 use crate::state::{AppState, now_ms};
-use crate::wire::{GatewayRequest, Protocol, ResponseReader};
+use crate::wire::{GatewayRequest, HeldAnswer, Protocol, ResponseReader};
 
 pub(super) struct Exchange {
     state: AppState,
-    gateway_key: Option<String>,
+    metadata: GatewayMetadata,
     request_headers: HashMap<String, String>,
     admitted: Option<Admitted>,
+    /// An MCP answer to decide before the client reads it, and the answer
+    /// held meanwhile.
+    watch: Option<Watch>,
+    held: Option<HeldAnswer>,
     /// When the request went upstream.
     forwarded: Option<Instant>,
     status: Option<u16>,
@@ -28,12 +34,14 @@ pub(super) struct Exchange {
 }
 
 impl Exchange {
-    pub(super) fn new(state: AppState, gateway_key: Option<String>) -> Self {
+    pub(super) fn new(state: AppState, metadata: GatewayMetadata) -> Self {
         Exchange {
             state,
-            gateway_key,
+            metadata,
             request_headers: HashMap::new(),
             admitted: None,
+            watch: None,
+            held: None,
             forwarded: None,
             status: None,
             latency_ms: None,
@@ -86,13 +94,19 @@ impl Exchange {
             body,
             now_ms: now_ms(),
             grant: None,
+            mcp_server: self.metadata.mcp_server.as_deref(),
         };
-        let Checked { answer, admitted } = check(&self.state, gateway, self.gateway_key.as_deref(), "ext_proc").await;
+        let Checked { answer, admitted, watch } =
+            check(&self.state, gateway, self.metadata.key.as_deref(), "ext_proc").await;
+        self.watch = watch;
         match answer {
             Answer::Deny(refusal) => local_reply(refusal),
             Answer::Allow { mut headers, remove } => {
                 let rewrite = admitted.as_ref().and_then(|admitted| match &admitted.protocol {
                     Protocol::Llm(call) => Some(call.provider_body(body, admitted.allowed_output_tokens)),
+                    Protocol::Mcp { .. } if !admitted.redactions.is_empty() => {
+                        Some(masked_call(body, &admitted.redactions))
+                    }
                     Protocol::Http | Protocol::Mcp { .. } => None,
                 });
                 let rewritten = match rewrite {
@@ -126,8 +140,12 @@ impl Exchange {
             Protocol::Mcp { id } => Some(ResponseReader::mcp(id.clone(), content_type, max)),
             Protocol::Http => None,
         });
+        if self.watch.is_some() {
+            self.held = Some(HeldAnswer::new(content_type, max));
+        }
         // A body that changes as it streams cannot keep its length.
         let remove = match &self.reader {
+            _ if self.held.is_some() => vec!["content-length".to_owned()],
             Some(reader) if reader.rewrites() => vec!["content-length".to_owned()],
             _ => vec![],
         };
@@ -138,6 +156,22 @@ impl Exchange {
     }
 
     async fn response_body(&mut self, body: &HttpBody) -> ProcessingResponse {
+        if let Some(held) = self.held.as_mut() {
+            // Nothing reaches the client before the whole answer is decided.
+            held.push(&body.body);
+            if !body.end_of_stream {
+                return proceed(Phase::ResponseBody, None, Some(Vec::new()));
+            }
+            let (Some(held), Some(watch)) = (self.held.take(), self.watch.take()) else {
+                return proceed(Phase::ResponseBody, None, Some(Vec::new()));
+            };
+            let forward = decide_answer(&self.state, watch, held).await;
+            if let Some(reader) = self.reader.as_mut() {
+                reader.read(&forward, true);
+            }
+            self.settle(Ending::Complete).await;
+            return proceed(Phase::ResponseBody, None, Some(forward));
+        }
         let forward = self.reader.as_mut().and_then(|reader| reader.read(&body.body, body.end_of_stream));
         if body.end_of_stream {
             self.settle(Ending::Complete).await;
@@ -164,6 +198,17 @@ impl Exchange {
         let Some(admitted) = self.admitted.take() else { return };
         settle(&self.state, admitted, ending, self.status, self.latency_ms, self.reader.as_ref()).await;
     }
+}
+
+/// A `tools/call` body with the decision's spans of its arguments masked.
+fn masked_call(body: &[u8], redactions: &[arbiter_types::Redaction]) -> Result<Vec<u8>, String> {
+    let mut message: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let arguments = message
+        .pointer_mut("/params/arguments")
+        .and_then(serde_json::Value::as_object_mut)
+        .ok_or("the call has no arguments to mask")?;
+    arbiter_types::apply_redactions(arguments, redactions).map_err(|e| e.to_string())?;
+    Ok(message.to_string().into_bytes())
 }
 
 /// Envoy's local reply for a refusal; MCP errors keep status 200, in band.

@@ -13,6 +13,7 @@
 mod exchange;
 mod messages;
 mod settle;
+mod watch;
 
 use std::pin::Pin;
 
@@ -25,7 +26,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::ext_authz::grpc::gateway_key;
+use crate::ext_authz::grpc::gateway_metadata;
 use crate::state::AppState;
 use exchange::Exchange;
 
@@ -47,10 +48,10 @@ impl ExternalProcessor for ExtProc {
         &self,
         request: Request<Streaming<ProcessingRequest>>,
     ) -> Result<Response<Self::ProcessStream>, Status> {
-        let gateway_key = gateway_key(&request);
+        let metadata = gateway_metadata(&request);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
-        let mut exchange = Exchange::new(self.state.clone(), gateway_key);
+        let mut exchange = Exchange::new(self.state.clone(), metadata);
         let max_exchange = self.state.ext_proc.max_exchange;
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + max_exchange;

@@ -1,9 +1,10 @@
 //! MCP (JSON-RPC over streamable HTTP): `tools/call` is guarded, and so is
 //! every method that makes a server act or return data (decided as a tool
-//! call named by the method); session plumbing, listings and notifications
-//! pass; anything else is refused (fail closed), as is an action sent as a
-//! notification (without an `id`), which would otherwise go unanswered and
-//! unguarded.
+//! call named by the method); a `tools/list` is watched (its answer is
+//! decided where the gateway shows arbiter answers: ext_proc); session
+//! plumbing, other listings and notifications pass; anything else is
+//! refused (fail closed), as is an action sent as a notification (without
+//! an `id`), which would otherwise go unanswered and unguarded.
 
 use arbiter_types::{Action, Request, ToolCall, ToolFacts};
 use serde_json::Value;
@@ -40,6 +41,12 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
             protocol,
         );
     }
+    if method == "tools/list" && id.is_some() {
+        return match principal(req, config) {
+            Ok(principal) => Classified::Listing { principal, protocol, server: server(req) },
+            Err(message) => Classified::refuse(400, "missing_principal", message, protocol),
+        };
+    }
     if method.starts_with("notifications/") || config.mcp_passthrough.iter().any(|m| m == method) {
         return Classified::Pass;
     }
@@ -64,12 +71,25 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
     let request = Request {
         id: request_id(req),
         principal,
-        action: Action::ToolCall(ToolCall { tool: name, arguments, facts: ToolFacts::default() }),
+        action: Action::ToolCall(ToolCall {
+            tool: name,
+            arguments,
+            facts: ToolFacts::default(),
+            server: Some(server(req)),
+        }),
         timestamp_ms: Some(req.now_ms),
         labels: vec![("api".to_owned(), "mcp".to_owned())],
         escalation_id: escalation_header(req, config),
     };
     Classified::Guard { request: Box::new(request), protocol }
+}
+
+/// The MCP server a request goes to: as the gateway's configuration names
+/// it (ext_proc's `x-arbiter-mcp-server` metadata, per route), else the
+/// authority Envoy routed by.
+fn server(req: &GatewayRequest<'_>) -> String {
+    let authority = || req.headers.get(":authority").or_else(|| req.headers.get("host")).map(String::as_str);
+    arbiter_types::excerpt(req.mcp_server.or_else(authority).unwrap_or("unnamed"), 200)
 }
 
 /// A method name as a refusal quotes it: it is the client's text.
@@ -125,6 +145,7 @@ mod tests {
             body: body.as_bytes(),
             now_ms: 0,
             grant: None,
+            mcp_server: Some("git"),
         };
         super::super::classify(&req, config)
     }
@@ -138,6 +159,7 @@ mod tests {
                 assert_eq!(protocol, Protocol::Mcp { id: json!(7) });
                 assert_eq!(request.principal.run, "s-1", "the MCP session is the run");
                 let Action::ToolCall(call) = request.action else { panic!() };
+                assert_eq!(call.server.as_deref(), Some("git"), "the server as the gateway names it");
                 assert_eq!((call.tool.as_str(), &call.arguments["sql"]), ("warehouse.query", &json!("select 1")));
             }
             other => panic!("{other:?}"),
@@ -145,11 +167,26 @@ mod tests {
         for body in [
             json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
             json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
             json!({"jsonrpc": "2.0", "id": 3, "result": {}}),
         ] {
             assert!(matches!(classify_body(body.clone()), Classified::Pass), "{body}");
         }
+    }
+
+    #[test]
+    fn tool_listings_are_watched_for_their_answer() {
+        match classify_body(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})) {
+            Classified::Listing { principal, protocol, server } => {
+                assert_eq!((principal.pipeline.as_str(), server.as_str()), ("p", "git"));
+                assert_eq!(protocol, Protocol::Mcp { id: json!(2) });
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without an id nothing answers it: a notification, passed.
+        assert!(matches!(
+            classify_body(json!({"jsonrpc": "2.0", "method": "tools/list"})),
+            Classified::Refuse { code: "method_not_allowed", .. } | Classified::Pass
+        ));
     }
 
     #[test]

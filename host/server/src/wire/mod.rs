@@ -3,6 +3,7 @@
 
 mod llm;
 mod mcp;
+mod mcp_answer;
 mod principal;
 #[cfg(test)]
 mod props;
@@ -19,6 +20,9 @@ use crate::config::{UnrecognizedTraffic, WireConfig};
 #[cfg(test)]
 pub(crate) use llm::Api;
 pub(crate) use llm::LlmCall;
+pub use mcp_answer::mcp_response;
+pub(crate) use mcp_answer::{HeldAnswer, Located, Unreadable};
+pub(crate) use principal::request_id;
 pub(crate) use response::{ReportedUsage, ResponseReader};
 
 /// An HTTP request as the gateway saw it.
@@ -32,6 +36,8 @@ pub(crate) struct GatewayRequest<'a> {
     pub(crate) now_ms: i64,
     /// The authenticated caller's grant: fields it pins need no header.
     pub(crate) grant: Option<&'a crate::credentials::Grant>,
+    /// The MCP server, as the gateway's own configuration names it.
+    pub(crate) mcp_server: Option<&'a str>,
 }
 
 /// How the answer must be shaped for the caller to understand it.
@@ -52,6 +58,8 @@ pub(crate) enum Classified {
     Guard { request: Box<Request>, protocol: Protocol },
     /// Not an action arbiter guards: let it through untouched.
     Pass,
+    /// An MCP `tools/list`: the answer is decided, where it can be read.
+    Listing { principal: arbiter_types::Principal, protocol: Protocol, server: String },
     /// Malformed or not allowed without a decision.
     Refuse { status: u16, code: &'static str, message: String, protocol: Protocol },
 }

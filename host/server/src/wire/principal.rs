@@ -44,7 +44,7 @@ fn parse_environment(text: &str) -> Option<Environment> {
 }
 
 /// The gateway's request id, or one derived from the request.
-pub(super) fn request_id(req: &GatewayRequest<'_>) -> String {
+pub(crate) fn request_id(req: &GatewayRequest<'_>) -> String {
     if let Some(id) = req.headers.get("x-request-id").filter(|id| !id.is_empty() && id.len() <= 128) {
         return id.clone();
     }
