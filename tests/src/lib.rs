@@ -207,7 +207,8 @@ pub fn decide(
 }
 
 /// A state store that runs `before_read` before every read a capability
-/// makes (`used`, `breaker_state`, `tool_calls`, `count_tool_calls`), e.g. to
+/// makes (`used`, `breaker_state`, `tool_calls`, `count_tool_calls`,
+/// `tool_views`), e.g. to
 /// make host calls slow or hold evaluations in flight; everything else goes
 /// straight to an in-memory store.
 pub fn hooked_store(before_read: impl Fn() + Send + Sync + 'static) -> std::sync::Arc<dyn arbiter_state::StateStore> {
@@ -228,8 +229,9 @@ impl std::fmt::Debug for HookedStore {
 
 mod hooked {
     use arbiter_state::{
-        BreakerState, Commit, CommitRefused, Escalation, EscalationRefused, Gauges, OutcomeRejected, OutcomeReport,
-        PastToolCall, Resolution, RunKey, SpendEntry, StateError, StateStore, UsageRejected, UsageReport,
+        BreakerState, Commit, CommitRefused, Escalation, EscalationRefused, Gauges, ListedToolInput, ListingRefused,
+        OutcomeRejected, OutcomeReport, PastToolCall, Resolution, RunKey, SpendEntry, StateError, StateStore, ToolView,
+        UsageRejected, UsageReport,
     };
     use arbiter_types::{BreakerConfig, ChargeUnit, Window};
 
@@ -293,6 +295,20 @@ mod hooked {
 
         fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError> {
             self.inner.spend(since_ms, until_ms)
+        }
+
+        fn tool_views(&self, server: &str, names: &[String]) -> Result<Vec<ToolView>, StateError> {
+            (self.before_read)();
+            self.inner.tool_views(server, names)
+        }
+
+        fn record_listing(
+            &self,
+            server: &str,
+            tools: &[ListedToolInput],
+            now_ms: i64,
+        ) -> Result<Result<(), ListingRefused>, StateError> {
+            self.inner.record_listing(server, tools, now_ms)
         }
     }
 }

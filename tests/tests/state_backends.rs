@@ -2,15 +2,19 @@
 //! Redis on a real `redis-server`: the same answers for rolling, calendar
 //! and run windows, reconciliation, spend, breakers and history; the same
 //! bounds (an escalation never reopened, pending escalations capped, a
-//! report taken once); and what two replicas do at once on Redis is never
-//! lost or over the limit.
+//! report taken once); the tool registry alike (first digests kept,
+//! shadowing, every bound all or nothing, hostile names and sizes, an
+//! unchanged listing written nowhere); and what two replicas do at once on
+//! Redis is never lost or over the limit.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
 
 use arbiter_state::{
-    ApprovalClaim, Commit, Escalation, EscalationRefused, EscalationStatus, InMemoryStore, JournalStore, LlmUsage,
-    OutcomeRejected, OutcomeReport, OutcomeStatus, RedisConfig, RedisStore, Resolution, RunKey, StateStore,
-    StoreConfig, UsageRejected, UsageReport,
+    ApprovalClaim, Commit, Escalation, EscalationRefused, EscalationStatus, InMemoryStore, JournalStore,
+    ListedToolInput, ListingRefused, LlmUsage, Named, OutcomeRejected, OutcomeReport, OutcomeStatus, RedisConfig,
+    RedisStore, Resolution, RunKey, StateStore, StoreConfig, UsageRejected, UsageReport,
 };
 use arbiter_tests::RedisServer;
 use arbiter_types::{BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Window};
@@ -454,4 +458,317 @@ fn pending_escalations_opened_on_two_replicas_at_once_stay_within_the_quota() {
     assert!(shared <= 1, "the shared id is kept once");
     assert_eq!(opened + shared, 100, "the quota of 100 holds exactly");
     assert_eq!(kept.len(), 100);
+}
+
+fn tool(name: &str, digest: &str) -> ListedToolInput {
+    ListedToolInput {
+        name: name.into(),
+        digest: digest.into(),
+        definition: json!({"name": name, "v": digest}).to_string(),
+    }
+}
+
+fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// What `server` sees of `tools`, as one answer line.
+fn views(store: &dyn StateStore, server: &str, tools: &[&str]) -> String {
+    format!("{:?}", store.tool_views(server, &names(tools)))
+}
+
+fn listed(store: &dyn StateStore, server: &str, tools: &[ListedToolInput], at: i64) -> String {
+    format!("{:?}", store.record_listing(server, tools, T0 + at))
+}
+
+/// First use, a changed definition, delisting and re-listing, and one
+/// name listed by two servers.
+fn listing(store: &dyn StateStore) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut record = |what: &str, answer: String| out.push(format!("{what}: {answer}"));
+    record("first", listed(store, "s1", &[tool("a", "d1"), tool("b", "d1")], 0));
+    record("changed", listed(store, "s1", &[tool("a", "d2"), tool("b", "d1")], 1));
+    record("after change", views(store, "s1", &["a", "b"]));
+    record("delisted", listed(store, "s1", &[tool("b", "d1")], 2));
+    record("after delisting", views(store, "s1", &["a"]));
+    record("relisted", listed(store, "s1", &[tool("a", "d3"), tool("b", "d1")], 3));
+    record("after relisting", views(store, "s1", &["a"]));
+    record("shadow", listed(store, "s2", &[tool("a", "x")], 4));
+    record("shadowed from s1", views(store, "s1", &["a"]));
+    record("shadowed from s2", views(store, "s2", &["a"]));
+    record("from an unknown server", views(store, "nobody", &["a", "b", "c"]));
+    record("reordered", listed(store, "s1", &[tool("b", "d1"), tool("a", "d3")], 5));
+    record("s2 withdraws", listed(store, "s2", &[], 6));
+    record("after withdrawal", views(store, "s2", &["a"]));
+    record("s1 still lists", views(store, "s1", &["a"]));
+    record("no names", views(store, "s1", &[]));
+    out
+}
+
+#[test]
+fn the_tool_registry_keeps_first_use_and_sees_shadowing() {
+    let answers = on_every_backend(StoreConfig::default(), listing);
+    let first = format!("Some(FirstListed {{ digest: \"d1\", at_ms: {T0} }})");
+    for what in ["after change", "after delisting", "after relisting"] {
+        assert!(answer(&answers, what).contains(&first), "{what}: the first digest stays: {answers:#?}");
+    }
+    assert!(answer(&answers, "after change").contains("digest: \"d2\""), "{answers:#?}");
+    assert!(answer(&answers, "after delisting").starts_with("Ok([ToolView { current: None,"), "{answers:#?}");
+    assert!(answer(&answers, "after delisting").ends_with("listed_by: [] }])"), "{answers:#?}");
+    assert!(answer(&answers, "after relisting").contains("digest: \"d3\""), "{answers:#?}");
+    for what in ["shadowed from s1", "shadowed from s2"] {
+        assert!(answer(&answers, what).ends_with("listed_by: [\"s1\", \"s2\"] }])"), "{what}: {answers:#?}");
+    }
+    let unknown = answer(&answers, "from an unknown server");
+    assert!(
+        unknown.starts_with("Ok([ToolView { current: None, first: None, listed_by: [\"s1\", \"s2\"] }"),
+        "{unknown}"
+    );
+    assert!(unknown.ends_with("ToolView { current: None, first: None, listed_by: [] }])"), "{unknown}");
+    assert!(answer(&answers, "after withdrawal").contains("first: Some(FirstListed { digest: \"x\""), "{answers:#?}");
+    assert!(answer(&answers, "s1 still lists").ends_with("listed_by: [\"s1\"] }])"), "{answers:#?}");
+    assert_eq!(answer(&answers, "no names"), "Ok([])");
+    let recorded: Vec<&String> = answers.iter().filter(|l| !l.contains(": Ok([")).collect();
+    assert!(recorded.len() == 7 && recorded.iter().all(|l| l.ends_with("Ok(Ok(()))")), "{answers:#?}");
+}
+
+fn refused(refusal: ListingRefused) -> String {
+    format!("{:?}", Ok::<_, ()>(Err::<(), _>(refusal)))
+}
+
+/// Every bound of the registry refuses a listing whole: the server keeps
+/// its previous listing, nothing of the refused one is remembered.
+fn listing_past_bounds(store: &dyn StateStore) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut record = |what: &str, answer: String| out.push(format!("{what}: {answer}"));
+    record("s1", listed(store, "s1", &[tool("a", "d"), tool("b", "d")], 0));
+    record("s2", listed(store, "s2", &[tool("a", "d")], 0));
+    let state = || views(store, "s1", &["a", "b", "c", "d", "e"]) + &views(store, "s3", &["a"]);
+    let before = state();
+    let big = ListedToolInput { definition: "x".repeat(1_000), ..tool("a", "d") };
+    let refusals: [(&str, &str, Vec<ListedToolInput>); 6] = [
+        ("a third server", "s3", vec![tool("a", "d")]),
+        ("names past the bound", "s1", vec![tool("a", "e"), tool("c", "e"), tool("d", "e")]),
+        ("more tools than the bound at once", "s1", (0..5).map(|i| tool(&format!("t{i}"), "e")).collect()),
+        ("too large", "s1", vec![big, tool("c", "e")]),
+        ("a duplicate", "s1", vec![tool("c", "e"), tool("c", "f")]),
+        ("a bad name", "s1", vec![tool("c", "e"), tool(&"n".repeat(257), "e")]),
+    ];
+    for (what, server, tools) in refusals {
+        record(what, listed(store, server, &tools, 1));
+    }
+    record("unchanged by refusals", (state() == before).to_string());
+    // Delisted names still count: a fourth name is refused after dropping one.
+    record("delist b", listed(store, "s1", &[tool("a", "d")], 2));
+    record("third name", listed(store, "s1", &[tool("a", "d"), tool("c", "d")], 3));
+    record("fourth name", listed(store, "s1", &[tool("d", "d")], 4));
+    record("a server that withdrew all stays known", listed(store, "s2", &[], 5));
+    record("still no third server", listed(store, "s3", &[tool("a", "d")], 6));
+    record("an empty listing of a new server", listed(store, "s3", &[], 7));
+    out
+}
+
+#[test]
+fn every_registry_bound_refuses_a_listing_whole() {
+    let config = StoreConfig {
+        max_tool_servers: 2,
+        max_tools_per_server: 3,
+        max_listing_bytes: 1_000,
+        ..StoreConfig::default()
+    };
+    let answers = on_every_backend(config, listing_past_bounds);
+    let too_many_tools = refused(ListingRefused::TooManyTools { limit: 3 });
+    let too_many_servers = refused(ListingRefused::TooManyServers { limit: 2 });
+    assert_eq!(answer(&answers, "a third server"), too_many_servers);
+    assert_eq!(answer(&answers, "names past the bound"), too_many_tools);
+    assert_eq!(answer(&answers, "more tools than the bound at once"), too_many_tools);
+    assert_eq!(answer(&answers, "too large"), refused(ListingRefused::TooLarge { limit_bytes: 1_000 }));
+    assert_eq!(answer(&answers, "a duplicate"), refused(ListingRefused::DuplicateTool { name: "c".into() }));
+    assert_eq!(answer(&answers, "a bad name"), refused(ListingRefused::NameLength { of: Named::Tool, bytes: 257 }));
+    assert_eq!(answer(&answers, "unchanged by refusals"), "true");
+    assert_eq!(answer(&answers, "third name"), "Ok(Ok(()))");
+    assert_eq!(answer(&answers, "fourth name"), too_many_tools);
+    assert_eq!(answer(&answers, "a server that withdrew all stays known"), "Ok(Ok(()))");
+    assert_eq!(answer(&answers, "still no third server"), too_many_servers);
+    assert_eq!(answer(&answers, "an empty listing of a new server"), "Ok(Ok(()))", "nothing to remember");
+    let codes = [
+        ListingRefused::TooManyServers { limit: 1 },
+        ListingRefused::TooManyTools { limit: 1 },
+        ListingRefused::TooLarge { limit_bytes: 1 },
+    ]
+    .map(|r| r.code());
+    assert_eq!(codes, ["too_many_tool_servers", "too_many_tools", "tool_listing_too_large"]);
+}
+
+/// Names and definitions a hostile server (or client) may send: empty,
+/// overlong, NUL, odd unicode, Redis key and hash-tag syntax, Lua table
+/// keys; 10,000 tools; definitions of megabytes.
+fn hostile_listing(store: &dyn StateStore) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut record = |what: &str, answer: String| out.push(format!("{what}: {answer}"));
+    record("empty server name", listed(store, "", &[tool("a", "d")], 0));
+    record("empty tool name", listed(store, "s", &[tool("", "d")], 0));
+    let longest = "é".repeat(128);
+    record("257-byte server name", listed(store, &format!("{longest}x"), &[], 0));
+    record("257-byte tool name", listed(store, "s", &[tool(&format!("x{longest}"), "d")], 0));
+    record("256-byte names", listed(store, &longest, &[tool(&longest, "d")], 0));
+    record("256-byte names read", views(store, &longest, &[&longest]));
+    let odd_tools: Vec<ListedToolInput> = ODD
+        .iter()
+        .map(|name| ListedToolInput {
+            name: (*name).to_owned(),
+            digest: format!("digest of {name}"),
+            definition: format!("not json \0 {name} \u{2028} \"\\ \u{10ffff}"),
+        })
+        .collect();
+    for server in ODD {
+        record(&format!("odd server {server:?}"), listed(store, server, &odd_tools, 1));
+    }
+    let mut sorted = ODD.map(str::to_owned).to_vec();
+    sorted.sort();
+    let kept_exactly = |server: &str, listers: &[String]| {
+        let views = store.tool_views(server, &names(&ODD)).unwrap();
+        views.len() == ODD.len()
+            && views.iter().zip(&odd_tools).all(|(view, tool)| {
+                view.current.as_ref().is_some_and(|c| c.digest == tool.digest && c.definition == tool.definition)
+                    && view.first.as_ref().is_some_and(|f| f.digest == tool.digest && f.at_ms == T0 + 1)
+                    && view.listed_by == listers
+            })
+    };
+    for server in ODD {
+        record("odd names kept exactly", kept_exactly(server, &sorted).to_string());
+    }
+    record("a server named like none of them", views(store, "a", &["a\0b"]));
+    record("a delisting among odd names", listed(store, "x:y", &odd_tools[1..], 2));
+    let without = |server: &str| sorted.iter().filter(|s| *s != server).cloned().collect::<Vec<_>>();
+    let delisted = store.tool_views("x:y", &names(&["a\0b"])).unwrap();
+    record("delisted there", format!("{:?}", delisted[0].current));
+    record("listed by the others", (delisted[0].listed_by == without("x:y")).to_string());
+    let ten_thousand: Vec<ListedToolInput> = (0..10_000).map(|i| tool(&format!("t{i}"), "d")).collect();
+    record("10,000 tools", listed(store, "many", &ten_thousand, 3));
+    let just_fits: Vec<ListedToolInput> = (0..1_024)
+        .map(|i| ListedToolInput { definition: "x".repeat(960), ..tool(&format!("t{i}"), &format!("{i:064}")) })
+        .collect();
+    record("1,024 tools of 1 KB", listed(store, "many", &just_fits, 4));
+    let all: Vec<String> = just_fits.iter().map(|t| t.name.clone()).collect();
+    let read = store.tool_views("many", &all);
+    record("1,024 tools read", format!("{:?}", read.map(|v| v.iter().filter(|v| v.current.is_some()).count())));
+    let huge = ListedToolInput { definition: "x".repeat(2 << 20), ..tool("huge", "d") };
+    record("2 MiB definition", listed(store, "many", &[huge], 5));
+    record("many unchanged by it", views(store, "many", &["huge"]));
+    out
+}
+
+const ODD: [&str; 14] = [
+    "a\0b",
+    "\0",
+    "x:y",
+    "{t}",
+    "}{",
+    "{arbiter}:tool-servers",
+    "tools-current:s",
+    "\u{202e}gnp.exe",
+    "\u{feff}",
+    "💥",
+    "1",
+    "__index",
+    "\"quoted\\",
+    "/",
+];
+
+#[test]
+fn hostile_names_and_sizes_are_refused_or_kept_exactly() {
+    let answers = on_every_backend(StoreConfig::default(), hostile_listing);
+    let bad_name = |of: Named, bytes: usize| refused(ListingRefused::NameLength { of, bytes });
+    assert_eq!(answer(&answers, "empty server name"), bad_name(Named::Server, 0));
+    assert_eq!(answer(&answers, "empty tool name"), bad_name(Named::Tool, 0));
+    assert_eq!(answer(&answers, "257-byte server name"), bad_name(Named::Server, 257));
+    assert_eq!(answer(&answers, "257-byte tool name"), bad_name(Named::Tool, 257));
+    assert_eq!(answer(&answers, "256-byte names"), "Ok(Ok(()))");
+    assert!(answer(&answers, "256-byte names read").contains("current: Some"), "{answers:#?}");
+    assert!(answers.iter().filter(|l| l.starts_with("odd server")).all(|l| l.ends_with("Ok(Ok(()))")), "{answers:#?}");
+    assert!(answers.iter().filter(|l| l.starts_with("odd names kept exactly")).all(|l| l.ends_with("true")));
+    assert!(
+        answer(&answers, "a server named like none of them").starts_with("Ok([ToolView { current: None, first: None"),
+        "{answers:#?}"
+    );
+    assert_eq!(answer(&answers, "a delisting among odd names"), "Ok(Ok(()))");
+    assert_eq!(answer(&answers, "delisted there"), "None");
+    assert_eq!(answer(&answers, "listed by the others"), "true");
+    assert_eq!(answer(&answers, "10,000 tools"), refused(ListingRefused::TooManyTools { limit: 1_024 }));
+    assert_eq!(answer(&answers, "1,024 tools of 1 KB"), "Ok(Ok(()))");
+    assert_eq!(answer(&answers, "1,024 tools read"), "Ok(1024)");
+    assert_eq!(answer(&answers, "2 MiB definition"), refused(ListingRefused::TooLarge { limit_bytes: 1 << 20 }));
+    assert_eq!(
+        answer(&answers, "many unchanged by it"),
+        "Ok([ToolView { current: None, first: None, listed_by: [] }])"
+    );
+}
+
+/// Redis's count of changes since its last save.
+fn redis_changes(redis: &RedisServer) -> u64 {
+    let mut stream = TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
+    stream.write_all(b"INFO persistence\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut header = String::new();
+    reader.read_line(&mut header).unwrap();
+    let length: usize = header.trim_start_matches('$').trim_end().parse().unwrap();
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+    let body = String::from_utf8(body).unwrap();
+    let line = body.lines().find_map(|l| l.strip_prefix("rdb_changes_since_last_save:")).unwrap();
+    line.parse().unwrap()
+}
+
+#[test]
+fn an_unchanged_listing_writes_nothing() {
+    let tools = [tool("a", "d1"), tool("b", "d1")];
+    let reordered = [tool("b", "d1"), tool("a", "d1")];
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig { snapshot_every: 1_000, ..StoreConfig::default() };
+    let journal = JournalStore::open(dir.path(), config).unwrap();
+    let journal_len = || std::fs::metadata(dir.path().join("journal.log")).unwrap().len();
+    journal.record_listing("s", &tools, T0).unwrap().unwrap();
+    let written = journal_len();
+    journal.record_listing("s", &reordered, T0 + 1).unwrap().unwrap();
+    journal.record_listing("empty", &[], T0 + 1).unwrap().unwrap();
+    assert_eq!(journal_len(), written, "the journal grew");
+    journal.record_listing("s", &[tool("a", "d2"), tool("b", "d1")], T0 + 2).unwrap().unwrap();
+    assert!(journal_len() > written, "a change is journaled");
+
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&RedisConfig::new(redis.url()), StoreConfig::default()).unwrap();
+    store.record_listing("s", &tools, T0).unwrap().unwrap();
+    let changes = redis_changes(&redis);
+    store.record_listing("s", &reordered, T0 + 1).unwrap().unwrap();
+    store.record_listing("empty", &[], T0 + 1).unwrap().unwrap();
+    assert_eq!(redis_changes(&redis), changes, "Redis was written");
+    store.record_listing("s", &[tool("a", "d2"), tool("b", "d1")], T0 + 2).unwrap().unwrap();
+    assert!(redis_changes(&redis) > changes, "a change is written");
+}
+
+#[test]
+fn new_servers_listed_on_two_replicas_at_once_stay_within_the_bound() {
+    let redis = RedisServer::start();
+    let config = RedisConfig::new(redis.url());
+    let bounds = StoreConfig { max_tool_servers: 20, ..StoreConfig::default() };
+    let replicas: Vec<Arc<RedisStore>> =
+        (0..2).map(|_| Arc::new(RedisStore::connect(&config, bounds).unwrap())).collect();
+    let listers: Vec<_> = (0..8)
+        .map(|t| {
+            let replica = Arc::clone(&replicas[t % 2]);
+            std::thread::spawn(move || {
+                (0..10)
+                    .filter(|i| {
+                        let server = format!("s{t}-{i}");
+                        replica.record_listing(&server, &[tool("shared", &server)], T0).unwrap().is_ok()
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let accepted: usize = listers.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(accepted, 20, "the bound of 20 servers holds exactly");
+    let shared = replicas[1].tool_views("nobody", &names(&["shared"])).unwrap();
+    assert_eq!(shared[0].listed_by.len(), 20, "every accepted server is among the listers, none lost");
 }

@@ -1,4 +1,5 @@
-//! The embedded journal store survives restarts, and refuses damaged or
+//! The embedded journal store survives restarts (budgets, breakers,
+//! history, escalations, the tool registry), and refuses damaged or
 //! foreign files with a clear error rather than starting empty.
 
 use std::io::Write;
@@ -7,8 +8,8 @@ use std::sync::Arc;
 
 use arbiter_engine::{Bundle, Decider};
 use arbiter_state::{
-    Escalation, EscalationRefused, EscalationStatus, JournalStore, OutcomeStatus, Resolution, StateError, StateStore,
-    StoreConfig,
+    Escalation, EscalationRefused, EscalationStatus, JournalStore, ListedToolInput, ListingRefused, OutcomeStatus,
+    Resolution, StateError, StateStore, StoreConfig,
 };
 use arbiter_tests::{engine, orders_daily_bundle, tool_call};
 use arbiter_types::{ChargeUnit, Request, VerdictKind, Window};
@@ -173,4 +174,49 @@ fn escalations_keep_their_bounds_across_restarts() {
     // Re-sent after the restart, the approved one stays approved.
     store.open_escalation(pending("e0")).unwrap().unwrap();
     assert!(matches!(store.escalation("e0").unwrap().unwrap().status, EscalationStatus::Approved { .. }));
+}
+
+fn tool(name: &str, digest: &str) -> ListedToolInput {
+    ListedToolInput { name: name.into(), digest: digest.into(), definition: json!({"name": name}).to_string() }
+}
+
+#[test]
+fn the_tool_registry_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
+    let store = JournalStore::open(dir.path(), config()).unwrap();
+    // More listings than snapshot_every: the reopened store reads a
+    // snapshot, then replays the journal after it.
+    let listings: [(&str, Vec<ListedToolInput>); 6] = [
+        ("s1", vec![tool("a", "d1"), tool("b", "d1")]),
+        ("s2", vec![tool("a", "x1")]),
+        ("s1", vec![tool("a", "d2"), tool("b", "d1")]),
+        ("s1", vec![tool("b", "d1")]),
+        ("s2", vec![tool("a", "x1"), tool("c", "x1")]),
+        ("s1", vec![tool("a", "d3"), tool("b", "d1"), tool("c", "d1")]),
+    ];
+    for (i, (server, tools)) in listings.iter().enumerate() {
+        store.record_listing(server, tools, T0 + i as i64).unwrap().unwrap();
+    }
+    let before = [store.tool_views("s1", &names).unwrap(), store.tool_views("s2", &names).unwrap()];
+    assert_eq!(before[0][0].first.as_ref().map(|f| f.digest.as_str()), Some("d1"));
+    assert_eq!(before[0][0].listed_by, ["s1", "s2"]);
+    drop(store);
+    assert!(dir.path().join("snapshot.json").exists());
+
+    // Lower limits since: what was accepted still replays, and the new
+    // bound holds for new listings.
+    let lowered = StoreConfig { max_tools_per_server: 2, max_tool_servers: 1, ..config() };
+    let store = JournalStore::open(dir.path(), lowered).unwrap();
+    let after = [store.tool_views("s1", &names).unwrap(), store.tool_views("s2", &names).unwrap()];
+    assert_eq!(after, before, "the registry is the same after a restart");
+    assert_eq!(
+        store.record_listing("s3", &[tool("a", "y")], T0 + 9).unwrap(),
+        Err(ListingRefused::TooManyServers { limit: 1 })
+    );
+    // Re-listed unchanged after the restart: still nothing to write.
+    let journal = dir.path().join("journal.log");
+    let length = std::fs::metadata(&journal).unwrap().len();
+    store.record_listing("s2", &listings[4].1, T0 + 10).unwrap().unwrap();
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), length);
 }

@@ -13,6 +13,7 @@ use crate::reported::Reported;
 use crate::spend::{Spend, SpendEntry};
 use crate::store::Gauges;
 use crate::store::StoreConfig;
+use crate::tools::{Listing, ListingRefused, ToolRegistry, ToolView};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(crate) struct StateData {
@@ -27,6 +28,10 @@ pub(crate) struct StateData {
     /// Requests whose outcome was recorded.
     #[serde(default)]
     outcome_reported: Reported,
+    /// What MCP servers listed. Never swept: bounded by its limits, and
+    /// first digests are kept for good.
+    #[serde(default)]
+    tools: ToolRegistry,
     /// Event time of the last expiry sweep.
     #[serde(default)]
     swept_ms: Option<i64>,
@@ -48,6 +53,8 @@ impl StateData {
             // make the journal unreadable.
             Op::OpenEscalation(escalation) => self.open_escalation(escalation, config, None).is_ok(),
             Op::Resolve(resolution) => self.resolve(resolution, config).is_ok(),
+            // Journaled only when it changed state, and accepted then.
+            Op::Listing(listing) => self.tools.record(listing, None).is_ok(),
         }
     }
 
@@ -171,6 +178,21 @@ impl StateData {
 
     pub(crate) fn count_tool_calls(&self, run: &RunKey, since_ms: i64) -> u32 {
         self.history.count(run, since_ms)
+    }
+
+    /// Records a listing; `Ok(true)` if it changed state. It sweeps
+    /// nothing: an unchanged listing is not journaled, and a sweep it ran
+    /// would be missing on replay.
+    pub(crate) fn record_listing(
+        &mut self,
+        listing: &Listing<'_>,
+        config: &StoreConfig,
+    ) -> Result<bool, ListingRefused> {
+        self.tools.record(listing, Some(&config.registry_limits()))
+    }
+
+    pub(crate) fn tool_views(&self, server: &str, names: &[String]) -> Vec<ToolView> {
+        self.tools.views(server, names)
     }
 
     pub(crate) fn spend(&self, since_ms: i64, until_ms: i64) -> Vec<SpendEntry> {

@@ -13,6 +13,13 @@
 //!   opening it again (a re-sent request) keeps its record, so an
 //!   approved, used or rejected escalation is never pending again.
 //!
+//! - **Tool registry**: what each MCP server lists (`tools/list`), per
+//!   server and tool name: the current definition, the digest of the
+//!   first listing (trust on first use: kept for good, through delisting
+//!   and re-listing) and which servers list the name now (shadowing). A
+//!   listing replaces the server's current one, all or nothing; one that
+//!   changes nothing writes nothing.
+//!
 //! Every operation is a deterministic function of the state, its inputs
 //! and the `now_ms` it is given, so the trace clock drives replay and the
 //! journal backend can rebuild state by re-applying operations.
@@ -30,6 +37,14 @@
 //! | run history, overall | in memory and journal: `history_runs` runs (10,000) and `history_bytes` of calls as JSON (256 MiB); over either by a tenth, the least recently active runs (by the order calls were recorded, not client timestamps) are forgotten down to it; runs idle `history_ttl_ms` (7 days) go too. On Redis: `history_ttl_ms` per run only (below) |
 //! | reservations, awaited outcomes, and the marks of reports taken | `reservation_ttl_ms` / `outcome_ttl_ms` (1 h) |
 //! | budgets | rolling windows their length; run and calendar totals 62 days after their last booking |
+//! | tool registry: servers | `max_tool_servers` (1,024) servers with anything remembered; a new server's listing past it is refused with `too_many_tool_servers`. Never aged out: a server forgotten would get a fresh first use |
+//! | tool registry: names per server | `max_tools_per_server` (1,024) names, delisted ones included; a listing that would make more is refused with `too_many_tools` |
+//! | tool registry: bytes per server | `max_listing_bytes` (1 MiB) of one listing's digests and definitions, refused with `tool_listing_too_large`; so at most ~1 GiB of current definitions overall, plus the names and first digests |
+//! | server and tool names | 1 to 256 bytes ([`MAX_NAME_BYTES`]); others are refused with `tool_name_invalid`, never truncated |
+//!
+//! Every bound is checked before a listing changes anything (exact on
+//! Redis too: counted in the script), so a refused listing leaves the
+//! server's previous one in place.
 //!
 //! A usage or outcome report is taken once per request: a second one is
 //! refused ([`UsageRejected::AlreadyReported`],
@@ -49,7 +64,9 @@
 //! key it touches). Size Redis for it and set `maxmemory` with
 //! `maxmemory-policy noeviction`: a full Redis then fails decisions closed
 //! (`state_unavailable`), where an evicting policy could drop a budget
-//! total and under-count it.
+//! total and under-count it, or a tool's first digest and trust its next
+//! definition anew. The tool registry's keys have no TTL: its bounds hold
+//! it (two hashes per server and two shared ones; layout in `redis/keys.rs`).
 
 // The backends share a sealed trait whose methods take crate-private types:
 // reachable in the type system, unnameable by users.
@@ -69,6 +86,7 @@ mod redis;
 mod reported;
 mod spend;
 mod store;
+mod tools;
 
 pub use breaker::BreakerState;
 pub use error::{OutcomeRejected, StateError, UsageRejected};
@@ -81,3 +99,4 @@ pub use ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, Usa
 pub use redis::{BadNamespace, RedisConfig, RedisStore};
 pub use spend::{ModelPrice, SpendDimension, SpendEntry, SpendRow, aggregate};
 pub use store::{Gauges, StateStore, StoreConfig};
+pub use tools::{CurrentTool, FirstListed, ListedToolInput, ListingRefused, MAX_NAME_BYTES, Named, ToolView};

@@ -13,6 +13,7 @@ use crate::history::{PastToolCall, RunKey};
 use crate::ops::{Commit, CommitRefused, OpRef, OutcomeReport, UsageReport};
 use crate::spend::SpendEntry;
 use crate::store::{Gauges, StateStore, StoreConfig};
+use crate::tools::{ListedToolInput, Listing, ListingRefused, ToolView};
 
 /// Where a locked store writes the operations it applies. Sealed: the
 /// backends are this crate's.
@@ -80,16 +81,26 @@ impl<S: Sink> Locked<S> {
         op: OpRef<'_>,
         f: impl FnOnce(&mut StateData, &StoreConfig) -> Result<T, E>,
     ) -> Result<Result<T, E>, StateError> {
+        self.mutate_if_changed(op, |data, config| f(data, config).map(|value| (value, true)))
+    }
+
+    /// [`Locked::mutate`] for an operation that says whether it changed
+    /// state: one that did not is not written to the sink.
+    fn mutate_if_changed<T, E>(
+        &self,
+        op: OpRef<'_>,
+        f: impl FnOnce(&mut StateData, &StoreConfig) -> Result<(T, bool), E>,
+    ) -> Result<Result<T, E>, StateError> {
         let mut guard = self.lock()?;
         let inner = &mut *guard;
         let result = f(&mut inner.data, &self.config);
-        if result.is_ok()
+        if let Ok((_, true)) = result
             && let Err(e) = inner.sink.append(op, &inner.data)
         {
             inner.failed = Some(e.to_string());
             return Err(e);
         }
-        Ok(result)
+        Ok(result.map(|(value, _)| value))
     }
 }
 
@@ -146,6 +157,22 @@ impl<S: Sink> StateStore for Locked<S> {
 
     fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError> {
         self.read(|d| d.spend(since_ms, until_ms))
+    }
+
+    fn tool_views(&self, server: &str, names: &[String]) -> Result<Vec<ToolView>, StateError> {
+        self.read(|d| d.tool_views(server, names))
+    }
+
+    fn record_listing(
+        &self,
+        server: &str,
+        tools: &[ListedToolInput],
+        now_ms: i64,
+    ) -> Result<Result<(), ListingRefused>, StateError> {
+        let listing = Listing::new(server, tools, now_ms);
+        self.mutate_if_changed(OpRef::Listing(&listing), |d, config| {
+            d.record_listing(&listing, config).map(|changed| ((), changed))
+        })
     }
 }
 

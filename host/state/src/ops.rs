@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use crate::escalation::{ApprovalClaim, Escalation, EscalationRefused, Resolution};
 use crate::history::{PastToolCall, RunKey};
 use crate::spend::Spent;
+use crate::tools::Listing;
 
 /// What an allowed decision commits, all or nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +143,7 @@ pub(crate) enum Op {
     Outcome(OutcomeReport),
     OpenEscalation(Box<Escalation>),
     Resolve(Resolution),
+    Listing(Listing<'static>),
 }
 
 /// A journaled operation, as written.
@@ -153,4 +155,5 @@ pub(crate) enum OpRef<'a> {
     Outcome(&'a OutcomeReport),
     OpenEscalation(&'a Escalation),
     Resolve(&'a Resolution),
+    Listing(&'a Listing<'a>),
 }

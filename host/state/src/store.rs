@@ -11,6 +11,7 @@ use crate::history::{PastToolCall, RunKey};
 use crate::ledger::BudgetGauge;
 use crate::ops::{Commit, CommitRefused, OutcomeReport, UsageReport};
 use crate::spend::SpendEntry;
+use crate::tools::{ListedToolInput, ListingRefused, ToolView};
 
 /// Retention and expiry settings shared by all backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,16 @@ pub struct StoreConfig {
     pub max_pending_per_principal: usize,
     /// Escalations the store may have waiting for approval at once.
     pub max_pending: usize,
+    /// Tool registry: MCP servers whose listings are kept. A listing from
+    /// one more server is refused (`too_many_tool_servers`).
+    pub max_tool_servers: usize,
+    /// Tool registry: tool names kept per server, delisted ones included
+    /// (their first digest is kept for good). A listing that would make
+    /// more is refused (`too_many_tools`).
+    pub max_tools_per_server: usize,
+    /// Tool registry: bytes of one listing's digests and definitions. A
+    /// larger listing is refused (`tool_listing_too_large`).
+    pub max_listing_bytes: usize,
     /// Journal store: operations between snapshots.
     pub snapshot_every: u64,
 }
@@ -53,6 +64,9 @@ impl Default for StoreConfig {
             history_bytes: 256 << 20,
             max_pending_per_principal: 100,
             max_pending: 10_000,
+            max_tool_servers: 1024,
+            max_tools_per_server: 1024,
+            max_listing_bytes: 1 << 20,
             snapshot_every: 10_000,
         }
     }
@@ -113,4 +127,21 @@ pub trait StateStore: Send + Sync + Debug {
 
     /// Spend entries of the UTC days overlapping [since, until).
     fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError>;
+
+    /// What the registry knows of each of `names` for `server`, in order:
+    /// one read (one round trip on Redis), for one decision.
+    fn tool_views(&self, server: &str, names: &[String]) -> Result<Vec<ToolView>, StateError>;
+
+    /// Makes `tools` the server's current listing, all or nothing: each
+    /// tool's current digest and definition replaced, its first digest set
+    /// only if it has none, and the server's tools missing from `tools`
+    /// delisted (their first digest kept). Refused, with nothing applied,
+    /// past the registry's bounds ([`StoreConfig`]). A listing that changes
+    /// nothing writes nothing.
+    fn record_listing(
+        &self,
+        server: &str,
+        tools: &[ListedToolInput],
+        now_ms: i64,
+    ) -> Result<Result<(), ListingRefused>, StateError>;
 }

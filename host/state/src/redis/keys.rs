@@ -105,6 +105,37 @@ impl Keys {
     pub(crate) fn spend_index(&self) -> String {
         format!("{}spend-days", self.prefix)
     }
+
+    // The tool registry takes four keys per listing, all known before the
+    // script runs (so Redis Cluster routes it, and one script keeps it all
+    // or nothing), and one pipeline of three HMGETs to read: per-name sets
+    // would need the keys of the names a listing drops, known only once
+    // read. The price is one hash of every name's listers, rewritten per
+    // name a listing adds or drops.
+
+    /// Servers with anything remembered (hash: server → digest of its
+    /// current listing, so an unchanged listing is seen with one HGET).
+    pub(crate) fn tool_servers(&self) -> String {
+        format!("{}tool-servers", self.prefix)
+    }
+
+    /// A server's first listings (hash: tool name → JSON digest and time),
+    /// kept for good.
+    pub(crate) fn tools_first(&self, server: &str) -> String {
+        self.key("tools-first", server)
+    }
+
+    /// A server's current listing (hash: tool name → JSON digest and
+    /// definition).
+    pub(crate) fn tools_current(&self, server: &str) -> String {
+        self.key("tools-current", server)
+    }
+
+    /// Who lists each tool name now (hash: tool name → JSON array of
+    /// servers, unsorted; a name nobody lists has no field).
+    pub(crate) fn tool_listers(&self) -> String {
+        format!("{}tool-listers", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +152,8 @@ mod tests {
             keys.totals_index(),
             keys.spend(0),
             keys.pending_escalations("p/a"),
+            keys.tools_first("{s}:x"),
+            keys.tools_current("}{"),
         ] {
             assert!(key.starts_with("{prod-eu}:"), "{key}");
         }

@@ -11,6 +11,7 @@
 mod keys;
 mod plan;
 mod store;
+mod tools;
 
 use std::fmt;
 use std::future::Future;
@@ -59,6 +60,8 @@ pub struct RedisStore {
     runtime: Driver,
     connection: ConnectionManager,
     script: redis::Script,
+    /// Records a tool listing (`listing.lua`).
+    listing: redis::Script,
     keys: Keys,
     config: StoreConfig,
     timeout: Duration,
@@ -103,6 +106,7 @@ impl RedisStore {
             runtime: Driver(Some(runtime)),
             connection,
             script: redis::Script::new(include_str!("apply.lua")),
+            listing: redis::Script::new(include_str!("listing.lua")),
             keys,
             config,
             timeout: redis.timeout,
@@ -141,16 +145,26 @@ impl RedisStore {
         Err(unavailable(failure))
     }
 
-    fn apply(&self, plan: &Plan) -> Result<Applied, StateError> {
-        let json = serde_json::to_string(plan).map_err(|e| StateError::Unexpected(e.to_string()))?;
-        let reply: Vec<String> = self.run(|mut connection| {
-            let mut invocation = self.script.prepare_invoke();
+    /// Runs `script` on `keys` with `arg` as JSON; its reply is strings.
+    fn invoke(
+        &self,
+        script: &redis::Script,
+        arg: &impl serde::Serialize,
+        keys: &[&str],
+    ) -> Result<Vec<String>, StateError> {
+        let json = serde_json::to_string(arg).map_err(|e| StateError::Unexpected(e.to_string()))?;
+        self.run(|mut connection| {
+            let mut invocation = script.prepare_invoke();
             invocation.arg(json);
-            for key in plan.keys() {
-                invocation.key(key);
+            for key in keys {
+                invocation.key(*key);
             }
             async move { invocation.invoke_async(&mut connection).await }
-        })?;
+        })
+    }
+
+    fn apply(&self, plan: &Plan) -> Result<Applied, StateError> {
+        let reply = self.invoke(&self.script, plan, &plan.keys())?;
         Applied::from_reply(&reply).map_err(StateError::Unexpected)
     }
 

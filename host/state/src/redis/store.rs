@@ -20,6 +20,7 @@ use crate::ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, 
 use crate::reported::within;
 use crate::spend::{Open, SpendDelta, SpendEntry, SpendKey, Totals};
 use crate::store::{Gauges, StateStore};
+use crate::tools::{ListedToolInput, Listing, ListingRefused, ToolView};
 
 /// A breaker left unchanged this long (no outcome moved it) is forgotten:
 /// it starts closed and empty on its next use.
@@ -88,11 +89,11 @@ fn corrupt(what: &str, e: serde_json::Error) -> StateError {
     StateError::Unexpected(format!("unreadable {what} in Redis: {e}"))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T, StateError> {
+pub(super) fn parse<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T, StateError> {
     serde_json::from_str(json).map_err(|e| corrupt(what, e))
 }
 
-fn to_json(value: &impl Serialize) -> Result<String, StateError> {
+pub(super) fn to_json(value: &impl Serialize) -> Result<String, StateError> {
     serde_json::to_string(value).map_err(|e| StateError::Unexpected(e.to_string()))
 }
 
@@ -574,5 +575,18 @@ impl StateStore for RedisStore {
             }
         }
         Ok(totals.iter().map(|(key, t)| key.entry(t)).collect())
+    }
+
+    fn tool_views(&self, server: &str, names: &[String]) -> Result<Vec<ToolView>, StateError> {
+        self.read_tool_views(server, names)
+    }
+
+    fn record_listing(
+        &self,
+        server: &str,
+        tools: &[ListedToolInput],
+        now_ms: i64,
+    ) -> Result<Result<(), ListingRefused>, StateError> {
+        self.write_listing(&Listing::new(server, tools, now_ms))
     }
 }
