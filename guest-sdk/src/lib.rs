@@ -44,9 +44,9 @@ pub mod runtime;
 mod settings;
 #[cfg(feature = "sql")]
 pub mod sql;
+pub mod strings;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
-pub mod strings;
 pub mod text;
 mod verdict;
 
@@ -71,8 +71,8 @@ pub use bindings::arbiter::policy::breakers::BreakerState;
 pub use bindings::arbiter::policy::history::PastToolCall;
 pub use bindings::arbiter::policy::types::{
     Action, ArgValue, Argument, BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Decision,
-    Environment, Escalation, ListedTool, LlmRequest, Obligation, Principal, Reason, Redaction, Request, TextAt, ToolCall,
-    ToolDefinition, ToolFacts, ToolListing, ToolResult, Verdict, Window,
+    Environment, Escalation, ListedTool, LlmRequest, Obligation, Principal, Reason, Redaction, Request, TextAt,
+    ToolCall, ToolDefinition, ToolFacts, ToolListing, ToolResult, Verdict, Window,
 };
 #[doc(hidden)]
 pub use metadata::{encode as __encode_metadata, encoded_len as __metadata_len};

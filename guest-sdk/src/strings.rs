@@ -43,7 +43,11 @@ impl ToolCall {
                 ArgValue::Json(json) => match serde_json::from_str::<Value>(json) {
                     Ok(value) => collect(value, &mut pointer, &mut out),
                     // Not what the host sends; still read, never redacted.
-                    Err(_) => out.push(Leaf { pointer: pointer.clone().into(), text: json.as_str().into(), redactable: false }),
+                    Err(_) => out.push(Leaf {
+                        pointer: pointer.clone().into(),
+                        text: json.as_str().into(),
+                        redactable: false,
+                    }),
                 },
                 ArgValue::Null | ArgValue::Boolean(_) | ArgValue::Integer(_) | ArgValue::Float(_) => {}
             }
@@ -54,10 +58,35 @@ impl ToolCall {
 }
 
 impl ToolResult {
-    /// Every string of the result object, as the host handed them.
-    pub fn strings(&self) -> impl Iterator<Item = Leaf<'_>> {
-        self.texts.iter().map(|t| Leaf { pointer: t.pointer.as_str().into(), text: t.text.as_str().into(), redactable: true })
+    /// Every string of the result object, as the host handed them, each
+    /// preceded by the member names on its path not already given (as
+    /// unredactable leaves; array indices left out).
+    pub fn strings(&self) -> Vec<Leaf<'_>> {
+        let mut out = Vec::with_capacity(self.texts.len());
+        let mut previous = "";
+        for t in &self.texts {
+            let pointer = t.pointer.as_str();
+            let mut at = shared_tokens(previous, pointer);
+            while at < pointer.len() {
+                let end = pointer[at + 1..].find('/').map_or(pointer.len(), |i| at + 1 + i);
+                let token = &pointer[..end];
+                if !pointer[at + 1..end].bytes().all(|b| b.is_ascii_digit()) {
+                    out.push(Leaf { pointer: token.into(), text: last_token(token), redactable: false });
+                }
+                at = end;
+            }
+            out.push(Leaf { pointer: pointer.into(), text: t.text.as_str().into(), redactable: true });
+            previous = pointer;
+        }
+        out
     }
+}
+
+/// Bytes of the longest run of whole reference tokens two pointers share.
+fn shared_tokens(a: &str, b: &str) -> usize {
+    let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let ends_token = |s: &str| s.len() == common || s.as_bytes()[common] == b'/';
+    if ends_token(a) && ends_token(b) { common } else { a[..common].rfind('/').unwrap_or(0) }
 }
 
 /// Moves every string of `value` (at `pointer`) into `out`. The host's
@@ -136,6 +165,40 @@ mod tests {
         );
         assert_eq!(last_token("/blocks/0/a~1b"), "a/b");
         assert_eq!(last_token("/x~0y"), "x~y");
+    }
+
+    #[test]
+    fn results_yield_their_strings_and_the_names_on_the_way() {
+        let request = RequestBuilder::tool_call("t")
+            .result(serde_json::json!({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                "structuredContent": {"k~": {"AKIA": "c"}}}))
+            .build();
+        let leaves: Vec<(String, String, bool)> = request
+            .result()
+            .unwrap()
+            .strings()
+            .into_iter()
+            .map(|l| (l.pointer.into_owned(), l.text.into_owned(), l.redactable))
+            .collect();
+        let owned = |p: &str, t: &str, r| (p.to_owned(), t.to_owned(), r);
+        assert_eq!(
+            leaves,
+            [
+                owned("/content", "content", false),
+                owned("/content/0/text", "text", false),
+                owned("/content/0/text", "a", true),
+                owned("/content/0/type", "type", false),
+                owned("/content/0/type", "text", true),
+                owned("/content/1/text", "text", false),
+                owned("/content/1/text", "b", true),
+                owned("/content/1/type", "type", false),
+                owned("/content/1/type", "text", true),
+                owned("/structuredContent", "structuredContent", false),
+                owned("/structuredContent/k~0", "k~", false),
+                owned("/structuredContent/k~0/AKIA", "AKIA", false),
+                owned("/structuredContent/k~0/AKIA", "c", true),
+            ]
+        );
     }
 
     #[test]

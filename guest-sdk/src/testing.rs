@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use crate::host::log::Level;
 pub use crate::review_check::check_review;
 use crate::{
-    Action, ArgValue, Argument, BreakerState, ChargeUnit, Environment, ListedTool, LlmRequest, Obligation, PastToolCall,
-    Policy, Principal, Request, TextAt, ToolCall, ToolDefinition, ToolFacts, ToolListing, ToolResult, Verdict, Window,
+    Action, ArgValue, Argument, BreakerState, ChargeUnit, Environment, ListedTool, LlmRequest, Obligation,
+    PastToolCall, Policy, Principal, Request, TextAt, ToolCall, ToolDefinition, ToolFacts, ToolListing, ToolResult,
+    Verdict, Window,
 };
 use serde_json::Value;
 
@@ -176,7 +177,8 @@ impl RequestBuilder {
     pub fn args(mut self, arguments: Value) -> Self {
         let Value::Object(members) = arguments else { panic!("arguments must be a JSON object") };
         if let Some(call) = self.call_mut() {
-            call.arguments = members.into_iter().map(|(name, value)| Argument { name, value: arg_value(value) }).collect();
+            call.arguments =
+                members.into_iter().map(|(name, value)| Argument { name, value: arg_value(value) }).collect();
         }
         self
     }
