@@ -198,10 +198,10 @@ fn armour(text: &str, from: usize, lead: &str) -> Option<(usize, usize)> {
         let start = at + found;
         let label_start = start + lead.len();
         let window = &text.as_bytes()[label_start..text.len().min(label_start + MAX_LABEL + 5)];
-        if let Some(dashes) = window.windows(5).position(|w| w == b"-----") {
-            if window[..dashes].windows(11).any(|w| w == b"PRIVATE KEY") {
-                return Some((start, label_start + dashes + 5));
-            }
+        if let Some(dashes) = window.windows(5).position(|w| w == b"-----")
+            && window[..dashes].windows(11).any(|w| w == b"PRIVATE KEY")
+        {
+            return Some((start, label_start + dashes + 5));
         }
         at = label_start;
     }
