@@ -22,7 +22,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The guest side must also build, warning-free, for the sandbox target.
 cargo clippy --quiet --target wasm32-unknown-unknown -p arbiter-sdk -p hostile-guest \
     -p tool-scope -p human-review -p model-pin -p context-bloat -p data-residency \
-    -p token-budget -p tool-storm -p retrieval-thrash -p circuit-breaker -- -D warnings
+    -p token-budget -p tool-storm -p retrieval-thrash -p circuit-breaker -p tool-pin -p secret-scan -- -D warnings
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 

@@ -44,6 +44,7 @@ pub mod runtime;
 mod settings;
 #[cfg(feature = "sql")]
 pub mod sql;
+pub mod strings;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod text;
@@ -70,15 +71,18 @@ pub use bindings::arbiter::policy::breakers::BreakerState;
 pub use bindings::arbiter::policy::history::PastToolCall;
 pub use bindings::arbiter::policy::types::{
     Action, ArgValue, Argument, BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Decision,
-    Environment, Escalation, LlmRequest, Obligation, Principal, Reason, Request, ToolCall, ToolFacts, Verdict, Window,
+    Environment, Escalation, ListedTool, LlmRequest, Obligation, Principal, Reason, Redaction, Request, TextAt,
+    ToolCall, ToolDefinition, ToolFacts, ToolListing, ToolResult, Verdict, Window,
 };
 #[doc(hidden)]
 pub use metadata::{encode as __encode_metadata, encoded_len as __metadata_len};
 pub use refusal::Refusal;
 pub use settings::parse_settings;
+pub use strings::Leaf;
+pub use verdict::MAX_REDACTIONS;
 
 /// The version of the contract (`arbiter:policy`) this SDK targets.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// This SDK's version, embedded in every policy it builds.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -1,23 +1,46 @@
 //! Convenient, allocation-free accessors on the request.
 
-use crate::{Action, ArgValue, Environment, LlmRequest, Request, ToolCall};
+use crate::{Action, ArgValue, Environment, ListedTool, LlmRequest, Request, ToolCall, ToolListing, ToolResult};
 
 impl Request {
+    /// The tool call, when the request is one (not a tool's result: see
+    /// [`Request::result`]).
     pub fn tool_call(&self) -> Option<&ToolCall> {
         match &self.action {
             Action::ToolCall(call) => Some(call),
-            Action::LlmRequest(_) => None,
+            _ => None,
         }
     }
 
+    /// The LLM request, when the request is one.
     pub fn llm_request(&self) -> Option<&LlmRequest> {
         match &self.action {
             Action::LlmRequest(llm) => Some(llm),
-            Action::ToolCall(_) => None,
+            _ => None,
         }
     }
 
-    /// The tool name of a tool call.
+    /// A server's tool listing, when the request is one. Only a policy
+    /// whose bundle scope lists `tool_listing` is handed these.
+    pub fn listing(&self) -> Option<&ToolListing> {
+        match &self.action {
+            Action::ToolListing(listing) => Some(listing),
+            _ => None,
+        }
+    }
+
+    /// A tool's result, when the request is one. Only a policy whose bundle
+    /// scope lists `tool_result` is handed these.
+    pub fn result(&self) -> Option<&ToolResult> {
+        match &self.action {
+            Action::ToolResult(result) => Some(result),
+            _ => None,
+        }
+    }
+
+    /// The tool name of a tool call (`None` for a result, even though it
+    /// answers a call: a policy written for calls must not judge results
+    /// by accident).
     pub fn tool(&self) -> Option<&str> {
         self.tool_call().map(|c| c.tool.as_str())
     }
@@ -40,12 +63,31 @@ impl Request {
 }
 
 impl ToolCall {
+    /// A top-level argument by name.
     pub fn argument(&self, name: &str) -> Option<&ArgValue> {
         self.arguments.iter().find(|a| a.name == name).map(|a| &a.value)
     }
 }
 
+impl ListedTool {
+    /// The tool's name.
+    pub fn name(&self) -> &str {
+        &self.definition.name
+    }
+
+    /// The `sha256:<hex>` digest of the tool's current definition.
+    pub fn digest(&self) -> &str {
+        &self.definition.digest
+    }
+
+    /// True when another server lists a tool of the same name.
+    pub fn is_shadowed(&self) -> bool {
+        !self.also_listed_by.is_empty()
+    }
+}
+
 impl ArgValue {
+    /// The value when it is a string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             ArgValue::Text(s) => Some(s),
@@ -53,6 +95,7 @@ impl ArgValue {
         }
     }
 
+    /// The value when it is an integer.
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             ArgValue::Integer(i) => Some(*i),
@@ -62,6 +105,7 @@ impl ArgValue {
 }
 
 impl Environment {
+    /// `dev`, `staging` or `prod`, as settings name it.
     pub fn as_str(self) -> &'static str {
         match self {
             Environment::Dev => "dev",

@@ -1,6 +1,11 @@
 //! A native test kit: build requests, set the clock, read logs, create a
 //! policy from settings exactly as the host would — no Wasm involved — and
 //! hold a review description to the settings type ([`check_review`]).
+//!
+//! Tool listings and results are built from their MCP JSON with the host's
+//! own code (`arbiter-types`): a listed tool's digest, a result's strings
+//! and their pointers, and the masking of redactions ([`redacted`]) are
+//! exactly what a policy meets in production.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -8,9 +13,11 @@ use std::collections::HashMap;
 use crate::host::log::Level;
 pub use crate::review_check::check_review;
 use crate::{
-    Action, ArgValue, Argument, BreakerState, ChargeUnit, Environment, LlmRequest, PastToolCall, Policy, Principal,
-    Request, ToolCall, ToolFacts, Window,
+    Action, ArgValue, Argument, BreakerState, ChargeUnit, Environment, ListedTool, LlmRequest, Obligation,
+    PastToolCall, Policy, Principal, Request, TextAt, ToolCall, ToolDefinition, ToolFacts, ToolListing, ToolResult,
+    Verdict, Window,
 };
+use serde_json::Value;
 
 thread_local! {
     static NOW_MS: Cell<i64> = const { Cell::new(0) };
@@ -118,12 +125,86 @@ impl RequestBuilder {
         }
     }
 
+    /// A call of `tool` without arguments, outside MCP (no server).
     pub fn tool_call(tool: &str) -> Self {
         Self::new(Action::ToolCall(ToolCall {
             tool: tool.to_owned(),
             arguments: Vec::new(),
             facts: ToolFacts { irreversible: None, target_resource: None, region: None },
+            server: None,
+            listed: None,
         }))
+    }
+
+    /// `server`'s answer to `tools/list`, with no tools yet
+    /// ([`RequestBuilder::with_tool`] adds them).
+    pub fn tool_listing(server: &str) -> Self {
+        Self::new(Action::ToolListing(ToolListing { server: server.to_owned(), tools: Vec::new() }))
+    }
+
+    /// Adds a tool to a listing (see [`listed_tool`]).
+    pub fn with_tool(mut self, tool: ListedTool) -> Self {
+        if let Action::ToolListing(listing) = &mut self.request.action {
+            listing.tools.push(tool);
+        }
+        self
+    }
+
+    /// The MCP server of a call (or of a result's call, or a listing's).
+    pub fn server(mut self, server: &str) -> Self {
+        match &mut self.request.action {
+            Action::ToolListing(listing) => listing.server = server.to_owned(),
+            _ => {
+                if let Some(call) = self.call_mut() {
+                    call.server = Some(server.to_owned());
+                }
+            }
+        }
+        self
+    }
+
+    /// The tool as the call's server last listed it (see [`listed_tool`]).
+    pub fn listed(mut self, tool: ListedTool) -> Self {
+        if let Some(call) = self.call_mut() {
+            call.listed = Some(tool);
+        }
+        self
+    }
+
+    /// Sets a call's arguments from a JSON object, as the host passes them:
+    /// strings, numbers, booleans and null as themselves, nested values as
+    /// their JSON text.
+    pub fn args(mut self, arguments: Value) -> Self {
+        let Value::Object(members) = arguments else { panic!("arguments must be a JSON object") };
+        if let Some(call) = self.call_mut() {
+            call.arguments =
+                members.into_iter().map(|(name, value)| Argument { name, value: arg_value(value) }).collect();
+        }
+        self
+    }
+
+    /// Turns a tool call into the server's answer to it: `result` is the
+    /// JSON-RPC result object (`{"content": [...], "isError": false}`),
+    /// whose strings the policy is handed with their pointers.
+    pub fn result(mut self, result: Value) -> Self {
+        let Action::ToolCall(call) = &self.request.action else { panic!("result() follows tool_call()") };
+        let Value::Object(document) = &result else { panic!("a tool result is a JSON object") };
+        let texts = arbiter_types::strings_with_pointers(document)
+            .unwrap_or_else(|| panic!("more than {} strings", arbiter_types::MAX_TEXTS))
+            .into_iter()
+            .map(|(pointer, text)| TextAt { pointer, text: text.to_owned() })
+            .collect();
+        let is_error = document.get("isError").and_then(Value::as_bool).unwrap_or(false);
+        self.request.action = Action::ToolResult(ToolResult { call: call.clone(), is_error, texts });
+        self
+    }
+
+    fn call_mut(&mut self) -> Option<&mut ToolCall> {
+        match &mut self.request.action {
+            Action::ToolCall(call) => Some(call),
+            Action::ToolResult(result) => Some(&mut result.call),
+            _ => None,
+        }
     }
 
     pub fn llm_request(model: &str, prompt_tokens: u64, max_output_tokens: u64) -> Self {
@@ -140,8 +221,9 @@ impl RequestBuilder {
         self.arg_value(name, ArgValue::Text(value.to_owned()))
     }
 
+    /// Adds an argument of any type (tool calls only).
     pub fn arg_value(mut self, name: &str, value: ArgValue) -> Self {
-        if let Action::ToolCall(call) = &mut self.request.action {
+        if let Some(call) = self.call_mut() {
             call.arguments.push(Argument { name: name.to_owned(), value });
         }
         self
@@ -180,4 +262,76 @@ impl RequestBuilder {
     pub fn build(self) -> Request {
         self.request
     }
+}
+
+/// A top-level argument value as the host passes it.
+fn arg_value(value: Value) -> ArgValue {
+    match value {
+        Value::Null => ArgValue::Null,
+        Value::Bool(b) => ArgValue::Boolean(b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => ArgValue::Integer(i),
+            (None, Some(f)) => ArgValue::Float(f),
+            (None, None) => ArgValue::Json(n.to_string()),
+        },
+        Value::String(s) => ArgValue::Text(s),
+        nested @ (Value::Array(_) | Value::Object(_)) => ArgValue::Json(nested.to_string()),
+    }
+}
+
+/// A tool as a server lists it, from its `tools/list` JSON (`name`,
+/// `description`, `inputSchema`, optional `title` and `annotations`), with
+/// the digest the host computes, seen for the first time and listed by no
+/// other server; set `first_seen_digest` and `also_listed_by` to taste.
+pub fn listed_tool(mcp: Value) -> ListedTool {
+    let definition = arbiter_types::ToolDefinition::from_mcp(&mcp).unwrap_or_else(|e| panic!("tool: {e}"));
+    ListedTool {
+        definition: ToolDefinition {
+            digest: definition.digest(),
+            input_schema: definition.input_schema.to_string(),
+            annotations: Value::Object(definition.annotations).to_string(),
+            name: definition.name,
+            description: definition.description,
+        },
+        first_seen_digest: None,
+        also_listed_by: Vec::new(),
+    }
+}
+
+/// A call's arguments as the JSON object the agent sent.
+pub fn arguments_json(call: &ToolCall) -> Value {
+    let value = |v: &ArgValue| match v {
+        ArgValue::Null => Value::Null,
+        ArgValue::Boolean(b) => Value::Bool(*b),
+        ArgValue::Integer(i) => Value::from(*i),
+        ArgValue::Float(f) => Value::from(*f),
+        ArgValue::Text(s) => Value::String(s.clone()),
+        ArgValue::Json(json) => serde_json::from_str(json).unwrap_or_else(|e| panic!("argument JSON: {e}")),
+    };
+    Value::Object(call.arguments.iter().map(|a| (a.name.clone(), value(&a.value))).collect())
+}
+
+/// `document` (a call's arguments, see [`arguments_json`], or a result)
+/// as the host forwards it once the verdict's redactions are applied; an
+/// error is what the host would count as the policy's fault.
+pub fn redacted(document: &Value, verdict: &Verdict) -> Result<Value, String> {
+    let redactions: Vec<arbiter_types::Redaction> = verdict
+        .obligations
+        .iter()
+        .filter_map(|o| match o {
+            Obligation::Redact(r) => Some(arbiter_types::Redaction {
+                pointer: r.pointer.clone(),
+                start: r.start,
+                end: r.end,
+                code: r.code.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    if redactions.len() > crate::MAX_REDACTIONS {
+        return Err(format!("{} redactions; at most {}", redactions.len(), crate::MAX_REDACTIONS));
+    }
+    let mut document = document.clone();
+    arbiter_types::apply_redactions(&mut document, &redactions).map_err(|e| e.to_string())?;
+    Ok(document)
 }

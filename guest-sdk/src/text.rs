@@ -43,6 +43,17 @@ pub fn jaccard<T: Ord>(a: &[T], b: &[T]) -> f64 {
     if union == 0 { 1.0 } else { common as f64 / union as f64 }
 }
 
+/// `text` fit to quote in a reason message: control characters and quotes
+/// escaped, cut after `max_chars` characters with `…`. For names a peer
+/// chose (a listed tool's, a server's), which may be long or hold newlines.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    let mut out: String = text.chars().take(max_chars).flat_map(char::escape_debug).collect();
+    if text.chars().nth(max_chars).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -60,6 +71,13 @@ mod tests {
         assert_eq!(jaccard(&a, &token_set("Orders daily, schema CHANGE missing column!")), 1.0);
         assert_eq!(jaccard::<String>(&[], &[]), 1.0);
         assert_eq!(jaccard(&a, &token_set("page the oncall")), 0.0);
+    }
+
+    #[test]
+    fn excerpts_are_short_and_escaped() {
+        assert_eq!(excerpt("echo", 10), "echo");
+        assert_eq!(excerpt("a\nb`c", 10), "a\\nb`c");
+        assert_eq!(excerpt("ééééé", 3), "ééé…");
     }
 
     #[test]

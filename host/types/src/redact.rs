@@ -119,7 +119,11 @@ mod tests {
         let mut doc = json!({"text": "key AKIAABCDEFGHIJKLMNOP and ghp_x", "n": 1}).as_object().unwrap().clone();
         apply_redactions(
             &mut doc,
-            &[span("/text", 4, 24, "aws_access_key"), span("/text", 29, 34, "github_token"), span("/text", 10, 26, "x")],
+            &[
+                span("/text", 4, 24, "aws_access_key"),
+                span("/text", 29, 34, "github_token"),
+                span("/text", 10, 26, "x"),
+            ],
         )
         .unwrap();
         assert_eq!(doc["text"], "key [redacted:aws_access_key,x]nd [redacted:github_token]");

@@ -4,9 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::excerpt::excerpt;
-use crate::tool::{ToolListing, ToolResult};
 use crate::timestamp::parse_rfc3339_ms;
 use crate::token_estimate::estimate_prompt_tokens;
+use crate::tool::{ToolListing, ToolResult};
 
 /// Longest accepted id, principal field, tool or model name, in bytes.
 const MAX_NAME_BYTES: usize = 256;

@@ -4,8 +4,12 @@
 //! environment; the tools of every matching rule are allowed (exact names or
 //! globs, case-sensitive, no trimming). Anything else is denied with
 //! `tool_not_allowed`, including every tool of an agent no rule covers.
+//!
+//! Scoped to `tool_listing` too, it hides from a server's listing every
+//! tool it would deny as a call for the same principal: both answers come
+//! from [`ToolScope::allows`], so the listing and the call never disagree.
 
-use arbiter_sdk::{Environment, Policy, Request, Verdict, export_policy, glob};
+use arbiter_sdk::{Environment, Policy, Principal, Request, Verdict, export_policy, glob};
 use serde::Deserialize;
 
 const TOOL_NOT_ALLOWED: &str = "tool_not_allowed";
@@ -60,15 +64,16 @@ impl Policy for ToolScope {
     }
 
     fn evaluate(&self, request: &Request) -> Verdict {
-        let Some(tool) = request.tool() else { return Verdict::allow() };
         let p = &request.principal;
-        let allowed = self
-            .rules
-            .iter()
-            .filter(|r| glob::matches(&r.pipeline, &p.pipeline) && glob::matches(&r.agent, &p.agent))
-            .filter(|r| applies_in(r, p.environment))
-            .any(|r| glob::any_matches(&r.tools, tool));
-        if allowed {
+        if let Some(listing) = request.listing() {
+            return listing
+                .tools
+                .iter()
+                .filter(|t| !self.allows(p, t.name()))
+                .fold(Verdict::allow(), |verdict, t| verdict.hide_tool(t.name()));
+        }
+        let Some(tool) = request.tool() else { return Verdict::allow() };
+        if self.allows(p, tool) {
             Verdict::allow()
         } else {
             Verdict::deny(
@@ -84,6 +89,17 @@ impl Policy for ToolScope {
     }
 }
 
+impl ToolScope {
+    /// The one rule: whether `principal` may call `tool`.
+    fn allows(&self, principal: &Principal, tool: &str) -> bool {
+        self.rules
+            .iter()
+            .filter(|r| glob::matches(&r.pipeline, &principal.pipeline) && glob::matches(&r.agent, &principal.agent))
+            .filter(|r| applies_in(r, principal.environment))
+            .any(|r| glob::any_matches(&r.tools, tool))
+    }
+}
+
 fn applies_in(rule: &Rule, environment: Environment) -> bool {
     rule.environments.as_ref().is_none_or(|envs| envs.iter().any(|e| e == environment.as_str()))
 }
@@ -93,7 +109,7 @@ export_policy!(ToolScope, review = "review.toml");
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arbiter_sdk::testing::{RequestBuilder, policy_from_json};
+    use arbiter_sdk::testing::{RequestBuilder, listed_tool, policy_from_json};
 
     fn orders_daily() -> ToolScope {
         policy_from_json(
@@ -138,6 +154,28 @@ mod tests {
         let policy = orders_daily();
         let other = RequestBuilder::tool_call("warehouse.query").agent("intruder").build();
         assert!(policy.evaluate(&other).is_deny());
+    }
+
+    fn listing(tools: &[&str]) -> RequestBuilder {
+        tools.iter().fold(RequestBuilder::tool_listing("warehouse"), |b, name| {
+            b.with_tool(listed_tool(serde_json::json!({"name": name, "inputSchema": {"type": "object"}})))
+        })
+    }
+
+    #[test]
+    fn a_listing_shows_exactly_the_tools_a_call_may_use() {
+        let policy = orders_daily();
+        let tools = ["warehouse.query", "warehouse.drop_table", "scratch.write", "shell.exec", "docs.search"];
+        for environment in [Environment::Prod, Environment::Dev] {
+            let verdict = policy.evaluate(&listing(&tools).environment(environment).build());
+            assert!(verdict.is_allow(), "a listing is filtered, never refused");
+            for tool in tools {
+                let call = policy.evaluate(&RequestBuilder::tool_call(tool).environment(environment).build());
+                assert_eq!(verdict.hidden_tools().contains(&tool), call.is_deny(), "{tool} in {environment:?}");
+            }
+        }
+        let stranger = policy.evaluate(&listing(&tools).agent("intruder").build());
+        assert_eq!(stranger.hidden_tools(), tools, "an agent without rules is shown nothing");
     }
 
     #[test]

@@ -1,0 +1,180 @@
+//! `secret-scan`: credentials and PII markers in tool-call arguments and
+//! tool results.
+//!
+//! Every string is scanned (a call's nested arguments and object keys, a
+//! result's texts and member names): AWS access key ids and, next to their
+//! name, secret access keys; private key blocks; bearer tokens; GitHub,
+//! Slack and OpenAI-style tokens; configured `patterns` (a prefix and a
+//! run of one charset) and `markers` (literal, any case). By default each
+//! finding becomes a `redact` obligation named by its detector
+//! (`[redacted:aws_access_key]`); the message is refused instead
+//! (`secret_in_arguments`, `secret_in_result`) when the bundle says `deny`
+//! for that kind, when a finding is in an object key (no mask reaches a
+//! key), or when there are more spans than a verdict may carry. A reason
+//! names detectors and places, never what was found.
+//!
+//! Limits: a secret split across two strings is found only when they are
+//! items of one array (chunks, content blocks); encodings beyond JSON's
+//! (base64, percent-encoding) are not undone.
+
+mod detect;
+mod scan;
+
+use arbiter_sdk::text::excerpt;
+use arbiter_sdk::{Leaf, MAX_REDACTIONS, Policy, Request, Verdict, export_policy};
+use serde::{Deserialize, Serialize};
+
+pub use detect::Charset;
+use scan::{Detectors, Finding};
+
+const SECRET_IN_ARGUMENTS: &str = "secret_in_arguments";
+const SECRET_IN_RESULT: &str = "secret_in_result";
+/// Findings a refusal names; the rest are counted.
+const NAMED_FINDINGS: usize = 8;
+/// Characters of a pointer quoted in a reason.
+const POINTER_CHARS: usize = 120;
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// What a finding in a tool call's arguments does.
+    #[serde(default)]
+    pub on_arguments: Respond,
+    /// What a finding in a tool result does.
+    #[serde(default)]
+    pub on_results: Respond,
+    /// Literal PII markers, found in any (ASCII) case; code `pii_marker`.
+    #[serde(default)]
+    pub markers: Vec<String>,
+    /// More credential shapes.
+    #[serde(default)]
+    pub patterns: Vec<Pattern>,
+}
+
+/// Mask what was found and let the message on, or refuse the message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Respond {
+    #[default]
+    Redact,
+    Deny,
+}
+
+/// A credential shape: `prefix`, then at least `min_length` characters of
+/// `charset`; the whole is masked with `code`.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Pattern {
+    pub code: String,
+    pub prefix: String,
+    pub charset: Charset,
+    pub min_length: usize,
+}
+
+/// Shortest marker: a shorter one masks half of every text.
+const MIN_MARKER_BYTES: usize = 4;
+/// Shortest credential after a pattern's prefix.
+const MIN_PATTERN_LENGTH: usize = 8;
+
+pub struct SecretScan {
+    on_arguments: Respond,
+    on_results: Respond,
+    detectors: Detectors,
+}
+
+impl Policy for SecretScan {
+    type Settings = Settings;
+
+    fn new(settings: Settings) -> Result<Self, String> {
+        for (i, marker) in settings.markers.iter().enumerate() {
+            if marker.trim().len() < MIN_MARKER_BYTES {
+                return Err(format!("settings.markers[{i}]: at least {MIN_MARKER_BYTES} bytes besides spaces"));
+            }
+        }
+        let mut tokens = detect::builtin_tokens();
+        for (i, p) in settings.patterns.into_iter().enumerate() {
+            let snake = p.code.starts_with(|c: char| c.is_ascii_lowercase())
+                && p.code.len() <= 48
+                && p.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !snake {
+                return Err(format!("settings.patterns[{i}].code: snake_case, at most 48 bytes"));
+            }
+            if p.prefix.is_empty() {
+                return Err(format!("settings.patterns[{i}].prefix: empty"));
+            }
+            if p.min_length < MIN_PATTERN_LENGTH {
+                return Err(format!("settings.patterns[{i}].min_length: at least {MIN_PATTERN_LENGTH}"));
+            }
+            tokens.push(detect::Token::configured(p.code, p.prefix, p.charset, p.min_length));
+        }
+        let markers = settings.markers.iter().map(|m| m.to_ascii_lowercase()).collect();
+        Ok(SecretScan {
+            on_arguments: settings.on_arguments,
+            on_results: settings.on_results,
+            detectors: Detectors { tokens, markers },
+        })
+    }
+
+    fn evaluate(&self, request: &Request) -> Verdict {
+        let (leaves, respond, code, place) = if let Some(call) = request.tool_call() {
+            (call.strings(), self.on_arguments, SECRET_IN_ARGUMENTS, "arguments")
+        } else if let Some(result) = request.result() {
+            (result.strings(), self.on_results, SECRET_IN_RESULT, "result")
+        } else {
+            return Verdict::allow();
+        };
+        let findings = self.detectors.scan(&leaves);
+        let refusal = if findings.is_empty() {
+            return Verdict::allow();
+        } else if respond == Respond::Deny {
+            "the bundle refuses rather than masks"
+        } else if findings.iter().any(|f| !leaves[f.leaf].redactable) {
+            "an object key cannot be masked"
+        } else if findings.len() > MAX_REDACTIONS {
+            "more spans than the 256 one verdict may mask"
+        } else {
+            return findings
+                .iter()
+                .fold(Verdict::allow(), |verdict, f| verdict.redact(&leaves[f.leaf].pointer, f.start..f.end, f.code));
+        };
+        Verdict::deny(code, format!("{} in the {place}; {refusal}", describe(&leaves, &findings)))
+    }
+}
+
+/// `3 findings: aws_access_key at /text, …`: detectors and places only. A
+/// place's member names that are themselves findings are shown as
+/// `[redacted]`, so the reason never repeats a secret.
+fn describe(leaves: &[Leaf<'_>], findings: &[Finding<'_>]) -> String {
+    let secret_keys: Vec<&str> =
+        findings.iter().filter(|f| !leaves[f.leaf].redactable).map(|f| leaves[f.leaf].pointer.as_ref()).collect();
+    let safe_pointer = |pointer: &str| {
+        let mut shown = String::new();
+        let mut at = 0;
+        while at < pointer.len() {
+            let end = pointer[at + 1..].find('/').map_or(pointer.len(), |i| at + 1 + i);
+            shown.push_str(if secret_keys.contains(&&pointer[..end]) { "/[redacted]" } else { &pointer[at..end] });
+            at = end;
+        }
+        excerpt(&shown, POINTER_CHARS)
+    };
+    let named: Vec<String> = findings
+        .iter()
+        .take(NAMED_FINDINGS)
+        .map(|f| {
+            let key = if leaves[f.leaf].redactable { "" } else { " (a key)" };
+            format!("{} at {}{key}", f.code, safe_pointer(&leaves[f.leaf].pointer))
+        })
+        .collect();
+    let more = findings.len().saturating_sub(NAMED_FINDINGS);
+    let more = if more > 0 { format!(", and {more} more") } else { String::new() };
+    let noun = if findings.len() == 1 { "finding" } else { "findings" };
+    format!("{} {noun}: {}{more}", findings.len(), named.join(", "))
+}
+
+export_policy!(SecretScan, review = "review.toml");
+
+#[cfg(test)]
+mod tests;
