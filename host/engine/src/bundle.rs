@@ -257,7 +257,7 @@ fn known_tools(
                 let value = serde_json::from_str(&c.definition).ok()?;
                 ToolDefinition::from_mcp(&value).ok()
             });
-            (name, KnownTool { current, first_digest: view.first_digest, listed_by: view.listed_by })
+            (name, KnownTool { current, first_digest: view.first.map(|f| f.digest), listed_by: view.listed_by })
         })
         .collect())
 }
