@@ -304,6 +304,13 @@ fn load_policy(
     match check_contract(&info, &entry.capabilities) {
         Err(e) => mismatches.push(e.to_string()),
         Ok(version) => {
+            if let Some(kind) = entry.scope.actions.iter().flatten().find(|k| !version.expresses(**k)) {
+                mismatches.push(format!(
+                    "scope.actions names {}, which contract {} cannot hand it",
+                    kind.as_str(),
+                    version.as_str()
+                ));
+            }
             let served = |v: &str| crate::CONTRACT_VERSIONS.iter().position(|s| *s == v);
             if let Some(bundle) = contract
                 && served(version.as_str()) > served(bundle)
