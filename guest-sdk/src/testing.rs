@@ -331,7 +331,7 @@ pub fn redacted(document: &Value, verdict: &Verdict) -> Result<Value, String> {
     if redactions.len() > crate::MAX_REDACTIONS {
         return Err(format!("{} redactions; at most {}", redactions.len(), crate::MAX_REDACTIONS));
     }
-    let mut document = document.clone();
+    let Value::Object(mut document) = document.clone() else { return Err("the document is not an object".into()) };
     arbiter_types::apply_redactions(&mut document, &redactions).map_err(|e| e.to_string())?;
-    Ok(document)
+    Ok(Value::Object(document))
 }

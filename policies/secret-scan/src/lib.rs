@@ -20,7 +20,8 @@
 mod detect;
 mod scan;
 
-use arbiter_sdk::text::excerpt;
+use arbiter_sdk::strings::token_ends;
+use arbiter_sdk::text::{bounded_list, excerpt};
 use arbiter_sdk::{Leaf, MAX_REDACTIONS, Policy, Request, Verdict, export_policy};
 use serde::{Deserialize, Serialize};
 
@@ -152,26 +153,19 @@ fn describe(leaves: &[Leaf<'_>], findings: &[Finding<'_>]) -> String {
         findings.iter().filter(|f| !leaves[f.leaf].redactable).map(|f| leaves[f.leaf].pointer.as_ref()).collect();
     let safe_pointer = |pointer: &str| {
         let mut shown = String::new();
-        let mut at = 0;
-        while at < pointer.len() {
-            let end = pointer[at + 1..].find('/').map_or(pointer.len(), |i| at + 1 + i);
-            shown.push_str(if secret_keys.contains(&&pointer[..end]) { "/[redacted]" } else { &pointer[at..end] });
-            at = end;
+        let mut start = 0;
+        for end in token_ends(pointer) {
+            shown.push_str(if secret_keys.contains(&&pointer[..end]) { "/[redacted]" } else { &pointer[start..end] });
+            start = end;
         }
         excerpt(&shown, POINTER_CHARS)
     };
-    let named: Vec<String> = findings
-        .iter()
-        .take(NAMED_FINDINGS)
-        .map(|f| {
-            let key = if leaves[f.leaf].redactable { "" } else { " (a key)" };
-            format!("{} at {}{key}", f.code, safe_pointer(&leaves[f.leaf].pointer))
-        })
-        .collect();
-    let more = findings.len().saturating_sub(NAMED_FINDINGS);
-    let more = if more > 0 { format!(", and {more} more") } else { String::new() };
+    let named = findings.iter().map(|f| {
+        let key = if leaves[f.leaf].redactable { "" } else { " (a key)" };
+        format!("{} at {}{key}", f.code, safe_pointer(&leaves[f.leaf].pointer))
+    });
     let noun = if findings.len() == 1 { "finding" } else { "findings" };
-    format!("{} {noun}: {}{more}", findings.len(), named.join(", "))
+    format!("{} {noun}: {}", findings.len(), bounded_list(named, NAMED_FINDINGS, ", "))
 }
 
 export_policy!(SecretScan, review = "review.toml");
