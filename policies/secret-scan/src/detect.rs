@@ -2,6 +2,7 @@
 //! one text (the scan text of [`crate::scan`]) by a literal anchor and a
 //! check of what follows it, in time linear in the text.
 
+use arbiter_sdk::strings::last_token;
 use serde::{Deserialize, Serialize};
 
 /// A span of the scanned text and the detector that found it.
@@ -154,11 +155,32 @@ pub(crate) fn builtin_tokens() -> Vec<Token> {
     ]
 }
 
+/// Private key blocks in each `separator`-delimited segment of `text` (see
+/// [`blocks`]); segments without `-----` cost nothing more than the search
+/// for it.
+pub(crate) fn private_keys<'p>(text: &str, separator: char, out: &mut Vec<Hit<'p>>) {
+    let mut done = 0;
+    for (dashes, _) in text.match_indices("-----") {
+        if dashes < done {
+            continue;
+        }
+        let start = text[..dashes].rfind(separator).map_or(0, |i| i + 1);
+        let end = text[dashes..].find(separator).map_or(text.len(), |i| dashes + i);
+        let first = out.len();
+        blocks(&text[start..end], out);
+        for hit in &mut out[first..] {
+            hit.start += start;
+            hit.end += start;
+        }
+        done = end;
+    }
+}
+
 /// `-----BEGIN … PRIVATE KEY-----` through its `-----END …-----`, or to the
 /// end of the text when the end is not in it; an `-----END … PRIVATE
 /// KEY-----` with no beginning before it masks everything up to it (the
 /// key began in an earlier string or was cut).
-pub(crate) fn private_keys<'p>(text: &str, out: &mut Vec<Hit<'p>>) {
+fn blocks<'p>(text: &str, out: &mut Vec<Hit<'p>>) {
     const CODE: &str = "private_key";
     const BEGIN: &str = "-----BEGIN ";
     const END: &str = "-----END ";
@@ -235,8 +257,12 @@ pub(crate) fn aws_secrets_after_name<'p>(text: &str, lower: &str, out: &mut Vec<
 
 /// A string that is a secret access key (trimmed), at a member whose name
 /// says so (`{"aws_secret_access_key": "…"}`): its span.
-pub(crate) fn aws_secret_by_member(member: &str, text: &str) -> Option<(usize, usize)> {
-    let member = member.to_ascii_lowercase();
+pub(crate) fn aws_secret_by_member(pointer: &str, text: &str) -> Option<(usize, usize)> {
+    // Most strings are shorter: no need to look at the name.
+    if text.len() < AWS_SECRET_LEN {
+        return None;
+    }
+    let member = last_token(pointer).to_ascii_lowercase();
     if !AWS_SECRET_NAMES.iter().any(|n| member.contains(n)) {
         return None;
     }
@@ -274,7 +300,7 @@ mod tests {
         for token in tokens {
             token.find(text, &lower, &mut hits);
         }
-        private_keys(text, &mut hits);
+        private_keys(text, '\0', &mut hits);
         aws_secrets_after_name(text, &lower, &mut hits);
         hits.sort_by_key(|h| h.start);
         hits.into_iter().map(|h| (text[h.start..h.end].to_owned(), h.code)).collect()

@@ -20,7 +20,7 @@
 mod detect;
 mod scan;
 
-use arbiter_sdk::strings::token_ends;
+use arbiter_sdk::strings::{last_token, token_ends};
 use arbiter_sdk::text::{bounded_list, excerpt};
 use arbiter_sdk::{Leaf, MAX_REDACTIONS, Policy, Request, Verdict, export_policy};
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ use scan::{Detectors, Finding};
 
 const SECRET_IN_ARGUMENTS: &str = "secret_in_arguments";
 const SECRET_IN_RESULT: &str = "secret_in_result";
-/// Findings a refusal names; the rest are counted.
+/// Places a refusal names; the rest are counted.
 const NAMED_FINDINGS: usize = 8;
 /// Characters of a pointer quoted in a reason.
 const POINTER_CHARS: usize = 120;
@@ -145,24 +145,34 @@ impl Policy for SecretScan {
     }
 }
 
-/// `3 findings: aws_access_key at /text, …`: detectors and places only. A
-/// place's member names that are themselves findings are shown as
-/// `[redacted]`, so the reason never repeats a secret.
+/// `3 findings: aws_access_key ×2 at /text, …`: detectors and places only.
+/// A member name that is itself a finding is shown as `[redacted]` in
+/// every place, so the reason never repeats a secret.
 fn describe(leaves: &[Leaf<'_>], findings: &[Finding<'_>]) -> String {
     let secret_keys: Vec<&str> =
-        findings.iter().filter(|f| !leaves[f.leaf].redactable).map(|f| leaves[f.leaf].pointer.as_ref()).collect();
+        findings.iter().filter(|f| !leaves[f.leaf].redactable).map(|f| leaves[f.leaf].text.as_ref()).collect();
     let safe_pointer = |pointer: &str| {
         let mut shown = String::new();
         let mut start = 0;
         for end in token_ends(pointer) {
-            shown.push_str(if secret_keys.contains(&&pointer[..end]) { "/[redacted]" } else { &pointer[start..end] });
+            let secret = secret_keys.contains(&last_token(&pointer[..end]).as_ref());
+            shown.push_str(if secret { "/[redacted]" } else { &pointer[start..end] });
             start = end;
         }
         excerpt(&shown, POINTER_CHARS)
     };
-    let named = findings.iter().map(|f| {
-        let key = if leaves[f.leaf].redactable { "" } else { " (a key)" };
-        format!("{} at {}{key}", f.code, safe_pointer(&leaves[f.leaf].pointer))
+    // Findings come sorted by string: count each detector's per string.
+    let mut places: Vec<(usize, &str, usize)> = Vec::new();
+    for f in findings {
+        match places.iter_mut().rev().take_while(|(leaf, ..)| *leaf == f.leaf).find(|(_, code, _)| *code == f.code) {
+            Some((.., count)) => *count += 1,
+            None => places.push((f.leaf, f.code, 1)),
+        }
+    }
+    let named = places.iter().map(|&(leaf, code, count)| {
+        let times = if count > 1 { format!(" ×{count}") } else { String::new() };
+        let key = if leaves[leaf].redactable { "" } else { " (a key)" };
+        format!("{code}{times} at {}{key}", safe_pointer(&leaves[leaf].pointer))
     });
     let noun = if findings.len() == 1 { "finding" } else { "findings" };
     format!("{} {noun}: {}", findings.len(), bounded_list(named, NAMED_FINDINGS, ", "))
