@@ -331,7 +331,9 @@ pub fn redacted(document: &Value, verdict: &Verdict) -> Result<Value, String> {
     if redactions.len() > crate::MAX_REDACTIONS {
         return Err(format!("{} redactions; at most {}", redactions.len(), crate::MAX_REDACTIONS));
     }
-    let Value::Object(mut document) = document.clone() else { return Err("the document is not an object".into()) };
+    let Value::Object(mut document) = document.clone() else {
+        return Err("the host redacts only JSON objects (arguments, results)".to_owned());
+    };
     arbiter_types::apply_redactions(&mut document, &redactions).map_err(|e| e.to_string())?;
     Ok(Value::Object(document))
 }

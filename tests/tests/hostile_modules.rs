@@ -57,6 +57,10 @@ fn misbehaving_policies_fail_closed_with_the_fault_named() {
         ("deep_recursion", &["stack_overflow", "trap"][..]),
         ("panic", &["panic"][..]),
         ("huge_reason", &["invalid_verdict"][..]),
+        // Obligations must fit the request they answer (0.2.0).
+        ("hide_unlisted", &["invalid_verdict"][..]),
+        ("redact_out_of_bounds", &["invalid_verdict"][..]),
+        ("redact_missing", &["invalid_verdict"][..]),
     ];
     for (behaviour, kinds) in cases {
         let bundle = hostile(&engine, behaviour, FailMode::Closed);
@@ -134,7 +138,7 @@ fn ungranted_capabilities_are_refused_by_name() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("capability `clock`") && err.contains("arbiter:policy/clock@0.1.0"), "{err}");
+    assert!(err.contains("capability `clock`") && err.contains("arbiter:policy/clock@0.2.0"), "{err}");
 }
 
 #[test]
@@ -174,7 +178,7 @@ fn malformed_components_are_refused_at_load_with_a_clear_error() {
             (@custom "arbiter-policy" "{\"name\":\"unnamed\",\"version\":\"0.0.0\"}")
             (import "wasi:filesystem/types@0.2.0" (instance))
             (instance $e)
-            (export "arbiter:policy/evaluator@0.1.0" (instance $e)))"#,
+            (export "arbiter:policy/evaluator@0.2.0" (instance $e)))"#,
     )
     .unwrap();
     let future =
@@ -208,9 +212,9 @@ const GARBAGE_VERDICT: &str = r#"
     (local.set $p (global.get $heap))
     (global.set $heap (i32.add (global.get $heap) (local.get 3)))
     (local.get $p))
-  (func (export "arbiter:policy/evaluator@0.1.0#init") (param i32 i32) (result i32)
+  (func (export "arbiter:policy/evaluator@0.2.0#init") (param i32 i32) (result i32)
     (i32.const 1024))
-  (func (export "arbiter:policy/evaluator@0.1.0#evaluate") (param i32) (result i32)
+  (func (export "arbiter:policy/evaluator@0.2.0#evaluate") (param i32) (result i32)
     (i32.const 2048)))
 "#;
 

@@ -220,3 +220,27 @@ fn the_tool_registry_survives_restarts() {
     store.record_listing("s2", &listings[4].1, T0 + 10).unwrap().unwrap();
     assert_eq!(std::fs::metadata(&journal).unwrap().len(), length);
 }
+
+#[test]
+fn a_server_changing_its_listing_on_every_request_keeps_the_journal_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let flapping = |i: i64| {
+        let definition = json!({"name": "big", "description": "x".repeat(1_000_000)}).to_string();
+        [ListedToolInput { name: "big".into(), digest: format!("d{}", i % 2), definition }]
+    };
+    let store = JournalStore::open(dir.path(), StoreConfig::default()).unwrap();
+    for i in 0..100 {
+        store.record_listing("flapping", &flapping(i), T0 + i).unwrap().unwrap();
+    }
+    // 100 MB journaled, far fewer operations than snapshot_every: the
+    // journal is cut at 64 MiB all the same.
+    let journal = std::fs::metadata(dir.path().join("journal.log")).unwrap().len();
+    assert!(journal < 65 << 20, "the journal holds {journal} bytes");
+    let names = ["big".to_owned()];
+    let before = store.tool_views("flapping", &names).unwrap();
+    drop(store);
+    let after = JournalStore::open(dir.path(), StoreConfig::default()).unwrap().tool_views("flapping", &names).unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after[0].current.as_ref().map(|c| c.digest.as_str()), Some("d1"));
+    assert_eq!(after[0].first.as_ref().map(|f| (f.digest.as_str(), f.at_ms)), Some(("d0", T0)));
+}

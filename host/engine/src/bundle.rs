@@ -257,7 +257,7 @@ fn known_tools(
                 let value = serde_json::from_str(&c.definition).ok()?;
                 ToolDefinition::from_mcp(&value).ok()
             });
-            (name, KnownTool { current, first_digest: view.first_digest, listed_by: view.listed_by })
+            (name, KnownTool { current, first_digest: view.first.map(|f| f.digest), listed_by: view.listed_by })
         })
         .collect())
 }
@@ -304,6 +304,13 @@ fn load_policy(
     match check_contract(&info, &entry.capabilities) {
         Err(e) => mismatches.push(e.to_string()),
         Ok(version) => {
+            if let Some(kind) = entry.scope.actions.iter().flatten().find(|k| !version.expresses(**k)) {
+                mismatches.push(format!(
+                    "scope.actions names {}, which contract {} cannot hand it",
+                    kind.as_str(),
+                    version.as_str()
+                ));
+            }
             let served = |v: &str| crate::CONTRACT_VERSIONS.iter().position(|s| *s == v);
             if let Some(bundle) = contract
                 && served(version.as_str()) > served(bundle)

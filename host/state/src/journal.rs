@@ -7,6 +7,12 @@
 //! - `journal.log`: header line, then one line per operation after the
 //!   snapshot: `<seq> <checksum> <json>`.
 //!
+//! A snapshot is taken every `snapshot_every` operations, and also once the
+//! journal outgrows the last snapshot (and `JOURNAL_FLOOR_BYTES`): one
+//! operation may be a megabyte (a tool listing), and a server changing its
+//! listing on every request must not grow the journal, and the replay on
+//! restart, past the size of the state itself.
+//!
 //! A crash can lose only an operation whose append had not returned, i.e.
 //! one that was never acknowledged; a torn last line is dropped on open.
 //! Any other damage, or another format version, stops the open with an
@@ -30,6 +36,8 @@ const FORMAT: &str = "arbiter-state";
 const VERSION: u32 = 1;
 const SNAPSHOT: &str = "snapshot.json";
 const JOURNAL: &str = "journal.log";
+/// The journal may grow to this many bytes however small the snapshot.
+const JOURNAL_FLOOR_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
@@ -51,6 +59,10 @@ pub struct Journal {
     file: File,
     seq: u64,
     since_snapshot: u64,
+    /// Bytes of the journal file.
+    journal_bytes: u64,
+    /// Bytes of the last snapshot.
+    snapshot_bytes: u64,
 }
 
 /// State kept in a directory, surviving restarts.
@@ -60,7 +72,7 @@ impl JournalStore {
     /// Opens (or creates) the state kept in `dir`.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-        let (mut data, snapshot_seq) = read_snapshot(&dir.join(SNAPSHOT))?;
+        let (mut data, snapshot_seq, snapshot_bytes) = read_snapshot(&dir.join(SNAPSHOT))?;
         let journal_path = dir.join(JOURNAL);
         let (seq, valid_len) = replay_journal(&journal_path, snapshot_seq, &mut data, &config)?;
         let file = open_journal(&journal_path, valid_len)?;
@@ -72,6 +84,8 @@ impl JournalStore {
                 file,
                 seq,
                 since_snapshot: seq - snapshot_seq,
+                journal_bytes: valid_len,
+                snapshot_bytes,
             },
             config,
         ))
@@ -107,10 +121,11 @@ fn checksum(json: &str) -> String {
     hex::encode(&Sha256::digest(json.as_bytes())[..8])
 }
 
-fn read_snapshot(path: &Path) -> Result<(StateData, u64), StateError> {
+/// The state a snapshot holds, its sequence number and its size in bytes.
+fn read_snapshot(path: &Path) -> Result<(StateData, u64, u64), StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((StateData::default(), 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((StateData::default(), 0, 0)),
         Err(e) => return Err(io("read", path)(e)),
     };
     let (header, body) = text.split_once('\n').unwrap_or((&text, ""));
@@ -120,7 +135,7 @@ fn read_snapshot(path: &Path) -> Result<(StateData, u64), StateError> {
         line: 2,
         detail: e.to_string(),
     })?;
-    Ok((snapshot.state, snapshot.seq))
+    Ok((snapshot.state, snapshot.seq, text.len() as u64))
 }
 
 /// Re-applies the journal's operations after `snapshot_seq`; returns the
@@ -208,7 +223,10 @@ impl Append for Journal {
         self.file.sync_data().map_err(io("sync", &path))?;
         self.seq = seq;
         self.since_snapshot += 1;
-        if self.since_snapshot >= self.snapshot_every {
+        self.journal_bytes += line.len() as u64;
+        if self.since_snapshot >= self.snapshot_every
+            || self.journal_bytes > self.snapshot_bytes.max(JOURNAL_FLOOR_BYTES)
+        {
             self.snapshot(data)?;
         }
         Ok(())
@@ -224,12 +242,15 @@ impl Journal {
         let body = serde_json::to_string(&Snapshot { seq: self.seq, state: data.clone() })
             .map_err(|e| StateError::Corrupt { path: path.clone(), line: 0, detail: e.to_string() })?;
         let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
-        file.write_all(format!("{}\n{body}\n", header_line()).as_bytes()).map_err(io("write", &tmp))?;
+        let text = format!("{}\n{body}\n", header_line());
+        file.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
         file.sync_all().map_err(io("sync", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
         let journal = self.dir.join(JOURNAL);
         self.file = open_journal(&journal, 0)?;
         self.since_snapshot = 0;
+        self.journal_bytes = 0;
+        self.snapshot_bytes = text.len() as u64;
         Ok(())
     }
 }

@@ -49,7 +49,9 @@ pub struct StoreConfig {
     /// Tool registry: bytes of one listing's digests and definitions. A
     /// larger listing is refused (`tool_listing_too_large`).
     pub max_listing_bytes: usize,
-    /// Journal store: operations between snapshots.
+    /// Journal store: operations between snapshots. A snapshot is also
+    /// taken once the journal outgrows the last one (and 64 MiB), so large
+    /// operations (tool listings) keep it within the size of the state.
     pub snapshot_every: u64,
 }
 

@@ -28,6 +28,12 @@ pub enum Behaviour {
     /// message, after reading a budget (so a test's state store can hold
     /// evaluations in flight): shows which instance served a call.
     CountCalls,
+    /// Allows, hiding a tool the listing does not have.
+    HideUnlisted,
+    /// Allows, masking bytes past the end of the first argument.
+    RedactOutOfBounds,
+    /// Allows, masking a span of an argument that is not there.
+    RedactMissing,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +74,9 @@ impl Policy for Hostile {
             Behaviour::DeepRecursion => Verdict::deny("depth", recurse(u64::MAX).to_string()),
             Behaviour::Panic => panic!("policy bug"),
             Behaviour::HugeReason => Verdict::deny("huge", "x".repeat(10 << 20)),
+            Behaviour::HideUnlisted => Verdict::allow().hide_tool("never-listed"),
+            Behaviour::RedactOutOfBounds => Verdict::allow().redact("/sql", 0..1_000_000, "secret"),
+            Behaviour::RedactMissing => Verdict::allow().redact("/not/there", 0..1, "secret"),
             Behaviour::CountCalls => {
                 let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
                 budgets::used("count", Window::Run, ChargeUnit::Tokens);

@@ -42,7 +42,7 @@ struct Native(Arc<Rules>);
 
 impl Decide for Native {
     fn decide(&mut self, request_json: &[u8]) -> anyhow::Result<Outcome> {
-        let request = sdk_request(&Request::from_json_slice(request_json)?);
+        let request = sdk_request(&Request::from_json_slice(request_json)?)?;
         let r = &self.0;
         let verdicts: [Verdict; 5] = [
             r.tool_scope.evaluate(&request),
@@ -62,8 +62,9 @@ impl Decide for Native {
     }
 }
 
-/// The request as a policy sees it.
-fn sdk_request(request: &Request) -> SdkRequest {
+/// The request as a policy sees it (the harness's cases are tool calls
+/// and LLM requests).
+fn sdk_request(request: &Request) -> anyhow::Result<SdkRequest> {
     let builder = match &request.action {
         HostAction::ToolCall(call) => call
             .arguments
@@ -71,6 +72,9 @@ fn sdk_request(request: &Request) -> SdkRequest {
             .fold(RequestBuilder::tool_call(&call.tool), |b, (name, value)| b.arg_value(name, arg_value(value))),
         HostAction::LlmRequest(llm) => {
             RequestBuilder::llm_request(&llm.model, llm.prompt_tokens, llm.max_output_tokens)
+        }
+        other @ (HostAction::ToolListing(_) | HostAction::ToolResult(_)) => {
+            anyhow::bail!("the native engine has no {} rules", other.kind().as_str())
         }
     };
     let p = &request.principal;
@@ -84,7 +88,7 @@ fn sdk_request(request: &Request) -> SdkRequest {
         sdk_call.facts.irreversible = call.facts.irreversible;
         sdk_call.facts.region.clone_from(&call.facts.region);
     }
-    sdk
+    Ok(sdk)
 }
 
 fn arg_value(value: &Value) -> ArgValue {

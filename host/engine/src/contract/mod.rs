@@ -9,7 +9,7 @@ mod v0_2;
 use std::cell::OnceCell;
 use std::collections::HashMap;
 
-use arbiter_types::{Request, ToolDefinition, Verdict};
+use arbiter_types::{ActionKind, Request, ToolDefinition, Verdict};
 use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
@@ -40,6 +40,11 @@ impl Version {
             Version::V0_1 => CONTRACT_VERSIONS[0],
             Version::V0_2 => CONTRACT_VERSIONS[1],
         }
+    }
+
+    /// Whether a policy of this version can be handed actions of `kind`.
+    pub(crate) fn expresses(self, kind: ActionKind) -> bool {
+        self == Version::V0_2 || ActionKind::ORIGINAL.contains(&kind)
     }
 }
 

@@ -130,6 +130,7 @@ mod tests {
             request_id: "r".into(),
             protocol: Protocol::Llm(Box::new(call)),
             allowed_output_tokens: 500,
+            redactions: vec![],
         }
     }
 

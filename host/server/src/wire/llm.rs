@@ -187,7 +187,15 @@ mod tests {
 
     fn run(path: &str, body: Value, headers: &HashMap<String, String>) -> Classified {
         let body = body.to_string();
-        let req = GatewayRequest { method: "POST", path, headers, body: body.as_bytes(), now_ms: 0, grant: None };
+        let req = GatewayRequest {
+            method: "POST",
+            path,
+            headers,
+            body: body.as_bytes(),
+            now_ms: 0,
+            grant: None,
+            mcp_server: None,
+        };
         super::super::classify(&req, &WireConfig::default())
     }
 

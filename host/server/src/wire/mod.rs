@@ -21,7 +21,7 @@ use crate::config::{UnrecognizedTraffic, WireConfig};
 pub(crate) use llm::Api;
 pub(crate) use llm::LlmCall;
 pub use mcp_answer::mcp_response;
-pub(crate) use mcp_answer::{HeldAnswer, Located, Unreadable};
+pub(crate) use mcp_answer::HeldAnswer;
 pub(crate) use principal::request_id;
 pub(crate) use response::{ReportedUsage, ResponseReader};
 

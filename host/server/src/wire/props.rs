@@ -36,7 +36,7 @@ fn configs() -> impl Strategy<Value = WireConfig> {
 }
 
 fn run(method: &str, path: &str, headers: &HashMap<String, String>, body: &[u8], config: &WireConfig) -> Classified {
-    let request = GatewayRequest { method, path, headers, body, now_ms: 0, grant: None };
+    let request = GatewayRequest { method, path, headers, body, now_ms: 0, grant: None, mcp_server: None };
     classify(&request, config)
 }
 
@@ -96,7 +96,7 @@ fn guarded_llm_tokens(classified: &Classified) -> Option<u64> {
     match classified {
         Classified::Guard { request, .. } => match &request.action {
             Action::LlmRequest(llm) => Some(llm.max_output_tokens),
-            Action::ToolCall(_) => None,
+            _ => None,
         },
         _ => None,
     }
