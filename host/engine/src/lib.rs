@@ -41,6 +41,6 @@ pub use replay::{ReplayError, ReplayedEvent, replay};
 /// The current contract version (the `arbiter:policy` WIT package in
 /// `wit/`); the host serves every version in [`CONTRACT_VERSIONS`].
 pub const CONTRACT_VERSION: &str = CONTRACT_VERSIONS[CONTRACT_VERSIONS.len() - 1];
-pub use contract::CONTRACT_VERSIONS;
+pub use contract::{CONTRACT_VERSIONS, action_kinds};
 /// The WIT package name of the contract.
 pub const CONTRACT_PACKAGE: &str = "arbiter:policy";

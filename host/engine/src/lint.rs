@@ -10,7 +10,9 @@ use std::fmt;
 use arbiter_review::{Kind, Review};
 use serde::Serialize;
 
-use crate::manifest::{FailMode, Manifest, ManifestPolicy, Mode};
+use arbiter_types::ActionKind;
+
+use crate::manifest::{FailMode, Manifest, ManifestPolicy, Mode, Scope};
 
 /// Semantic-version bump levels, smallest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -77,6 +79,8 @@ pub enum Rule {
     Component,
     TextSetting,
     Reordered,
+    /// A scope gains action kinds (listings, results) and nothing else.
+    ScopeKindAdded,
 }
 
 impl Rule {
@@ -94,6 +98,7 @@ impl Rule {
             Rule::PolicyRemoved => "policy-removed",
             Rule::FailMode => "fail-mode",
             Rule::Scope => "scope",
+            Rule::ScopeKindAdded => "scope-kind-added",
             Rule::RedesignSetting => "redesign-setting",
             Rule::PolicyAdded => "policy-added",
             Rule::CapabilityGranted => "capability-granted",
@@ -187,11 +192,7 @@ fn compare_policy(old: &ManifestPolicy, now: &ManifestPolicy, review: Option<&Re
         changes.push(Change::new(Rule::FailMode, effect, format!("`{name}` mode {:?} -> {:?}", old.mode, now.mode)));
     }
     if old.scope != now.scope {
-        changes.push(Change::new(
-            Rule::Scope,
-            Effect::Changes,
-            format!("`{name}` scope changed (which requests it judges)"),
-        ));
+        changes.push(scope_change(name, &old.scope, &now.scope));
     }
     let (old_caps, new_caps): (BTreeSet<_>, BTreeSet<_>) =
         (old.capabilities.iter().collect(), now.capabilities.iter().collect());
@@ -397,6 +398,22 @@ fn presence(old: Option<&toml::Value>, new: Option<&toml::Value>) -> &'static st
     }
 }
 
+/// A scope that only gains action kinds (the policy now also judges
+/// listings or results) tightens; any other change moves what it judges.
+fn scope_change(name: &str, old: &Scope, now: &Scope) -> Change {
+    let kinds = |s: &Scope| -> BTreeSet<ActionKind> {
+        s.actions.clone().unwrap_or_else(|| ActionKind::ORIGINAL.to_vec()).into_iter().collect()
+    };
+    let (before, after) = (kinds(old), kinds(now));
+    let same_but_kinds = Scope { actions: None, ..old.clone() } == Scope { actions: None, ..now.clone() };
+    if same_but_kinds && after.is_superset(&before) {
+        let added: Vec<&str> = after.difference(&before).map(|k| k.as_str()).collect();
+        let what = format!("`{name}` now also judges {}", added.join(", "));
+        return Change::new(Rule::ScopeKindAdded, Effect::Tightens, what);
+    }
+    Change::new(Rule::Scope, Effect::Changes, format!("`{name}` scope changed (which requests it judges)"))
+}
+
 /// Glob match (`*`, `?`) as the manifest's tool scopes use it.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
     globset::Glob::new(pattern).map(|g| g.compile_matcher().is_match(text)).unwrap_or(false)
@@ -547,6 +564,29 @@ mod tests {
             )
         };
         only(scoped, Rule::Scope, Bump::Major, Effect::Changes);
+    }
+
+    #[test]
+    fn a_scope_newly_judging_results_is_at_least_minor() {
+        fn scoped(actions: &'static str) -> impl Fn(&str) -> String {
+            move |s: &str| {
+                s.replacen(
+                    "[[policies.settings.rules]]",
+                    &format!("scope = {{ actions = {actions} }}\n[[policies.settings.rules]]"),
+                    1,
+                )
+            }
+        }
+        // No `actions` means tool calls and LLM requests.
+        let what = only(
+            scoped("[\"tool_call\", \"llm_request\", \"tool_result\"]"),
+            Rule::ScopeKindAdded,
+            Bump::Minor,
+            Effect::Tightens,
+        );
+        assert!(what.ends_with("now also judges tool_result"), "{what}");
+        // Trading one kind for another is still a redesign.
+        only(scoped("[\"tool_result\"]"), Rule::Scope, Bump::Major, Effect::Changes);
     }
 
     #[test]

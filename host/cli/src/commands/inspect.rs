@@ -35,10 +35,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ImportKind::Foreign => format!("REFUSED: {import}"),
         })
         .collect();
+    // What a bundle may scope it to.
+    let actions: Vec<&str> = info
+        .contract_version
+        .as_deref()
+        .and_then(arbiter_engine::action_kinds)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| k.as_str())
+        .collect();
     match args.format {
         Format::Json => {
             let mut value = serde_json::to_value(&info)?;
             value["capabilities"] = serde_json::json!(capabilities);
+            value["actions"] = serde_json::json!(actions);
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         Format::Text => {
@@ -51,6 +61,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("version       {version}");
             println!("sdk           {sdk}");
             println!("contract      arbiter:policy@{}", info.contract_version.as_deref().unwrap_or("(none)"));
+            println!(
+                "actions       {}",
+                if actions.is_empty() { "(none: contract not served)".to_owned() } else { actions.join(", ") }
+            );
             println!(
                 "capabilities  {}",
                 if capabilities.is_empty() { "(none)".to_owned() } else { capabilities.join(", ") }

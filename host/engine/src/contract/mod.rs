@@ -19,6 +19,14 @@ use crate::sandbox::SandboxState;
 /// Contract versions served, oldest first; the last is the current one.
 pub const CONTRACT_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
 
+/// The action kinds a component of contract `version` can be handed, or
+/// `None` for a version this host does not serve.
+pub fn action_kinds(version: &str) -> Option<Vec<ActionKind>> {
+    let version = Version::of(version)?;
+    let all = [ActionKind::ToolCall, ActionKind::LlmRequest, ActionKind::ToolListing, ActionKind::ToolResult];
+    Some(all.into_iter().filter(|k| version.expresses(*k)).collect())
+}
+
 /// A served contract version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Version {
