@@ -94,6 +94,10 @@ impl Policy for SecretScan {
             if marker.trim().len() < MIN_MARKER_BYTES {
                 return Err(format!("settings.markers[{i}]: at least {MIN_MARKER_BYTES} bytes besides spaces"));
             }
+            // The scan text holds no control characters but its separators.
+            if marker.chars().any(char::is_control) {
+                return Err(format!("settings.markers[{i}]: no control characters"));
+            }
         }
         let mut tokens = detect::builtin_tokens();
         for (i, p) in settings.patterns.into_iter().enumerate() {
@@ -103,8 +107,8 @@ impl Policy for SecretScan {
             if !snake {
                 return Err(format!("settings.patterns[{i}].code: snake_case, at most 48 bytes"));
             }
-            if p.prefix.is_empty() {
-                return Err(format!("settings.patterns[{i}].prefix: empty"));
+            if p.prefix.is_empty() || p.prefix.chars().any(char::is_control) {
+                return Err(format!("settings.patterns[{i}].prefix: empty, or holds a control character"));
             }
             if p.min_length < MIN_PATTERN_LENGTH {
                 return Err(format!("settings.patterns[{i}].min_length: at least {MIN_PATTERN_LENGTH}"));

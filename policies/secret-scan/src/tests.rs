@@ -312,6 +312,7 @@ fn other_actions_and_clean_messages_pass() {
 fn bad_settings_name_the_field() {
     let err = |s: Value| policy_from_json::<SecretScan>(&s.to_string()).err().unwrap();
     assert!(err(json!({"markers": ["ab"]})).contains("settings.markers[0]"));
+    assert!(err(json!({"markers": ["okay", "line\nbreak"]})).contains("settings.markers[1]: no control"));
     assert!(err(json!({"on_results": "mask"})).contains("on_results"));
     let pattern = |code: &str, min: usize| json!({"patterns": [{"code": code, "prefix": "p_", "charset": "hex", "min_length": min}]});
     assert!(err(pattern("Bad-Code", 16)).contains("settings.patterns[0].code"));
