@@ -66,14 +66,13 @@ impl ToolResult {
         let mut previous = "";
         for t in &self.texts {
             let pointer = t.pointer.as_str();
-            let mut at = shared_tokens(previous, pointer);
-            while at < pointer.len() {
-                let end = pointer[at + 1..].find('/').map_or(pointer.len(), |i| at + 1 + i);
-                let token = &pointer[..end];
-                if !pointer[at + 1..end].bytes().all(|b| b.is_ascii_digit()) {
-                    out.push(Leaf { pointer: token.into(), text: last_token(token), redactable: false });
+            let shared = shared_tokens(previous, pointer);
+            for end in token_ends(pointer).filter(|&end| end > shared) {
+                let path = &pointer[..end];
+                let token = last_token(path);
+                if !token.bytes().all(|b| b.is_ascii_digit()) {
+                    out.push(Leaf { pointer: path.into(), text: token, redactable: false });
                 }
-                at = end;
             }
             out.push(Leaf { pointer: pointer.into(), text: t.text.as_str().into(), redactable: true });
             previous = pointer;
@@ -127,6 +126,12 @@ fn push_token(pointer: &mut String, token: &str) {
     }
 }
 
+/// Where each reference token of a pointer ends: `/a/b` gives 2 and 4,
+/// so `&pointer[..end]` is the path to each member on the way.
+pub fn token_ends(pointer: &str) -> impl Iterator<Item = usize> + '_ {
+    pointer.match_indices('/').map(|(i, _)| i).skip(1).chain((!pointer.is_empty()).then_some(pointer.len()))
+}
+
 /// The last reference token of a pointer, unescaped: the member name (or
 /// array index) a string sits at, e.g. `aws_secret_access_key`.
 pub fn last_token(pointer: &str) -> Cow<'_, str> {
@@ -164,6 +169,8 @@ mod tests {
             ]
         );
         assert_eq!(last_token("/blocks/0/a~1b"), "a/b");
+        assert_eq!(token_ends("/a/bc/d").collect::<Vec<_>>(), [2, 5, 7]);
+        assert_eq!(token_ends("").count(), 0);
         assert_eq!(last_token("/x~0y"), "x~y");
     }
 

@@ -54,6 +54,20 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// The first `shown` of `items` joined with `separator`, then `, and N
+/// more` for the rest: a list in a reason that stays short however many
+/// there are.
+/// Items past `shown` are counted, never formatted.
+pub fn bounded_list<S: AsRef<str>>(items: impl ExactSizeIterator<Item = S>, shown: usize, separator: &str) -> String {
+    let total = items.len();
+    let shown: Vec<S> = items.take(shown).collect();
+    let mut out = shown.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(separator);
+    if total > shown.len() {
+        out.push_str(&format!(", and {} more", total - shown.len()));
+    }
+    out
+}
+
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -71,6 +85,13 @@ mod tests {
         assert_eq!(jaccard(&a, &token_set("Orders daily, schema CHANGE missing column!")), 1.0);
         assert_eq!(jaccard::<String>(&[], &[]), 1.0);
         assert_eq!(jaccard(&a, &token_set("page the oncall")), 0.0);
+    }
+
+    #[test]
+    fn bounded_lists_count_the_rest() {
+        assert_eq!(bounded_list(["a", "b"].into_iter(), 2, "; "), "a; b");
+        assert_eq!(bounded_list(["a", "b", "c"].into_iter(), 1, ", "), "a, and 2 more");
+        assert_eq!(bounded_list(std::iter::empty::<&str>(), 3, ", "), "");
     }
 
     #[test]

@@ -30,11 +30,16 @@ fn mixed_bundle(old_scope: &str) -> Result<Bundle, String> {
             info.digest.trim_start_matches("sha256:"),
         )
     };
-    let rules = "[[policies.settings.rules]]\npipeline = \"orders_daily\"\nagent = \"monitor\"\ntools = [\"warehouse.query\"]";
+    let rules =
+        "[[policies.settings.rules]]\npipeline = \"orders_daily\"\nagent = \"monitor\"\ntools = [\"warehouse.query\"]";
     let manifest = format!(
         "[bundle]\nname = \"mixed\"\nversion = \"1.0.0\"\ncontract = \"0.2.0\"\n\n{}{}",
         entry(&old_tool_scope(), old_scope, rules),
-        entry(&reference_component("human-review"), "[\"tool_call\"]", "[policies.settings]\napprovers = [\"oncall\"]\nvalid_for_seconds = 600\nirreversible_tools = [\"warehouse.drop_table\"]"),
+        entry(
+            &reference_component("human-review"),
+            "[\"tool_call\"]",
+            "[policies.settings]\napprovers = [\"oncall\"]\nvalid_for_seconds = 600\nirreversible_tools = [\"warehouse.drop_table\"]"
+        ),
     );
     let path = dir.join("bundle.toml");
     std::fs::write(&path, manifest).unwrap();
@@ -48,10 +53,8 @@ fn a_0_1_0_component_decides_beside_0_2_0_ones_in_one_decision() {
     assert_eq!(old.contract_version.as_deref(), Some("0.1.0"));
     let new = ComponentInfo::read(&std::fs::read(reference_component("human-review")).unwrap()).unwrap();
     assert_eq!(new.contract_version.as_deref(), Some("0.2.0"));
-    let cases = [
-        ("warehouse.query", VerdictKind::Allow, vec![]),
-        ("shell.exec", VerdictKind::Deny, vec!["tool_not_allowed"]),
-    ];
+    let cases =
+        [("warehouse.query", VerdictKind::Allow, vec![]), ("shell.exec", VerdictKind::Deny, vec!["tool_not_allowed"])];
     for (tool, expected, codes) in cases {
         let decision = arbiter_tests::decide(&bundle, &tool_call("r", tool, json!({"sql": "select 1"})), 0);
         assert_eq!((decision.decision, decision.codes()), (expected, codes), "{tool}");
@@ -139,7 +142,11 @@ fn tool_scope_hides_from_a_listing_exactly_what_it_would_deny_as_a_call() {
     hidden.sort_unstable();
     for tool in tools {
         let call = arbiter_tests::decide(&bundle, &tool_call("c", tool, json!({})), 0);
-        assert_eq!(hidden.contains(&tool), call.decision == VerdictKind::Deny, "{tool}: the listing and the call disagree");
+        assert_eq!(
+            hidden.contains(&tool),
+            call.decision == VerdictKind::Deny,
+            "{tool}: the listing and the call disagree"
+        );
     }
     assert_eq!(hidden, ["docs.search", "shell.exec"]);
 }

@@ -37,7 +37,7 @@ fn build_produces_a_component_with_no_wasi_imports() {
 fn inspect_shows_embedded_version_and_only_contract_imports() {
     let components = orders_daily_bundle().parent().unwrap().join("components");
     let manifest = arbiter_engine::Manifest::from_file(&orders_daily_bundle()).unwrap();
-    assert_eq!(reference_policies().len(), 9);
+    assert_eq!(reference_policies().len(), 11, "the nine of 0.1.0, tool-pin and secret-scan");
     for policy in &manifest.policies {
         let path = components.join(format!("{}.wasm", policy.name));
         let output = arbiter(&["inspect", "--format", "json", &path.display().to_string()]);

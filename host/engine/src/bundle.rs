@@ -315,10 +315,8 @@ fn load_policy(
             if let Some(bundle) = contract
                 && served(version.as_str()) > served(bundle)
             {
-                mismatches.push(format!(
-                    "targets contract {}, newer than the bundle's contract {bundle}",
-                    version.as_str()
-                ));
+                mismatches
+                    .push(format!("targets contract {}, newer than the bundle's contract {bundle}", version.as_str()));
             }
         }
     }

@@ -7,8 +7,7 @@ use arc_swap::ArcSwap;
 
 use arbiter_state::{
     ApprovalClaim, Commit, CommitRefused, Escalation, EscalationRefused, EscalationStatus, ListedToolInput, LlmUsage,
-    OutcomeReport,
-    OutcomeStatus, Resolution, RunKey, StateError, StateStore, UsageReport,
+    OutcomeReport, OutcomeStatus, Resolution, RunKey, StateError, StateStore, UsageReport,
 };
 use arbiter_types::{
     Action, Decision, DecisionReason, PolicyOutcome, Request, ToolListing, VerdictKind, format_rfc3339_ms,
@@ -152,7 +151,8 @@ impl Decider {
             .iter()
             .map(|t| ListedToolInput { name: t.name.clone(), digest: t.digest(), definition: t.to_mcp().to_string() })
             .collect();
-        let reason = |code: &str, message: String| DecisionReason { policy: HOST.to_owned(), code: code.to_owned(), message };
+        let reason =
+            |code: &str, message: String| DecisionReason { policy: HOST.to_owned(), code: code.to_owned(), message };
         match self.state.record_listing(&listing.server, &tools, at_ms) {
             Ok(Ok(())) => None,
             Ok(Err(refused)) => Some(reason(refused.code(), refused.to_string())),

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use arbiter_state::{RunKey, StateStore};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 
-
 /// Longest log line kept from a policy; the rest is cut, so a policy cannot
 /// flood the host's logs.
 const MAX_LOG_LINE: usize = 2048;

@@ -27,6 +27,13 @@ fn bench(c: &mut Criterion) {
             .build();
         c.bench_function(name, |b| b.iter(|| policy.evaluate(std::hint::black_box(&request))));
     }
+    // A result of many small strings: 4000 content blocks, a key split
+    // across each pair.
+    let chunks: Vec<_> = (0..4000)
+        .map(|i| json!({"type": "text", "text": if i % 2 == 0 { "AKIAIOSF" } else { "ODNN7EXAMPLE" }}))
+        .collect();
+    let request = RequestBuilder::tool_call("docs.fetch").server("docs").result(json!({"content": chunks})).build();
+    c.bench_function("scan_4000_blocks", |b| b.iter(|| policy.evaluate(std::hint::black_box(&request))));
 }
 
 criterion_group!(benches, bench);

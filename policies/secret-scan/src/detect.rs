@@ -2,6 +2,7 @@
 //! one text (the scan text of [`crate::scan`]) by a literal anchor and a
 //! check of what follows it, in time linear in the text.
 
+use arbiter_sdk::strings::last_token;
 use serde::{Deserialize, Serialize};
 
 /// A span of the scanned text and the detector that found it.
@@ -92,8 +93,15 @@ impl Token {
     pub(crate) fn find<'p>(&'p self, text: &str, lower: &str, out: &mut Vec<Hit<'p>>) {
         let haystack = if self.fold_case { lower } else { text };
         let bytes = text.as_bytes();
-        for prefix in &self.prefixes {
-            for (at, _) in haystack.match_indices(prefix.as_str()) {
+        // One pass for prefixes sharing a stem (`gh`, `xox`), not one each.
+        let stem = common_stem(&self.prefixes);
+        let passes: Vec<&str> =
+            if stem.len() >= 2 { vec![stem] } else { self.prefixes.iter().map(String::as_str).collect() };
+        for pass in passes {
+            for at in overlapping(haystack, pass) {
+                let Some(prefix) = self.prefixes.iter().find(|p| haystack[at..].starts_with(p.as_str())) else {
+                    continue;
+                };
                 if self.word_start && at > 0 && is_word_byte(bytes[at - 1]) {
                     continue;
                 }
@@ -122,6 +130,28 @@ impl Token {
             }
         }
     }
+}
+
+/// Every start of `needle` in `haystack`, overlapping ones included
+/// (`xoxoxb-…` holds `xoxb-` at 2, which a search resuming after the `xox`
+/// at 0 would miss).
+fn overlapping<'a>(haystack: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
+    let step = needle.chars().next().map_or(1, char::len_utf8);
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let at = from + haystack.get(from..)?.find(needle)?;
+        from = at + step;
+        Some(at)
+    })
+}
+
+/// The longest prefix all of `prefixes` share (ASCII, so a char boundary).
+fn common_stem(prefixes: &[String]) -> &str {
+    let Some((first, rest)) = prefixes.split_first() else { return "" };
+    let len = rest
+        .iter()
+        .fold(first.len(), |len, p| first.bytes().zip(p.bytes()).take(len).take_while(|(a, b)| a == b).count());
+    first.get(..len).unwrap_or_default()
 }
 
 /// Letters, digits, `_` and `-`: what continues a token.
@@ -154,11 +184,32 @@ pub(crate) fn builtin_tokens() -> Vec<Token> {
     ]
 }
 
+/// Private key blocks in each `separator`-delimited segment of `text` (see
+/// [`blocks`]); segments without `-----` cost nothing more than the search
+/// for it.
+pub(crate) fn private_keys<'p>(text: &str, separator: char, out: &mut Vec<Hit<'p>>) {
+    let mut done = 0;
+    for (dashes, _) in text.match_indices("-----") {
+        if dashes < done {
+            continue;
+        }
+        let start = text[..dashes].rfind(separator).map_or(0, |i| i + 1);
+        let end = text[dashes..].find(separator).map_or(text.len(), |i| dashes + i);
+        let first = out.len();
+        blocks(&text[start..end], out);
+        for hit in &mut out[first..] {
+            hit.start += start;
+            hit.end += start;
+        }
+        done = end;
+    }
+}
+
 /// `-----BEGIN … PRIVATE KEY-----` through its `-----END …-----`, or to the
 /// end of the text when the end is not in it; an `-----END … PRIVATE
 /// KEY-----` with no beginning before it masks everything up to it (the
 /// key began in an earlier string or was cut).
-pub(crate) fn private_keys<'p>(text: &str, out: &mut Vec<Hit<'p>>) {
+fn blocks<'p>(text: &str, out: &mut Vec<Hit<'p>>) {
     const CODE: &str = "private_key";
     const BEGIN: &str = "-----BEGIN ";
     const END: &str = "-----END ";
@@ -235,8 +286,12 @@ pub(crate) fn aws_secrets_after_name<'p>(text: &str, lower: &str, out: &mut Vec<
 
 /// A string that is a secret access key (trimmed), at a member whose name
 /// says so (`{"aws_secret_access_key": "…"}`): its span.
-pub(crate) fn aws_secret_by_member(member: &str, text: &str) -> Option<(usize, usize)> {
-    let member = member.to_ascii_lowercase();
+pub(crate) fn aws_secret_by_member(pointer: &str, text: &str) -> Option<(usize, usize)> {
+    // Most strings are shorter: no need to look at the name.
+    if text.len() < AWS_SECRET_LEN {
+        return None;
+    }
+    let member = last_token(pointer).to_ascii_lowercase();
     if !AWS_SECRET_NAMES.iter().any(|n| member.contains(n)) {
         return None;
     }
@@ -267,17 +322,17 @@ pub(crate) fn markers<'p>(markers: &'p [String], lower: &str, out: &mut Vec<Hit<
 mod tests {
     use super::*;
 
-    fn found(text: &str) -> Vec<(String, &'static str)> {
-        let tokens: &'static [Token] = Box::leak(builtin_tokens().into_boxed_slice());
+    fn found(text: &str) -> Vec<(String, String)> {
+        let tokens = builtin_tokens();
         let lower = text.to_ascii_lowercase();
         let mut hits = Vec::new();
-        for token in tokens {
+        for token in &tokens {
             token.find(text, &lower, &mut hits);
         }
-        private_keys(text, &mut hits);
+        private_keys(text, '\0', &mut hits);
         aws_secrets_after_name(text, &lower, &mut hits);
         hits.sort_by_key(|h| h.start);
-        hits.into_iter().map(|h| (text[h.start..h.end].to_owned(), h.code)).collect()
+        hits.into_iter().map(|h| (text[h.start..h.end].to_owned(), h.code.to_owned())).collect()
     }
 
     #[test]
@@ -293,6 +348,8 @@ mod tests {
             ("sk-proj-abc123DEF456ghi789JKL".into(), vec![("sk-proj-abc123DEF456ghi789JKL", "openai_key")]),
             ("risk-assessment-of-the-quarterly-report".into(), vec![]),
             ("task-sk-1234567890abcdefghij".into(), vec![]),
+            ("xoxoxb-1234567890-abcdefghij".into(), vec![("xoxb-1234567890-abcdefghij", "slack_token")]),
+            (format!("gh{gh}"), vec![(gh.as_str(), "github_token")]),
             (
                 "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig".into(),
                 vec![("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "bearer_token")],
@@ -306,7 +363,8 @@ mod tests {
             ("commit 0123456789abcdef0123456789abcdef01234567".into(), vec![]),
         ];
         for (text, expected) in cases {
-            let expected: Vec<(String, &str)> = expected.into_iter().map(|(s, c)| (s.to_owned(), c)).collect();
+            let expected: Vec<(String, String)> =
+                expected.into_iter().map(|(s, c)| (s.to_owned(), c.to_owned())).collect();
             assert_eq!(found(&text), expected, "{text}");
         }
     }
@@ -314,11 +372,11 @@ mod tests {
     #[test]
     fn private_key_blocks_whole_cut_or_orphaned() {
         let block = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----";
-        assert_eq!(found(&format!("key:\n{block}\nbye")), [(block.to_owned(), "private_key")]);
+        assert_eq!(found(&format!("key:\n{block}\nbye")), [(block.to_owned(), "private_key".to_owned())]);
         let cut = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk";
-        assert_eq!(found(&format!("x {cut}")), [(cut.to_owned(), "private_key")]);
+        assert_eq!(found(&format!("x {cut}")), [(cut.to_owned(), "private_key".to_owned())]);
         let tail = "LXtMDAw\n-----END PRIVATE KEY-----";
-        assert_eq!(found(&format!("{tail} and more")), [(tail.to_owned(), "private_key")]);
+        assert_eq!(found(&format!("{tail} and more")), [(tail.to_owned(), "private_key".to_owned())]);
         assert_eq!(found("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"), []);
         let two = format!("{block} and {block}");
         assert_eq!(found(&two).len(), 2);

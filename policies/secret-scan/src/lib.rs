@@ -20,7 +20,8 @@
 mod detect;
 mod scan;
 
-use arbiter_sdk::text::excerpt;
+use arbiter_sdk::strings::{last_token, token_ends};
+use arbiter_sdk::text::{bounded_list, excerpt};
 use arbiter_sdk::{Leaf, MAX_REDACTIONS, Policy, Request, Verdict, export_policy};
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +30,7 @@ use scan::{Detectors, Finding};
 
 const SECRET_IN_ARGUMENTS: &str = "secret_in_arguments";
 const SECRET_IN_RESULT: &str = "secret_in_result";
-/// Findings a refusal names; the rest are counted.
+/// Places a refusal names; the rest are counted.
 const NAMED_FINDINGS: usize = 8;
 /// Characters of a pointer quoted in a reason.
 const POINTER_CHARS: usize = 120;
@@ -93,6 +94,10 @@ impl Policy for SecretScan {
             if marker.trim().len() < MIN_MARKER_BYTES {
                 return Err(format!("settings.markers[{i}]: at least {MIN_MARKER_BYTES} bytes besides spaces"));
             }
+            // The scan text holds no control characters but its separators.
+            if marker.chars().any(char::is_control) {
+                return Err(format!("settings.markers[{i}]: no control characters"));
+            }
         }
         let mut tokens = detect::builtin_tokens();
         for (i, p) in settings.patterns.into_iter().enumerate() {
@@ -102,8 +107,8 @@ impl Policy for SecretScan {
             if !snake {
                 return Err(format!("settings.patterns[{i}].code: snake_case, at most 48 bytes"));
             }
-            if p.prefix.is_empty() {
-                return Err(format!("settings.patterns[{i}].prefix: empty"));
+            if p.prefix.is_empty() || p.prefix.chars().any(char::is_control) {
+                return Err(format!("settings.patterns[{i}].prefix: empty, or holds a control character"));
             }
             if p.min_length < MIN_PATTERN_LENGTH {
                 return Err(format!("settings.patterns[{i}].min_length: at least {MIN_PATTERN_LENGTH}"));
@@ -144,34 +149,37 @@ impl Policy for SecretScan {
     }
 }
 
-/// `3 findings: aws_access_key at /text, …`: detectors and places only. A
-/// place's member names that are themselves findings are shown as
-/// `[redacted]`, so the reason never repeats a secret.
+/// `3 findings: aws_access_key ×2 at /text, …`: detectors and places only.
+/// A member name that is itself a finding is shown as `[redacted]` in
+/// every place, so the reason never repeats a secret.
 fn describe(leaves: &[Leaf<'_>], findings: &[Finding<'_>]) -> String {
     let secret_keys: Vec<&str> =
-        findings.iter().filter(|f| !leaves[f.leaf].redactable).map(|f| leaves[f.leaf].pointer.as_ref()).collect();
+        findings.iter().filter(|f| !leaves[f.leaf].redactable).map(|f| leaves[f.leaf].text.as_ref()).collect();
     let safe_pointer = |pointer: &str| {
         let mut shown = String::new();
-        let mut at = 0;
-        while at < pointer.len() {
-            let end = pointer[at + 1..].find('/').map_or(pointer.len(), |i| at + 1 + i);
-            shown.push_str(if secret_keys.contains(&&pointer[..end]) { "/[redacted]" } else { &pointer[at..end] });
-            at = end;
+        let mut start = 0;
+        for end in token_ends(pointer) {
+            let secret = secret_keys.contains(&last_token(&pointer[..end]).as_ref());
+            shown.push_str(if secret { "/[redacted]" } else { &pointer[start..end] });
+            start = end;
         }
         excerpt(&shown, POINTER_CHARS)
     };
-    let named: Vec<String> = findings
-        .iter()
-        .take(NAMED_FINDINGS)
-        .map(|f| {
-            let key = if leaves[f.leaf].redactable { "" } else { " (a key)" };
-            format!("{} at {}{key}", f.code, safe_pointer(&leaves[f.leaf].pointer))
-        })
-        .collect();
-    let more = findings.len().saturating_sub(NAMED_FINDINGS);
-    let more = if more > 0 { format!(", and {more} more") } else { String::new() };
+    // Findings come sorted by string: count each detector's per string.
+    let mut places: Vec<(usize, &str, usize)> = Vec::new();
+    for f in findings {
+        match places.iter_mut().rev().take_while(|(leaf, ..)| *leaf == f.leaf).find(|(_, code, _)| *code == f.code) {
+            Some((.., count)) => *count += 1,
+            None => places.push((f.leaf, f.code, 1)),
+        }
+    }
+    let named = places.iter().map(|&(leaf, code, count)| {
+        let times = if count > 1 { format!(" ×{count}") } else { String::new() };
+        let key = if leaves[leaf].redactable { "" } else { " (a key)" };
+        format!("{code}{times} at {}{key}", safe_pointer(&leaves[leaf].pointer))
+    });
     let noun = if findings.len() == 1 { "finding" } else { "findings" };
-    format!("{} {noun}: {}{more}", findings.len(), named.join(", "))
+    format!("{} {noun}: {}", findings.len(), bounded_list(named, NAMED_FINDINGS, ", "))
 }
 
 export_policy!(SecretScan, review = "review.toml");

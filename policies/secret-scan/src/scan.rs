@@ -1,14 +1,16 @@
-//! From a document's strings to the spans to mask: strings that are items
-//! of one array (a result's `content` blocks, chunks of one text) are
-//! scanned as one text, so a secret split across two of them is still
-//! found; invisible characters are left out of the scan text, so one
-//! inserted inside a key does not hide it; each hit is mapped back to the
-//! strings it covers.
+//! From a document's strings to the spans to mask. The strings become one
+//! scan text, so scanning costs one pass of each detector however many
+//! strings a result has: strings that are items of one array (a result's
+//! `content` blocks, chunks of one text) are joined as they are, so a
+//! secret split across two of them is still found; every other string is
+//! kept apart by a NUL, which no detector reads across (a private key
+//! block ends at it). Invisible characters (and NULs of the document) are
+//! left out, so one inserted inside a key does not hide it; each hit is
+//! mapped back to the strings it covers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arbiter_sdk::Leaf;
-use arbiter_sdk::strings::last_token;
 
 use crate::detect::{self, Hit, Token};
 
@@ -32,18 +34,15 @@ impl Detectors {
     /// Every span to mask in `leaves`, in string order, overlapping spans
     /// of one detector merged.
     pub(crate) fn scan(&self, leaves: &[Leaf<'_>]) -> Vec<Finding<'_>> {
-        let mut findings = Vec::new();
+        let text = ScanText::new(leaves, &chains(leaves));
         let mut hits = Vec::new();
-        for chain in chains(leaves) {
-            let text = ScanText::new(leaves, &chain);
-            hits.clear();
-            self.find(&text.text, &mut hits);
-            for hit in &hits {
-                text.map(hit, &mut findings);
-            }
+        self.find(&text.text, &mut hits);
+        let mut findings = Vec::new();
+        for hit in &hits {
+            text.map(hit, &mut findings);
         }
         for (leaf, l) in leaves.iter().enumerate().filter(|(_, l)| l.redactable) {
-            if let Some((start, end)) = detect::aws_secret_by_member(&last_token(&l.pointer), &l.text) {
+            if let Some((start, end)) = detect::aws_secret_by_member(&l.pointer, &l.text) {
                 findings.push(Finding { leaf, start, end, code: detect::AWS_SECRET_KEY });
             }
         }
@@ -55,37 +54,65 @@ impl Detectors {
         for token in &self.tokens {
             token.find(text, &lower, out);
         }
-        detect::private_keys(text, out);
+        detect::private_keys(text, SEPARATOR, out);
         detect::aws_secrets_after_name(text, &lower, out);
         detect::markers(&self.markers, &lower, out);
     }
 }
 
-/// Groups strings into the texts to scan: the items of one array (strings
-/// whose pointers differ only in their last array index) in index order,
-/// each other string alone. Keys are never joined to anything.
-fn chains(leaves: &[Leaf<'_>]) -> Vec<Vec<usize>> {
-    let mut chains: Vec<Vec<(u64, usize)>> = Vec::new();
-    let mut by_shape: HashMap<(&str, &str), usize> = HashMap::new();
+/// Between strings that are not items of one array.
+const SEPARATOR: char = '\0';
+
+/// Orders strings into the texts to scan: `(chain, leaf)` pairs, a chain
+/// being the items of one array (strings whose pointers differ only in
+/// their last array index) in index order, or one other string alone.
+/// Keys are never joined to anything, and a key repeated (each row's
+/// member names) is scanned once. Flat, without a list per chain: a
+/// result may hold many thousands of strings.
+fn chains(leaves: &[Leaf<'_>]) -> Vec<(usize, usize)> {
+    let mut order: Vec<(usize, u64, usize)> = Vec::with_capacity(leaves.len());
+    let mut by_shape: HashMap<(&str, &str), usize, Fnv> = HashMap::default();
+    let mut keys: HashSet<&str, Fnv> = HashSet::default();
     for (i, leaf) in leaves.iter().enumerate() {
+        if !leaf.redactable && !keys.insert(&leaf.text) {
+            continue;
+        }
+        let fresh = order.len();
         match leaf.redactable.then(|| last_index(&leaf.pointer)).flatten() {
-            Some((before, index, after)) => match by_shape.get(&(before, after)) {
-                Some(&chain) => chains[chain].push((index, i)),
-                None => {
-                    by_shape.insert((before, after), chains.len());
-                    chains.push(vec![(index, i)]);
-                }
-            },
-            None => chains.push(vec![(0, i)]),
+            Some((before, index, after)) => {
+                let chain = *by_shape.entry((before, after)).or_insert(fresh);
+                order.push((chain, index, i));
+            }
+            None => order.push((fresh, 0, i)),
         }
     }
-    chains
-        .into_iter()
-        .map(|mut chain| {
-            chain.sort_unstable();
-            chain.into_iter().map(|(_, i)| i).collect()
-        })
-        .collect()
+    order.sort_unstable();
+    order.into_iter().map(|(chain, _, leaf)| (chain, leaf)).collect()
+}
+
+/// FNV-1a: the map keys are short pointers the host built, and SipHash
+/// per string costs more than the rest of a small string's scan.
+type Fnv = std::hash::BuildHasherDefault<FnvHasher>;
+
+/// See [`Fnv`].
+struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
 }
 
 /// The pointer around its last all-digit token, and that index.
@@ -101,13 +128,14 @@ fn last_index(pointer: &str) -> Option<(&str, u64, &str)> {
     None
 }
 
-/// Characters that render as nothing: left out of the scan text.
+/// Characters that render as nothing, and NUL (the separator): left out
+/// of the scan text.
 fn invisible(c: char) -> bool {
-    matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+    matches!(c, '\0' | '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }
 
-/// The strings of a chain joined, without invisible characters, and where
-/// each run of its bytes came from.
+/// The strings of each chain joined, chains apart by [`SEPARATOR`],
+/// without invisible characters; and where each run of its bytes came from.
 struct ScanText {
     text: String,
     pieces: Vec<Piece>,
@@ -123,27 +151,33 @@ struct Piece {
 }
 
 impl ScanText {
-    fn new(leaves: &[Leaf<'_>], chain: &[usize]) -> Self {
-        let mut text = String::with_capacity(chain.iter().map(|&i| leaves[i].text.len()).sum());
+    fn new(leaves: &[Leaf<'_>], chains: &[(usize, usize)]) -> Self {
+        let mut text = String::with_capacity(leaves.iter().map(|l| l.text.len() + 1).sum());
         let mut pieces = Vec::new();
-        for &leaf in chain {
+        let mut previous = None;
+        for &(chain, leaf) in chains {
+            if previous.is_some_and(|p| p != chain) {
+                text.push(SEPARATOR);
+            }
+            previous = Some(chain);
             let source: &str = &leaves[leaf].text;
-            // The common case, one piece: nothing invisible is ASCII.
-            let mut runs: Vec<(usize, usize)> = Vec::new();
-            if source.is_ascii() {
-                runs.push((0, source.len()));
-            } else {
-                let mut run_start = 0;
-                for (i, c) in source.char_indices().filter(|(_, c)| invisible(*c)) {
-                    runs.push((run_start, i));
-                    run_start = i + c.len_utf8();
+            let mut piece = |from: usize, to: usize| {
+                if from < to {
+                    pieces.push(Piece { at: text.len(), leaf, from, len: to - from });
+                    text.push_str(&source[from..to]);
                 }
-                runs.push((run_start, source.len()));
+            };
+            // The common case, one piece: ASCII without NUL.
+            if !source.bytes().any(|b| b == 0 || b >= 0x80) {
+                piece(0, source.len());
+                continue;
             }
-            for (from, to) in runs.into_iter().filter(|(from, to)| from < to) {
-                pieces.push(Piece { at: text.len(), leaf, from, len: to - from });
-                text.push_str(&source[from..to]);
+            let mut run_start = 0;
+            for (i, c) in source.char_indices().filter(|(_, c)| invisible(*c)) {
+                piece(run_start, i);
+                run_start = i + c.len_utf8();
             }
+            piece(run_start, source.len());
         }
         ScanText { text, pieces }
     }
@@ -198,7 +232,7 @@ mod tests {
             leaf("/title"),
             Leaf { redactable: false, ..leaf("/content/1/text") },
         ];
-        assert_eq!(chains(&leaves), [vec![1, 3, 0], vec![2], vec![4], vec![5]]);
+        assert_eq!(chains(&leaves), [(0, 1), (0, 3), (0, 0), (2, 2), (4, 4), (5, 5)]);
         assert_eq!(last_index("/a/3/b/12/c"), Some(("/a/3/b/", 12, "/c")));
         assert_eq!(last_index("/a/b"), None);
     }

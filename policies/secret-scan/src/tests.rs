@@ -152,6 +152,11 @@ fn a_secret_in_a_key_refuses_and_is_not_repeated() {
     assert_eq!(verdict.codes(), ["secret_in_arguments"]);
     assert!(verdict.reasons[0].message.contains("aws_access_key at /data/[redacted] (a key)"), "{:?}", verdict.reasons);
     assert_no_secret_in_reasons(&verdict, &[AWS]);
+    // The same key elsewhere is read once, and masked wherever it is shown.
+    let twice = RequestBuilder::tool_call("kv.put").args(json!({"a": {AWS: "x"}, "b": {AWS: AWS}})).build();
+    let verdict = scan().evaluate(&twice);
+    assert!(verdict.reasons[0].message.contains("aws_access_key at /b/[redacted]"), "{:?}", verdict.reasons);
+    assert_no_secret_in_reasons(&verdict, &[AWS]);
     // A result's member names are read too.
     let verdict = scan().evaluate(&result(json!({"structuredContent": {AWS: "v"}})));
     assert_eq!(verdict.codes(), ["secret_in_result"]);
@@ -215,13 +220,43 @@ fn more_spans_than_a_verdict_carries_refuses() {
     let request = text_result(&[&many.join(" ")]);
     let verdict = scan().evaluate(&request);
     assert_eq!(verdict.codes(), ["secret_in_result"]);
-    assert!(verdict.reasons[0].message.contains("257 findings"), "{}", verdict.reasons[0].message);
-    assert!(verdict.reasons[0].message.contains("and 249 more"));
+    assert_eq!(
+        verdict.reasons[0].message,
+        "257 findings: aws_access_key ×257 at /content/0/text in the result; more spans than the 256 one verdict may mask"
+    );
     assert_no_secret_in_reasons(&verdict, &[&many[0]]);
     let fits = text_result(&[&many[..MAX_REDACTIONS].join(" ")]);
     let verdict = scan().evaluate(&fits);
     assert_eq!(verdict.redactions().len(), MAX_REDACTIONS);
     assert!(!forwarded(&fits, &verdict).contains("AKIA"));
+}
+
+#[test]
+fn thousands_of_strings_are_one_scan() {
+    // Chunks of one text: joined, so every split key is found.
+    let chunks: Vec<&str> = (0..4000).map(|i| if i % 2 == 0 { "AKIAIOSF" } else { "ODNN7EXAMPLE" }).collect();
+    let verdict = scan().evaluate(&text_result(&chunks));
+    assert_eq!(verdict.codes(), ["secret_in_result"], "4000 spans are more than a verdict carries");
+    // Rows of a table: members apart, each scanned, names once.
+    let rows: Vec<Value> = (0..5000).map(|i| json!({"id": format!("row-{i}"), "note": "fine"})).collect();
+    let mut rows_with_key = rows.clone();
+    rows_with_key[4321]["note"] = json!(format!("oops {AWS}"));
+    assert!(scan().evaluate(&result(json!({"structuredContent": {"rows": rows}}))).obligations.is_empty());
+    let verdict = scan().evaluate(&result(json!({"structuredContent": {"rows": rows_with_key}})));
+    assert_eq!(verdict.redactions()[0].pointer, "/structuredContent/rows/4321/note");
+}
+
+#[test]
+fn strings_that_are_not_items_of_one_array_are_never_joined() {
+    let request = result(json!({"structuredContent": {"a": "AKIAIOSF", "b": "ODNN7EXAMPLE",
+        "c": "-----BEGIN PRIVATE KEY-----\nMIIE", "d": "unrelated"}}));
+    let verdict = scan().evaluate(&request);
+    let r = verdict.redactions();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!((r[0].pointer.as_str(), r[0].code.as_str()), ("/structuredContent/c", "private_key"));
+    // A NUL of the document is no separator: it is skipped like an invisible character.
+    let request = post("key AKIA\u{0}IOSFODNN7EXAMPLE");
+    assert_eq!(scan().evaluate(&request).redactions().len(), 1);
 }
 
 #[test]
@@ -277,6 +312,7 @@ fn other_actions_and_clean_messages_pass() {
 fn bad_settings_name_the_field() {
     let err = |s: Value| policy_from_json::<SecretScan>(&s.to_string()).err().unwrap();
     assert!(err(json!({"markers": ["ab"]})).contains("settings.markers[0]"));
+    assert!(err(json!({"markers": ["okay", "line\nbreak"]})).contains("settings.markers[1]: no control"));
     assert!(err(json!({"on_results": "mask"})).contains("on_results"));
     let pattern = |code: &str, min: usize| json!({"patterns": [{"code": code, "prefix": "p_", "charset": "hex", "min_length": min}]});
     assert!(err(pattern("Bad-Code", 16)).contains("settings.patterns[0].code"));

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use arbiter_sdk::text::excerpt;
+use arbiter_sdk::text::{bounded_list, excerpt};
 use arbiter_sdk::{ListedTool, Policy, Request, Verdict, export_policy};
 use serde::{Deserialize, Serialize};
 
@@ -202,12 +202,10 @@ impl ToolPin {
                 named.push(format!("`{}` ({})", excerpt(tool.name(), NAME_CHARS), finding.describe(tool)));
             }
         }
+        let server = excerpt(server, NAME_CHARS);
         for (code, named) in by_code {
-            let more = named.len().saturating_sub(NAMED_TOOLS);
-            let more = if more > 0 { format!(", and {more} more") } else { String::new() };
-            let shown: Vec<&str> = named.iter().take(NAMED_TOOLS).map(String::as_str).collect();
-            let server = excerpt(server, NAME_CHARS);
-            verdict = verdict.with_reason(code, format!("`{server}` tools hidden: {}{more}", shown.join("; ")));
+            let named = bounded_list(named.iter(), NAMED_TOOLS, "; ");
+            verdict = verdict.with_reason(code, format!("`{server}` tools hidden: {named}"));
         }
         verdict
     }

@@ -46,8 +46,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .and_then(|p| p.as_array_of_tables_mut())
         .and_then(|policies| policies.iter_mut().find(|p| p.get("name").and_then(|n| n.as_str()) == Some(&args.policy)))
         .with_context(|| format!("{} has no policy `{}`", args.manifest.display(), args.policy))?;
-    let settings = policy.entry("settings").or_insert(toml_edit::table()).as_table_mut().context("settings: not a table")?;
-    let pins = settings.entry("pins").or_insert(toml_edit::table()).as_table_mut().context("settings.pins: not a table")?;
+    let settings =
+        policy.entry("settings").or_insert(toml_edit::table()).as_table_mut().context("settings: not a table")?;
+    let pins =
+        settings.entry("pins").or_insert(toml_edit::table()).as_table_mut().context("settings.pins: not a table")?;
     pins.set_implicit(true);
     let old = pins.get(&args.server).and_then(|t| t.as_table()).cloned().unwrap_or_default();
     let mut pinned = toml_edit::Table::new();
@@ -148,7 +150,8 @@ impl Session<'_> {
             request = request.header("mcp-session-id", id);
         }
         for header in &self.args.headers {
-            let (name, value) = header.split_once(':').with_context(|| format!("--header `{header}`: not `name: value`"))?;
+            let (name, value) =
+                header.split_once(':').with_context(|| format!("--header `{header}`: not `name: value`"))?;
             request = request.header(name.trim(), value.trim());
         }
         let response = client

@@ -149,7 +149,11 @@ impl Instance {
         }
     }
 
-    pub(crate) fn evaluate(&self, store: &mut Store<SandboxState>, requests: &Requests<'_>) -> wasmtime::Result<Returned> {
+    pub(crate) fn evaluate(
+        &self,
+        store: &mut Store<SandboxState>,
+        requests: &Requests<'_>,
+    ) -> wasmtime::Result<Returned> {
         let returned = match self {
             Instance::V0_1(policy) => match requests.v0_1.get_or_init(|| v0_1::request(&requests.input)) {
                 Ok(request) => v0_1::evaluate(policy, store, request)?,

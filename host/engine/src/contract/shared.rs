@@ -59,15 +59,24 @@ macro_rules! contract_glue {
             wit::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
         }
 
-        pub(crate) fn prepare(pre: wasmtime::component::InstancePre<SandboxState>) -> wasmtime::Result<PolicyPre<SandboxState>> {
+        pub(crate) fn prepare(
+            pre: wasmtime::component::InstancePre<SandboxState>,
+        ) -> wasmtime::Result<PolicyPre<SandboxState>> {
             PolicyPre::new(pre)
         }
 
-        pub(crate) fn instantiate(pre: &PolicyPre<SandboxState>, store: &mut Store<SandboxState>) -> wasmtime::Result<Policy> {
+        pub(crate) fn instantiate(
+            pre: &PolicyPre<SandboxState>,
+            store: &mut Store<SandboxState>,
+        ) -> wasmtime::Result<Policy> {
             pre.instantiate(store)
         }
 
-        pub(crate) fn init(policy: &Policy, store: &mut Store<SandboxState>, settings: &str) -> wasmtime::Result<Result<(), String>> {
+        pub(crate) fn init(
+            policy: &Policy,
+            store: &mut Store<SandboxState>,
+            settings: &str,
+        ) -> wasmtime::Result<Result<(), String>> {
             policy.arbiter_policy_evaluator().call_init(store, settings)
         }
 

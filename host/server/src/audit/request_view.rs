@@ -34,7 +34,8 @@ pub(crate) fn request_view(request: &Request, decision: &Decision) -> Value {
         Action::ToolResult(result) => {
             let text = Value::Object(result.result.clone()).to_string();
             let digest = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
-            action.insert("result".into(), json!({"bytes": text.len(), "digest": digest, "is_error": result.is_error()}));
+            action
+                .insert("result".into(), json!({"bytes": text.len(), "digest": digest, "is_error": result.is_error()}));
         }
         Action::ToolCall(_) | Action::LlmRequest(_) => {}
     }
@@ -62,7 +63,8 @@ mod tests {
         let secret = "AKIAIOSFODNN7EXAMPLE";
         let call = request(json!({"kind": "tool_call", "tool": "slack.post_message",
                                   "arguments": {"text": format!("key {secret}")}}));
-        let mask = Obligation::Redact(Redaction { pointer: "/text".into(), start: 4, end: 24, code: "aws_access_key".into() });
+        let mask =
+            Obligation::Redact(Redaction { pointer: "/text".into(), start: 4, end: 24, code: "aws_access_key".into() });
         let view = request_view(&call, &allowed(vec![mask]));
         assert_eq!(view["action"]["arguments"]["text"], "key [redacted:aws_access_key]");
         let result = request(json!({"kind": "tool_result", "tool": "t",

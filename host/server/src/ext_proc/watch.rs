@@ -14,7 +14,9 @@ use crate::wire::{HeldAnswer, Protocol};
 pub(super) async fn decide_answer(state: &AppState, watch: Watch, held: HeldAnswer) -> Vec<u8> {
     let sse = held.is_sse();
     let protocol = Protocol::Mcp { id: watch.id.clone() };
-    let refuse = |code: &str, message: &str| frame(sse, &refusal_message(&protocol, error_answer(&protocol, 502, code, message).body));
+    let refuse = |code: &str, message: &str| {
+        frame(sse, &refusal_message(&protocol, error_answer(&protocol, 502, code, message).body))
+    };
     let located = match held.locate(&watch.id) {
         Ok(located) => located,
         Err(unreadable) => return refuse("answer_unreadable", &unreadable.to_string()),

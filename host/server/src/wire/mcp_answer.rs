@@ -161,15 +161,22 @@ mod tests {
         );
         let located = answer.locate(&json!(3)).unwrap();
         assert_eq!(located.message["result"], json!({"tools": []}));
-        let out = String::from_utf8(located.with_message(&json!({"jsonrpc": "2.0", "id": 3, "result": {"x": 1}}))).unwrap();
+        let out =
+            String::from_utf8(located.with_message(&json!({"jsonrpc": "2.0", "id": 3, "result": {"x": 1}}))).unwrap();
         assert!(out.starts_with("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\""), "{out}");
-        assert!(out.ends_with("event: message\nid: 7\ndata: {\"id\":3,\"jsonrpc\":\"2.0\",\"result\":{\"x\":1}}\n\n"), "{out}");
+        assert!(
+            out.ends_with("event: message\nid: 7\ndata: {\"id\":3,\"jsonrpc\":\"2.0\",\"result\":{\"x\":1}}\n\n"),
+            "{out}"
+        );
     }
 
     #[test]
     fn an_answer_that_cannot_be_read_is_not_forwarded_unread() {
         let id = json!(1);
-        assert_eq!(held("application/json", &["{\"id\":2,\"result\":{}}"]).locate(&id).unwrap_err(), Unreadable::NoResponse);
+        assert_eq!(
+            held("application/json", &["{\"id\":2,\"result\":{}}"]).locate(&id).unwrap_err(),
+            Unreadable::NoResponse
+        );
         assert_eq!(held("application/json", &["not json"]).locate(&id).unwrap_err(), Unreadable::NoResponse);
         // A request from the server with the same id answers nothing.
         let request = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sampling/createMessage\"}\n\n";

@@ -20,8 +20,8 @@ use crate::config::{UnrecognizedTraffic, WireConfig};
 #[cfg(test)]
 pub(crate) use llm::Api;
 pub(crate) use llm::LlmCall;
-pub use mcp_answer::mcp_response;
 pub(crate) use mcp_answer::HeldAnswer;
+pub use mcp_answer::mcp_response;
 pub(crate) use principal::request_id;
 pub(crate) use response::{ReportedUsage, ResponseReader};
 
