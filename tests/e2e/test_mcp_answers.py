@@ -18,7 +18,7 @@ import tomllib
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
-from mcp.shared.exceptions import McpError
+from mcp.shared.exceptions import MCPError as McpError
 
 from conftest import AGENT_HEADERS, ARBITER, HERE, ROOT, TOKEN, free_port, start_arbiter, start_envoy, stop, wait_for_port
 
