@@ -35,6 +35,7 @@ const NAMED_FINDINGS: usize = 8;
 /// Characters of a pointer quoted in a reason.
 const POINTER_CHARS: usize = 120;
 
+/// What the bundle sets (see the crate docs and `review.toml`).
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -58,8 +59,10 @@ pub struct Settings {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Respond {
+    /// Emit a `redact` obligation per finding; the message goes on masked.
     #[default]
     Redact,
+    /// Refuse the message (`secret_in_arguments`, `secret_in_result`).
     Deny,
 }
 
@@ -69,9 +72,13 @@ pub enum Respond {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Pattern {
+    /// The redaction's code (snake_case), e.g. `acme_token`.
     pub code: String,
+    /// Literal, case-sensitive, e.g. `acme_`.
     pub prefix: String,
+    /// What the credential after the prefix is made of.
     pub charset: Charset,
+    /// Characters of `charset` needed after the prefix (at least 8).
     pub min_length: usize,
 }
 
@@ -80,6 +87,7 @@ const MIN_MARKER_BYTES: usize = 4;
 /// Shortest credential after a pattern's prefix.
 const MIN_PATTERN_LENGTH: usize = 8;
 
+/// The policy: its detectors and how it answers per action kind.
 pub struct SecretScan {
     on_arguments: Respond,
     on_results: Respond,

@@ -28,6 +28,7 @@ const NAME_CHARS: usize = 64;
 /// Hidden tools a listing's reason names; the rest are counted.
 const NAMED_TOOLS: usize = 8;
 
+/// What the bundle sets (docs: the crate's `review.toml` and lib docs).
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -114,6 +115,7 @@ fn short(digest: &str) -> String {
     excerpt(digest, "sha256:".len() + 12)
 }
 
+/// The policy: its settings, judged by [`ToolPin::judge`].
 pub struct ToolPin {
     settings: Settings,
 }
