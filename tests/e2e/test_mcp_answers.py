@@ -146,6 +146,15 @@ def audit_records(arbiter, kind):
     return [r for r in records if r.get("kind") == "decision" and r["request"]["action"]["kind"] == kind]
 
 
+def test_a_tool_never_listed_cannot_be_called(gateway):
+    _, url, _ = gateway
+
+    async def blind(session):
+        return await refusal_of(session.call_tool("echo", {"message": "hi"}))
+
+    assert run(f"{url}/everything/mcp", blind) == "tool_definition_unknown"
+
+
 def test_the_listing_shows_exactly_the_allowed_tools_and_a_hidden_one_cannot_be_called(gateway):
     arbiter, url, _ = gateway
 
@@ -190,6 +199,7 @@ def test_a_cloud_key_in_a_result_reaches_the_client_masked(gateway):
     arbiter, url, _ = gateway
 
     async def env(session):
+        await session.list_tools()  # an agent calls what it was shown
         return (await session.call_tool("get-env", {})).content[0].text
 
     text = run(f"{url}/everything/mcp", env)
@@ -206,6 +216,7 @@ def test_a_message_with_a_secret_is_forwarded_with_it_masked(gateway):
     arbiter, url, _ = gateway
 
     async def post(session):
+        await session.list_tools()
         message = f"deploy is blocked, use token {GITHUB_TOKEN} to retry"
         return (await session.call_tool("echo", {"message": message})).content[0].text
 
@@ -225,6 +236,7 @@ def test_a_0_1_0_component_and_0_2_0_ones_guard_one_conversation(tmp_path, every
                             everything=everything.port)
     try:
         async def work(session):
+            await session.list_tools()
             denied = await refusal_of(session.call_tool("get-tiny-image", {}))
             echoed = (await session.call_tool("echo", {"message": f"key {AWS_KEY}"})).content[0].text
             return denied, echoed

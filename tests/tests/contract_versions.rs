@@ -15,8 +15,9 @@ fn old_tool_scope() -> PathBuf {
 
 /// A bundle of the released 0.1.0 tool-scope and current 0.2.0 policies,
 /// each entry `(component, scope actions)`.
-fn mixed_bundle(old_scope: &str) -> Result<Bundle, String> {
-    let dir = scratch_dir().join("contract-versions");
+fn mixed_bundle(test: &str, old_scope: &str) -> Result<Bundle, String> {
+    // One directory a test: tests run in parallel.
+    let dir = scratch_dir().join("contract-versions").join(test);
     std::fs::create_dir_all(&dir).unwrap();
     let entry = |path: &PathBuf, scope: &str, settings: &str| {
         let bytes = std::fs::read(path).unwrap();
@@ -48,7 +49,7 @@ fn mixed_bundle(old_scope: &str) -> Result<Bundle, String> {
 
 #[test]
 fn a_0_1_0_component_decides_beside_0_2_0_ones_in_one_decision() {
-    let bundle = mixed_bundle("[\"tool_call\"]").unwrap_or_else(|e| panic!("{e}"));
+    let bundle = mixed_bundle("one-decision", "[\"tool_call\"]").unwrap_or_else(|e| panic!("{e}"));
     let old = ComponentInfo::read(&std::fs::read(old_tool_scope()).unwrap()).unwrap();
     assert_eq!(old.contract_version.as_deref(), Some("0.1.0"));
     let new = ComponentInfo::read(&std::fs::read(reference_component("human-review")).unwrap()).unwrap();
@@ -67,7 +68,7 @@ fn a_0_1_0_component_decides_beside_0_2_0_ones_in_one_decision() {
 
 #[test]
 fn a_0_1_0_component_cannot_be_scoped_to_what_its_contract_lacks() {
-    let err = mixed_bundle("[\"tool_call\", \"tool_listing\"]").unwrap_err();
+    let err = mixed_bundle("scoped", "[\"tool_call\", \"tool_listing\"]").unwrap_err();
     assert!(err.contains("scope.actions names tool_listing, which contract 0.1.0 cannot hand it"), "{err}");
 }
 
@@ -92,7 +93,7 @@ fn a_bundle_of_an_older_contract_refuses_a_newer_component() {
 
 #[test]
 fn a_listing_is_decided_only_by_policies_that_ask_for_listings() {
-    let bundle = mixed_bundle("[\"tool_call\"]").unwrap();
+    let bundle = mixed_bundle("listing", "[\"tool_call\"]").unwrap();
     let listing = Request::from_json_value(&json!({
         "id": "l", "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "t", "environment": "prod", "run": "1"},
         "action": {"kind": "tool_listing", "server": "warehouse", "tools": [

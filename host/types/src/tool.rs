@@ -9,8 +9,12 @@ use crate::request::{ToolCall, canonical_json};
 /// Tools one listing may carry; a larger listing is refused, not cut.
 pub const MAX_LISTED_TOOLS: usize = 1024;
 /// Strings of one document handed to policies; a result with more is
-/// refused (fail closed), never scanned in part.
-pub const MAX_TEXTS: usize = 100_000;
+/// refused (fail closed), never scanned in part. Handing a string over
+/// costs the sandbox a few microseconds: 10,000 stay well inside a
+/// policy's deadline.
+pub const MAX_TEXTS: usize = 10_000;
+/// Longest tool name, in bytes (as the tool registry keeps them).
+pub const MAX_TOOL_NAME_BYTES: usize = 256;
 /// Deepest nesting walked for strings (serde_json refuses deeper input).
 const MAX_DEPTH: usize = 128;
 
@@ -41,6 +45,12 @@ impl ToolDefinition {
             Some(Value::String(name)) if !name.is_empty() => name.clone(),
             _ => return Err("name: must be a non-empty string".to_owned()),
         };
+        if name.len() > MAX_TOOL_NAME_BYTES || name.chars().any(char::is_control) {
+            return Err(format!(
+                "name: `{}` is longer than {MAX_TOOL_NAME_BYTES} bytes or holds control characters",
+                crate::excerpt(&name, 64)
+            ));
+        }
         let description = match tool.get("description") {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(d)) => d.clone(),
@@ -211,6 +221,8 @@ mod tests {
             (json!({"name": "", "inputSchema": {}}), "name"),
             (json!({"name": "t"}), "inputSchema"),
             (json!({"name": "t", "inputSchema": {}, "description": 3}), "description"),
+            (json!({"name": "t".repeat(257), "inputSchema": {}}), "longer than 256 bytes"),
+            (json!({"name": "t\u{0}", "inputSchema": {}}), "control characters"),
             (json!("t"), "object"),
         ] {
             let (_, message) = ToolListing::from_mcp("s".into(), &[bad]).unwrap_err();
