@@ -151,5 +151,76 @@ fn decide_with_charges(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluate, read_sql, decide_with_charges, decide_tool_call);
+/// A `tools/list` answer of `n` tools, as an MCP server gives it.
+fn listing(n: usize) -> Request {
+    let tools: Vec<_> = (0..n)
+        .map(|i| {
+            json!({"name": format!("warehouse.tool_{i}"),
+                   "description": format!("Tool {i} of the warehouse server: reads partitions, describes tables and reports freshness for the orders pipeline."),
+                   "inputSchema": {"type": "object", "properties": {"table": {"type": "string"}, "limit": {"type": "integer"}},
+                                   "required": ["table"]},
+                   "annotations": {"readOnlyHint": true}})
+        })
+        .collect();
+    let body = json!({"id": "bench-l", "action": {"kind": "tool_listing", "server": "warehouse", "tools": tools},
+                      "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
+                                    "environment": "prod", "run": "run-1"}});
+    Request::from_json_value(&body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A tool result of 64 KiB of text in 16 content blocks; `secret` puts an
+/// AWS key in the middle of one.
+fn result_64kb(secret: bool) -> Request {
+    let block = |i: usize| {
+        let mut text = "orders_daily partition 2026-11-26 arrived with 48211 rows; ".repeat(70);
+        text.truncate(4096);
+        if secret && i == 8 {
+            text.replace_range(2000..2020, "AKIAIOSFODNN7EXAMPLE");
+        }
+        json!({"type": "text", "text": text})
+    };
+    let content: Vec<_> = (0..16).map(block).collect();
+    let body = json!({"id": "bench-r", "action": {"kind": "tool_result", "tool": "docs.search", "server": "warehouse",
+                      "arguments": {"query": "late partitions"}, "result": {"content": content, "isError": false}},
+                      "principal": {"pipeline": "orders_daily", "agent": "monitor", "team": "data-platform",
+                                    "environment": "prod", "run": "run-1"}});
+    Request::from_json_value(&body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The MCP answer side through the reference bundle: a 50-tool listing
+/// (tool-scope and tool-pin) and a 64 KiB result (secret-scan). Under
+/// `cargo bench`, also prints p50 / p99 of 2,000 evaluations of each.
+fn mcp_answers(c: &mut Criterion) {
+    let bundle = Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}"));
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
+    let cases = [
+        ("listing_50_tools", listing(50)),
+        ("result_64kb", result_64kb(false)),
+        ("result_64kb_with_key", result_64kb(true)),
+    ];
+    for (name, request) in &cases {
+        let decision = bundle.evaluate(request, 0, &state);
+        assert_eq!(decision.decision, VerdictKind::Allow, "{name}: {:?}", decision.reasons);
+    }
+    let mut group = c.benchmark_group("mcp");
+    for (name, request) in &cases {
+        group.bench_function(*name, |b| b.iter(|| bundle.evaluate(black_box(request), 0, &state)));
+    }
+    group.finish();
+    if std::env::args().any(|a| a == "--bench") {
+        for (name, request) in &cases {
+            let mut micros: Vec<u128> = (0..2000)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    black_box(bundle.evaluate(request, 0, &state));
+                    started.elapsed().as_micros()
+                })
+                .collect();
+            micros.sort_unstable();
+            println!("mcp/{name}: p50 {} µs, p99 {} µs (2,000 evaluations)", micros[1000], micros[1980]);
+        }
+    }
+}
+
+criterion_group!(benches, evaluate, read_sql, decide_with_charges, decide_tool_call, mcp_answers);
 criterion_main!(benches);

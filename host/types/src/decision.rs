@@ -101,6 +101,28 @@ impl Decision {
         codes
     }
 
+    /// The spans to mask before the action goes on (redact obligations).
+    pub fn redactions(&self) -> Vec<crate::Redaction> {
+        self.obligations
+            .iter()
+            .filter_map(|o| match o {
+                Obligation::Redact(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The tools to leave out of a listing (hide-tool obligations).
+    pub fn hidden_tools(&self) -> Vec<&str> {
+        self.obligations
+            .iter()
+            .filter_map(|o| match o {
+                Obligation::HideTool(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The clamp obligation, if any policy imposed one (the smallest wins).
     pub fn clamp_max_output_tokens(&self) -> Option<u64> {
         self.obligations

@@ -4,20 +4,13 @@
 //! digests; a result as its size and digest (enough to match it against
 //! the server's own logs), with the spans masked named by the decision.
 
-use arbiter_types::{Action, Decision, Obligation, Redaction, Request};
+use arbiter_types::{Action, Decision, Request};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub(crate) fn request_view(request: &Request, decision: &Decision) -> Value {
     let mut view = request.to_json();
-    let redactions: Vec<Redaction> = decision
-        .obligations
-        .iter()
-        .filter_map(|o| match o {
-            Obligation::Redact(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect();
+    let redactions = decision.redactions();
     let Some(action) = view.get_mut("action").and_then(Value::as_object_mut) else { return view };
     match &request.action {
         Action::ToolCall(_) if !redactions.is_empty() => {
@@ -45,7 +38,7 @@ pub(crate) fn request_view(request: &Request, decision: &Decision) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arbiter_types::{BundleRef, VerdictKind};
+    use arbiter_types::{BundleRef, Obligation, Redaction, VerdictKind};
 
     fn request(action: Value) -> Request {
         Request::from_json_value(&json!({"id": "r", "action": action,

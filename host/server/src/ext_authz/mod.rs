@@ -6,7 +6,7 @@ pub(crate) mod http;
 
 use std::sync::Arc;
 
-use arbiter_types::{Action, Decision, Obligation, Principal, Redaction, ToolCall, VerdictKind};
+use arbiter_types::{Action, Decision, Principal, Redaction, ToolCall, VerdictKind};
 use serde_json::{Value, json};
 
 use crate::api::auth::{identify, lacks};
@@ -162,14 +162,7 @@ pub(crate) async fn check(
                     if !matches!(answer, Answer::Allow { .. }) {
                         return refused(answer);
                     }
-                    let redactions: Vec<Redaction> = decision
-                        .obligations
-                        .iter()
-                        .filter_map(|o| match o {
-                            Obligation::Redact(r) => Some(r.clone()),
-                            _ => None,
-                        })
-                        .collect();
+                    let redactions = decision.redactions();
                     let watch = match (call, &protocol) {
                         (Some(mut call), Protocol::Mcp { id }) => {
                             // The result answers the call as forwarded.

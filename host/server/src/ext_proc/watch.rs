@@ -3,7 +3,7 @@
 //! as a tool result (spans masked, or the result withheld), before the
 //! client reads a byte of it.
 
-use arbiter_types::{Action, Obligation, Request, ToolListing, ToolResult, VerdictKind};
+use arbiter_types::{Action, Request, ToolListing, ToolResult, VerdictKind};
 use serde_json::{Value, json};
 
 use crate::ext_authz::{Answer, Watch, Watched, answer, error_answer};
@@ -63,11 +63,11 @@ pub(super) async fn decide_answer(state: &AppState, watch: Watch, held: HeldAnsw
     let mut message = located.message.clone();
     let applied = match (&request.action, message.get_mut("result").and_then(Value::as_object_mut)) {
         (Action::ToolListing(_), Some(result)) => {
-            hide(result, &decision.obligations);
+            hide(result, &decision.hidden_tools());
             Ok(())
         }
         (Action::ToolResult(_), Some(result)) => {
-            arbiter_types::apply_redactions(result, &redactions(&decision.obligations)).map_err(|e| e.to_string())
+            arbiter_types::apply_redactions(result, &decision.redactions()).map_err(|e| e.to_string())
         }
         _ => Ok(()),
     };
@@ -79,27 +79,10 @@ pub(super) async fn decide_answer(state: &AppState, watch: Watch, held: HeldAnsw
 }
 
 /// Takes the hidden tools out of a `tools/list` result.
-fn hide(result: &mut serde_json::Map<String, Value>, obligations: &[Obligation]) {
-    let hidden: Vec<&str> = obligations
-        .iter()
-        .filter_map(|o| match o {
-            Obligation::HideTool(name) => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
+fn hide(result: &mut serde_json::Map<String, Value>, hidden: &[&str]) {
     if let Some(Value::Array(tools)) = result.get_mut("tools") {
         tools.retain(|tool| tool.get("name").and_then(Value::as_str).is_none_or(|name| !hidden.contains(&name)));
     }
-}
-
-fn redactions(obligations: &[Obligation]) -> Vec<arbiter_types::Redaction> {
-    obligations
-        .iter()
-        .filter_map(|o| match o {
-            Obligation::Redact(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The JSON-RPC error of a refusal body (always JSON of ours).
