@@ -144,9 +144,23 @@ mod tests {
     use super::*;
     use crate::testing::RequestBuilder;
 
+    /// Sorted: objects come in key order or document order, as serde_json
+    /// is built (`preserve_order`, which another crate of a build may turn on).
+    fn sorted(leaves: Vec<Leaf<'_>>) -> Vec<(String, String, bool)> {
+        let mut leaves: Vec<_> =
+            leaves.into_iter().map(|l| (l.pointer.into_owned(), l.text.into_owned(), l.redactable)).collect();
+        leaves.sort();
+        leaves
+    }
+
     fn leaves(request: &crate::Request) -> Vec<(String, String, bool)> {
-        let call = request.tool_call().unwrap();
-        call.strings().into_iter().map(|l| (l.pointer.into_owned(), l.text.into_owned(), l.redactable)).collect()
+        sorted(request.tool_call().unwrap().strings())
+    }
+
+    fn expected<const N: usize>(leaves: [(String, String, bool); N]) -> Vec<(String, String, bool)> {
+        let mut leaves = leaves.to_vec();
+        leaves.sort();
+        leaves
     }
 
     #[test]
@@ -157,7 +171,7 @@ mod tests {
         let owned = |p: &str, t: &str, r| (p.to_owned(), t.to_owned(), r);
         assert_eq!(
             leaves(&request),
-            [
+            expected([
                 owned("/blocks", "blocks", false),
                 owned("/blocks/0/a~1b", "a/b", false),
                 owned("/blocks/0/a~1b", "x", true),
@@ -166,7 +180,7 @@ mod tests {
                 owned("/n", "n", false),
                 owned("/text", "text", false),
                 owned("/text", "hi", true),
-            ]
+            ])
         );
         assert_eq!(last_token("/blocks/0/a~1b"), "a/b");
         assert_eq!(token_ends("/a/bc/d").collect::<Vec<_>>(), [2, 5, 7]);
@@ -180,17 +194,11 @@ mod tests {
             .result(serde_json::json!({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
                 "structuredContent": {"k~": {"AKIA": "c"}}}))
             .build();
-        let leaves: Vec<(String, String, bool)> = request
-            .result()
-            .unwrap()
-            .strings()
-            .into_iter()
-            .map(|l| (l.pointer.into_owned(), l.text.into_owned(), l.redactable))
-            .collect();
+        let leaves = sorted(request.result().unwrap().strings());
         let owned = |p: &str, t: &str, r| (p.to_owned(), t.to_owned(), r);
         assert_eq!(
             leaves,
-            [
+            expected([
                 owned("/content", "content", false),
                 owned("/content/0/text", "text", false),
                 owned("/content/0/text", "a", true),
@@ -204,7 +212,7 @@ mod tests {
                 owned("/structuredContent/k~0", "k~", false),
                 owned("/structuredContent/k~0/AKIA", "AKIA", false),
                 owned("/structuredContent/k~0/AKIA", "c", true),
-            ]
+            ])
         );
     }
 

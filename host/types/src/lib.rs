@@ -20,7 +20,9 @@ pub use redact::{Redaction, RedactionError, apply_redactions, check_redactions};
 pub use request::{Action, ActionKind, Environment, LlmRequest, Principal, Request, RequestError, ToolCall, ToolFacts};
 pub use timestamp::{TimestampError, format_rfc3339_ms, parse_day_or_rfc3339_ms, parse_rfc3339_ms};
 pub use token_estimate::{estimate_prompt_tokens, estimate_text_tokens};
-pub use tool::{MAX_LISTED_TOOLS, MAX_TEXTS, ToolDefinition, ToolListing, ToolResult, strings_with_pointers};
+pub use tool::{
+    MAX_LISTED_TOOLS, MAX_TEXTS, MAX_TOOL_NAME_BYTES, ToolDefinition, ToolListing, ToolResult, strings_with_pointers,
+};
 pub use verdict::{
     BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Escalation, Obligation, Reason,
     Verdict, VerdictKind, Window,

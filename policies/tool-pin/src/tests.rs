@@ -138,11 +138,13 @@ fn a_shadowed_tool_is_hidden_unless_allowed() {
 
 #[test]
 fn hostile_names_stay_short_and_escaped() {
-    let name = format!("x\n{}", "y".repeat(5000));
+    // The longest name the host lets through (it refuses control
+    // characters and longer names when it reads a listing).
+    let name = format!("x`{}", "y".repeat(254));
     let verdict = pinned().evaluate(&listing(&[tool(&name)]));
     assert_eq!(verdict.hidden_tools(), [name.as_str()], "the obligation names the tool exactly");
     let message = &verdict.reasons[0].message;
-    assert!(message.len() < 400 && !message.contains('\n'), "{message}");
+    assert!(message.len() < 400 && !message.contains(&name), "cut, not quoted whole: {message}");
     let many: Vec<ListedTool> = (0..50).map(|i| tool(&format!("t{i}"))).collect();
     let verdict = pinned().evaluate(&listing(&many));
     assert_eq!(verdict.hidden_tools().len(), 50);

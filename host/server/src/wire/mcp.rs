@@ -112,6 +112,15 @@ fn action(method: &str, params: Option<&Value>) -> Result<(String, serde_json::M
         Some(Value::String(n)) if !n.is_empty() => n.clone(),
         _ => return Err("params.name: must be a non-empty string".into()),
     };
+    // What a listing may name, a call may name: nothing longer, no
+    // control characters (they would reach policies and logs).
+    if name.len() > arbiter_types::MAX_TOOL_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(format!(
+            "params.name: `{}` is longer than {} bytes or holds control characters",
+            shown(&name),
+            arbiter_types::MAX_TOOL_NAME_BYTES
+        ));
+    }
     let arguments = match object.and_then(|p| p.get("arguments")) {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(map)) => map.clone(),
@@ -249,6 +258,14 @@ mod tests {
                 "params.arguments",
             ),
             (json!({"jsonrpc": "2.0", "id": 6, "method": "eth_call", "params": []}), "`eth_call` is not allowed"),
+            (
+                json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "t".repeat(257)}}),
+                "longer than 256 bytes",
+            ),
+            (
+                json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "drop\ntable"}}),
+                "control characters",
+            ),
         ];
         for (body, needle) in cases {
             match classify_body(body.clone()) {

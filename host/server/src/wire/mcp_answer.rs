@@ -161,13 +161,14 @@ mod tests {
         );
         let located = answer.locate(&json!(3)).unwrap();
         assert_eq!(located.message["result"], json!({"tools": []}));
-        let out =
-            String::from_utf8(located.with_message(&json!({"jsonrpc": "2.0", "id": 3, "result": {"x": 1}}))).unwrap();
+        let replaced = json!({"jsonrpc": "2.0", "id": 3, "result": {"x": 1}});
+        let out = String::from_utf8(located.with_message(&replaced)).unwrap();
+        // The other event as it came; the response's own fields kept.
         assert!(out.starts_with("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\""), "{out}");
-        assert!(
-            out.ends_with("event: message\nid: 7\ndata: {\"id\":3,\"jsonrpc\":\"2.0\",\"result\":{\"x\":1}}\n\n"),
-            "{out}"
-        );
+        let (_, last) = out.trim_end().rsplit_once("\n\n").unwrap();
+        let data = last.strip_prefix("event: message\nid: 7\ndata: ").unwrap_or_else(|| panic!("{out}"));
+        assert_eq!(serde_json::from_str::<Value>(data).unwrap(), replaced);
+        assert!(out.ends_with("}\n\n"), "{out}");
     }
 
     #[test]
