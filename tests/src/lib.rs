@@ -228,8 +228,8 @@ impl std::fmt::Debug for HookedStore {
 
 mod hooked {
     use arbiter_state::{
-        BreakerState, Commit, CommitRefused, Escalation, EscalationRefused, Gauges, OutcomeRejected, OutcomeReport,
-        PastToolCall, Resolution, RunKey, SpendEntry, StateError, StateStore, UsageRejected, UsageReport,
+        BreakerState, Commit, CommitRefused, Escalation, EscalationRefused, Gauges, Halt, HaltScope, OutcomeRejected,
+        OutcomeReport, PastToolCall, Resolution, RunKey, SpendEntry, StateError, StateStore, UsageRejected, UsageReport,
     };
     use arbiter_types::{BreakerConfig, ChargeUnit, Window};
 
@@ -293,6 +293,22 @@ mod hooked {
 
         fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError> {
             self.inner.spend(since_ms, until_ms)
+        }
+
+        fn halts(&self) -> Result<Vec<Halt>, StateError> {
+            self.inner.halts()
+        }
+
+        fn halt(&self, halt: Halt) -> Result<(), StateError> {
+            self.inner.halt(halt)
+        }
+
+        fn resume(&self, scope: &HaltScope) -> Result<bool, StateError> {
+            self.inner.resume(scope)
+        }
+
+        fn claim(&self, key: &str, until_ms: i64, now_ms: i64) -> Result<bool, StateError> {
+            self.inner.claim(key, until_ms, now_ms)
         }
     }
 }

@@ -34,6 +34,8 @@ enum Command {
     Verify(commands::signing::VerifyArgs),
     Deploy(commands::deploy::DeployArgs),
     Rollback(commands::deploy::RollbackArgs),
+    Halt(commands::halt::HaltArgs),
+    Resume(commands::halt::ResumeArgs),
     Lint(commands::lint::Args),
     Readiness(commands::readiness::Args),
 }
@@ -60,6 +62,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::signing::verify(args),
         Command::Deploy(args) => commands::deploy::deploy(args),
         Command::Rollback(args) => commands::deploy::rollback(args),
+        Command::Halt(args) => commands::halt::halt(args),
+        Command::Resume(args) => commands::halt::resume(args),
         Command::Lint(args) => commands::lint::run(args),
         Command::Readiness(args) => commands::readiness::run(args),
     };

@@ -167,6 +167,16 @@ impl Credential {
         self.grant.as_ref()
     }
 
+    /// The roles, as the credentials file names them.
+    pub fn role_names(&self) -> Vec<&'static str> {
+        self.roles.iter().map(|r| r.as_str()).collect()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str) -> Self {
+        Credential { name: name.into(), roles: vec![Role::Approve], groups: vec![], grant: None }
+    }
+
     /// Whether `approvers` names this credential or one of its groups.
     pub fn is_among(&self, approvers: &[String]) -> bool {
         approvers.iter().any(|a| *a == self.name || self.groups.contains(a))

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::escalation::{ApprovalClaim, Escalation, EscalationRefused, Resolution};
+use crate::halt::{Halt, HaltScope};
 use crate::history::{PastToolCall, RunKey};
 use crate::spend::Spent;
 
@@ -142,6 +143,9 @@ pub(crate) enum Op {
     Outcome(OutcomeReport),
     OpenEscalation(Box<Escalation>),
     Resolve(Resolution),
+    Halt(Halt),
+    Resume { scope: HaltScope },
+    Claim { key: String, until_ms: i64, now_ms: i64 },
 }
 
 /// A journaled operation, as written.
@@ -153,4 +157,7 @@ pub(crate) enum OpRef<'a> {
     Outcome(&'a OutcomeReport),
     OpenEscalation(&'a Escalation),
     Resolve(&'a Resolution),
+    Halt(&'a Halt),
+    Resume { scope: &'a HaltScope },
+    Claim { key: &'a str, until_ms: i64, now_ms: i64 },
 }

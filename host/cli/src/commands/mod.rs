@@ -3,6 +3,7 @@ pub mod build;
 pub mod credential;
 pub mod deploy;
 pub mod eval;
+pub mod halt;
 pub mod inspect;
 pub mod lint;
 pub mod pin;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
 use arbiter_server::{
-    Clock, Credentials, ExtProcConfig, ReloadConfig, Role, Server, ServerConfig, UnrecognizedTraffic,
+    AlertRule, Clock, Credentials, ExtProcConfig, ReloadConfig, Role, Server, ServerConfig, UnrecognizedTraffic,
 };
 
 use crate::audit_args::AuditArgs;
@@ -66,9 +66,14 @@ pub struct Args {
     audit_mask: Vec<String>,
     #[command(flatten)]
     audit: AuditArgs,
-    /// http:// URL notified (POST, JSON, with retries) of every new escalation.
+    /// http:// URL notified (POST, JSON with a Slack-style `text`, with retries) of every new escalation and budget alert.
     #[arg(long)]
     escalation_webhook: Option<String>,
+    /// Budget alert thresholds for budgets whose scope matches a glob, e.g.
+    /// 'team:*=50,80,100' (repeatable; the first match counts). Each fires
+    /// once per window: to the webhook, the console and the metrics.
+    #[arg(long = "budget-alert", value_parser = AlertRule::parse)]
+    budget_alerts: Vec<AlertRule>,
     /// Notifications queued for the webhook; when full, new ones are dropped (and counted).
     #[arg(long, default_value_t = 256)]
     webhook_queue: usize,
@@ -175,6 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         audit_log: args.audit_log,
         audit_mask: args.audit_mask,
         escalation_webhook: args.escalation_webhook,
+        budget_alerts: args.budget_alerts,
         webhook_queue: args.webhook_queue,
         webhook_workers: args.webhook_workers,
         max_in_flight: args.max_in_flight,
