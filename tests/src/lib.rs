@@ -229,7 +229,8 @@ impl std::fmt::Debug for HookedStore {
 mod hooked {
     use arbiter_state::{
         BreakerState, Commit, CommitRefused, Escalation, EscalationRefused, Gauges, Halt, HaltScope, OutcomeRejected,
-        OutcomeReport, PastToolCall, Resolution, RunKey, SpendEntry, StateError, StateStore, UsageRejected, UsageReport,
+        OutcomeReport, PastToolCall, Resolution, RunKey, SpendEntry, StateError, StateStore, UsageRejected,
+        UsageReport,
     };
     use arbiter_types::{BreakerConfig, ChargeUnit, Window};
 

@@ -7,17 +7,21 @@
 use std::sync::Arc;
 
 use arbiter_engine::{Bundle, Decider, HALTED};
-use arbiter_state::{
-    Halt, HaltScope, InMemoryStore, JournalStore, RedisConfig, RedisStore, StateStore, StoreConfig,
-};
+use arbiter_state::{Halt, HaltScope, InMemoryStore, JournalStore, RedisConfig, RedisStore, StateStore, StoreConfig};
 use arbiter_tests::{RedisServer, engine, orders_daily_bundle, tool_call};
 use arbiter_types::{Decision, VerdictKind};
 use serde_json::json;
 
 const T0: i64 = 1_795_658_400_000;
 
+/// Loaded once: compiling the bundle is most of each test's time.
 fn bundle() -> Arc<Bundle> {
-    Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")))
+    static BUNDLE: std::sync::OnceLock<Arc<Bundle>> = std::sync::OnceLock::new();
+    Arc::clone(
+        BUNDLE.get_or_init(|| {
+            Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")))
+        }),
+    )
 }
 
 fn query(id: &str) -> arbiter_types::Request {

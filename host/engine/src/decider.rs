@@ -151,7 +151,8 @@ impl Decider {
                 DecisionReason { policy: HOST.into(), code: STATE_UNAVAILABLE.into(), message }
             }
         };
-        let reference = arbiter_types::BundleRef { name: bundle.name().to_owned(), version: bundle.version().to_owned() };
+        let reference =
+            arbiter_types::BundleRef { name: bundle.name().to_owned(), version: bundle.version().to_owned() };
         Some(Decision::bare(request.id.clone(), VerdictKind::Deny, vec![reason], reference))
     }
 

@@ -35,8 +35,9 @@ pub struct AlertRule {
 impl AlertRule {
     /// `<scope glob>=<percent>,<percent>...`
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (scope, thresholds) =
-            text.rsplit_once('=').ok_or_else(|| format!("budget alert `{text}`: expected <scope glob>=<percent>,..."))?;
+        let (scope, thresholds) = text
+            .rsplit_once('=')
+            .ok_or_else(|| format!("budget alert `{text}`: expected <scope glob>=<percent>,..."))?;
         let scope = Glob::new(scope).map_err(|e| format!("budget alert `{text}`: {e}"))?.compile_matcher();
         let mut thresholds = thresholds
             .split(',')
@@ -110,7 +111,8 @@ impl Alerts {
     }
 
     fn check_one(&self, state: &AppState, charge: &Charge, now: i64) -> Result<(), arbiter_state::StateError> {
-        let (Some(thresholds), Some((window, start, until))) = (self.thresholds(&charge.scope), period(charge.window, now))
+        let (Some(thresholds), Some((window, start, until))) =
+            (self.thresholds(&charge.scope), period(charge.window, now))
         else {
             return Ok(());
         };
@@ -118,12 +120,20 @@ impl Alerts {
         let used = store.used(&charge.scope, charge.window, charge.unit, now)?;
         let percent = used.saturating_mul(100) / charge.limit.max(1);
         for &threshold in thresholds.iter().filter(|&&t| percent >= u64::from(t)) {
-            let unit = serde_json::to_value(charge.unit).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let unit =
+                serde_json::to_value(charge.unit).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             let key = format!("alert|{}|{window}|{unit}|{start}|{threshold}", charge.scope);
             if !store.claim(&key, until, now)? {
                 continue;
             }
-            let fired = Fired { at_ms: now, scope: charge.scope.clone(), window: window.clone(), threshold, used, limit: charge.limit };
+            let fired = Fired {
+                at_ms: now,
+                scope: charge.scope.clone(),
+                window: window.clone(),
+                threshold,
+                used,
+                limit: charge.limit,
+            };
             self.fire(state, &fired, &unit);
         }
         Ok(())

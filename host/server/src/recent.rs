@@ -30,7 +30,14 @@ pub(crate) struct Recent {
 pub(crate) struct RecentDecisions(Mutex<VecDeque<Recent>>);
 
 impl RecentDecisions {
-    pub(crate) fn push(&self, request: &Request, decision: &Decision, source: &'static str, at_ms: i64, seq: Option<u64>) {
+    pub(crate) fn push(
+        &self,
+        request: &Request,
+        decision: &Decision,
+        source: &'static str,
+        at_ms: i64,
+        seq: Option<u64>,
+    ) {
         let p = &request.principal;
         let action = match &request.action {
             Action::ToolCall(call) => format!("tool {}", call.tool),

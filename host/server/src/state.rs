@@ -13,12 +13,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{Map, Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::api::{ApiError, Caller};
 use crate::alerts::Alerts;
+use crate::api::{ApiError, Caller};
 use crate::audit::AuditLog;
-use crate::console::Sessions;
 use crate::bundles::Bundles;
 use crate::config::{Clock, ExtProcConfig, WireConfig};
+use crate::console::Sessions;
 use crate::credentials::Credentials;
 use crate::metrics::Metrics;
 use crate::recent::RecentDecisions;

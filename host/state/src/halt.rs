@@ -161,9 +161,20 @@ mod tests {
 
     #[test]
     fn odd_kinds_and_names_are_refused_not_guessed() {
-        for bad in ["", "ALL", "All", "Pipeline:orders_daily", "PIPELINE:x", " pipeline:x", "pipelines:x", "pipeline",
-            "pipeline:", "model:gpt", "pipeline:a\u{0}b", "team:line\nbreak"]
-        {
+        for bad in [
+            "",
+            "ALL",
+            "All",
+            "Pipeline:orders_daily",
+            "PIPELINE:x",
+            " pipeline:x",
+            "pipelines:x",
+            "pipeline",
+            "pipeline:",
+            "model:gpt",
+            "pipeline:a\u{0}b",
+            "team:line\nbreak",
+        ] {
             assert!(HaltScope::parse(bad).is_err(), "{bad:?}");
         }
         assert!(HaltScope::parse(&format!("agent:{}", "a".repeat(MAX_NAME_BYTES + 1))).is_err());

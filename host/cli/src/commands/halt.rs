@@ -31,7 +31,12 @@ pub struct ResumeArgs {
 pub fn halt(args: HaltArgs) -> anyhow::Result<ExitCode> {
     let body = json!({"scope": args.scope, "reason": args.reason});
     let halted = args.server.post("/v1/halts", body)?;
-    println!("halted {} by {}: {}", halted["halted"].as_str().unwrap_or("?"), halted["by"].as_str().unwrap_or("?"), args.reason);
+    println!(
+        "halted {} by {}: {}",
+        halted["halted"].as_str().unwrap_or("?"),
+        halted["by"].as_str().unwrap_or("?"),
+        args.reason
+    );
     Ok(ExitCode::SUCCESS)
 }
 

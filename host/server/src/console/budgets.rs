@@ -29,7 +29,8 @@ pub(crate) async fn view(State(state): State<AppState>, headers: HeaderMap) -> R
     let now = now_ms();
     let decider = state.decider.clone();
     let gauges = blocking(move || decider.state().gauges(now)).await??;
-    let mut budgets: Vec<(Option<i64>, &BudgetGauge)> = gauges.budgets.iter().map(|g| (runs_out_at(g, now), g)).collect();
+    let mut budgets: Vec<(Option<i64>, &BudgetGauge)> =
+        gauges.budgets.iter().map(|g| (runs_out_at(g, now), g)).collect();
     budgets.sort_by_key(|(out, g)| (out.unwrap_or(i64::MAX), u64::MAX - g.used.saturating_mul(1000) / g.limit.max(1)));
     let mut body = String::from(
         "<h2>Budgets (current period)</h2><table id=\"budgets\"><tr><th>Scope</th><th>Window</th><th>Used</th>\
@@ -38,7 +39,13 @@ pub(crate) async fn view(State(state): State<AppState>, headers: HeaderMap) -> R
     for (out, g) in &budgets {
         let percent = (g.used.saturating_mul(100) / g.limit.max(1)).min(100);
         // An SVG, not a styled div: the page's CSP allows no inline style.
-        let color = if percent >= 100 { "#cf222e" } else if percent >= 80 { "#d4a72c" } else { "#2f81f7" };
+        let color = if percent >= 100 {
+            "#cf222e"
+        } else if percent >= 80 {
+            "#d4a72c"
+        } else {
+            "#2f81f7"
+        };
         let out = match out {
             Some(at) if *at <= now => "now".to_owned(),
             Some(at) => time(*at, false),
@@ -57,7 +64,9 @@ pub(crate) async fn view(State(state): State<AppState>, headers: HeaderMap) -> R
             width = percent * 2,
         );
     }
-    body.push_str("</table><h2>Breakers</h2><table id=\"breakers\"><tr><th>Breaker</th><th>State</th><th>Failure rate</th></tr>");
+    body.push_str(
+        "</table><h2>Breakers</h2><table id=\"breakers\"><tr><th>Breaker</th><th>State</th><th>Failure rate</th></tr>",
+    );
     for (key, breaker) in &gauges.breakers {
         let (name, detail) = match breaker {
             BreakerState::Closed => ("closed", String::new()),

@@ -35,7 +35,9 @@ pub(crate) async fn view(
         return Ok(page("Bundles", Some(&session), &body));
     };
     let admin = session.credential.has(Role::Admin);
-    body.push_str("<h2>History (newest first)</h2><table id=\"history\"><tr><th>Bundle</th><th>Manifest</th><th></th></tr>");
+    body.push_str(
+        "<h2>History (newest first)</h2><table id=\"history\"><tr><th>Bundle</th><th>Manifest</th><th></th></tr>",
+    );
     let history = registry.list();
     for (i, kept) in history.iter().enumerate().rev() {
         let action = if i + 1 == history.len() {

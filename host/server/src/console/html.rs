@@ -88,7 +88,13 @@ pub(crate) fn csrf_field(session: &Session) -> String {
 }
 
 /// A form that POSTs `fields` (name, value) to `action` with one button.
-pub(crate) fn button_form(session: &Session, action: &str, fields: &[(&str, &str)], label: &str, class: &str) -> String {
+pub(crate) fn button_form(
+    session: &Session,
+    action: &str,
+    fields: &[(&str, &str)],
+    label: &str,
+    class: &str,
+) -> String {
     let mut html = format!("<form method=\"post\" action=\"{}\" class=\"inline\">{}", esc(action), csrf_field(session));
     for (name, value) in fields {
         let _ = write!(html, "<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(name), esc(value));
@@ -99,7 +105,11 @@ pub(crate) fn button_form(session: &Session, action: &str, fields: &[(&str, &str
 
 /// A button shown disabled, saying why the action is refused.
 pub(crate) fn refused_button(label: &str, why: &str) -> String {
-    format!("<button disabled class=\"refused\" title=\"{0}\">{1}</button> <span class=\"why\">refused: {0}</span>", esc(why), esc(label))
+    format!(
+        "<button disabled class=\"refused\" title=\"{0}\">{1}</button> <span class=\"why\">refused: {0}</span>",
+        esc(why),
+        esc(label)
+    )
 }
 
 /// Time as RFC 3339, with a `<time>` the script turns into a countdown

@@ -141,7 +141,10 @@ struct Login {
 
 async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Result<Response, Refusal> {
     let Some(credential) = state.credentials.authenticate(form.token.trim()) else {
-        return Err(Refusal::Page(StatusCode::UNAUTHORIZED, "unauthenticated: that key is not a credential of this server".into()));
+        return Err(Refusal::Page(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated: that key is not a credential of this server".into(),
+        ));
     };
     if !(credential.has(Role::Approve) || credential.has(Role::Admin)) {
         return Err(Refusal::Page(
@@ -159,7 +162,11 @@ struct CsrfOnly {
     csrf: String,
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfOnly>) -> Result<Response, Refusal> {
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, Refusal> {
     actor(&state, &headers, &form.csrf)?;
     state.sessions.end(&headers);
     let cookie = format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0");

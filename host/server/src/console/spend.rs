@@ -38,10 +38,7 @@ pub(crate) async fn view(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Refusal> {
     let session = viewer(&state, &headers)?;
-    let by = match query.get("by").map(String::as_str) {
-        Some(b @ ("pipeline" | "model")) => b,
-        _ => "team",
-    };
+    let by = query.get("by").map(String::as_str).filter(|b| matches!(*b, "pipeline" | "model")).unwrap_or("team");
     let today = now_ms().div_euclid(DAY_MS) * DAY_MS;
     let since = today - (DAYS - 1) * DAY_MS;
     let decider = state.decider.clone();
@@ -49,7 +46,11 @@ pub(crate) async fn view(
     let mut body = String::from("<p>Group by: ");
     for option in ["team", "pipeline", "model"] {
         let current = if option == by { " <strong>" } else { " " };
-        let _ = write!(body, "{current}<a href=\"/ui/spend?by={option}\" id=\"by-{option}\">{option}</a>{}", if option == by { "</strong>" } else { "" });
+        let _ = write!(
+            body,
+            "{current}<a href=\"/ui/spend?by={option}\" id=\"by-{option}\">{option}</a>{}",
+            if option == by { "</strong>" } else { "" }
+        );
     }
     body.push_str("</p>");
     body.push_str(&chart(&entries, by, since));
@@ -65,7 +66,7 @@ fn chart(entries: &[SpendEntry], by: &str, since: i64) -> String {
         *totals.entry(key(e, by)).or_default() += e.prompt_tokens + e.output_tokens;
     }
     let mut series: Vec<(&str, u64)> = totals.into_iter().collect();
-    series.sort_by(|a, b| b.1.cmp(&a.1));
+    series.sort_by_key(|s| std::cmp::Reverse(s.1));
     let named: Vec<&str> = series.iter().take(COLORS.len()).map(|(k, _)| *k).collect();
     let slot = |k: &str| named.iter().position(|n| *n == k).unwrap_or(named.len());
     let mut days = vec![vec![0u64; named.len() + 1]; DAYS as usize];
@@ -110,7 +111,13 @@ fn chart(entries: &[SpendEntry], by: &str, since: i64) -> String {
         }
         if d % 2 == 1 || d as i64 == DAYS - 1 {
             let label = arbiter_types::format_rfc3339_ms(since + d as i64 * DAY_MS);
-            let _ = write!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", x + bar_w / 2 - 2, HEIGHT - 10, esc(&label[5..10]));
+            let _ = write!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                x + bar_w / 2 - 2,
+                HEIGHT - 10,
+                esc(&label[5..10])
+            );
         }
     }
     svg.push_str("</svg><p class=\"legend\">");
