@@ -1,5 +1,5 @@
 //! The on-call console, `/ui`: server-rendered pages over the same state,
-//! credentials and roles as the API (docs/decisions/0013-console-and-kill-switch.md).
+//! credentials and roles as the API (docs/decisions/0014-console-kill-switch-alerts.md).
 //!
 //! Log in with a credential's key; a session cookie stands for it after
 //! that. Viewing needs the approve or admin role; each action is checked
