@@ -8,9 +8,7 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -175,68 +173,52 @@ def test_attacks_on_the_console_are_refused(arbiter):
     assert "k-oncall" not in page.text and TOKEN not in page.text
 
 
-def test_budget_bars_breakers_and_an_alert_at_80_percent_once(arbiter_factory, browser):
-    received = []
+def test_budget_bars_breakers_and_an_alert_at_80_percent_once(arbiter_factory, webhook_factory, browser):
+    hook = webhook_factory()
+    server = arbiter_factory("alerts", "--escalation-webhook", hook.url,
+                             "--budget-alert", "pipeline:*=50,80,100")
+    login(browser, server, TOKEN)
 
-    class Hook(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-            self.send_response(200)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    try:
-        server = arbiter_factory("alerts", "--escalation-webhook", f"http://127.0.0.1:{hook.server_address[1]}/",
-                                 "--budget-alert", "pipeline:*=50,80,100")
-        login(browser, server, TOKEN)
-
-        def percent():
-            browser.get(f"{server.url}/ui/budgets")
-            rows = browser.find_elements(By.CSS_SELECTOR, "tr.budget[data-scope='pipeline:orders_daily']")
-            return int(rows[0].get_attribute("data-percent")) if rows else 0
-
-        assert percent() == 0
-        # The pipeline's day budget is 200,000 tokens; each run may use 60,000.
-        for i, prompt in enumerate([50_000, 50_000]):
-            assert server.decide(llm(f"b{i}", f"run-{i}", prompt)).json()["decision"] == "allow"
-        assert percent() == 51
-        for i, prompt in enumerate([50_000, 10_000, 4_000], start=2):
-            assert server.decide(llm(f"b{i}", f"run-{i}", prompt)).json()["decision"] == "allow"
-        assert percent() == 84
-        # Failed queries: four fail every call of the window, the fifth opens the breaker.
-        def breaker():
-            browser.get(f"{server.url}/ui/budgets")
-            return browser.find_element(By.CSS_SELECTOR, "tr.breaker[data-key='orders_daily/warehouse.query']").text
-
-        for i in range(5):
-            assert server.decide(tool(f"f{i}", "warehouse.query", {"sql": "select 1"})).json()["decision"] == "allow"
-            assert server.client.post("/v1/outcomes", json={"id": f"f{i}", "status": "failure"}).status_code == 200
-            if i == 3:
-                assert "closed" in breaker() and "100%" in breaker()
-        assert "open until" in breaker()
-        deadline = time.monotonic() + 10
-        while sum(1 for r in received if r.get("event") == "budget_alert") < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)  # any duplicate would have arrived by now
-        alerts = [r for r in received if r.get("event") == "budget_alert"]
-        at_80 = [a for a in alerts if a["budget"]["threshold_percent"] == 80]
-        assert len(at_80) == 1 and len(alerts) == 2, alerts
-        assert "pipeline:orders_daily" in at_80[0]["text"] and "80%" in at_80[0]["text"], "Slack shows `text`"
+    def percent():
         browser.get(f"{server.url}/ui/budgets")
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#alerts tr.alert")) == 2
-        shot(browser, "budgets")
-        metrics = server.client.get("/metrics").text
-        assert 'arbiter_budget_alerts_total{threshold="80"} 1' in metrics
-        browser.get(f"{server.url}/ui/spend?by=model")
-        assert browser.find_elements(By.CSS_SELECTOR, "#spend-chart rect")
-        shot(browser, "spend")
-    finally:
-        hook.shutdown()
+        rows = browser.find_elements(By.CSS_SELECTOR, "tr.budget[data-scope='pipeline:orders_daily']")
+        return int(rows[0].get_attribute("data-percent")) if rows else 0
+
+    assert percent() == 0
+    # The pipeline's day budget is 200,000 tokens; each run may use 60,000.
+    for i, prompt in enumerate([50_000, 50_000]):
+        assert server.decide(llm(f"b{i}", f"run-{i}", prompt)).json()["decision"] == "allow"
+    assert percent() == 51
+    for i, prompt in enumerate([50_000, 10_000, 4_000], start=2):
+        assert server.decide(llm(f"b{i}", f"run-{i}", prompt)).json()["decision"] == "allow"
+    assert percent() == 84
+    # Failed queries: four fail every call of the window, the fifth opens the breaker.
+    def breaker():
+        browser.get(f"{server.url}/ui/budgets")
+        return browser.find_element(By.CSS_SELECTOR, "tr.breaker[data-key='orders_daily/warehouse.query']").text
+
+    for i in range(5):
+        assert server.decide(tool(f"f{i}", "warehouse.query", {"sql": "select 1"})).json()["decision"] == "allow"
+        assert server.client.post("/v1/outcomes", json={"id": f"f{i}", "status": "failure"}).status_code == 200
+        if i == 3:
+            assert "closed" in breaker() and "100%" in breaker()
+    assert "open until" in breaker()
+    deadline = time.monotonic() + 10
+    while len(hook.events("budget_alert")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # any duplicate would have arrived by now
+    alerts = hook.events("budget_alert")
+    at_80 = [a for a in alerts if a["budget"]["threshold_percent"] == 80]
+    assert len(at_80) == 1 and len(alerts) == 2, alerts
+    assert "pipeline:orders_daily" in at_80[0]["text"] and "80%" in at_80[0]["text"], "Slack shows `text`"
+    browser.get(f"{server.url}/ui/budgets")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#alerts tr.alert")) == 2
+    shot(browser, "budgets")
+    metrics = server.client.get("/metrics").text
+    assert 'arbiter_budget_alerts_total{threshold="80"} 1' in metrics
+    browser.get(f"{server.url}/ui/spend?by=model")
+    assert browser.find_elements(By.CSS_SELECTOR, "#spend-chart rect")
+    shot(browser, "spend")
 
 
 def test_halt_from_the_page_and_from_the_cli_on_a_second_replica(arbiter_factory, redis_server, browser):

@@ -5,11 +5,10 @@ use std::fmt::Write;
 
 use arbiter_state::{BreakerState, BudgetGauge};
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 
+use super::Refusal;
 use super::html::{esc, page, time};
-use super::{Refusal, viewer};
 use crate::api::blocking;
 use crate::state::{AppState, now_ms};
 
@@ -24,8 +23,7 @@ pub(crate) fn runs_out_at(gauge: &BudgetGauge, now: i64) -> Option<i64> {
     (rate > 0.0).then(|| now + ((gauge.limit - gauge.used) as f64 / rate) as i64)
 }
 
-pub(crate) async fn view(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Refusal> {
-    let session = viewer(&state, &headers)?;
+pub(crate) async fn view(State(state): State<AppState>, session: super::Session) -> Result<Response, Refusal> {
     let now = now_ms();
     let decider = state.decider.clone();
     let gauges = blocking(move || decider.state().gauges(now)).await??;

@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::html::{button_form, esc, page, refused_button};
-use super::{Refusal, actor, done, notice, viewer};
+use super::{Refusal, actor, done, notice};
 use crate::api::admin::{bundles, rollback_to};
 use crate::api::lacks;
 use crate::credentials::Role;
@@ -17,10 +17,9 @@ use crate::state::AppState;
 
 pub(crate) async fn view(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: super::Session,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Refusal> {
-    let session = viewer(&state, &headers)?;
     let active = state.decider.bundle();
     let mut body = notice(&query);
     let _ = write!(

@@ -6,12 +6,12 @@ use std::fmt::Write;
 use std::io::{Read, Seek, SeekFrom};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 
+use super::Refusal;
 use super::html::{esc, page, time};
-use super::{Refusal, viewer};
 use crate::api::blocking;
 use crate::state::AppState;
 
@@ -24,10 +24,9 @@ const FILTERS: [&str; 4] = ["pipeline", "agent", "decision", "code"];
 
 pub(crate) async fn view(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: super::Session,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Refusal> {
-    let session = viewer(&state, &headers)?;
     let wanted = |name: &str| query.get(name).map(String::as_str).filter(|v| !v.is_empty());
     let mut body = String::from("<form method=\"get\" action=\"/ui/decisions\" class=\"filters\">");
     for name in FILTERS {
@@ -70,10 +69,9 @@ pub(crate) async fn view(
 /// as written).
 pub(crate) async fn record(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: super::Session,
     Path(seq): Path<u64>,
 ) -> Result<Response, Refusal> {
-    let session = viewer(&state, &headers)?;
     let Some(audit) = &state.audit else {
         return Err(Refusal::Page(StatusCode::NOT_FOUND, "this server keeps no audit log".into()));
     };

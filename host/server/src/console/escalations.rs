@@ -11,17 +11,16 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::html::{button_form, esc, page, refused_button, time};
-use super::{Refusal, actor, done, notice, viewer};
+use super::{Refusal, actor, done, notice};
 use crate::api::escalations::{resolve_as, visible};
 use crate::credentials::{Credential, Role};
 use crate::state::{AppState, now_ms};
 
 pub(crate) async fn view(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: super::Session,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Refusal> {
-    let session = viewer(&state, &headers)?;
     let mut all = visible(&state, &session.credential).await?;
     all.reverse();
     let now = now_ms();

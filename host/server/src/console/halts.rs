@@ -9,16 +9,15 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::html::{button_form, csrf_field, esc, page, refused_button, time};
-use super::{Refusal, actor, done, notice, viewer};
+use super::{Refusal, actor, done, notice};
 use crate::halts::{self, may_halt, may_resume};
 use crate::state::AppState;
 
 pub(crate) async fn view(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: super::Session,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Refusal> {
-    let session = viewer(&state, &headers)?;
     let mut body = notice(&query);
     let halts = halts::list(&state).await?;
     body.push_str("<table id=\"halts\"><tr><th>Scope</th><th>Reason</th><th>By</th><th>Since</th><th></th></tr>");

@@ -82,10 +82,18 @@ impl From<ApiError> for Refusal {
     }
 }
 
-/// The session of a page view; one may view with the approve or the admin
-/// role.
+/// The session of a page view (login admits only the approve and admin
+/// roles); without one, the login page.
 fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Session, Refusal> {
     state.sessions.of(headers).ok_or(Refusal::Login)
+}
+
+impl axum::extract::FromRequestParts<AppState> for Session {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Refusal> {
+        viewer(state, &parts.headers)
+    }
 }
 
 /// The session of a form POST, whose CSRF token must be the session's.

@@ -6,11 +6,10 @@ use std::fmt::Write;
 
 use arbiter_state::SpendEntry;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 
+use super::Refusal;
 use super::html::{esc, page};
-use super::{Refusal, viewer};
 use crate::api::blocking;
 use crate::state::{AppState, now_ms};
 
@@ -34,10 +33,9 @@ fn key<'a>(entry: &'a SpendEntry, by: &str) -> &'a str {
 
 pub(crate) async fn view(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: super::Session,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Refusal> {
-    let session = viewer(&state, &headers)?;
     let by = query.get("by").map(String::as_str).filter(|b| matches!(*b, "pipeline" | "model")).unwrap_or("team");
     let today = now_ms().div_euclid(DAY_MS) * DAY_MS;
     let since = today - (DAYS - 1) * DAY_MS;
