@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from conftest import ARBITER, ROOT, TOKEN, bearer
+from test_api import GATEWAY_HEADERS
 
 pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
@@ -167,6 +168,12 @@ def test_attacks_on_the_console_are_refused(arbiter):
         answer = arbiter.client.post("/v1/halts/resume", json={"scope": alike}, headers=arbiter.admin())
         assert (answer.status_code, answer.json()["error"]["code"]) == (404, "not_halted"), alike
     assert arbiter.decide(tool("a2", "docs.search", {"query": "runbook"})).json()["reasons"][0]["code"] == "halted"
+    # The gateway paths stop too: an MCP call and an LLM call through HTTP ext_authz.
+    mcp = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "docs.search", "arguments": {}}}
+    chat = {"model": "gpt-4o-2024-08-06", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    for path, body in [("/ext_authz/mcp", mcp), ("/ext_authz/v1/chat/completions", chat)]:
+        answer = arbiter.client.post(path, content=json.dumps(body), headers=GATEWAY_HEADERS)
+        assert answer.status_code == 403 and "halted" in answer.text, (path, answer.text)
     # Pages carry a strict CSP and never a key.
     page = alice.get("/ui/halts")
     assert "script-src 'self'" in page.headers["content-security-policy"]
