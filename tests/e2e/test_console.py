@@ -260,3 +260,25 @@ def test_halt_from_the_page_and_from_the_cli_on_a_second_replica(arbiter_factory
     assert first.decide(query("h4")).json()["decision"] == "allow"
     kinds = [json.loads(line)["kind"] for line in second.audit_log.read_text().splitlines()]
     assert "halted" in kinds and "resumed" in kinds
+
+
+def test_serve_with_no_flags_is_the_demo_with_its_console(browser):
+    """`arbiter serve` alone: the orders_daily demo, sample data, a console key printed once."""
+    proc = subprocess.Popen([ARBITER, "serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--cache-dir",
+                             str(ROOT / "target" / "arbiter-tests" / "cache")], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("arbiter serving bundle orders_daily"), line
+        url = "http://" + dict(f.split("=", 1) for f in line.split() if "=" in f)["http"]
+        key = next(m.group(0) for m in map(re.compile(r"arb_[0-9a-f]{64}").search, iter(proc.stderr.readline, ""))
+                   if m)
+        server = type("Demo", (), {"url": url})
+        login(browser, server, key)
+        assert browser.find_elements(By.CSS_SELECTOR, "#pending tr.escalation"), "the sample drop-table waits"
+        browser.get(f"{url}/ui/budgets")
+        assert browser.find_elements(By.CSS_SELECTOR, "#breakers .state-open"), "the demo's failing tool"
+        assert int(browser.find_element(By.CSS_SELECTOR, "tr.budget").get_attribute("data-percent")) > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -311,6 +311,18 @@ impl Credentials {
         Ok((digest, credential))
     }
 
+    /// Adds the demo's operator (`arbiter serve` without `--bundle`): the
+    /// orders_daily on-call approver, and admin, for `key`.
+    pub fn add_demo_operator(&mut self, key: &str) {
+        let credential = Credential {
+            name: "demo-oncall".into(),
+            roles: vec![Role::Approve, Role::Admin],
+            groups: vec!["data-platform-oncall".into()],
+            grant: None,
+        };
+        self.by_key.insert(key_digest(key), Arc::new(credential));
+    }
+
     /// Adds an admin-only credential for a bearer token given on the
     /// command line or in the environment.
     pub fn add_admin_token(&mut self, token: &str) -> Result<(), String> {

@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod build;
 pub mod credential;
+pub mod demo;
 pub mod deploy;
 pub mod eval;
 pub mod halt;

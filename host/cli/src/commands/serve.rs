@@ -20,9 +20,10 @@ use crate::state_args::StateArgs;
 /// Serve decisions: HTTP JSON API, Envoy ext_authz (gRPC and HTTP) and ext_proc (gRPC), metrics.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Bundle manifest (TOML).
+    /// Bundle manifest (TOML) [default: the orders_daily demo: its bundle,
+    /// sample data, anonymous decisions, and a console key printed once].
     #[arg(long)]
-    bundle: PathBuf,
+    bundle: Option<PathBuf>,
     /// The only directory the admin API loads manifests from (they are
     /// named relative to it) [default: the directory of --bundle]
     #[arg(long)]
@@ -135,23 +136,35 @@ enum Unrecognized {
     Deny,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    let demo = args.bundle.is_none();
+    let manifest = match &args.bundle {
+        Some(path) => path.clone(),
+        None => super::demo::bundle()?,
+    };
+    if demo {
+        args.anonymous = true;
+    }
     let engine = args.engine.engine()?;
     let trusted_keys = args
         .trusted_keys
         .iter()
         .map(|path| arbiter_engine::signature::read_public_key(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let bundle = Bundle::load_trusted(&engine, &args.bundle, &trusted_keys)?;
-    let credentials = credentials(&args)?;
+    let bundle = Bundle::load_trusted(&engine, &manifest, &trusted_keys)?;
+    let mut credentials = credentials(&args)?;
+    let demo_key = if demo { Some(arbiter_server::new_key()?) } else { None };
+    if let Some(key) = &demo_key {
+        credentials.add_demo_operator(key);
+    }
     let bundle_dir = match args.bundle_dir.clone() {
         Some(dir) => dir,
-        None => args.bundle.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned(),
+        None => manifest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned(),
     };
     let reload = ReloadConfig {
         engine,
         trusted_keys,
-        initial_manifest: args.bundle.clone(),
+        initial_manifest: manifest.clone(),
         // Absolute, but not canonical: a symlinked release directory is
         // followed anew at each load.
         bundle_dir: std::path::absolute(&bundle_dir).unwrap_or(bundle_dir),
@@ -169,6 +182,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let decider = Decider::new(Arc::new(bundle), args.state.open()?);
+    if demo {
+        super::demo::seed(&decider, super::eval::now_ms())?;
+    }
     let mut config = ServerConfig {
         http: args.http,
         grpc: (!args.no_grpc).then_some(args.grpc),
@@ -223,6 +239,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             clock_name,
             anonymous
         );
+        if let Some(key) = &demo_key {
+            eprintln!("demo: open http://{http}/ui and log in with the key {key} (approver and admin, this run only)");
+        }
         server.run(shutdown_signal()).await?;
         eprintln!("arbiter stopped");
         Ok::<_, anyhow::Error>(())
