@@ -63,21 +63,22 @@ pub(crate) async fn resolve(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let approver = require(&state, &headers, Role::Approve)?;
-    let approve = match action.as_str() {
-        "approve" => true,
-        "reject" => false,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no action `{other}`: approve or reject"),
-            ));
-        }
-    };
+    let approve = approving(&action)?;
     let body = body?;
     let resolve: ResolveBody = if body.is_empty() { ResolveBody::default() } else { parse_body(&body)? };
     let escalation = resolve_as(&state, &approver, &id, approve, resolve.comment).await?;
     Ok(Json(serde_json::to_value(escalation).unwrap_or(Value::Null)))
+}
+
+/// Whether the path's action approves (`approve`) or rejects (`reject`).
+pub(crate) fn approving(action: &str) -> Result<bool, ApiError> {
+    match action {
+        "approve" => Ok(true),
+        "reject" => Ok(false),
+        other => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no action `{other}`: approve or reject")))
+        }
+    }
 }
 
 /// Approves or rejects `id` as `approver`, who must hold the approve role

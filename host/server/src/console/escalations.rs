@@ -6,13 +6,13 @@ use std::fmt::Write;
 
 use arbiter_state::{Escalation, EscalationStatus};
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::html::{button_form, esc, page, refused_button, time};
 use super::{Refusal, actor, done, notice};
-use crate::api::escalations::{resolve_as, visible};
+use crate::api::escalations::{approving, resolve_as, visible};
 use crate::credentials::{Credential, Role};
 use crate::state::{AppState, now_ms};
 
@@ -113,11 +113,7 @@ pub(crate) async fn resolve(
     Form(form): Form<ResolveForm>,
 ) -> Result<Response, Refusal> {
     let session = actor(&state, &headers, &form.csrf)?;
-    let approve = match action.as_str() {
-        "approve" => true,
-        "reject" => false,
-        _ => return Err(Refusal::Page(StatusCode::NOT_FOUND, "no such action: approve or reject".into())),
-    };
+    let approve = approving(&action)?;
     let comment = form.comment.filter(|c| !c.trim().is_empty()).or(Some("from the console".into()));
     resolve_as(&state, &session.credential, &id, approve, comment).await?;
     let what = if approve { "approved" } else { "rejected" };
