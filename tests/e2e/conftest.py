@@ -14,8 +14,10 @@ import string
 import subprocess
 import sys
 import time
+import threading
 import tomllib
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -325,3 +327,41 @@ def envoy_http(arbiter, fake_llm, mcp_upstream, tmp_path):
     proc, url = start_envoy("envoy-http.yaml", arbiter, fake_llm[1], mcp_upstream.port, tmp_path)
     yield url
     stop(proc)
+
+
+class WebhookReceiver:
+    """A local webhook: records each JSON POST; answers 503 to the first `fail_first` of them."""
+
+    def __init__(self, fail_first: int = 0):
+        received = self.received = []
+
+        class Hook(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                self.send_response(503 if len(received) <= fail_first else 200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self, event: str) -> list:
+        return [r for r in self.received if r.get("event") == event]
+
+
+@pytest.fixture
+def webhook_factory():
+    """Starts local webhook receivers, shut down after the test."""
+    started = []
+
+    def make(fail_first: int = 0) -> WebhookReceiver:
+        started.append(WebhookReceiver(fail_first))
+        return started[-1]
+
+    yield make
+    for receiver in started:
+        receiver.server.shutdown()

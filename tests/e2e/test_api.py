@@ -5,7 +5,6 @@ import re
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conftest import ARBITER, MONITOR, ROOT, SCENARIOS, TOKEN, bearer, stop
 
@@ -218,37 +217,23 @@ def test_http_ext_authz_variant(arbiter):
     assert arbiter.client.get("/healthz").status_code == 200
 
 
-def test_escalations_notify_the_webhook_with_retries(arbiter_factory):
-    received = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-            # Fail the first delivery: the server must retry.
-            self.send_response(503 if len(received) == 1 else 200)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    try:
-        server = arbiter_factory("webhook", "--escalation-webhook", f"http://127.0.0.1:{hook.server_address[1]}/hook")
-        started = time.monotonic()
-        decision = server.decide(tool("w1", "warehouse.drop_table", {"table": "tmp"})).json()
-        assert decision["decision"] == "escalate"
-        assert time.monotonic() - started < 1.0, "the decision does not wait for the webhook"
-        deadline = time.monotonic() + 10
-        while len(received) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(received) == 2, received
-        assert received[1]["event"] == "escalation_created"
-        assert received[1]["escalation"]["id"] == decision["escalation"]["id"]
-        assert received[1]["escalation"]["approvers"] == ["data-platform-oncall"]
-    finally:
-        hook.shutdown()
+def test_escalations_notify_the_webhook_with_retries(arbiter_factory, webhook_factory):
+    # The first delivery fails: the server must retry.
+    hook = webhook_factory(fail_first=1)
+    received = hook.received
+    server = arbiter_factory("webhook", "--escalation-webhook", hook.url)
+    started = time.monotonic()
+    decision = server.decide(tool("w1", "warehouse.drop_table", {"table": "tmp"})).json()
+    assert decision["decision"] == "escalate"
+    assert time.monotonic() - started < 1.0, "the decision does not wait for the webhook"
+    deadline = time.monotonic() + 10
+    while len(received) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(received) == 2, received
+    assert received[1]["event"] == "escalation_created"
+    assert received[1]["escalation"]["id"] == decision["escalation"]["id"]
+    assert received[1]["escalation"]["approvers"] == ["data-platform-oncall"]
+    assert "data-platform-oncall" in received[1]["text"], "a Slack incoming webhook shows `text`"
 
 
 def audit_key(tmp_path):

@@ -229,9 +229,9 @@ impl std::fmt::Debug for HookedStore {
 
 mod hooked {
     use arbiter_state::{
-        BreakerState, Commit, CommitRefused, Escalation, EscalationRefused, Gauges, ListedToolInput, ListingRefused,
-        OutcomeRejected, OutcomeReport, PastToolCall, Resolution, RunKey, SpendEntry, StateError, StateStore, ToolView,
-        UsageRejected, UsageReport,
+        BreakerState, Commit, CommitRefused, Escalation, EscalationRefused, Gauges, Halt, HaltScope, ListedToolInput,
+        ListingRefused, OutcomeRejected, OutcomeReport, PastToolCall, Resolution, RunKey, SpendEntry, StateError,
+        StateStore, ToolView, UsageRejected, UsageReport,
     };
     use arbiter_types::{BreakerConfig, ChargeUnit, Window};
 
@@ -309,6 +309,22 @@ mod hooked {
             now_ms: i64,
         ) -> Result<Result<(), ListingRefused>, StateError> {
             self.inner.record_listing(server, tools, now_ms)
+        }
+
+        fn halts(&self) -> Result<Vec<Halt>, StateError> {
+            self.inner.halts()
+        }
+
+        fn halt(&self, halt: Halt) -> Result<(), StateError> {
+            self.inner.halt(halt)
+        }
+
+        fn resume(&self, scope: &HaltScope) -> Result<bool, StateError> {
+            self.inner.resume(scope)
+        }
+
+        fn claim(&self, key: &str, until_ms: i64, now_ms: i64) -> Result<bool, StateError> {
+            self.inner.claim(key, until_ms, now_ms)
         }
     }
 }

@@ -35,6 +35,8 @@ enum Command {
     Verify(commands::signing::VerifyArgs),
     Deploy(commands::deploy::DeployArgs),
     Rollback(commands::deploy::RollbackArgs),
+    Halt(commands::halt::HaltArgs),
+    Resume(commands::halt::ResumeArgs),
     Lint(commands::lint::Args),
     Readiness(commands::readiness::Args),
 }
@@ -62,6 +64,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::signing::verify(args),
         Command::Deploy(args) => commands::deploy::deploy(args),
         Command::Rollback(args) => commands::deploy::rollback(args),
+        Command::Halt(args) => commands::halt::halt(args),
+        Command::Resume(args) => commands::halt::resume(args),
         Command::Lint(args) => commands::lint::run(args),
         Command::Readiness(args) => commands::readiness::run(args),
     };

@@ -16,9 +16,10 @@ use arbiter_types::{
 use crate::bundle::{Bundle, apply};
 use crate::combine::STATE_UNAVAILABLE;
 
-/// Reason code when the state store cannot be reached.
 /// Attribution of reasons the host itself gives.
 const HOST: &str = "arbiter";
+/// Reason code of a decision a halt (the kill switch) stopped.
+pub const HALTED: &str = "halted";
 
 /// A report (usage or outcome) that was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +94,9 @@ impl Decider {
 
     fn decide_keyed(&self, key: String, request: &Request, now_ms: i64) -> Decision {
         let bundle = self.bundle.load_full();
+        if let Some(halted) = self.halted(&bundle, request) {
+            return halted;
+        }
         let (mut decision, effects) = bundle.evaluate_with_effects(request, now_ms, &self.state);
         let at_ms = now_ms;
         if let Action::ToolListing(listing) = &request.action {
@@ -158,6 +162,32 @@ impl Decider {
             Ok(Err(refused)) => Some(reason(refused.code(), refused.to_string())),
             Err(e) => Some(reason(STATE_UNAVAILABLE, format!("the listing cannot be recorded: {e}"))),
         }
+    }
+
+    /// The deny of a request a halt stops, before any policy runs; a store
+    /// that cannot say whether one does fails closed.
+    fn halted(&self, bundle: &Bundle, request: &Request) -> Option<Decision> {
+        let reason = match self.state.halts() {
+            Ok(halts) => {
+                let halt = arbiter_state::halting(&halts, &request.principal)?;
+                let message = format!(
+                    "halted ({}) by {} at {}: {}",
+                    halt.scope,
+                    halt.by,
+                    format_rfc3339_ms(halt.at_ms),
+                    halt.reason
+                );
+                DecisionReason { policy: HOST.into(), code: HALTED.into(), message }
+            }
+            Err(e) => {
+                tracing::error!("state store failed reading halts: {e}");
+                let message = format!("whether the request is halted cannot be read: {e}");
+                DecisionReason { policy: HOST.into(), code: STATE_UNAVAILABLE.into(), message }
+            }
+        };
+        let reference =
+            arbiter_types::BundleRef { name: bundle.name().to_owned(), version: bundle.version().to_owned() };
+        Some(Decision::bare(request.id.clone(), VerdictKind::Deny, vec![reason], reference))
     }
 
     fn commit(&self, decision: Decision, key: &str, request: &Request, at_ms: i64) -> Decision {

@@ -31,7 +31,7 @@ pub use capability::{Capability, ImportKind, classify_import};
 pub use combine::{POLICY_FAULT, STATE_UNAVAILABLE};
 pub use component_info::{ComponentInfo, InspectError, METADATA_SECTION, PolicyMetadata, REVIEW_SECTION, digest_of};
 pub use config::{EngineConfig, SandboxLimits};
-pub use decider::{Decider, ReportError};
+pub use decider::{Decider, HALTED, ReportError};
 pub use declared::{Declared, declarations};
 pub use engine::{EngineError, PolicyEngine};
 pub use manifest::{BundleHeader, FailMode, LimitOverrides, Manifest, ManifestError, ManifestPolicy, Mode, Scope};

@@ -449,11 +449,16 @@ pub fn assess(
     } else {
         evidence.push(format!("approvers: {}", approvers.join(", ")));
         match facts {
-            Some(f) if f.identity.approvers > 0 && f.escalation_webhook => {
+            Some(f) if f.identity.approvers > 0 && f.escalation_webhook && f.state != StateBackend::Memory => {
                 evidence.push("approver credentials issued; new escalations notify a webhook".to_owned());
+                evidence.push("kill switch: halts kept in the state store (shared, survive restarts)".to_owned());
                 Score::Ready
             }
             Some(f) => {
+                if f.state == StateBackend::Memory {
+                    evidence
+                        .push("kill switch in memory: a halt is lost on restart and not seen by replicas".to_owned());
+                }
                 if f.identity.approvers == 0 {
                     evidence.push("no credential with the approve role: nobody can approve".to_owned());
                 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use arbiter_engine::readiness::StateBackend;
 
+use crate::alerts::AlertRule;
 use crate::audit::AuditOptions;
 use crate::credentials::Credentials;
 
@@ -150,6 +151,8 @@ pub struct ServerConfig {
     pub max_metric_series: usize,
     pub wire: WireConfig,
     pub ext_proc: ExtProcConfig,
+    /// Budget alert thresholds, the first matching rule per budget.
+    pub budget_alerts: Vec<AlertRule>,
 }
 
 impl Default for ServerConfig {
@@ -173,6 +176,7 @@ impl Default for ServerConfig {
             max_metric_series: 1000,
             wire: WireConfig::default(),
             ext_proc: ExtProcConfig::default(),
+            budget_alerts: Vec::new(),
         }
     }
 }

@@ -167,6 +167,16 @@ impl Credential {
         self.grant.as_ref()
     }
 
+    /// The roles, as the credentials file names them.
+    pub fn role_names(&self) -> Vec<&'static str> {
+        self.roles.iter().map(|r| r.as_str()).collect()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str) -> Self {
+        Credential { name: name.into(), roles: vec![Role::Approve], groups: vec![], grant: None }
+    }
+
     /// Whether `approvers` names this credential or one of its groups.
     pub fn is_among(&self, approvers: &[String]) -> bool {
         approvers.iter().any(|a| *a == self.name || self.groups.contains(a))
@@ -299,6 +309,18 @@ impl Credentials {
         };
         let credential = Credential { name: entry.name, roles: entry.roles, groups: entry.groups, grant };
         Ok((digest, credential))
+    }
+
+    /// Adds the demo's operator (`arbiter serve` without `--bundle`): the
+    /// orders_daily on-call approver, and admin, for `key`.
+    pub fn add_demo_operator(&mut self, key: &str) {
+        let credential = Credential {
+            name: "demo-oncall".into(),
+            roles: vec![Role::Approve, Role::Admin],
+            groups: vec!["data-platform-oncall".into()],
+            grant: None,
+        };
+        self.by_key.insert(key_digest(key), Arc::new(credential));
     }
 
     /// Adds an admin-only credential for a bearer token given on the

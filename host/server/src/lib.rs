@@ -16,19 +16,24 @@
 //!
 //! Evaluation runs on blocking threads, never on the async runtime.
 
+mod alerts;
 mod api;
 mod audit;
 mod bundles;
 mod config;
+mod console;
 mod credentials;
 mod ext_authz;
 mod ext_proc;
+mod halts;
 mod metrics;
+mod recent;
 mod server;
 mod state;
 mod webhook;
 mod wire;
 
+pub use alerts::AlertRule;
 pub use audit::{
     AuditError, AuditLog, AuditOptions, AuditState, Verified, VerifyError, state_path as audit_state_path,
     verify as verify_audit_log,

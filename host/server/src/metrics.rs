@@ -49,6 +49,11 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThresholdLabels {
+    threshold: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BudgetLabels {
     scope: String,
     window: String,
@@ -194,6 +199,8 @@ pub(crate) struct Metrics {
     reserved_tokens: Capped<TokenLabels, Counter>,
     actual_tokens: Family<EventLabels, Counter>,
     escalations: Family<EventLabels, Counter>,
+    halts: Family<EventLabels, Counter>,
+    budget_alerts: Family<ThresholdLabels, Counter>,
     budget_used: Capped<BudgetLabels, Gauge>,
     budget_limit: Capped<BudgetLabels, Gauge>,
     breakers: Capped<BreakerLabels, Gauge>,
@@ -231,6 +238,8 @@ impl Metrics {
         let reserved_tokens = Capped::<TokenLabels, Counter>::new("llm_reserved_tokens", max_series, &series_dropped);
         let actual_tokens = Family::<EventLabels, Counter>::default();
         let escalations = Family::<EventLabels, Counter>::default();
+        let halts = Family::<EventLabels, Counter>::default();
+        let budget_alerts = Family::<ThresholdLabels, Counter>::default();
         let budget_used = Capped::<BudgetLabels, Gauge>::new("budget_used", max_series, &series_dropped);
         let budget_limit = Capped::<BudgetLabels, Gauge>::new("budget_limit", max_series, &series_dropped);
         let breakers = Capped::<BreakerLabels, Gauge>::new("breaker_state", max_series, &series_dropped);
@@ -256,6 +265,8 @@ impl Metrics {
         );
         registry.register("llm_reported_tokens", "Tokens reported by usage reports, by outcome", actual_tokens.clone());
         registry.register("escalations", "Escalations created, approved and rejected", escalations.clone());
+        registry.register("halts", "Kill-switch changes: scopes halted and resumed", halts.clone());
+        registry.register("budget_alerts", "Budget alerts fired, by threshold (percent)", budget_alerts.clone());
         registry.register("budget_used", "Used budget of the current calendar period", budget_used.family.clone());
         registry.register("budget_limit", "Limit of the current calendar period's budget", budget_limit.family.clone());
         registry.register("breaker_state", "Breakers in each state", breakers.family.clone());
@@ -298,6 +309,8 @@ impl Metrics {
             reserved_tokens,
             actual_tokens,
             escalations,
+            halts,
+            budget_alerts,
             budget_used,
             budget_limit,
             breakers,
@@ -414,6 +427,14 @@ impl Metrics {
     pub(crate) fn usage(&self, accepted: bool, tokens: u64) {
         let event = if accepted { "accepted" } else { "rejected" };
         self.actual_tokens.get_or_create(&EventLabels { event: event.to_owned() }).inc_by(tokens);
+    }
+
+    pub(crate) fn budget_alert(&self, threshold: u32) {
+        self.budget_alerts.get_or_create(&ThresholdLabels { threshold: threshold.to_string() }).inc();
+    }
+
+    pub(crate) fn halt_event(&self, event: &str) {
+        self.halts.get_or_create(&EventLabels { event: event.to_owned() }).inc();
     }
 
     pub(crate) fn escalation_event(&self, event: &str) {

@@ -10,6 +10,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::alerts::Alerts;
 use crate::api;
 use crate::audit::{AuditError, AuditLog};
 use crate::bundles::{Bundles, ReloadConfig};
@@ -104,6 +105,9 @@ impl Server {
         };
         let state = AppState {
             facts: Arc::new(facts),
+            sessions: Arc::default(),
+            recent: Arc::default(),
+            alerts: Arc::new(Alerts::new(config.budget_alerts.clone())),
             audit,
             in_flight: InFlight::new(config.max_in_flight, config.in_flight_wait, metrics.in_flight()),
             metrics,

@@ -13,12 +13,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{Map, Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::alerts::Alerts;
 use crate::api::{ApiError, Caller};
 use crate::audit::AuditLog;
 use crate::bundles::Bundles;
 use crate::config::{Clock, ExtProcConfig, WireConfig};
+use crate::console::Sessions;
 use crate::credentials::Credentials;
 use crate::metrics::Metrics;
+use crate::recent::RecentDecisions;
 use crate::webhook::Webhook;
 
 #[derive(Clone, Debug)]
@@ -37,6 +40,12 @@ pub(crate) struct AppState {
     /// The effective settings `GET /v1/admin/settings` reports (the active
     /// bundle is added per request).
     pub(crate) facts: Arc<ServerFacts>,
+    /// Console logins.
+    pub(crate) sessions: Arc<Sessions>,
+    /// This replica's latest decisions, for the console.
+    pub(crate) recent: Arc<RecentDecisions>,
+    /// Budget alerts: thresholds, and the ones fired lately.
+    pub(crate) alerts: Arc<Alerts>,
 }
 
 /// Bounds the evaluations and reports running on blocking threads at once:
@@ -194,6 +203,9 @@ impl AppState {
         {
             webhook.notify(&decision);
         }
+        if decision.decision == VerdictKind::Allow {
+            self.alerts.check(self, &decision.charges);
+        }
         Ok(decision)
     }
 
@@ -219,10 +231,13 @@ impl AppState {
         request: &Request,
         decision: Decision,
         caller: &Caller,
-        source: &str,
+        source: &'static str,
         seconds: f64,
     ) -> Decision {
-        let Some(audit) = &self.audit else { return decision };
+        let Some(audit) = &self.audit else {
+            self.recent.push(request, &decision, source, now_ms(), None);
+            return decision;
+        };
         let mut request_json = crate::audit::request_view(request, &decision);
         audit.mask(&mut request_json);
         let mut record = Map::new();
@@ -233,17 +248,21 @@ impl AppState {
         record.insert("request".into(), request_json);
         record.insert("decision".into(), serde_json::to_value(&decision).unwrap_or(Value::Null));
         record.insert("latency_us".into(), ((seconds * 1e6) as u64).into());
-        if self.write_audit(audit, record) || !audit.required() {
+        let seq = self.write_audit(audit, record);
+        if seq.is_some() || !audit.required() {
+            self.recent.push(request, &decision, source, now_ms(), seq);
             return decision;
         }
-        Decision {
+        let denied = Decision {
             decision: VerdictKind::Deny,
             reasons: vec![arbiter_reason("audit_unavailable", "the audit record cannot be written (--audit-required)")],
             escalation: None,
             obligations: vec![],
             approved_by: None,
             ..decision
-        }
+        };
+        self.recent.push(request, &denied, source, now_ms(), None);
+        denied
     }
 
     pub(crate) fn audit_event(&self, kind: &str, details: Value) {
@@ -255,15 +274,15 @@ impl AppState {
         self.write_audit(audit, record);
     }
 
-    /// Appends a record; a failure is logged and counted. `false` when the
-    /// record is lost.
-    fn write_audit(&self, audit: &AuditLog, record: Map<String, Value>) -> bool {
+    /// Appends a record; a failure is logged and counted. The record's
+    /// `seq`, `None` when it is lost.
+    fn write_audit(&self, audit: &AuditLog, record: Map<String, Value>) -> Option<u64> {
         match audit.append(record) {
-            Ok(()) => true,
+            Ok(seq) => Some(seq),
             Err(e) => {
                 self.metrics.audit_write_failure();
                 tracing::error!("audit write failed: {e}");
-                false
+                None
             }
         }
     }

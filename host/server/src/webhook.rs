@@ -73,17 +73,23 @@ impl Webhook {
     /// Queues the escalation of `decision`, if it opened one; never waits.
     pub(crate) fn notify(&self, decision: &Decision) {
         let Some(escalation) = decision.escalation.as_ref().filter(|e| e.id.is_some()) else { return };
-        let body = json!({
+        let first = decision.reasons.first().map_or(String::new(), |r| format!(": {} ({})", r.message, r.code));
+        self.send(json!({
             "event": "escalation_created",
+            // What a Slack incoming webhook shows.
+            "text": format!("arbiter: request `{}` waits for approval by {}{first}", decision.id, escalation.approvers.join(", ")),
             "escalation": escalation,
             "request_id": decision.id,
             "reasons": decision.reasons,
             "bundle": decision.bundle,
-        })
-        .to_string();
-        if self.queue.try_send(Bytes::from(body)).is_err() {
+        }));
+    }
+
+    /// Queues a notification; never waits. A full queue drops it, counted.
+    pub(crate) fn send(&self, body: serde_json::Value) {
+        if self.queue.try_send(Bytes::from(body.to_string())).is_err() {
             self.dropped.inc();
-            tracing::warn!(escalation = ?escalation.id, "escalation webhook queue is full: notification dropped");
+            tracing::warn!(event = ?body["event"], "webhook queue is full: notification dropped");
         }
     }
 

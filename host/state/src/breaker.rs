@@ -97,6 +97,13 @@ impl Breaker {
         Some(self.clone().state(&config, now_ms))
     }
 
+    /// Percent of the outcomes in the current window that failed; `None`
+    /// before any.
+    pub(crate) fn failure_percent(&self) -> Option<u32> {
+        let failed = self.window.iter().filter(|r| r.failed).count();
+        u32::try_from(failed * 100 / self.window.len().max(1)).ok().filter(|_| !self.window.is_empty())
+    }
+
     pub(crate) fn admit(&mut self, config: &BreakerConfig, now_ms: i64) {
         self.config = Some(*config);
         self.advance(config, now_ms);
@@ -199,6 +206,11 @@ impl Breakers {
             self.breakers.iter().filter_map(|(key, b)| Some((key.clone(), b.gauge(now_ms)?))).collect();
         gauges.sort_by(|a, b| a.0.cmp(&b.0));
         gauges
+    }
+
+    /// [`Breaker::failure_percent`] of every breaker with outcomes.
+    pub(crate) fn failure_rates(&self) -> std::collections::BTreeMap<String, u32> {
+        self.breakers.iter().filter_map(|(key, b)| Some((key.clone(), b.failure_percent()?))).collect()
     }
 
     /// Forgets requests whose outcome never came.

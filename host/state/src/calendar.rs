@@ -4,7 +4,7 @@ use arbiter_types::CalendarUnit;
 use time::{Date, OffsetDateTime, Time};
 
 /// Start (ms since the epoch) of the UTC calendar period containing `ms`.
-pub(crate) fn period_start(unit: CalendarUnit, ms: i64) -> i64 {
+pub fn period_start(unit: CalendarUnit, ms: i64) -> i64 {
     let secs = ms.div_euclid(1000);
     match unit {
         CalendarUnit::Minute => secs.div_euclid(60) * 60_000,

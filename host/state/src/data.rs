@@ -4,8 +4,10 @@ use arbiter_types::{BreakerConfig, ChargeUnit, Window};
 use serde::{Deserialize, Serialize};
 
 use crate::breaker::{BreakerState, Breakers};
+use crate::claims::{Claims, Taken};
 use crate::error::{OutcomeRejected, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, Escalations, PendingLimits, Resolution};
+use crate::halt::{Halt, HaltScope, Halts, NotHalted};
 use crate::history::{History, PastToolCall, RunKey};
 use crate::ledger::Ledger;
 use crate::ops::{Commit, CommitRefused, LlmUsage, Op, OutcomeReport, OutcomeStatus, UsageReport};
@@ -35,6 +37,12 @@ pub(crate) struct StateData {
     /// Event time of the last expiry sweep.
     #[serde(default)]
     swept_ms: Option<i64>,
+    /// The kill switch.
+    #[serde(default)]
+    halts: Halts,
+    /// Budget alerts fired, until their window ends.
+    #[serde(default)]
+    claims: Claims,
 }
 
 /// Expiry sweeps run at most this often (in event time): a sweep walks
@@ -55,7 +63,29 @@ impl StateData {
             Op::Resolve(resolution) => self.resolve(resolution, config).is_ok(),
             // Journaled only when it changed state, and accepted then.
             Op::Listing(listing) => self.tools.record(listing, None).is_ok(),
+            Op::Halt(halt) => {
+                self.halt(halt);
+                true
+            }
+            Op::Resume { scope } => self.resume(scope).is_ok(),
+            Op::Claim { key, until_ms, now_ms } => self.claim(key, *until_ms, *now_ms).is_ok(),
         }
+    }
+
+    pub(crate) fn halt(&mut self, halt: &Halt) {
+        self.halts.set(halt);
+    }
+
+    pub(crate) fn resume(&mut self, scope: &HaltScope) -> Result<(), NotHalted> {
+        self.halts.lift(scope)
+    }
+
+    pub(crate) fn halts(&self) -> Vec<Halt> {
+        self.halts.all()
+    }
+
+    pub(crate) fn claim(&mut self, key: &str, until_ms: i64, now_ms: i64) -> Result<(), Taken> {
+        self.claims.claim(key, until_ms, now_ms)
     }
 
     fn expire(&mut self, now_ms: i64, config: &StoreConfig) {
@@ -95,7 +125,11 @@ impl StateData {
     }
 
     pub(crate) fn gauges(&self, now_ms: i64) -> Gauges {
-        Gauges { budgets: self.ledger.gauges(now_ms), breakers: self.breakers.gauges(now_ms) }
+        Gauges {
+            budgets: self.ledger.gauges(now_ms),
+            breakers: self.breakers.gauges(now_ms),
+            failure_percent: self.breakers.failure_rates(),
+        }
     }
 
     pub(crate) fn escalation(&self, id: &str) -> Option<Escalation> {

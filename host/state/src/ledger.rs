@@ -40,6 +40,10 @@ pub struct BudgetGauge {
     pub unit: String,
     pub used: u64,
     pub limit: u64,
+    /// Start of the current period (ms since the epoch): what a budget
+    /// alert fires once per, and where the burn rate is measured from.
+    #[serde(default)]
+    pub period_start_ms: i64,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -234,12 +238,14 @@ pub(crate) fn calendar_gauge(key: &str, used: u64, limit: u64, now_ms: i64) -> O
     let cal = [CalendarUnit::Minute, CalendarUnit::Hour, CalendarUnit::Day, CalendarUnit::Month]
         .into_iter()
         .find(|c| format!("{c:?}").to_ascii_lowercase() == unit_name)?;
-    (start.parse::<i64>().ok()? == period_start(cal, now_ms)).then(|| BudgetGauge {
+    let start = start.parse::<i64>().ok()?;
+    (start == period_start(cal, now_ms)).then(|| BudgetGauge {
         scope: scope.to_owned(),
         window: unit_name.to_owned(),
         unit: unit.to_owned(),
         used,
         limit,
+        period_start_ms: start,
     })
 }
 

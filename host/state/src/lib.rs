@@ -8,6 +8,7 @@
 //! - **Circuit breakers** fed by outcome reports of allowed calls.
 //! - **Run history**: the allowed actions of each run.
 //! - **Spend** per pipeline, agent, team and model, for cost attribution.
+//! - **Halts** (the kill switch) and once-only marks for budget alerts.
 //!
 //! - **Escalations**: requests waiting for a human. An id is opened once:
 //!   opening it again (a re-sent request) keeps its record, so an
@@ -74,9 +75,11 @@
 
 mod breaker;
 mod calendar;
+mod claims;
 mod data;
 mod error;
 mod escalation;
+mod halt;
 mod history;
 mod journal;
 mod ledger;
@@ -89,8 +92,10 @@ mod store;
 mod tools;
 
 pub use breaker::BreakerState;
+pub use calendar::period_start;
 pub use error::{OutcomeRejected, StateError, UsageRejected};
 pub use escalation::{ApprovalClaim, Escalation, EscalationRefused, EscalationStatus, Resolution};
+pub use halt::{BadHaltScope, Halt, HaltScope, halting};
 pub use history::{PastToolCall, RunKey};
 pub use journal::JournalStore;
 pub use ledger::BudgetGauge;

@@ -9,6 +9,7 @@ use crate::breaker::BreakerState;
 use crate::data::StateData;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, Resolution};
+use crate::halt::{Halt, HaltScope};
 use crate::history::{PastToolCall, RunKey};
 use crate::ops::{Commit, CommitRefused, OpRef, OutcomeReport, UsageReport};
 use crate::spend::SpendEntry;
@@ -173,6 +174,26 @@ impl<S: Sink> StateStore for Locked<S> {
         self.mutate_if_changed(OpRef::Listing(&listing), |d, config| {
             d.record_listing(&listing, config).map(|changed| ((), changed))
         })
+    }
+
+    fn halts(&self) -> Result<Vec<Halt>, StateError> {
+        self.read(|d| d.halts())
+    }
+
+    fn halt(&self, halt: Halt) -> Result<(), StateError> {
+        self.mutate(OpRef::Halt(&halt), |d, _| {
+            d.halt(&halt);
+            Ok::<_, ()>(())
+        })
+        .map(|_| ())
+    }
+
+    fn resume(&self, scope: &HaltScope) -> Result<bool, StateError> {
+        Ok(self.mutate(OpRef::Resume { scope }, |d, _| d.resume(scope))?.is_ok())
+    }
+
+    fn claim(&self, key: &str, until_ms: i64, now_ms: i64) -> Result<bool, StateError> {
+        Ok(self.mutate(OpRef::Claim { key, until_ms, now_ms }, |d, _| d.claim(key, until_ms, now_ms))?.is_ok())
     }
 }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::escalation::{ApprovalClaim, Escalation, EscalationRefused, Resolution};
+use crate::halt::{Halt, HaltScope};
 use crate::history::{PastToolCall, RunKey};
 use crate::spend::Spent;
 use crate::tools::Listing;
@@ -144,6 +145,9 @@ pub(crate) enum Op {
     OpenEscalation(Box<Escalation>),
     Resolve(Resolution),
     Listing(Listing<'static>),
+    Halt(Halt),
+    Resume { scope: HaltScope },
+    Claim { key: String, until_ms: i64, now_ms: i64 },
 }
 
 /// A journaled operation, as written.
@@ -156,4 +160,7 @@ pub(crate) enum OpRef<'a> {
     OpenEscalation(&'a Escalation),
     Resolve(&'a Resolution),
     Listing(&'a Listing<'a>),
+    Halt(&'a Halt),
+    Resume { scope: &'a HaltScope },
+    Claim { key: &'a str, until_ms: i64, now_ms: i64 },
 }

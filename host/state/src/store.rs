@@ -7,6 +7,7 @@ use arbiter_types::{BreakerConfig, ChargeUnit, Window};
 use crate::breaker::BreakerState;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, PendingLimits, Resolution};
+use crate::halt::{Halt, HaltScope};
 use crate::history::{PastToolCall, RunKey};
 use crate::ledger::BudgetGauge;
 use crate::ops::{Commit, CommitRefused, OutcomeReport, UsageReport};
@@ -85,6 +86,9 @@ impl StoreConfig {
 pub struct Gauges {
     pub budgets: Vec<BudgetGauge>,
     pub breakers: Vec<(String, BreakerState)>,
+    /// Failure rate (percent) of each breaker's current window of outcomes.
+    #[serde(default)]
+    pub failure_percent: std::collections::BTreeMap<String, u32>,
 }
 
 /// State shared by every decision. Implementations make each method atomic:
@@ -146,4 +150,17 @@ pub trait StateStore: Send + Sync + Debug {
         tools: &[ListedToolInput],
         now_ms: i64,
     ) -> Result<Result<(), ListingRefused>, StateError>;
+
+    /// Every halt in force (the kill switch).
+    fn halts(&self) -> Result<Vec<Halt>, StateError>;
+
+    /// Sets a halt; one already on its scope is replaced.
+    fn halt(&self, halt: Halt) -> Result<(), StateError>;
+
+    /// Lifts the halt on `scope`; `false` when there was none.
+    fn resume(&self, scope: &HaltScope) -> Result<bool, StateError>;
+
+    /// Claims `key` until `until_ms`: `true` for the first claim only,
+    /// across every replica sharing the store (budget alerts fire once).
+    fn claim(&self, key: &str, until_ms: i64, now_ms: i64) -> Result<bool, StateError>;
 }

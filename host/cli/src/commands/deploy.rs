@@ -15,9 +15,16 @@ pub struct ServerArgs {
     /// The server's HTTP address.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
-    /// Admin token.
+    /// Key of a credential with the role the call needs (admin; approve
+    /// suffices to halt).
     #[arg(long, env = "ARBITER_ADMIN_TOKEN", hide_env_values = true)]
     token: String,
+}
+
+impl ServerArgs {
+    pub(crate) fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        admin_call(&self.server, &self.token, hyper::Method::POST, path, Some(body))
+    }
 }
 
 /// Load a bundle on a running server (compiled and validated off to the side, then swapped in).
@@ -46,10 +53,6 @@ pub struct RollbackArgs {
     to: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
-}
-
-fn post(server: &ServerArgs, path: &str, body: Value) -> anyhow::Result<Value> {
-    admin_call(&server.server, &server.token, hyper::Method::POST, path, Some(body))
 }
 
 /// Calls a running server's admin API with a bearer token; a non-2xx
@@ -113,12 +116,12 @@ fn relative_manifest(manifest: &Path, bundle_dir: Option<&Path>) -> anyhow::Resu
 
 pub fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let manifest = relative_manifest(&args.manifest, args.bundle_dir.as_deref())?;
-    report(&post(&args.server, "/v1/admin/bundles", json!({"manifest": manifest}))?);
+    report(&args.server.post("/v1/admin/bundles", json!({"manifest": manifest}))?);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    report(&post(&args.server, "/v1/admin/rollback", json!({"to": args.to}))?);
+    report(&args.server.post("/v1/admin/rollback", json!({"to": args.to}))?);
     Ok(ExitCode::SUCCESS)
 }
 

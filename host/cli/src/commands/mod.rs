@@ -1,8 +1,10 @@
 pub mod audit;
 pub mod build;
 pub mod credential;
+pub mod demo;
 pub mod deploy;
 pub mod eval;
+pub mod halt;
 pub mod inspect;
 pub mod lint;
 pub mod pin;

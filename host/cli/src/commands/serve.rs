@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use arbiter_engine::{Bundle, Decider};
 use arbiter_server::{
-    Clock, Credentials, ExtProcConfig, ReloadConfig, Role, Server, ServerConfig, UnrecognizedTraffic,
+    AlertRule, Clock, Credentials, ExtProcConfig, ReloadConfig, Role, Server, ServerConfig, UnrecognizedTraffic,
 };
 
 use crate::audit_args::AuditArgs;
@@ -20,9 +20,10 @@ use crate::state_args::StateArgs;
 /// Serve decisions: HTTP JSON API, Envoy ext_authz (gRPC and HTTP) and ext_proc (gRPC), metrics.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Bundle manifest (TOML).
+    /// Bundle manifest (TOML) [default: the orders_daily demo: its bundle,
+    /// sample data, anonymous decisions, and a console key printed once].
     #[arg(long)]
-    bundle: PathBuf,
+    bundle: Option<PathBuf>,
     /// The only directory the admin API loads manifests from (they are
     /// named relative to it) [default: the directory of --bundle]
     #[arg(long)]
@@ -66,9 +67,14 @@ pub struct Args {
     audit_mask: Vec<String>,
     #[command(flatten)]
     audit: AuditArgs,
-    /// http:// URL notified (POST, JSON, with retries) of every new escalation.
+    /// http:// URL notified (POST, JSON with a Slack-style `text`, with retries) of every new escalation and budget alert.
     #[arg(long)]
     escalation_webhook: Option<String>,
+    /// Budget alert thresholds for budgets whose scope matches a glob, e.g.
+    /// 'team:*=50,80,100' (repeatable; the first match counts). Each fires
+    /// once per window: to the webhook, the console and the metrics.
+    #[arg(long = "budget-alert", value_parser = AlertRule::parse)]
+    budget_alerts: Vec<AlertRule>,
     /// Notifications queued for the webhook; when full, new ones are dropped (and counted).
     #[arg(long, default_value_t = 256)]
     webhook_queue: usize,
@@ -130,23 +136,35 @@ enum Unrecognized {
     Deny,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    let demo = args.bundle.is_none();
+    let manifest = match &args.bundle {
+        Some(path) => path.clone(),
+        None => super::demo::bundle()?,
+    };
+    if demo {
+        args.anonymous = true;
+    }
     let engine = args.engine.engine()?;
     let trusted_keys = args
         .trusted_keys
         .iter()
         .map(|path| arbiter_engine::signature::read_public_key(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let bundle = Bundle::load_trusted(&engine, &args.bundle, &trusted_keys)?;
-    let credentials = credentials(&args)?;
+    let bundle = Bundle::load_trusted(&engine, &manifest, &trusted_keys)?;
+    let mut credentials = credentials(&args)?;
+    let demo_key = if demo { Some(arbiter_server::new_key()?) } else { None };
+    if let Some(key) = &demo_key {
+        credentials.add_demo_operator(key);
+    }
     let bundle_dir = match args.bundle_dir.clone() {
         Some(dir) => dir,
-        None => args.bundle.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned(),
+        None => manifest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned(),
     };
     let reload = ReloadConfig {
         engine,
         trusted_keys,
-        initial_manifest: args.bundle.clone(),
+        initial_manifest: manifest.clone(),
         // Absolute, but not canonical: a symlinked release directory is
         // followed anew at each load.
         bundle_dir: std::path::absolute(&bundle_dir).unwrap_or(bundle_dir),
@@ -164,6 +182,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let decider = Decider::new(Arc::new(bundle), args.state.open()?);
+    if demo {
+        super::demo::seed(&decider, super::eval::now_ms())?;
+    }
     let mut config = ServerConfig {
         http: args.http,
         grpc: (!args.no_grpc).then_some(args.grpc),
@@ -175,6 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         audit_log: args.audit_log,
         audit_mask: args.audit_mask,
         escalation_webhook: args.escalation_webhook,
+        budget_alerts: args.budget_alerts,
         webhook_queue: args.webhook_queue,
         webhook_workers: args.webhook_workers,
         max_in_flight: args.max_in_flight,
@@ -217,6 +239,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             clock_name,
             anonymous
         );
+        if let Some(key) = &demo_key {
+            eprintln!("demo: open http://{http}/ui and log in with the key {key} (approver and admin, this run only)");
+        }
         server.run(shutdown_signal()).await?;
         eprintln!("arbiter stopped");
         Ok::<_, anyhow::Error>(())

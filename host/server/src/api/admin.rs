@@ -14,10 +14,10 @@ use super::ApiError;
 use super::auth::require_admin;
 use super::decide::parse_body;
 use super::reports::blocking;
-use crate::bundles::{Bundles, LoadError};
+use crate::bundles::{Bundles, LoadError, Swapped};
 use crate::state::AppState;
 
-fn bundles(state: &AppState) -> Result<&std::sync::Arc<Bundles>, ApiError> {
+pub(crate) fn bundles(state: &AppState) -> Result<&std::sync::Arc<Bundles>, ApiError> {
     state
         .bundles
         .as_ref()
@@ -90,10 +90,17 @@ pub(crate) async fn rollback(
     require_admin(&state, &headers)?;
     let body = body?;
     let rollback: Rollback = if body.is_empty() { Rollback::default() } else { parse_body(&body)? };
-    match bundles(&state)?.rollback(&state.decider, rollback.to.as_deref()) {
+    let swapped = rollback_to(&state, rollback.to.as_deref())?;
+    Ok(Json(serde_json::to_value(swapped).unwrap_or(Value::Null)))
+}
+
+/// Re-activates a kept bundle (the previous one when `to` is `None`),
+/// audited. The caller has checked the admin role.
+pub(crate) fn rollback_to(state: &AppState, to: Option<&str>) -> Result<Swapped, ApiError> {
+    match bundles(state)?.rollback(&state.decider, to) {
         Ok(swapped) => {
             state.audit_event("bundle_rolled_back", json!({"active": swapped.active, "previous": swapped.previous}));
-            Ok(Json(serde_json::to_value(swapped).unwrap_or(Value::Null)))
+            Ok(swapped)
         }
         Err(problem) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", problem)),
     }

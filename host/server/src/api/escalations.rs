@@ -9,13 +9,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use super::auth::{Caller, bearer, identify, require};
+use super::auth::{Caller, bearer, identify, lacks, require};
 use super::decide::parse_body;
 use super::reports::blocking;
-use crate::credentials::Role;
+use crate::credentials::{Credential, Role};
 use crate::state::{AppState, now_ms};
 use arbiter_engine::ReportError;
-use arbiter_state::{EscalationRefused, EscalationStatus};
+use arbiter_state::{Escalation, EscalationRefused, EscalationStatus};
 
 /// Every escalation for an admin; for an approver, those it may decide.
 pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
@@ -24,11 +24,9 @@ pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
         _ => require(&state, &headers, Role::Approve)?,
     };
     let now = now_ms();
-    let decider = state.decider.clone();
-    let escalations: Vec<Value> = blocking(move || decider.state().escalations())
-        .await??
+    let escalations: Vec<Value> = visible(&state, &credential)
+        .await?
         .into_iter()
-        .filter(|e| credential.has(Role::Admin) || credential.is_among(&e.approvers))
         .map(|e| {
             let expired = e.status == EscalationStatus::Pending && now >= e.expires_ms;
             let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
@@ -40,6 +38,13 @@ pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
         })
         .collect();
     Ok(Json(json!({"escalations": escalations})))
+}
+
+/// Every escalation for an admin; for an approver, those naming it.
+pub(crate) async fn visible(state: &AppState, credential: &Credential) -> Result<Vec<Escalation>, ApiError> {
+    let decider = state.decider.clone();
+    let all = blocking(move || decider.state().escalations()).await??;
+    Ok(all.into_iter().filter(|e| credential.has(Role::Admin) || credential.is_among(&e.approvers)).collect())
 }
 
 /// The approver is the credential, never a field of the body.
@@ -58,19 +63,37 @@ pub(crate) async fn resolve(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let approver = require(&state, &headers, Role::Approve)?;
-    let approve = match action.as_str() {
-        "approve" => true,
-        "reject" => false,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no action `{other}`: approve or reject"),
-            ));
-        }
-    };
+    let approve = approving(&action)?;
     let body = body?;
     let resolve: ResolveBody = if body.is_empty() { ResolveBody::default() } else { parse_body(&body)? };
+    let escalation = resolve_as(&state, &approver, &id, approve, resolve.comment).await?;
+    Ok(Json(serde_json::to_value(escalation).unwrap_or(Value::Null)))
+}
+
+/// Whether the path's action approves (`approve`) or rejects (`reject`).
+pub(crate) fn approving(action: &str) -> Result<bool, ApiError> {
+    match action {
+        "approve" => Ok(true),
+        "reject" => Ok(false),
+        other => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no action `{other}`: approve or reject")))
+        }
+    }
+}
+
+/// Approves or rejects `id` as `approver`, who must hold the approve role
+/// and be among the escalation's approvers; audited.
+pub(crate) async fn resolve_as(
+    state: &AppState,
+    approver: &Credential,
+    id: &str,
+    approve: bool,
+    comment: Option<String>,
+) -> Result<Escalation, ApiError> {
+    if !approver.has(Role::Approve) {
+        return Err(lacks(approver, Role::Approve));
+    }
+    let id = id.to_owned();
     let by = approver.name.clone();
     let decider = state.decider.clone();
     let (lookup, id_for_lookup) = (decider.clone(), id.clone());
@@ -96,9 +119,9 @@ pub(crate) async fn resolve(
             state.audit_event(
                 "escalation_resolved",
                 json!({"escalation_id": id, "approved": approve, "by": by, "request_id": escalation.request_id,
-                       "comment": resolve.comment}),
+                       "comment": comment}),
             );
-            Ok(Json(serde_json::to_value(escalation).unwrap_or(Value::Null)))
+            Ok(escalation)
         }
         Err(ReportError::State(e)) => Err(e.into()),
         Err(ReportError::Escalation(EscalationRefused::Unknown(id))) => {

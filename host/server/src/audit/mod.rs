@@ -198,7 +198,7 @@ impl Tail {
     /// Appends a record, adding `seq`, `prev` and `hash`. On failure
     /// whatever part was written is cut again: a record is in the log only
     /// if its write (and fsync, with `sync`) succeeded.
-    fn append(&mut self, path: &Path, mut record: Map<String, Value>, sync: bool) -> Result<(), AuditError> {
+    fn append(&mut self, path: &Path, mut record: Map<String, Value>, sync: bool) -> Result<u64, AuditError> {
         let io = |action| move |source| AuditError::Io { action, path: path.to_owned(), source };
         if self.dirty {
             self.file.set_len(self.len).map_err(io("repair"))?;
@@ -222,7 +222,7 @@ impl Tail {
         self.last_start = self.len;
         self.len += line.len() as u64 + 1;
         (self.seq, self.prev, self.last_line) = (seq, hash, line);
-        Ok(())
+        Ok(seq)
     }
 }
 
@@ -326,6 +326,11 @@ impl AuditLog {
     }
 
     /// Whether a decision must be denied when its record cannot be written.
+    /// The log file (the console reads records back from its tail).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(crate) fn required(&self) -> bool {
         self.options.required
     }
@@ -358,13 +363,13 @@ impl AuditLog {
     }
 
     /// Appends a record (an object), adding `seq`, `prev` and `hash`; then a
-    /// checkpoint if one is due.
-    pub fn append(&self, record: Map<String, Value>) -> Result<(), AuditError> {
+    /// checkpoint if one is due. Returns the record's `seq`.
+    pub fn append(&self, record: Map<String, Value>) -> Result<u64, AuditError> {
         let mut tail = self.lock();
         let sync = tail.unsynced + 1 >= self.options.sync_every;
         let appended = tail.append(&self.path, record, sync);
         self.failing.store(appended.is_err(), Ordering::Relaxed);
-        appended?;
+        let seq = appended?;
         tail.since += 1;
         if tail.since >= self.options.checkpoint_every
             && let Err(e) = self.mark(&mut tail)
@@ -373,7 +378,7 @@ impl AuditLog {
             // after the next one.
             tracing::error!("audit checkpoint failed: {e}");
         }
-        Ok(())
+        Ok(seq)
     }
 
     /// A checkpoint, if records were written since the last one (on an

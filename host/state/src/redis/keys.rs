@@ -101,6 +101,16 @@ impl Keys {
         self.key("spend", &day_ms.to_string())
     }
 
+    /// Halts in force (hash: scope → JSON).
+    pub(crate) fn halts(&self) -> String {
+        format!("{}halts", self.prefix)
+    }
+
+    /// A once-only mark (string, expiring when the claim lapses).
+    pub(crate) fn claim(&self, key: &str) -> String {
+        self.key("claim", key)
+    }
+
     /// Days with spend.
     pub(crate) fn spend_index(&self) -> String {
         format!("{}spend-days", self.prefix)

@@ -14,6 +14,7 @@ use crate::breaker::{Breaker, BreakerState};
 use crate::calendar::day_start;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, EscalationStatus, Resolution, sort_oldest_first};
+use crate::halt::{Halt, HaltScope};
 use crate::history::{PastToolCall, RunKey};
 use crate::ledger::{Booking, BudgetGauge, Place, TOTAL_RETENTION_MS, calendar_gauge, place_of, sort_gauges};
 use crate::ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, UsageReport};
@@ -530,16 +531,19 @@ impl StateStore for RedisStore {
         sort_gauges(&mut budgets);
         let names = self.index(self.keys.breakers_index())?;
         let records = self.get_many(names.iter().map(|k| self.keys.breaker(k)).collect())?;
-        let mut breakers = Vec::new();
+        let (mut breakers, mut failure_percent) = (Vec::new(), BTreeMap::new());
         for (name, json) in names.into_iter().zip(records) {
-            if let Some(json) = json
-                && let Some(state) = parse::<Breaker>("breaker", &json)?.gauge(now_ms)
-            {
+            let Some(json) = json else { continue };
+            let breaker = parse::<Breaker>("breaker", &json)?;
+            if let Some(rate) = breaker.failure_percent() {
+                failure_percent.insert(name.clone(), rate);
+            }
+            if let Some(state) = breaker.gauge(now_ms) {
                 breakers.push((name, state));
             }
         }
         breakers.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Gauges { budgets, breakers })
+        Ok(Gauges { budgets, breakers, failure_percent })
     }
 
     fn spend(&self, since_ms: i64, until_ms: i64) -> Result<Vec<SpendEntry>, StateError> {
@@ -588,5 +592,33 @@ impl StateStore for RedisStore {
         now_ms: i64,
     ) -> Result<Result<(), ListingRefused>, StateError> {
         self.write_listing(&Listing::new(server, tools, now_ms))
+    }
+
+    fn halts(&self) -> Result<Vec<Halt>, StateError> {
+        let key = self.keys.halts();
+        let records: HashMap<String, String> = self.run(|mut c| async move { c.hgetall(key).await })?;
+        let mut halts: Vec<Halt> = records.values().map(|json| parse("halt", json)).collect::<Result<_, _>>()?;
+        halts.sort_by(|a, b| a.scope.cmp(&b.scope));
+        Ok(halts)
+    }
+
+    fn halt(&self, halt: Halt) -> Result<(), StateError> {
+        let (key, field, json) = (self.keys.halts(), halt.scope.to_string(), to_json(&halt)?);
+        self.run(|mut c| async move { c.hset::<_, _, _, ()>(key, field, json).await })
+    }
+
+    fn resume(&self, scope: &HaltScope) -> Result<bool, StateError> {
+        let (key, field) = (self.keys.halts(), scope.to_string());
+        let removed: u32 = self.run(|mut c| async move { c.hdel(key, field).await })?;
+        Ok(removed > 0)
+    }
+
+    fn claim(&self, key: &str, until_ms: i64, now_ms: i64) -> Result<bool, StateError> {
+        let (key, ttl_ms) = (self.keys.claim(key), until_ms.saturating_sub(now_ms).max(1));
+        // SET NX: exactly one replica's claim succeeds.
+        let set: Option<String> = self.run(|mut c| async move {
+            redis::cmd("SET").arg(key).arg(now_ms).arg("NX").arg("PX").arg(ttl_ms).query_async(&mut c).await
+        })?;
+        Ok(set.is_some())
     }
 }
