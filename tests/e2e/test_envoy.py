@@ -197,6 +197,10 @@ def mcp_open(base):
 def test_no_refused_mcp_call_reaches_the_server_in_either_envoy_mode(gateway, request, mcp_upstream):
     base = request.getfixturevalue(gateway)
     session = mcp_open(base)
+    # As a client does before calling: behind ext_proc, tool-pin holds calls
+    # to the definitions the server listed.
+    listed = mcp_post(base, {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}, session)
+    assert listed.status_code == 200, listed.text
 
     def call(id, tool, arguments):
         return mcp_post(base, {"jsonrpc": "2.0", "id": id, "method": "tools/call",

@@ -205,6 +205,7 @@ def test_upstream_failures_open_the_breaker_before_the_provider_is_called(envoy_
 
 def test_a_failing_mcp_tool_opens_its_breaker_with_no_report(envoy_proc, mcp_upstream):
     async def work(session):
+        await session.list_tools()  # tool-pin holds calls to what was listed
         results = [await session.call_tool("docs.search", {"query": f"runbook {i} for {w}"})
                    for i, w in enumerate(WORDS)]
         assert all(r.is_error for r in results)

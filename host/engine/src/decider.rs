@@ -99,7 +99,9 @@ impl Decider {
         }
         let (mut decision, effects) = bundle.evaluate_with_effects(request, now_ms, &self.state);
         let at_ms = now_ms;
-        if let Action::ToolListing(listing) = &request.action {
+        if let Action::ToolListing(listing) = &request.action
+            && !listing.page
+        {
             // After the policies saw what the registry knew before it.
             if let Some(reason) = self.record_listing(listing, at_ms) {
                 refuse(&mut decision, reason);
@@ -197,6 +199,7 @@ impl Decider {
 
     /// Records a new escalation and puts its id and expiry in the decision.
     fn escalate(&self, mut decision: Decision, key: &str, request: &Request, at_ms: i64) -> Decision {
+        let masks = decision.masks();
         let Some(offer) = decision.escalation.as_mut() else { return decision };
         let fingerprint = request.fingerprint();
         let id = escalation_id(key, &fingerprint, at_ms);
@@ -207,7 +210,7 @@ impl Decider {
             request_id: request.id.clone(),
             fingerprint,
             approvers: offer.approvers.clone(),
-            summary: summary(request),
+            summary: summary(request, &masks),
             reasons: decision.reasons.iter().map(|r| format!("{}: {}: {}", r.policy, r.code, r.message)).collect(),
             created_ms: at_ms,
             expires_ms,
@@ -361,11 +364,17 @@ fn escalation_id(request_id: &str, fingerprint: &str, at_ms: i64) -> String {
     format!("esc-{}", hex::encode(&digest[..10]))
 }
 
-/// One line an approver can read: who wants to do what.
-fn summary(request: &Request) -> String {
+/// One line an approver can read: who wants to do what, with every span a
+/// policy named masked (an approver is shown no secret either).
+fn summary(request: &Request, masks: &[arbiter_types::Redaction]) -> String {
     let p = &request.principal;
     let what = match &request.action {
-        Action::ToolCall(call) => format!("tool {} {}", call.tool, serde_json::Value::Object(call.arguments.clone())),
+        Action::ToolCall(call) => {
+            let mut arguments = call.arguments.clone();
+            // Checked against these arguments when each verdict came back.
+            let _ = arbiter_types::apply_redactions(&mut arguments, masks);
+            format!("tool {} {}", call.tool, serde_json::Value::Object(arguments))
+        }
         Action::LlmRequest(llm) => {
             format!("LLM {} ({} prompt + {} max output tokens)", llm.model, llm.prompt_tokens, llm.max_output_tokens)
         }

@@ -58,7 +58,7 @@ impl ScopeMatcher {
     pub(crate) fn listing_for(&self, request: &Request) -> Option<Request> {
         let (Some(globs), Action::ToolListing(listing)) = (&self.tools, &request.action) else { return None };
         let tools = listing.tools.iter().filter(|t| globs.is_match(&t.name)).cloned().collect();
-        let narrowed = ToolListing { server: listing.server.clone(), tools };
+        let narrowed = ToolListing { server: listing.server.clone(), tools, page: listing.page };
         Some(Request { action: Action::ToolListing(narrowed), ..request.clone() })
     }
 }

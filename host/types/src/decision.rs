@@ -112,6 +112,27 @@ impl Decision {
             .collect()
     }
 
+    /// Every span any evaluated policy named, whatever its verdict: what a
+    /// record of the request (the audit log, an escalation's summary) must
+    /// not show, even when the action was refused rather than masked.
+    pub fn masks(&self) -> Vec<crate::Redaction> {
+        let verdicts = self.policies.iter().filter_map(|p| match &p.outcome {
+            PolicyOutcome::Verdict(verdict) => Some(&verdict.obligations),
+            PolicyOutcome::Fault { .. } => None,
+        });
+        let mut masks: Vec<crate::Redaction> = verdicts
+            .flatten()
+            .chain(&self.obligations)
+            .filter_map(|o| match o {
+                Obligation::Redact(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        masks.sort_by(|a, b| (&a.pointer, a.start, a.end).cmp(&(&b.pointer, b.start, b.end)));
+        masks.dedup();
+        masks
+    }
+
     /// The tools to leave out of a listing (hide-tool obligations).
     pub fn hidden_tools(&self) -> Vec<&str> {
         self.obligations

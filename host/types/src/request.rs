@@ -250,6 +250,9 @@ impl Request {
             Action::ToolListing(listing) => {
                 action.insert("server".into(), listing.server.clone().into());
                 action.insert("tools".into(), listing.tools.iter().map(|t| t.to_mcp()).collect());
+                if listing.page {
+                    action.insert("page".into(), true.into());
+                }
             }
             Action::LlmRequest(llm) => {
                 action.insert("model".into(), llm.model.clone().into());
@@ -345,7 +348,12 @@ enum WireAction {
         server: Option<String>,
     },
     /// As `tools/list` answers: `tools` holds the server's definitions.
-    ToolListing { server: String, tools: Vec<Value> },
+    ToolListing {
+        server: String,
+        tools: Vec<Value>,
+        #[serde(default)]
+        page: bool,
+    },
     /// The call it answers, and the JSON-RPC `result` object.
     ToolResult {
         tool: String,
@@ -427,9 +435,9 @@ impl WireAction {
                     )),
                 }
             }
-            WireAction::ToolListing { server, tools } => {
+            WireAction::ToolListing { server, tools, page } => {
                 check_name("action.server", &server)?;
-                ToolListing::from_mcp(server, &tools)
+                ToolListing::from_mcp(server, &tools, page)
                     .map(Action::ToolListing)
                     .map_err(|(i, message)| RequestError::field(&format!("action.tools[{i}]"), message))
             }

@@ -91,12 +91,16 @@ pub struct ToolListing {
     /// The server, as the gateway names it.
     pub server: String,
     pub tools: Vec<ToolDefinition>,
+    /// One page of a paginated listing (a `cursor` asked, or a
+    /// `nextCursor` given): decided like any listing, but not recorded as
+    /// the server's whole listing (it would delist every other page).
+    pub page: bool,
 }
 
 impl ToolListing {
     /// Reads the `tools` of a `tools/list` result. A listing that names a
     /// tool twice is refused: which definition would the client keep?
-    pub fn from_mcp(server: String, tools: &[Value]) -> Result<Self, (usize, String)> {
+    pub fn from_mcp(server: String, tools: &[Value], page: bool) -> Result<Self, (usize, String)> {
         if tools.len() > MAX_LISTED_TOOLS {
             return Err((MAX_LISTED_TOOLS, format!("{} tools; at most {MAX_LISTED_TOOLS} are accepted", tools.len())));
         }
@@ -109,7 +113,7 @@ impl ToolListing {
             }
             definitions.push(definition);
         }
-        Ok(ToolListing { server, tools: definitions })
+        Ok(ToolListing { server, tools: definitions, page })
     }
 }
 
@@ -215,7 +219,7 @@ mod tests {
     #[test]
     fn listings_refuse_what_a_client_would_read_two_ways() {
         let tool = json!({"name": "t", "inputSchema": {"type": "object"}});
-        assert_eq!(ToolListing::from_mcp("s".into(), &[tool.clone(), tool.clone()]).unwrap_err().0, 1);
+        assert_eq!(ToolListing::from_mcp("s".into(), &[tool.clone(), tool.clone()], false).unwrap_err().0, 1);
         for (bad, needle) in [
             (json!({"inputSchema": {}}), "name"),
             (json!({"name": "", "inputSchema": {}}), "name"),
@@ -225,11 +229,11 @@ mod tests {
             (json!({"name": "t\u{0}", "inputSchema": {}}), "control characters"),
             (json!("t"), "object"),
         ] {
-            let (_, message) = ToolListing::from_mcp("s".into(), &[bad]).unwrap_err();
+            let (_, message) = ToolListing::from_mcp("s".into(), &[bad], false).unwrap_err();
             assert!(message.contains(needle), "{message}");
         }
         let many = vec![tool; MAX_LISTED_TOOLS + 1];
-        assert!(ToolListing::from_mcp("s".into(), &many).unwrap_err().1.contains("at most 1024"));
+        assert!(ToolListing::from_mcp("s".into(), &many, false).unwrap_err().1.contains("at most 1024"));
     }
 
     #[test]

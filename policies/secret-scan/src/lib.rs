@@ -153,7 +153,15 @@ impl Policy for SecretScan {
                 .iter()
                 .fold(Verdict::allow(), |verdict, f| verdict.redact(&leaves[f.leaf].pointer, f.start..f.end, f.code));
         };
-        Verdict::deny(code, format!("{} in the {place}; {refusal}", describe(&leaves, &findings)))
+        // A refusal names its spans too (never applied: nothing goes on), so
+        // the host keeps the secret out of the audit log and the escalation
+        // summary all the same.
+        let denied = Verdict::deny(code, format!("{} in the {place}; {refusal}", describe(&leaves, &findings)));
+        findings
+            .iter()
+            .filter(|f| leaves[f.leaf].redactable)
+            .take(MAX_REDACTIONS)
+            .fold(denied, |verdict, f| verdict.redact(&leaves[f.leaf].pointer, f.start..f.end, f.code))
     }
 }
 

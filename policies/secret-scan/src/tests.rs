@@ -272,6 +272,11 @@ fn the_bundle_can_refuse_instead_per_kind() {
     let verdict = policy(json!({"on_arguments": "deny"})).evaluate(&post(AWS));
     assert_eq!(verdict.codes(), ["secret_in_arguments"]);
     assert_no_secret_in_reasons(&verdict, &[AWS]);
+    // The refusal names its spans all the same: the host masks the audit
+    // record and an escalation's summary with them (never the call: it
+    // does not go on).
+    let codes: Vec<&str> = verdict.redactions().iter().map(|r| r.code.as_str()).collect();
+    assert_eq!(codes, ["aws_access_key"]);
 }
 
 #[test]

@@ -110,7 +110,7 @@ fn list_tools(args: &Args) -> anyhow::Result<ToolListing> {
                 _ => break,
             }
         }
-        ToolListing::from_mcp(args.server.clone(), &tools).map_err(|(i, e)| anyhow::anyhow!("tools[{i}]: {e}"))
+        ToolListing::from_mcp(args.server.clone(), &tools, false).map_err(|(i, e)| anyhow::anyhow!("tools[{i}]: {e}"))
     })
 }
 

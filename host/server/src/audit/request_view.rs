@@ -10,12 +10,13 @@ use sha2::{Digest, Sha256};
 
 pub(crate) fn request_view(request: &Request, decision: &Decision) -> Value {
     let mut view = request.to_json();
-    let redactions = decision.redactions();
+    // Whatever the verdict: a refused call's secret stays out of the log too.
+    let redactions = decision.masks();
     let Some(action) = view.get_mut("action").and_then(Value::as_object_mut) else { return view };
     match &request.action {
         Action::ToolCall(_) if !redactions.is_empty() => {
             if let Some(Value::Object(arguments)) = action.get_mut("arguments") {
-                // Checked against these arguments when the verdict came back.
+                // Checked against these arguments when each verdict came back.
                 let _ = arbiter_types::apply_redactions(arguments, &redactions);
             }
         }
@@ -58,8 +59,26 @@ mod tests {
                                   "arguments": {"text": format!("key {secret}")}}));
         let mask =
             Obligation::Redact(Redaction { pointer: "/text".into(), start: 4, end: 24, code: "aws_access_key".into() });
-        let view = request_view(&call, &allowed(vec![mask]));
+        let view = request_view(&call, &allowed(vec![mask.clone()]));
         assert_eq!(view["action"]["arguments"]["text"], "key [redacted:aws_access_key]");
+        // Refused, not masked: the span the refusing policy named still
+        // keeps the key out of the record.
+        let bundle = BundleRef { name: "b".into(), version: "1.0.0".into() };
+        let mut refusal = arbiter_types::Verdict::allow();
+        refusal.kind = VerdictKind::Deny;
+        refusal.obligations.push(mask.clone());
+        let refused = Decision {
+            policies: vec![arbiter_types::PolicyResult {
+                name: "secret-scan".into(),
+                version: "0.1.0".into(),
+                digest: "d".into(),
+                enforced: true,
+                outcome: arbiter_types::PolicyOutcome::Verdict(refusal),
+                elapsed_us: 1,
+            }],
+            ..Decision::bare("r", VerdictKind::Deny, vec![], bundle)
+        };
+        assert_eq!(request_view(&call, &refused)["action"]["arguments"]["text"], "key [redacted:aws_access_key]");
         let result = request(json!({"kind": "tool_result", "tool": "t",
                                     "result": {"content": [{"type": "text", "text": secret}]}}));
         let text = request_view(&result, &allowed(vec![])).to_string();

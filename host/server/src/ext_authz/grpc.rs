@@ -60,6 +60,7 @@ impl Authorization for ExtAuthz {
             now_ms: now_ms(),
             grant: None,
             mcp_server: metadata.mcp_server.as_deref(),
+            reads_answers: false,
         };
         let mut response = CheckResponse::new();
         match check(&self.state, gateway, metadata.key.as_deref(), "ext_authz").await.unrewritten() {

@@ -43,6 +43,7 @@ pub(crate) async fn check(
         now_ms: now_ms(),
         grant: None,
         mcp_server: None,
+        reads_answers: false,
     };
     match decide(&state, request, gateway_key.as_deref(), "ext_authz").await.unrewritten() {
         // Envoy's HTTP mode cannot remove upstream headers from here: the

@@ -92,8 +92,9 @@ pub(crate) struct Watch {
 
 #[derive(Debug)]
 pub(crate) enum Watched {
-    /// A `tools/list` answer of this server.
-    Listing { server: String },
+    /// A `tools/list` answer of this server; `page` when the request asked
+    /// for a page past the first.
+    Listing { server: String, page: bool },
     /// The result of this call (arguments as forwarded: masked).
     Result { call: ToolCall },
 }
@@ -127,17 +128,18 @@ pub(crate) async fn check(
     let pass = |remove| Answer::Allow { headers: vec![("x-arbiter-decision".into(), "pass".into())], remove };
     match classify(&request, &state.wire) {
         Classified::Pass => refused(pass(remove)),
-        Classified::Listing { principal, protocol, server } => {
+        Classified::Listing { principal, protocol, server, page } => {
             let checked = caller.and_then(|caller| caller.check_principal(&principal).map(|()| caller));
-            match (checked, &protocol) {
-                (Err(e), _) => refused(Answer::Deny(error_answer(&protocol, e.status.as_u16(), e.code, &e.message))),
-                (Ok(caller), Protocol::Mcp { id }) => {
+            match (checked, &protocol, server) {
+                (Err(e), _, _) => refused(Answer::Deny(error_answer(&protocol, e.status.as_u16(), e.code, &e.message))),
+                (Ok(caller), Protocol::Mcp { id }, Some(server)) => {
                     let request_id = format!("{}:listing", crate::wire::request_id(&request));
-                    let watched = Watched::Listing { server };
+                    let watched = Watched::Listing { server, page };
                     let watch = Watch { caller, principal, id: id.clone(), request_id, watched };
                     Checked { answer: pass(remove), admitted: None, watch: Some(watch) }
                 }
-                (Ok(_), _) => refused(pass(remove)),
+                // No server named: not a gateway that reads answers.
+                (Ok(_), _, _) => refused(pass(remove)),
             }
         }
         Classified::Refuse { status, code, message, protocol } => {

@@ -14,7 +14,7 @@ use super::watch::decide_answer;
 use crate::ext_authz::grpc::GatewayMetadata;
 use crate::ext_authz::{Admitted, Answer, Checked, Refusal, Watch, check, error_answer};
 use crate::state::{AppState, now_ms};
-use crate::wire::{GatewayRequest, HeldAnswer, Protocol, ResponseReader};
+use crate::wire::{GatewayRequest, HeldAnswer, Protocol, ResponseReader, SessionStream};
 
 pub(super) struct Exchange {
     state: AppState,
@@ -25,6 +25,9 @@ pub(super) struct Exchange {
     /// held meanwhile.
     watch: Option<Watch>,
     held: Option<HeldAnswer>,
+    /// The server's own event stream of an MCP session, filtered as it
+    /// streams (responses dropped).
+    session_stream: Option<SessionStream>,
     /// When the request went upstream.
     forwarded: Option<Instant>,
     status: Option<u16>,
@@ -42,6 +45,7 @@ impl Exchange {
             admitted: None,
             watch: None,
             held: None,
+            session_stream: None,
             forwarded: None,
             status: None,
             latency_ms: None,
@@ -65,6 +69,11 @@ impl Exchange {
 
     async fn request_headers(&mut self, headers: &HttpHeaders) -> ProcessingResponse {
         self.request_headers = header_map(Some(headers));
+        let session_get = self.request_headers.get(":method").is_some_and(|m| m == "GET")
+            && self.request_headers.contains_key("mcp-session-id");
+        if session_get && self.metadata.mcp_server.is_some() {
+            self.session_stream = Some(SessionStream::new(self.state.ext_proc.max_response_read_bytes));
+        }
         if !headers.end_of_stream {
             // The (buffered) body follows: the decision waits for it.
             return proceed(Phase::RequestHeaders, None, None);
@@ -95,6 +104,7 @@ impl Exchange {
             now_ms: now_ms(),
             grant: None,
             mcp_server: self.metadata.mcp_server.as_deref(),
+            reads_answers: true,
         };
         let Checked { answer, admitted, watch } =
             check(&self.state, gateway, self.metadata.key.as_deref(), "ext_proc").await;
@@ -145,7 +155,7 @@ impl Exchange {
         }
         // A body that changes as it streams cannot keep its length.
         let remove = match &self.reader {
-            _ if self.held.is_some() => vec!["content-length".to_owned()],
+            _ if self.held.is_some() || self.session_stream.is_some() => vec!["content-length".to_owned()],
             Some(reader) if reader.rewrites() => vec!["content-length".to_owned()],
             _ => vec![],
         };
@@ -156,6 +166,9 @@ impl Exchange {
     }
 
     async fn response_body(&mut self, body: &HttpBody) -> ProcessingResponse {
+        if let Some(stream) = self.session_stream.as_mut() {
+            return proceed(Phase::ResponseBody, None, Some(stream.read(&body.body, body.end_of_stream)));
+        }
         if let Some(held) = self.held.as_mut() {
             // Nothing reaches the client before the whole answer is decided.
             held.push(&body.body);

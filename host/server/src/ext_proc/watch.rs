@@ -21,19 +21,33 @@ pub(super) async fn decide_answer(state: &AppState, watch: Watch, held: HeldAnsw
         Ok(located) => located,
         Err(unreadable) => return refuse("answer_unreadable", &unreadable.to_string()),
     };
-    // A JSON-RPC error carries no tools and no result to guard.
-    let Some(result) = located.message.get("result").and_then(Value::as_object).cloned() else {
-        return if located.message.get("error").is_some() {
-            let message = located.message.clone();
-            located.with_message(&message)
-        } else {
-            refuse("answer_unreadable", "the response has neither a result object nor an error")
-        };
+    // A JSON-RPC error is read too: its message and data reach the model
+    // as surely as a result does. A tool's error is decided as its result
+    // (`{"isError": true, "error": …}`); a listing's is replaced by a
+    // generic one.
+    let (result, error) = match (located.message.get("result"), located.message.get("error")) {
+        (Some(Value::Object(result)), None) => (result.clone(), false),
+        (None, Some(Value::Object(error))) => match &watch.watched {
+            Watched::Result { .. } => {
+                let mut result = serde_json::Map::new();
+                result.insert("isError".into(), true.into());
+                result.insert("error".into(), Value::Object(error.clone()));
+                (result, true)
+            }
+            Watched::Listing { .. } => {
+                let code = error.get("code").and_then(Value::as_i64).unwrap_or(-32603);
+                let generic = json!({"jsonrpc": "2.0", "id": watch.id,
+                                     "error": {"code": code, "message": "the server refused to list its tools"}});
+                return located.with_message(&generic);
+            }
+        },
+        _ => return refuse("answer_unreadable", "the response has neither a result object nor an error object"),
     };
     let action = match &watch.watched {
-        Watched::Listing { server } => {
+        Watched::Listing { server, page } => {
             let tools = result.get("tools").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-            match ToolListing::from_mcp(server.clone(), tools) {
+            let page = *page || result.get("nextCursor").is_some_and(|c| !c.is_null());
+            match ToolListing::from_mcp(server.clone(), tools, page) {
                 Ok(listing) => Action::ToolListing(listing),
                 Err((i, problem)) => return refuse("bad_listing", &format!("tools[{i}]: {problem}")),
             }
@@ -61,20 +75,28 @@ pub(super) async fn decide_answer(state: &AppState, watch: Watch, held: HeldAnsw
         };
     }
     let mut message = located.message.clone();
-    let applied = match (&request.action, message.get_mut("result").and_then(Value::as_object_mut)) {
-        (Action::ToolListing(_), Some(result)) => {
-            hide(result, &decision.hidden_tools());
+    let applied = match request.action {
+        Action::ToolListing(_) => {
+            if let Some(result) = message.get_mut("result").and_then(Value::as_object_mut) {
+                hide(result, &decision.hidden_tools());
+            }
             Ok(())
         }
-        (Action::ToolResult(_), Some(result)) => {
-            arbiter_types::apply_redactions(result, &decision.redactions()).map_err(|e| e.to_string())
+        Action::ToolResult(ToolResult { mut result, .. }) => {
+            arbiter_types::apply_redactions(&mut result, &decision.redactions()).map(|()| {
+                if error {
+                    message["error"] = result.remove("error").unwrap_or(Value::Null);
+                } else {
+                    message["result"] = Value::Object(result);
+                }
+            })
         }
         _ => Ok(()),
     };
     match applied {
         Ok(()) => located.with_message(&message),
         // Checked when the verdict came back; never forward it unmasked.
-        Err(problem) => refuse("redaction_failed", &problem),
+        Err(problem) => refuse("redaction_failed", &problem.to_string()),
     }
 }
 

@@ -195,6 +195,7 @@ mod tests {
             now_ms: 0,
             grant: None,
             mcp_server: None,
+            reads_answers: false,
         };
         super::super::classify(&req, &WireConfig::default())
     }

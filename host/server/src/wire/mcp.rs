@@ -20,6 +20,16 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
     let Some(message) = body.as_object() else {
         return Classified::refuse(400, "bad_request", "JSON-RPC batches are not supported", Protocol::Http);
     };
+    // Servers that read JSON-RPC with Go's encoding/json match member
+    // names regardless of case (and fold `ſ`, `K`): `"Method"` beside
+    // `"method"` would be a second method to them. Refused, not guessed.
+    let params = message.get("params").and_then(Value::as_object);
+    if let Some(name) = [Some(message), params].into_iter().flatten().find_map(case_collision) {
+        let protocol =
+            Protocol::Mcp { id: message.get("id").filter(|id| !id.is_null()).cloned().unwrap_or(Value::Null) };
+        let problem = format!("members named `{}` more than once, in letters of another case", shown(&name));
+        return Classified::refuse(400, "bad_request", problem, protocol);
+    }
     // `"id": null` answers nothing: it is no id.
     let id = message.get("id").filter(|id| !id.is_null()).cloned();
     let protocol = Protocol::Mcp { id: id.clone().unwrap_or(Value::Null) };
@@ -41,9 +51,20 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
             protocol,
         );
     }
+    let watched = (method == "tools/list" && id.is_some()) || method == "tools/call";
+    if watched && req.reads_answers && req.mcp_server.is_none() {
+        // Listings, pins and results are kept per server: a route that
+        // does not name its server cannot be guarded.
+        let message = "MCP through arbiter's ext_proc needs the route to name its server \
+                       (per-route grpc_initial_metadata x-arbiter-mcp-server; docs/ext-proc.md)";
+        return Classified::refuse(500, "mcp_server_unnamed", message, protocol);
+    }
     if method == "tools/list" && id.is_some() {
         return match principal(req, config) {
-            Ok(principal) => Classified::Listing { principal, protocol, server: server(req) },
+            Ok(principal) => {
+                let page = message.get("params").and_then(|p| p.get("cursor")).is_some_and(|c| !c.is_null());
+                Classified::Listing { principal, protocol, server: server(req), page }
+            }
             Err(message) => Classified::refuse(400, "missing_principal", message, protocol),
         };
     }
@@ -75,7 +96,9 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
             tool: name,
             arguments,
             facts: ToolFacts::default(),
-            server: Some(server(req)),
+            // Listings name tools only: a method decided like a tool
+            // (`resources/read`) has no listed definition to be held to.
+            server: if method == "tools/call" { server(req) } else { None },
         }),
         timestamp_ms: Some(req.now_ms),
         labels: vec![("api".to_owned(), "mcp".to_owned())],
@@ -84,12 +107,29 @@ pub(super) fn classify(req: &GatewayRequest<'_>, body: &Value, config: &WireConf
     Classified::Guard { request: Box::new(request), protocol }
 }
 
-/// The MCP server a request goes to: as the gateway's configuration names
-/// it (ext_proc's `x-arbiter-mcp-server` metadata, per route), else the
-/// authority Envoy routed by.
-fn server(req: &GatewayRequest<'_>) -> String {
-    let authority = || req.headers.get(":authority").or_else(|| req.headers.get("host")).map(String::as_str);
-    arbiter_types::excerpt(req.mcp_server.or_else(authority).unwrap_or("unnamed"), 200)
+/// The MCP server a request goes to, as the gateway's configuration names
+/// it (ext_proc's `x-arbiter-mcp-server` metadata, per route); never what
+/// the client says (its `:authority` would let it pick a fresh name and
+/// reset trust on first use).
+fn server(req: &GatewayRequest<'_>) -> Option<String> {
+    req.mcp_server.map(|name| arbiter_types::excerpt(name, 200))
+}
+
+/// A member name that another member of `object` equals once both are
+/// case-folded as Go's encoding/json folds them.
+fn case_collision(object: &serde_json::Map<String, Value>) -> Option<String> {
+    let fold = |name: &str| -> String {
+        name.chars()
+            .flat_map(char::to_lowercase)
+            .map(|c| match c {
+                'ſ' => 's',
+                '\u{212a}' => 'k',
+                c => c,
+            })
+            .collect()
+    };
+    let mut seen = std::collections::HashSet::new();
+    object.keys().find(|name| !seen.insert(fold(name))).cloned()
 }
 
 /// A method name as a refusal quotes it: it is the client's text.
@@ -155,6 +195,7 @@ mod tests {
             now_ms: 0,
             grant: None,
             mcp_server: Some("git"),
+            reads_answers: true,
         };
         super::super::classify(&req, config)
     }
@@ -183,10 +224,73 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_reading_answers_must_be_told_the_server_by_its_route() {
+        let headers: HashMap<String, String> = [
+            ("x-arbiter-pipeline", "p"),
+            ("x-arbiter-agent", "a"),
+            ("x-arbiter-team", "t"),
+            ("x-arbiter-environment", "dev"),
+            // What the client says of the server counts for nothing.
+            (":authority", "reports"),
+            ("x-arbiter-mcp-server", "reports"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (body, reads_answers, unnamed) in [
+            (json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}), true, true),
+            (json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}}), true, true),
+            (json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}), true, false),
+            (json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}}), false, false),
+        ] {
+            let text = body.to_string();
+            let req = GatewayRequest {
+                method: "POST",
+                path: "/mcp",
+                headers: &headers,
+                body: text.as_bytes(),
+                now_ms: 0,
+                grant: None,
+                mcp_server: None,
+                reads_answers,
+            };
+            let classified = super::super::classify(&req, &WireConfig::default());
+            let refused = matches!(classified, Classified::Refuse { code: "mcp_server_unnamed", .. });
+            assert_eq!(refused, unnamed, "{body} ({reads_answers}): {classified:?}");
+            if let Classified::Guard { request, .. } = classified {
+                let Action::ToolCall(call) = request.action else { panic!() };
+                assert_eq!(call.server, None, "never the client's name");
+            }
+        }
+    }
+
+    #[test]
+    fn members_a_go_server_would_read_twice_are_refused() {
+        for body in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "Method": "tools/call",
+                   "params": {"name": "drop_all"}}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "warehouse.query", "Name": "warehouse.drop_table"}}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "t", "arguments": {}, "argumentſ": {"x": 1}}}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "t", "arguments": {}, "ARGUMENTS": {"x": 1}}}),
+        ] {
+            match classify_body(body.clone()) {
+                Classified::Refuse { code, message, .. } => {
+                    assert_eq!(code, "bad_request", "{body}");
+                    assert!(message.contains("more than once"), "{message}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn tool_listings_are_watched_for_their_answer() {
         match classify_body(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})) {
-            Classified::Listing { principal, protocol, server } => {
-                assert_eq!((principal.pipeline.as_str(), server.as_str()), ("p", "git"));
+            Classified::Listing { principal, protocol, server, page: false } => {
+                assert_eq!((principal.pipeline.as_str(), server.as_deref()), ("p", Some("git")));
                 assert_eq!(protocol, Protocol::Mcp { id: json!(2) });
             }
             other => panic!("{other:?}"),

@@ -20,8 +20,8 @@ use crate::config::{UnrecognizedTraffic, WireConfig};
 #[cfg(test)]
 pub(crate) use llm::Api;
 pub(crate) use llm::LlmCall;
-pub(crate) use mcp_answer::HeldAnswer;
 pub use mcp_answer::mcp_response;
+pub(crate) use mcp_answer::{HeldAnswer, SessionStream};
 pub(crate) use principal::request_id;
 pub(crate) use response::{ReportedUsage, ResponseReader};
 
@@ -38,6 +38,9 @@ pub(crate) struct GatewayRequest<'a> {
     pub(crate) grant: Option<&'a crate::credentials::Grant>,
     /// The MCP server, as the gateway's own configuration names it.
     pub(crate) mcp_server: Option<&'a str>,
+    /// The gateway shows arbiter the answers too (ext_proc): MCP listings
+    /// and results are decided, per named server.
+    pub(crate) reads_answers: bool,
 }
 
 /// How the answer must be shaped for the caller to understand it.
@@ -58,8 +61,9 @@ pub(crate) enum Classified {
     Guard { request: Box<Request>, protocol: Protocol },
     /// Not an action arbiter guards: let it through untouched.
     Pass,
-    /// An MCP `tools/list`: the answer is decided, where it can be read.
-    Listing { principal: arbiter_types::Principal, protocol: Protocol, server: String },
+    /// An MCP `tools/list`: the answer is decided, where it can be read
+    /// (ext_proc, which also names the server).
+    Listing { principal: arbiter_types::Principal, protocol: Protocol, server: Option<String>, page: bool },
     /// Malformed or not allowed without a decision.
     Refuse { status: u16, code: &'static str, message: String, protocol: Protocol },
 }

@@ -36,7 +36,8 @@ fn configs() -> impl Strategy<Value = WireConfig> {
 }
 
 fn run(method: &str, path: &str, headers: &HashMap<String, String>, body: &[u8], config: &WireConfig) -> Classified {
-    let request = GatewayRequest { method, path, headers, body, now_ms: 0, grant: None, mcp_server: None };
+    let request =
+        GatewayRequest { method, path, headers, body, now_ms: 0, grant: None, mcp_server: None, reads_answers: false };
     classify(&request, config)
 }
 

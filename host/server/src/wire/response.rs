@@ -241,7 +241,7 @@ impl ResponseReader {
 
 /// The length of the first complete event in `buffer` (its blank line
 /// included), if there is one.
-pub(crate) fn event_length(buffer: &[u8]) -> Option<usize> {
+fn event_length(buffer: &[u8]) -> Option<usize> {
     let mut at = 0;
     while let Some(newline) = buffer[at..].iter().position(|&b| b == b'\n') {
         let line_end = at + newline + 1;
