@@ -99,7 +99,7 @@ def test_bad_input_gets_a_clear_error_and_the_server_stays_healthy(arbiter):
     assert arbiter.client.get("/nope").status_code == 404
     assert arbiter.client.get("/healthz").json() == {"status": "ok"}
     ready = arbiter.client.get("/readyz").json()
-    assert ready["state"] == "ok" and ready["bundle"]["policies"] == 9
+    assert ready["state"] == "ok" and ready["bundle"]["policies"] == 11
     assert arbiter.decide(llm("ok")).json()["decision"] == "allow"
 
 
