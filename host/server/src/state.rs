@@ -2,7 +2,6 @@
 //! ext_authz.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use arbiter_engine::Decider;
@@ -118,16 +117,7 @@ impl InFlight {
     }
 }
 
-/// The latest time [`now_ms`] returned.
-static LAST_NOW_MS: AtomicI64 = AtomicI64::new(0);
-
-/// The server's clock, in ms since the epoch. It never runs backwards
-/// (a wall-clock step back holds it still), so state time is monotone.
-pub(crate) fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let wall = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
-    LAST_NOW_MS.fetch_max(wall, Ordering::Relaxed).max(wall)
-}
+pub(crate) use arbiter_types::clock::now_ms;
 
 impl AppState {
     /// The time an event happens at: the server's, or under

@@ -50,8 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bundle = Bundle::load(&engine, &args.bundle)?;
     let decider = Decider::new(Arc::new(bundle), args.state.open()?);
     let at = match args.clock {
-        ClockArg::Server => now_ms(),
-        ClockArg::Request => request.timestamp_ms.unwrap_or_else(now_ms),
+        ClockArg::Server => arbiter_types::clock::now_ms(),
+        ClockArg::Request => request.timestamp_ms.unwrap_or_else(arbiter_types::clock::now_ms),
     };
     let decision = decider.decide(&request, at);
     match args.format {
@@ -73,10 +73,4 @@ pub fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     } else {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))
     }
-}
-
-/// The wall clock, for requests that carry no timestamp.
-pub fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }

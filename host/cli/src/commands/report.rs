@@ -55,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let since = parse_day_or_rfc3339_ms(&args.since).context("--since")?;
     let until = match &args.until {
         Some(text) => parse_day_or_rfc3339_ms(text).context("--until")?,
-        None => crate::commands::eval::now_ms(),
+        None => arbiter_types::clock::now_ms(),
     };
     let by = match args.by {
         By::Pipeline => SpendDimension::Pipeline,

@@ -183,7 +183,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     };
     let decider = Decider::new(Arc::new(bundle), args.state.open()?);
     if demo {
-        super::demo::seed(&decider, super::eval::now_ms())?;
+        super::demo::seed(&decider, arbiter_types::clock::now_ms())?;
     }
     let mut config = ServerConfig {
         http: args.http,

@@ -97,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let request = Request::from_json_value(&case.request)
                 .with_context(|| format!("{}: case `{}` has an invalid request", path.display(), case.name))?;
             // Cases are recorded requests: each runs at its own timestamp.
-            let at = request.timestamp_ms.unwrap_or_else(crate::commands::eval::now_ms);
+            let at = request.timestamp_ms.unwrap_or_else(arbiter_types::clock::now_ms);
             let decision = decider.decide(&request, at);
             match case.expect.mismatch(&decision) {
                 None => {
