@@ -26,7 +26,7 @@ $arbiter test "$bundle/bundle.toml" "$bundle/cases.json"
 
 echo
 echo "== replay: the recorded orders_daily nights, on their own clock"
-$arbiter replay --quiet --bundle "$bundle/bundle.toml" ../shared/scenarios/orders_daily/*.jsonl
+$arbiter replay --quiet --bundle "$bundle/bundle.toml" "$bundle"/traces/*.jsonl
 
 echo
 echo "== eval: sample requests of the orders_daily monitor agent, sharing state"

@@ -26,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 HERE = pathlib.Path(__file__).resolve().parent
 ARBITER = os.environ.get("ARBITER_BIN", str(ROOT / "target" / "debug" / "arbiter"))
 BUNDLE = ROOT / "examples" / "orders_daily" / "bundle.toml"
-SCENARIOS = ROOT.parent / "shared" / "scenarios" / "orders_daily"
+SCENARIOS = ROOT / "examples" / "orders_daily" / "traces"
 TOKEN = "e2e-admin-token"
 PRINCIPAL = {
     "x-arbiter-pipeline": "orders_daily",

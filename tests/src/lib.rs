@@ -162,18 +162,12 @@ fn monitor_request(id: &str, action: serde_json::Value) -> arbiter_types::Reques
     arbiter_types::Request::from_json_value(&body).unwrap_or_else(|e| panic!("request: {e}"))
 }
 
-/// The shared scenario folder (`../shared/scenarios` beside the checkout,
-/// or `ARBITER_SCENARIOS`).
-pub fn scenarios_dir() -> PathBuf {
-    let dir =
-        std::env::var_os("ARBITER_SCENARIOS").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/scenarios"));
-    assert!(dir.is_dir(), "scenario traces not found at {} (set ARBITER_SCENARIOS)", dir.display());
-    dir
-}
-
 /// The lines of every orders_daily trace, by file name.
 pub fn orders_daily_traces() -> Vec<(String, Vec<serde_json::Value>)> {
-    let dir = scenarios_dir().join("orders_daily");
+    // The reference scenario's traces (`ARBITER_TRACES` replays others).
+    let dir = std::env::var_os("ARBITER_TRACES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("examples/orders_daily/traces"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|entry| entry.ok().map(|e| e.path()))

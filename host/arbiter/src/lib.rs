@@ -91,6 +91,16 @@ pub mod review {
     pub use arbiter_engine::readiness;
 }
 
+/// arbiter inside a Rust gateway (axum, hyper, tonic): a `tower` layer
+/// per route that decides each OpenAI, Anthropic and MCP request exactly
+/// as `arbiter serve` does behind Envoy, and reads the answers back
+/// (usage reconciled, breakers fed, MCP listings and results filtered).
+/// `examples/gateway` is a working reverse proxy built on it.
+#[cfg(feature = "gateway")]
+pub mod gateway {
+    pub use arbiter_server::{Gateway, Guard, GuardLayer, GuardedBody, Route};
+}
+
 /// The `arbiter serve` server: HTTP decision API, Envoy ext_authz and
 /// ext_proc, escalations, audit log, metrics.
 #[cfg(feature = "gateway")]

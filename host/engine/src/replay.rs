@@ -1,4 +1,4 @@
-//! Replaying recorded traces (shared/scenarios format) through a decider on
+//! Replaying recorded traces (the format of examples/orders_daily/traces/README.md) through a decider on
 //! the trace's own clock: `decide`, `usage` and `outcome` events.
 
 use arbiter_state::OutcomeStatus;

@@ -25,6 +25,7 @@ mod console;
 mod credentials;
 mod ext_authz;
 mod ext_proc;
+mod gateway;
 mod halts;
 mod metrics;
 mod recent;
@@ -41,5 +42,6 @@ pub use audit::{
 pub use bundles::ReloadConfig;
 pub use config::{Clock, ExtProcConfig, ServerConfig, UnrecognizedTraffic, WireConfig};
 pub use credentials::{ANONYMOUS, Credential, Credentials, CredentialsError, Grant, Role, key_digest, new_key};
+pub use gateway::{Gateway, Guard, GuardLayer, GuardedBody, Route};
 pub use server::{Server, ServerError};
 pub use wire::mcp_response;

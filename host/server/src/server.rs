@@ -52,6 +52,75 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
 }
 
+/// What every handler and gateway shares, from the configuration: the
+/// audit log opened, the webhook workers started (on the current Tokio
+/// runtime).
+pub(crate) fn app_state(
+    config: &ServerConfig,
+    decider: Decider,
+    reload: Option<ReloadConfig>,
+) -> Result<AppState, ServerError> {
+    if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&config.max_in_flight) {
+        return Err(ServerError::Config(format!(
+            "max_in_flight must be 1 to {}",
+            tokio::sync::Semaphore::MAX_PERMITS
+        )));
+    }
+    if let Some(reload) = &reload
+        && !reload.bundle_dir.is_dir()
+    {
+        return Err(ServerError::Config(format!(
+            "bundle directory {} is not a directory",
+            reload.bundle_dir.display()
+        )));
+    }
+    let audit = match &config.audit_log {
+        Some(path) => Some(Arc::new(AuditLog::open(path, config.audit_mask.clone(), config.audit.clone())?)),
+        None => None,
+    };
+    let metrics = Metrics::new(config.max_metric_series);
+    let webhook = match &config.escalation_webhook {
+        Some(url) => Some(
+            Webhook::start(url, config.webhook_queue, config.webhook_workers, metrics.webhook_dropped())
+                .map_err(ServerError::Config)?,
+        ),
+        None => None,
+    };
+    let facts = ServerFacts {
+        bundle: None,
+        state: config.state_backend,
+        audit_log: audit.is_some(),
+        audit_signed: audit.as_ref().is_some_and(|a| a.signed()),
+        audit_required: audit.as_ref().is_some_and(|a| a.required()),
+        trusted_keys: reload.as_ref().map_or(0, |r| r.trusted_keys.len()),
+        escalation_webhook: webhook.is_some(),
+        keep_bundles: reload.as_ref().map(|r| r.keep),
+        anonymous: config.credentials.anonymous,
+        clock: match config.clock {
+            Clock::Server => "server",
+            Clock::Request { .. } => "request",
+        }
+        .to_owned(),
+        identity: config.credentials.identity(),
+    };
+    Ok(AppState {
+        facts: Arc::new(facts),
+        sessions: Arc::default(),
+        recent: Arc::default(),
+        alerts: Arc::new(Alerts::new(config.budget_alerts.clone())),
+        audit,
+        in_flight: InFlight::new(config.max_in_flight, config.in_flight_wait, metrics.in_flight()),
+        metrics,
+        credentials: Arc::clone(&config.credentials),
+        clock: config.clock,
+        wire: Arc::new(config.wire.clone()),
+        ext_proc: config.ext_proc,
+        webhook,
+        bundles: reload.map(|reload| Arc::new(Bundles::new(reload, decider.bundle()))),
+        decider,
+    })
+}
+
 impl Server {
     /// Binds the listeners, opens the audit log and starts the webhook
     /// workers.
@@ -60,65 +129,7 @@ impl Server {
         decider: Decider,
         reload: Option<ReloadConfig>,
     ) -> Result<Self, ServerError> {
-        if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&config.max_in_flight) {
-            return Err(ServerError::Config(format!(
-                "max_in_flight must be 1 to {}",
-                tokio::sync::Semaphore::MAX_PERMITS
-            )));
-        }
-        if let Some(reload) = &reload
-            && !reload.bundle_dir.is_dir()
-        {
-            return Err(ServerError::Config(format!(
-                "bundle directory {} is not a directory",
-                reload.bundle_dir.display()
-            )));
-        }
-        let audit = match &config.audit_log {
-            Some(path) => Some(Arc::new(AuditLog::open(path, config.audit_mask.clone(), config.audit.clone())?)),
-            None => None,
-        };
-        let metrics = Metrics::new(config.max_metric_series);
-        let webhook = match &config.escalation_webhook {
-            Some(url) => Some(
-                Webhook::start(url, config.webhook_queue, config.webhook_workers, metrics.webhook_dropped())
-                    .map_err(ServerError::Config)?,
-            ),
-            None => None,
-        };
-        let facts = ServerFacts {
-            bundle: None,
-            state: config.state_backend,
-            audit_log: audit.is_some(),
-            audit_signed: audit.as_ref().is_some_and(|a| a.signed()),
-            audit_required: audit.as_ref().is_some_and(|a| a.required()),
-            trusted_keys: reload.as_ref().map_or(0, |r| r.trusted_keys.len()),
-            escalation_webhook: webhook.is_some(),
-            keep_bundles: reload.as_ref().map(|r| r.keep),
-            anonymous: config.credentials.anonymous,
-            clock: match config.clock {
-                Clock::Server => "server",
-                Clock::Request { .. } => "request",
-            }
-            .to_owned(),
-            identity: config.credentials.identity(),
-        };
-        let state = AppState {
-            facts: Arc::new(facts),
-            sessions: Arc::default(),
-            recent: Arc::default(),
-            alerts: Arc::new(Alerts::new(config.budget_alerts.clone())),
-            audit,
-            in_flight: InFlight::new(config.max_in_flight, config.in_flight_wait, metrics.in_flight()),
-            metrics,
-            credentials: Arc::clone(&config.credentials),
-            clock: config.clock,
-            wire: Arc::new(config.wire.clone()),
-            ext_proc: config.ext_proc,
-            webhook,
-            bundles: reload.map(|reload| Arc::new(Bundles::new(reload, decider.bundle()))),
-            decider,
-        };
+        let state = app_state(&config, decider, reload)?;
         let http = bind(config.http).await?;
         let grpc = match config.grpc {
             Some(addr) => Some(bind(addr).await?),

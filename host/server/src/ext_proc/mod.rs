@@ -12,8 +12,6 @@
 
 mod exchange;
 mod messages;
-mod settle;
-mod watch;
 
 use std::pin::Pin;
 

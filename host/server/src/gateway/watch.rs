@@ -11,7 +11,7 @@ use crate::state::{AppState, now_ms};
 use crate::wire::{HeldAnswer, Protocol};
 
 /// The bytes the client gets instead of `held`.
-pub(super) async fn decide_answer(state: &AppState, watch: Watch, held: HeldAnswer) -> Vec<u8> {
+pub(super) async fn decide_answer(state: &AppState, watch: Watch, held: HeldAnswer, source: &'static str) -> Vec<u8> {
     let sse = held.is_sse();
     let protocol = Protocol::Mcp { id: watch.id.clone() };
     let refuse = |code: &str, message: &str| {
@@ -67,7 +67,7 @@ pub(super) async fn decide_answer(state: &AppState, watch: Watch, held: HeldAnsw
         labels: vec![("api".to_owned(), "mcp".to_owned())],
         escalation_id: None,
     };
-    let decision = state.decide(request.clone(), &watch.caller, now_ms(), "ext_proc").await;
+    let decision = state.decide(request.clone(), &watch.caller, now_ms(), source).await;
     if decision.decision != VerdictKind::Allow {
         return match answer(&decision, &protocol, vec![]) {
             Answer::Deny(refusal) => frame(sse, &refusal_message(&protocol, refusal.body)),

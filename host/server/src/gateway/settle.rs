@@ -22,7 +22,7 @@ use crate::state::{AppState, now_ms};
 use crate::wire::{Protocol, ReportedUsage, ResponseReader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ending {
+pub(crate) enum Ending {
     /// The answer's last byte passed.
     Complete,
     /// The stream closed before the answer ended.
@@ -75,7 +75,7 @@ fn settlement(admitted: &Admitted, ending: Ending, status: Option<u16>, reader: 
 
 /// Reconciles and reports. A usage or outcome the agent already reported,
 /// or an outcome no breaker waits for, is left as it is.
-pub(super) async fn settle(
+pub(crate) async fn settle(
     state: &AppState,
     admitted: Admitted,
     ending: Ending,
@@ -93,19 +93,19 @@ pub(super) async fn settle(
         if let Some((prompt, output)) = usage {
             let result = decider.report_usage_as(&admitted.owner, &admitted.request_id, prompt, output, now);
             if let Err(e) = &result {
-                tracing::debug!("ext_proc usage of {}: {e}", admitted.request_id);
+                tracing::debug!("usage of {}: {e}", admitted.request_id);
             }
             metrics.usage(result.is_ok(), prompt.saturating_add(output));
         }
         if let Some(outcome) = outcome
             && let Err(e) = decider.report_outcome_as(&admitted.owner, &admitted.request_id, outcome, latency_ms, now)
         {
-            tracing::debug!("ext_proc outcome of {}: {e}", admitted.request_id);
+            tracing::debug!("outcome of {}: {e}", admitted.request_id);
         }
     })
     .await;
     if let Err(e) = settled {
-        tracing::error!("settling an ext_proc exchange failed: {}", e.message);
+        tracing::error!("settling a gateway exchange failed: {}", e.message);
     }
 }
 
