@@ -61,10 +61,7 @@ pub(crate) fn app_state(
     reload: Option<ReloadConfig>,
 ) -> Result<AppState, ServerError> {
     if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&config.max_in_flight) {
-        return Err(ServerError::Config(format!(
-            "max_in_flight must be 1 to {}",
-            tokio::sync::Semaphore::MAX_PERMITS
-        )));
+        return Err(ServerError::Config(format!("max_in_flight must be 1 to {}", tokio::sync::Semaphore::MAX_PERMITS)));
     }
     if let Some(reload) = &reload
         && !reload.bundle_dir.is_dir()

@@ -76,7 +76,10 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         // The clone that was polled ready serves this call.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
+        // Boxed here, outside the future: see `upstream_body`.
+        let mut inner =
+            tower::ServiceExt::map_response(inner, |response: Response<ResBody>| response.map(upstream_body));
         let mut exchange = Exchange::new(self.state.clone(), self.metadata.clone(), "gateway");
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
@@ -108,18 +111,28 @@ where
             };
             let (mut parts, body) = response.into_parts();
             let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-            let remove = exchange.response_headers(Some(parts.status.as_u16()), content_type, body.is_end_stream()).await;
+            let remove =
+                exchange.response_headers(Some(parts.status.as_u16()), content_type, body.is_end_stream()).await;
             mutate(&mut parts.headers, vec![], &remove);
-            let body = GuardedBody(Inner::Upstream {
-                body: Box::pin(body.map_err(Into::into)),
-                exchange: Reading::Idle(Some(Box::new(exchange))),
-            });
+            let body = GuardedBody(Inner::Upstream { body, exchange: Reading::Idle(Some(Box::new(exchange))) });
             Ok(Response::from_parts(parts, body))
         })
     }
 }
 
 type UpstreamBody = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>;
+
+/// Boxed before the call's future holds it: a bound like `B::Error:
+/// Into<BoxError>` checked inside an async block cannot be proven `Send`
+/// for a `B` whose error is itself a boxed `dyn Error` (the compiler's
+/// higher-ranked "not general enough").
+fn upstream_body<B>(body: B) -> UpstreamBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    Box::pin(body.map_err(Into::into))
+}
 
 /// The body of a guarded answer: arbiter's own (a refusal), or the
 /// upstream's as the exchange lets it through.
@@ -177,9 +190,13 @@ impl Body for GuardedBody {
                     match frame {
                         Some(Ok(frame)) => match frame.into_data() {
                             Ok(chunk) => {
+                                // A body of known length ends with its last
+                                // byte: the server writing it need not poll
+                                // again for the end.
+                                let end = body.is_end_stream();
                                 *reading = Reading::Busy(Box::pin(async move {
-                                    let forward = exchange.response_body(&chunk, false).await;
-                                    (exchange, Some(forward.map_or(chunk, Bytes::from)), false)
+                                    let forward = exchange.response_body(&chunk, end).await;
+                                    (exchange, Some(forward.map_or(chunk, Bytes::from)), end)
                                 }));
                             }
                             Err(trailers) => {
@@ -254,8 +271,7 @@ fn header_map(parts: &axum::http::request::Parts) -> HashMap<String, String> {
         .collect();
     map.insert(":method".into(), parts.method.as_str().to_owned());
     map.insert(":path".into(), parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned());
-    if let Some(authority) = parts.uri.authority().map(|a| a.as_str()).or_else(|| map.get("host").map(String::as_str))
-    {
+    if let Some(authority) = parts.uri.authority().map(|a| a.as_str()).or_else(|| map.get("host").map(String::as_str)) {
         map.insert(":authority".into(), authority.to_owned());
     }
     map

@@ -15,11 +15,11 @@ use arbiter_engine::Decider;
 pub(crate) use exchange::{Admission, Exchange};
 pub use layer::{Guard, GuardLayer, GuardedBody};
 
+use crate::AuditError;
 use crate::config::ServerConfig;
 use crate::ext_authz::grpc::GatewayMetadata;
 use crate::server::{ServerError, app_state};
 use crate::state::AppState;
-use crate::AuditError;
 
 /// arbiter for an embedding gateway: one per process, shared by every
 /// route's [`GuardLayer`].
