@@ -162,12 +162,14 @@ fn monitor_request(id: &str, action: serde_json::Value) -> arbiter_types::Reques
     arbiter_types::Request::from_json_value(&body).unwrap_or_else(|e| panic!("request: {e}"))
 }
 
+/// The reference scenario's traces (`ARBITER_TRACES` names another folder).
+pub fn orders_daily_traces_dir() -> PathBuf {
+    std::env::var_os("ARBITER_TRACES").map(PathBuf::from).unwrap_or_else(|| root().join("examples/orders_daily/traces"))
+}
+
 /// The lines of every orders_daily trace, by file name.
 pub fn orders_daily_traces() -> Vec<(String, Vec<serde_json::Value>)> {
-    // The reference scenario's traces (`ARBITER_TRACES` replays others).
-    let dir = std::env::var_os("ARBITER_TRACES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("examples/orders_daily/traces"));
+    let dir = orders_daily_traces_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|entry| entry.ok().map(|e| e.path()))

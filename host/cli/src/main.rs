@@ -19,6 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    New(commands::new::Args),
     Build(commands::build::Args),
     Inspect(commands::inspect::Args),
     Eval(commands::eval::Args),
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::New(args) => commands::new::run(args),
         Command::Build(args) => commands::build::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Eval(args) => commands::eval::run(args),

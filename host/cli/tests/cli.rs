@@ -212,7 +212,7 @@ fn pin_check_agrees_with_the_shipped_bundles() {
 fn replay_runs_every_trace_green() {
     let traces: Vec<String> = arbiter_tests::orders_daily_traces()
         .into_iter()
-        .map(|(file, _)| arbiter_tests::scenarios_dir().join("orders_daily").join(file).display().to_string())
+        .map(|(file, _)| arbiter_tests::orders_daily_traces_dir().join(file).display().to_string())
         .collect();
     let mut args = vec!["replay", "--quiet", "--bundle"];
     let bundle = bundle_arg();
@@ -276,7 +276,7 @@ fn replay_against_a_weakened_bundle_lists_the_changed_decisions() {
     std::fs::write(&manifest, weakened).unwrap();
     let traces: Vec<String> = arbiter_tests::orders_daily_traces()
         .into_iter()
-        .map(|(file, _)| arbiter_tests::scenarios_dir().join("orders_daily").join(file).display().to_string())
+        .map(|(file, _)| arbiter_tests::orders_daily_traces_dir().join(file).display().to_string())
         .collect();
     let (new, old) = (manifest.display().to_string(), bundle_arg());
     let mut args = vec!["replay", "--quiet", "--fail-on-diff", "--bundle", &new, "--against", &old];
@@ -453,4 +453,51 @@ fn credential_issues_a_key_the_server_accepts() {
     let refused = issue(&[]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused.stderr).contains("needs a grant"), "{}", text(&refused.stderr));
+}
+
+#[test]
+fn new_scaffolds_a_policy_that_builds_tests_and_runs_outside_the_repository() {
+    let outside = tempfile::tempdir().unwrap();
+    let dir = outside.path().join("deny-drops");
+    let dir_arg = dir.display().to_string();
+    let created = arbiter(&["new", &dir_arg]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert!(!arbiter(&["new", &dir_arg]).status.success(), "a second `new` must not overwrite the first");
+    // Warm across runs; the crate is its own workspace wherever it is.
+    let target = root().join("target/arbiter-tests/scaffold");
+    let in_crate = |program: &str, args: &[&str]| {
+        let output = Command::new(program)
+            .args(args)
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .env("ARBITER_CACHE_DIR", root().join("target/arbiter-tests/cache"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        assert!(output.status.success(), "{program} {args:?}: {}{}", text(&output.stdout), text(&output.stderr));
+        text(&output.stdout)
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let native = in_crate(&cargo, &["test", "--quiet"]);
+    assert!(native.contains("4 passed"), "{native}");
+    let arbiter_bin = env!("CARGO_BIN_EXE_arbiter");
+    in_crate(arbiter_bin, &["build", ".", "--out", "components"]);
+    in_crate(arbiter_bin, &["pin", "bundle.toml"]);
+    let tested = in_crate(arbiter_bin, &["test", "bundle.toml", "cases.json"]);
+    assert!(tested.contains("2 passed, 0 failed"), "{tested}");
+
+    // The cases hold: a wrong expectation fails `arbiter test`.
+    let cases = std::fs::read_to_string(dir.join("cases.json")).unwrap();
+    std::fs::write(dir.join("cases.json"), cases.replacen(r#""decision": "deny""#, r#""decision": "allow""#, 1))
+        .unwrap();
+    let failed = Command::new(arbiter_bin)
+        .args(["test", "bundle.toml", "cases.json"])
+        .current_dir(&dir)
+        .env("ARBITER_CACHE_DIR", root().join("target/arbiter-tests/cache"))
+        .output()
+        .unwrap();
+    assert!(
+        !failed.status.success() && text(&failed.stdout).contains("1 passed, 1 failed"),
+        "{}",
+        text(&failed.stdout)
+    );
 }

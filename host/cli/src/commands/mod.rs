@@ -7,6 +7,7 @@ pub mod eval;
 pub mod halt;
 pub mod inspect;
 pub mod lint;
+pub mod new;
 pub mod pin;
 pub mod readiness;
 pub mod replay;
