@@ -79,6 +79,7 @@ mod claims;
 mod data;
 mod error;
 mod escalation;
+mod group_sync;
 mod halt;
 mod history;
 mod journal;

@@ -9,6 +9,7 @@ use crate::breaker::BreakerState;
 use crate::data::StateData;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, Resolution};
+use crate::group_sync::Pending;
 use crate::halt::{Halt, HaltScope};
 use crate::history::{PastToolCall, RunKey};
 use crate::ops::{Commit, CommitRefused, OpRef, OutcomeReport, UsageReport};
@@ -24,11 +25,20 @@ impl<T: Send + Debug + sealed::Append> Sink for T {}
 
 pub(crate) mod sealed {
     use super::{OpRef, StateData, StateError};
+    use crate::group_sync::Pending;
 
     pub trait Append {
         /// Called under the lock after `op` changed state; an error means
-        /// the change is not durable and must not be acknowledged.
-        fn append(&mut self, op: OpRef<'_>, data: &StateData) -> Result<(), StateError>;
+        /// the change is not durable and must not be acknowledged. What it
+        /// returns is waited for after the lock is released: the change is
+        /// acknowledged once that wait succeeds.
+        fn append(&mut self, op: OpRef<'_>, data: &StateData) -> Result<Option<Pending>, StateError>;
+
+        /// Why the sink stopped taking changes, if it did outside
+        /// [`Append::append`] (a failed group `fsync`).
+        fn failure(&self) -> Option<String> {
+            None
+        }
     }
 }
 
@@ -37,8 +47,8 @@ pub(crate) mod sealed {
 pub struct Nowhere;
 
 impl sealed::Append for Nowhere {
-    fn append(&mut self, _: OpRef<'_>, _: &StateData) -> Result<(), StateError> {
-        Ok(())
+    fn append(&mut self, _: OpRef<'_>, _: &StateData) -> Result<Option<Pending>, StateError> {
+        Ok(None)
     }
 }
 
@@ -64,7 +74,10 @@ impl<S: Sink> Locked<S> {
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner<S>>, StateError> {
-        let guard = self.inner.lock().map_err(|_| StateError::Poisoned)?;
+        let mut guard = self.inner.lock().map_err(|_| StateError::Poisoned)?;
+        if guard.failed.is_none() {
+            guard.failed = guard.sink.failure();
+        }
         match &guard.failed {
             Some(reason) => Err(StateError::Stopped(reason.clone())),
             None => Ok(guard),
@@ -95,11 +108,20 @@ impl<S: Sink> Locked<S> {
         let mut guard = self.lock()?;
         let inner = &mut *guard;
         let result = f(&mut inner.data, &self.config);
-        if let Ok((_, true)) = result
-            && let Err(e) = inner.sink.append(op, &inner.data)
-        {
-            inner.failed = Some(e.to_string());
-            return Err(e);
+        let pending = match result {
+            Ok((_, true)) => match inner.sink.append(op, &inner.data) {
+                Ok(pending) => pending,
+                Err(e) => {
+                    inner.failed = Some(e.to_string());
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
+        // Durable outside the lock: concurrent changes share one fsync.
+        drop(guard);
+        if let Some(pending) = pending {
+            pending.wait()?;
         }
         Ok(result.map(|(value, _)| value))
     }
