@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tomllib
 
+import httpx
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
@@ -249,3 +250,19 @@ def test_a_0_1_0_component_and_0_2_0_ones_guard_one_conversation(tmp_path, every
     finally:
         stop(proc)
         assert stop(arbiter.proc) == 0
+
+
+def test_a_gateway_that_cannot_rewrite_refuses_a_call_allowed_only_masked(arbiter):
+    """Envoy's ext_authz forwards the request as it came: a call the bundle
+    allows only with a secret masked must not reach the server unmasked."""
+    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "slack.post_message",
+                       "arguments": {"channel": "#data", "text": f"deploy with {GITHUB_TOKEN}"}}}
+    headers = {"x-arbiter-key": "k-monitor", "x-arbiter-run": "run-ext-authz-mask", "content-type": "application/json"}
+    answer = httpx.post(f"{arbiter.url}/ext_authz/mcp", json=call, headers=headers, timeout=10)
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["error"]["data"]["code"] == "redaction_needs_ext_proc", answer.text
+    assert GITHUB_TOKEN not in answer.text
+    # Without the secret the same call passes.
+    call["params"]["arguments"]["text"] = "deploy done"
+    assert httpx.post(f"{arbiter.url}/ext_authz/mcp", json=call, headers=headers, timeout=10).status_code == 200
