@@ -1,7 +1,8 @@
 //! Deny-overrides combination of the enforced policies' results.
 
 use arbiter_types::{
-    BreakerGuard, Charge, DecisionReason, EscalationOffer, Obligation, PolicyOutcome, PolicyResult, VerdictKind,
+    BreakerGuard, Charge, DecisionReason, EscalationOffer, FaultKind, Obligation, PolicyOutcome, PolicyResult,
+    VerdictKind,
 };
 
 use crate::manifest::FailMode;
@@ -10,7 +11,7 @@ use crate::manifest::FailMode;
 pub const POLICY_FAULT: &str = "policy_fault";
 
 /// Reason code of a decision that needed state the store could not give
-/// or record; also the fault kind of a policy whose state read failed.
+/// or record; also the code of [`FaultKind::StateUnavailable`].
 pub const STATE_UNAVAILABLE: &str = "state_unavailable";
 
 /// A policy's result together with how the bundle treats it.
@@ -58,7 +59,7 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
         match &result.outcome {
             PolicyOutcome::Fault { kind, detail } => {
                 if fail == FailMode::Closed {
-                    let code = if kind == STATE_UNAVAILABLE { STATE_UNAVAILABLE } else { POLICY_FAULT };
+                    let code = if *kind == FaultKind::StateUnavailable { STATE_UNAVAILABLE } else { POLICY_FAULT };
                     denies.push(reason(code, &format!("policy `{}` faulted ({kind}): {detail}", result.name)));
                 }
             }
@@ -97,6 +98,11 @@ mod tests {
     use super::*;
     use arbiter_types::{Escalation, Reason, Verdict};
 
+    #[test]
+    fn the_state_fault_kind_and_reason_code_agree() {
+        assert_eq!(FaultKind::StateUnavailable.code(), STATE_UNAVAILABLE);
+    }
+
     fn result(name: &str, enforced: bool, outcome: PolicyOutcome) -> PolicyResult {
         PolicyResult {
             name: name.into(),
@@ -121,11 +127,11 @@ mod tests {
     }
 
     fn fault() -> PolicyOutcome {
-        PolicyOutcome::Fault { kind: "out_of_fuel".into(), detail: "x".into() }
+        PolicyOutcome::Fault { kind: FaultKind::OutOfFuel, detail: "x".into() }
     }
 
     fn state_fault() -> PolicyOutcome {
-        PolicyOutcome::Fault { kind: STATE_UNAVAILABLE.into(), detail: "redis down".into() }
+        PolicyOutcome::Fault { kind: FaultKind::StateUnavailable, detail: "redis down".into() }
     }
 
     fn run(results: &[(PolicyResult, FailMode)]) -> Combined {

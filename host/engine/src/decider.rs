@@ -23,6 +23,7 @@ pub const HALTED: &str = "halted";
 
 /// A report (usage or outcome) that was not taken.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReportError {
     #[error(transparent)]
     Usage(#[from] arbiter_state::UsageRejected),

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use arbiter_review::Review;
 
-use crate::component_info::ComponentInfo;
 use crate::manifest::{Manifest, ManifestPolicy};
+use arbiter_component::ComponentInfo;
 
 /// A policy's declarations, or why none could be read.
 pub type Declared = Result<Option<Review>, String>;

@@ -14,6 +14,7 @@ use crate::cache::CompileCache;
 use crate::config::EngineConfig;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     #[error("cannot configure the wasmtime engine: {0}")]
     Config(String),

@@ -7,8 +7,9 @@ use std::time::Duration;
 use arbiter_types::{ActionKind, Environment};
 use serde::{Deserialize, Serialize};
 
-use crate::capability::Capability;
 use crate::config::SandboxLimits;
+use crate::manifest_problem::{ManifestProblem, PolicyAt, joined};
+use arbiter_component::Capability;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +129,7 @@ fn empty_table() -> toml::Table {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestError {
     #[error("cannot read bundle manifest {path}: {source}")]
     Read {
@@ -140,8 +142,14 @@ pub enum ManifestError {
     /// carry no text of the file.
     #[error("bundle manifest {path} is invalid: {detail}")]
     Parse { path: PathBuf, detail: String, problem: String, at: Option<(usize, usize)> },
-    #[error("bundle manifest {path} is invalid: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// TOML shaped like a manifest, with values that are not allowed.
+    #[error("bundle manifest {path} is invalid: {}", joined(.problems))]
+    Invalid {
+        /// The manifest.
+        path: PathBuf,
+        /// Every problem, in the order of the file.
+        problems: Vec<ManifestProblem>,
+    },
 }
 
 impl ManifestError {
@@ -205,11 +213,7 @@ impl Manifest {
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ManifestError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::parse(path, text, &e))?;
         let problems = manifest.problems();
-        if problems.is_empty() {
-            Ok(manifest)
-        } else {
-            Err(ManifestError::Invalid { path: path.to_owned(), message: problems.join("; ") })
-        }
+        if problems.is_empty() { Ok(manifest) } else { Err(ManifestError::Invalid { path: path.to_owned(), problems }) }
     }
 
     /// A one-policy bundle of a component, named, versioned and pinned as
@@ -222,11 +226,11 @@ impl Manifest {
         capabilities: Vec<Capability>,
         fail: FailMode,
     ) -> Manifest {
-        let (name, version) = crate::ComponentInfo::read(bytes)
+        let (name, version) = arbiter_component::ComponentInfo::read(bytes)
             .ok()
             .and_then(|info| info.metadata)
             .map_or(("unnamed".to_owned(), "0.0.0".to_owned()), |m| (m.name, m.version));
-        let sha256 = crate::digest_of(bytes).trim_start_matches("sha256:").to_owned();
+        let sha256 = arbiter_component::digest_of(bytes).trim_start_matches("sha256:").to_owned();
         Manifest {
             bundle: BundleHeader {
                 name: "test".to_owned(),
@@ -250,70 +254,54 @@ impl Manifest {
     }
 
     /// Every structural problem, each naming the field at fault.
-    fn problems(&self) -> Vec<String> {
+    fn problems(&self) -> Vec<ManifestProblem> {
         let mut problems = Vec::new();
         if !is_name(&self.bundle.name) {
-            problems.push(format!(
-                "bundle.name `{}` must be lowercase letters, digits, `-` or `_`",
-                shown(&self.bundle.name)
-            ));
+            problems.push(ManifestProblem::BundleName { name: self.bundle.name.clone() });
         }
         if let Some(contract) = &self.bundle.contract
-            && !crate::CONTRACT_VERSIONS.contains(&contract.as_str())
+            && !arbiter_component::CONTRACT_VERSIONS.contains(&contract.as_str())
         {
-            problems.push(format!(
-                "bundle.contract `{}`: this host serves arbiter:policy@{}",
-                shown(contract),
-                crate::CONTRACT_VERSIONS.join(", @")
-            ));
+            problems.push(ManifestProblem::UnservedContract { contract: contract.clone() });
         }
         if self.bundle.environments.as_ref().is_some_and(Vec::is_empty) {
-            problems.push("bundle.environments must name at least one environment".to_owned());
+            problems.push(ManifestProblem::NoEnvironments);
         }
         if !is_semver(&self.bundle.version) {
-            problems.push(format!(
-                "bundle.version `{}` is not a semantic version (MAJOR.MINOR.PATCH)",
-                shown(&self.bundle.version)
-            ));
+            problems.push(ManifestProblem::BundleVersion { version: self.bundle.version.clone() });
         }
         if self.policies.is_empty() {
-            problems.push("the bundle has no [[policies]]".to_owned());
+            problems.push(ManifestProblem::NoPolicies);
         }
-        for (i, policy) in self.policies.iter().enumerate() {
-            let at = format!("policies[{i}] (`{}`)", shown(&policy.name));
+        for (index, policy) in self.policies.iter().enumerate() {
+            let at = || PolicyAt { index, name: policy.name.clone() };
             if !is_name(&policy.name) {
-                problems.push(format!("{at}.name must be lowercase letters, digits, `-` or `_`"));
+                problems.push(ManifestProblem::PolicyName { at: at() });
             }
-            if self.policies[..i].iter().any(|p| p.name == policy.name) {
-                problems.push(format!("{at}.name is used by an earlier policy"));
+            if self.policies[..index].iter().any(|p| p.name == policy.name) {
+                problems.push(ManifestProblem::DuplicateName { at: at() });
             }
             if !is_semver(&policy.version) {
-                problems.push(format!("{at}.version `{}` is not a semantic version", shown(&policy.version)));
+                problems.push(ManifestProblem::PolicyVersion { at: at(), version: policy.version.clone() });
             }
             if policy.sha256.len() != 64 || !policy.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                problems.push(format!("{at}.sha256 must be 64 hex digits"));
+                problems.push(ManifestProblem::Sha256 { at: at() });
             }
             for pattern in policy.scope.tools.iter().flatten() {
                 if let Err(e) = globset::Glob::new(pattern) {
-                    problems.push(format!(
-                        "{at}.scope.tools: `{}` is not a valid glob: {}",
-                        shown(pattern),
-                        shown(&e.to_string())
-                    ));
+                    problems.push(ManifestProblem::ScopeGlob {
+                        at: at(),
+                        pattern: pattern.clone(),
+                        error: e.to_string(),
+                    });
                 }
             }
             if policy.limits.deadline_ms == Some(0) || policy.limits.memory_mib == Some(0) {
-                problems.push(format!("{at}.limits must be positive"));
+                problems.push(ManifestProblem::Limits { at: at() });
             }
         }
         problems
     }
-}
-
-/// A value of the file as a problem quotes it: the message goes to a
-/// remote caller and a terminal, so it is bounded and escaped.
-fn shown(value: &str) -> String {
-    arbiter_types::excerpt(value, 64)
 }
 
 fn is_name(s: &str) -> bool {

@@ -18,6 +18,7 @@ const PUBLIC_TAG: &str = "arbiter-ed25519-public-key";
 const CONTEXT: &[u8] = b"arbiter bundle manifest v1\n";
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignatureError {
     #[error("cannot read {path}: {source}")]
     Read {

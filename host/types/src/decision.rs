@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fault::FaultKind;
 use crate::verdict::{BreakerGuard, Charge, Obligation, Verdict, VerdictKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,8 +38,13 @@ pub enum PolicyOutcome {
     /// The policy returned a verdict.
     Verdict(Verdict),
     /// The policy trapped, ran out of fuel, time or memory, or returned an
-    /// invalid verdict; `kind` says which.
-    Fault { kind: String, detail: String },
+    /// invalid verdict.
+    Fault {
+        /// Which of those.
+        kind: FaultKind,
+        /// What the sandbox said, for the operator.
+        detail: String,
+    },
 }
 
 /// One evaluated policy, for the audit record.
@@ -55,7 +61,11 @@ pub struct PolicyResult {
 }
 
 /// The combined decision: deny overrides escalate overrides allow.
+///
+/// Other crates start one with [`Decision::bare`] and set the rest: fields
+/// may be added, which a struct literal would not survive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Decision {
     pub id: String,
     pub decision: VerdictKind,
@@ -78,7 +88,7 @@ pub struct Decision {
 impl Decision {
     /// A decision of `bundle` with nothing but its verdict and reasons: the
     /// host's own answers (wrong environment, overload), and the base of
-    /// any other (`Decision { .., ..Decision::bare(..) }`).
+    /// any other (set the fields it needs on it).
     pub fn bare(id: impl Into<String>, decision: VerdictKind, reasons: Vec<DecisionReason>, bundle: BundleRef) -> Self {
         Decision {
             id: id.into(),

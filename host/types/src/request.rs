@@ -169,6 +169,7 @@ impl LlmRequest {
 
 /// Why a request was refused. The message names the field at fault.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     #[error("request body is not valid UTF-8 JSON: {0}")]
     Syntax(#[source] serde_json::Error),
