@@ -56,6 +56,8 @@ struct BundlePolicy {
     scope: ScopeMatcher,
 }
 
+/// A loaded bundle: every policy compiled, checked and ready to evaluate;
+/// immutable, shared by the decisions that use it.
 #[derive(Debug)]
 pub struct Bundle {
     name: String,
@@ -122,10 +124,12 @@ impl Bundle {
         })
     }
 
+    /// The bundle's `name`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The bundle's semantic version.
     pub fn version(&self) -> &str {
         &self.version
     }

@@ -25,12 +25,16 @@ pub const HALTED: &str = "halted";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReportError {
+    /// The usage report does not match a reservation.
     #[error(transparent)]
     Usage(#[from] arbiter_state::UsageRejected),
+    /// The outcome report is refused (unknown or already reported).
     #[error(transparent)]
     Outcome(#[from] arbiter_state::OutcomeRejected),
+    /// The escalation cannot be approved or claimed.
     #[error(transparent)]
     Escalation(#[from] arbiter_state::EscalationRefused),
+    /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -44,6 +48,7 @@ pub struct Decider {
 }
 
 impl Decider {
+    /// A decider of `bundle` that commits to `state`.
     pub fn new(bundle: Arc<Bundle>, state: Arc<dyn StateStore>) -> Self {
         Decider { bundle: Arc::new(ArcSwap::new(bundle)), state }
     }
@@ -66,6 +71,7 @@ impl Decider {
         self.bundle.load_full()
     }
 
+    /// The state store it commits to.
     pub fn state(&self) -> &Arc<dyn StateStore> {
         &self.state
     }

@@ -3,6 +3,8 @@
 //!
 //! It does no I/O beyond reading components and its compilation cache.
 
+#![deny(missing_docs)]
+
 mod bindings;
 mod bundle;
 mod cache;

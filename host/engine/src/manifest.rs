@@ -11,17 +11,23 @@ use crate::config::SandboxLimits;
 use crate::manifest_problem::{ManifestProblem, PolicyAt, joined};
 use arbiter_component::Capability;
 
+/// A bundle manifest (`bundle.toml`): the bundle's header and its
+/// policies, in the order they are evaluated.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The `[bundle]` table.
     pub bundle: BundleHeader,
+    /// The `[[policies]]`.
     #[serde(rename = "policies", default)]
     pub policies: Vec<ManifestPolicy>,
 }
 
+/// The `[bundle]` table: what the bundle is and where it serves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleHeader {
+    /// The bundle's name (lowercase letters, digits, `-`, `_`).
     pub name: String,
     /// Semantic version of the bundle.
     pub version: String,
@@ -64,14 +70,19 @@ pub enum FailMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
+    /// Environments it applies in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environments: Option<Vec<Environment>>,
+    /// Pipelines it applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipelines: Option<Vec<String>>,
+    /// Agents it applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<Vec<String>>,
+    /// Action kinds it judges; absent means tool calls and LLM requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actions: Option<Vec<ActionKind>>,
+    /// Tool name globs it applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
 }
@@ -80,15 +91,19 @@ pub struct Scope {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
+    /// Fuel per evaluation (only on an engine that meters fuel).
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Wall-clock deadline per evaluation.
     #[serde(default)]
     pub deadline_ms: Option<u64>,
+    /// Memory cap of an instance.
     #[serde(default)]
     pub memory_mib: Option<u32>,
 }
 
 impl LimitOverrides {
+    /// The engine's `defaults` with these overrides applied.
     pub fn apply(&self, defaults: SandboxLimits) -> SandboxLimits {
         SandboxLimits {
             fuel: self.fuel.or(defaults.fuel),
@@ -98,6 +113,7 @@ impl LimitOverrides {
     }
 }
 
+/// One `[[policies]]` entry: which component, what it may touch, how its verdict counts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestPolicy {
@@ -109,14 +125,19 @@ pub struct ManifestPolicy {
     pub component: PathBuf,
     /// Hex sha256 of the component file.
     pub sha256: String,
+    /// `enforce` (the default) or `monitor` (recorded, never counted).
     #[serde(default)]
     pub mode: Mode,
+    /// `closed` (the default: a fault denies) or `open` (a fault is ignored).
     #[serde(default)]
     pub fail: FailMode,
+    /// The capabilities it may import.
     #[serde(default)]
     pub capabilities: Vec<Capability>,
+    /// Which requests it judges.
     #[serde(default)]
     pub scope: Scope,
+    /// Overrides of the engine's sandbox limits.
     #[serde(default)]
     pub limits: LimitOverrides,
     /// Passed to the policy's `init` as JSON.
@@ -128,12 +149,16 @@ fn empty_table() -> toml::Table {
     toml::Table::new()
 }
 
+/// Why a manifest cannot be read or is refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManifestError {
+    /// The file cannot be read.
     #[error("cannot read bundle manifest {path}: {source}")]
     Read {
+        /// The manifest.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -141,7 +166,16 @@ pub enum ManifestError {
     /// offending lines, for the operator's own terminal; `problem` and `at`
     /// carry no text of the file.
     #[error("bundle manifest {path} is invalid: {detail}")]
-    Parse { path: PathBuf, detail: String, problem: String, at: Option<(usize, usize)> },
+    Parse {
+        /// The manifest.
+        path: PathBuf,
+        /// The parser's message, quoting the file.
+        detail: String,
+        /// What kind of problem, quoting nothing.
+        problem: String,
+        /// Line and column (1-based), when known.
+        at: Option<(usize, usize)>,
+    },
     /// TOML shaped like a manifest, with values that are not allowed.
     #[error("bundle manifest {path} is invalid: {}", joined(.problems))]
     Invalid {
@@ -203,6 +237,7 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 impl Manifest {
+    /// Reads and checks the manifest at `path`.
     pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;

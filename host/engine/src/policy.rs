@@ -141,10 +141,12 @@ impl PreparedPolicy {
         Ok(policy)
     }
 
+    /// Its name in the bundle.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// What its component says about itself.
     pub fn info(&self) -> &ComponentInfo {
         &self.info
     }

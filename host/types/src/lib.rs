@@ -5,6 +5,8 @@
 //! Parsing validates everything a policy relies on, so an error names the
 //! field at fault and a policy never sees a malformed request.
 
+#![deny(missing_docs)]
+
 mod decision;
 mod excerpt;
 mod fault;
