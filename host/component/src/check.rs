@@ -138,6 +138,17 @@ pub enum ComponentError {
     },
 }
 
+impl ComponentError {
+    /// Whether it says the component is not the policy expected (no
+    /// identity, another name or version), rather than not acceptable.
+    pub fn is_identity(&self) -> bool {
+        matches!(
+            self,
+            ComponentError::NoIdentity | ComponentError::NameMismatch { .. } | ComponentError::VersionMismatch { .. }
+        )
+    }
+}
+
 fn list(items: &[String]) -> String {
     if items.is_empty() { "none".to_owned() } else { items.join(", ") }
 }

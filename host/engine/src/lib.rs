@@ -39,7 +39,7 @@ pub use bundle::{Bundle, BundleError};
 pub use combine::{POLICY_FAULT, STATE_UNAVAILABLE};
 pub use config::{EngineConfig, SandboxLimits};
 pub use decider::{Decider, HALTED, ReportError};
-pub use declared::{Declared, declarations};
+pub use declared::{Declared, DeclaredError, declarations};
 pub use engine::{EngineError, PolicyEngine};
 pub use load_problem::{LoadProblem, PolicyProblem};
 pub use manifest::{BundleHeader, FailMode, LimitOverrides, Manifest, ManifestError, ManifestPolicy, Mode, Scope};

@@ -183,7 +183,7 @@ impl PreparedPolicy {
                 match returned {
                     Returned::Verdict(verdict) => crate::obligations::check(&verdict, requests.request())
                         .map(|()| verdict)
-                        .map_err(|detail| Fault { kind: FaultKind::InvalidVerdict, detail }),
+                        .map_err(|refused| Fault { kind: FaultKind::InvalidVerdict, detail: refused.to_string() }),
                     Returned::Invalid(detail) => Err(Fault { kind: FaultKind::InvalidVerdict, detail }),
                     Returned::Unexpressible(detail) => Err(Fault { kind: FaultKind::UnsupportedAction, detail }),
                 }

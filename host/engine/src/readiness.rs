@@ -663,11 +663,14 @@ mod tests {
         assert_eq!(score(&items, "failure-mode inventory").0, Score::NotStarted);
         assert!(score(&items, "failure-mode inventory").1.contains(&"error propagation: NOT COVERED".to_owned()));
         // Nor does one whose component could not be read or is not the pinned one.
-        let unread = BTreeMap::from([("circuit-breaker".to_owned(), Err("not the pinned component".to_owned()))]);
+        let path = Path::new("cb.wasm").to_owned();
+        let unread = BTreeMap::from([("circuit-breaker".to_owned(), Err(crate::DeclaredError::NotPinned { path }))]);
         let items = assess(&manifest(&[policy("circuit-breaker", BREAKER_SETTINGS)]), &unread, false, &[], None);
         let (score, evidence) = score(&items, "failure-mode inventory");
         assert_eq!(score, Score::NotStarted);
-        assert!(evidence.iter().any(|e| e == "`circuit-breaker` declares nothing readable: not the pinned component"));
+        assert!(evidence.iter().any(
+            |e| e == "`circuit-breaker` declares nothing readable: cb.wasm is not the component the manifest pins"
+        ));
     }
 
     fn budgets(per: &[(&str, &str)]) -> String {
