@@ -150,3 +150,41 @@ fn every_frozen_contract_is_served_and_every_served_one_is_frozen_or_current() {
     assert_eq!(frozen, older, "served versions older than the current one, and wit/frozen/");
     assert!(!frozen.contains(&current.to_string()), "the current version {current} is also frozen");
 }
+
+#[test]
+fn every_problem_of_a_policy_is_listed_typed_and_naming_the_policy() {
+    use arbiter_engine::{BundleError, ComponentError, IdentitySource, LoadProblem};
+    let component = reference_component("model-pin");
+    let found = ComponentInfo::read(&std::fs::read(&component).unwrap()).unwrap().metadata.unwrap();
+    let dir = scratch_dir().join("contract-versions").join("every-problem");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bundle.toml");
+    let manifest = format!(
+        "[bundle]\nname = \"b\"\nversion = \"1.0.0\"\n[[policies]]\nname = \"not-model-pin\"\nversion = \"9.9.9\"\ncomponent = \"{}\"\nsha256 = \"{}\"\n",
+        component.display(),
+        "0".repeat(64)
+    );
+    std::fs::write(&path, manifest).unwrap();
+    let error = Bundle::load(&arbiter_tests::engine(), &path).unwrap_err();
+    let text = error.to_string();
+    let BundleError::Policies { problems, .. } = error else { panic!("not a policy problem: {text}") };
+    assert!(problems.iter().all(|p| p.policy == "not-model-pin"), "{text}");
+    let problems: Vec<&LoadProblem> = problems.iter().map(|p| &p.problem).collect();
+    assert!(
+        matches!(
+            problems[..],
+            [LoadProblem::DigestMismatch { .. }, LoadProblem::Component(_), LoadProblem::Component(_)]
+        ),
+        "{text}"
+    );
+    let LoadProblem::Component(name) = problems[1] else { unreachable!() };
+    let expected = ComponentError::NameMismatch {
+        stated_by: IdentitySource::Manifest,
+        expected: "not-model-pin".into(),
+        found: found.name.clone(),
+    };
+    assert_eq!(name, &expected, "{text}");
+    let version_line =
+        format!("  - policy `not-model-pin`: the manifest says version 9.9.9, the component says {}", found.version);
+    assert!(text.lines().any(|l| l == version_line), "{text}");
+}

@@ -31,7 +31,8 @@ pub mod signature;
 pub use arbiter_component::{
     CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS, Capability, ComponentError, ComponentInfo,
     ComponentProblems, ContractVersion, Expected, Grants, Identity, IdentitySource, ImportKind, InspectError,
-    METADATA_SECTION, PolicyMetadata, REVIEW_SECTION, UnknownCapability, action_kinds, classify_import, digest_of,
+    METADATA_SECTION, PolicyMetadata, REVIEW_SECTION, UnknownCapability, action_kinds, check, classify_import,
+    digest_of,
 };
 /// The review description format policies embed.
 pub use arbiter_review as review;
