@@ -5,6 +5,8 @@
 //! Builds are reproducible: source paths are remapped so the same source,
 //! toolchain and lockfile give the same digest on any machine.
 
+#![deny(missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -260,6 +262,31 @@ impl PackageInfo {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A component exporting a 0.2.0 evaluator, embedding `name` 1.0.0 and
+    /// importing `imports` (WAT).
+    fn component(imports: &str, name: &str) -> Vec<u8> {
+        let identity = format!(r#"{{\"name\":\"{name}\",\"version\":\"1.0.0\"}}"#);
+        wat::parse_str(format!(
+            r#"(component (@custom "arbiter-policy" "{identity}") {imports}
+                (instance $i) (export "arbiter:policy/evaluator@0.2.0" (instance $i)))"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn check_is_the_loaders_check_against_the_crate() {
+        assert!(check(&component("", "p"), "p", "1.0.0").is_ok());
+        let wasi = r#"(import "wasi:cli/environment@0.2.0" (instance))"#;
+        let error = check(&component(wasi, "q"), "p", "1.0.0").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "imports `wasi:cli/environment@0.2.0`, which arbiter never provides to policies (no WASI, no ambient \
+             authority); the crate names it `p`, the component says `q`"
+        );
+        let core = wat::parse_str("(module)").unwrap();
+        assert!(matches!(check(&core, "p", "1.0.0"), Err(CheckError::Inspect(InspectError::CoreModule))));
+    }
 
     #[test]
     fn stack_size_defaults_and_is_bounded() {
