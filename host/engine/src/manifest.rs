@@ -449,4 +449,21 @@ mod tests {
             assert!(err.to_string().contains("hunter2"), "{err}");
         }
     }
+
+    #[test]
+    fn every_problem_is_typed_naming_its_field_and_reads_as_before() {
+        let text = VALID.replace("orders_daily", "Orders Daily").replace(&"0".repeat(64), "00");
+        let Err(ManifestError::Invalid { problems, .. }) = parse(&text) else { panic!("accepted: {text}") };
+        let at = PolicyAt { index: 0, name: "tool-scope".into() };
+        assert_eq!(
+            problems,
+            [ManifestProblem::BundleName { name: "Orders Daily".into() }, ManifestProblem::Sha256 { at }]
+        );
+        let message = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "bundle manifest bundle.toml is invalid: bundle.name `Orders Daily` must be lowercase letters, digits, \
+             `-` or `_`; policies[0] (`tool-scope`).sha256 must be 64 hex digits"
+        );
+    }
 }

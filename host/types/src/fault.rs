@@ -93,6 +93,29 @@ mod tests {
         assert!(serde_json::from_str::<FaultKind>("\"exploded\"").is_err());
     }
 
+    /// The codes audit records and dashboards already hold: renaming one
+    /// breaks them.
+    #[test]
+    fn the_wire_codes_are_the_ones_recorded_before_the_enum() {
+        let codes: Vec<&str> = FaultKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(
+            codes,
+            [
+                "out_of_fuel",
+                "deadline_exceeded",
+                "stack_overflow",
+                "panic",
+                "trap",
+                "memory_limit",
+                "invalid_return",
+                "invalid_verdict",
+                "unsupported_action",
+                "settings_rejected",
+                "state_unavailable",
+            ]
+        );
+    }
+
     #[test]
     fn codes_are_distinct() {
         let mut codes: Vec<&str> = FaultKind::ALL.iter().map(|k| k.code()).collect();
