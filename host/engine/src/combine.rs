@@ -1,18 +1,13 @@
 //! Deny-overrides combination of the enforced policies' results.
 
 use arbiter_types::{
-    BreakerGuard, Charge, DecisionReason, EscalationOffer, FaultKind, Obligation, PolicyOutcome, PolicyResult,
-    VerdictKind,
+    BreakerGuard, Charge, DecisionReason, EscalationOffer, Obligation, PolicyOutcome, PolicyResult, VerdictKind,
 };
 
 use crate::manifest::FailMode;
 
-/// Reason code of a fail-closed policy fault.
-pub const POLICY_FAULT: &str = "policy_fault";
-
-/// Reason code of a decision that needed state the store could not give
-/// or record; also the code of [`FaultKind::StateUnavailable`].
-pub const STATE_UNAVAILABLE: &str = "state_unavailable";
+/// The reason codes a fault denies with (see [`arbiter_types::FaultKind::reason_code`]).
+pub use arbiter_types::{POLICY_FAULT, STATE_UNAVAILABLE};
 
 /// A policy's result together with how the bundle treats it.
 pub(crate) struct Counted<'a> {
@@ -59,8 +54,10 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
         match &result.outcome {
             PolicyOutcome::Fault { kind, detail } => {
                 if fail == FailMode::Closed {
-                    let code = if *kind == FaultKind::StateUnavailable { STATE_UNAVAILABLE } else { POLICY_FAULT };
-                    denies.push(reason(code, &format!("policy `{}` faulted ({kind}): {detail}", result.name)));
+                    denies.push(reason(
+                        kind.reason_code(),
+                        &format!("policy `{}` faulted ({kind}): {detail}", result.name),
+                    ));
                 }
             }
             PolicyOutcome::Verdict(verdict) => match verdict.kind {
@@ -96,12 +93,7 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arbiter_types::{Escalation, Reason, Verdict};
-
-    #[test]
-    fn the_state_fault_kind_and_reason_code_agree() {
-        assert_eq!(FaultKind::StateUnavailable.code(), STATE_UNAVAILABLE);
-    }
+    use arbiter_types::{Escalation, FaultKind, Reason, Verdict};
 
     fn result(name: &str, enforced: bool, outcome: PolicyOutcome) -> PolicyResult {
         PolicyResult {

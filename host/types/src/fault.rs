@@ -6,6 +6,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Reason code of a decision a fail-closed policy fault denied.
+pub const POLICY_FAULT: &str = "policy_fault";
+
+/// Reason code of a decision that needed state the store could not give
+/// or record; also the code of [`FaultKind::StateUnavailable`].
+pub const STATE_UNAVAILABLE: &str = "state_unavailable";
+
 /// What stopped a policy. Serialized as its [`FaultKind::code`]; the codes
 /// never change meaning, since audit records and dashboards keep them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,7 +75,16 @@ impl FaultKind {
             FaultKind::InvalidVerdict => "invalid_verdict",
             FaultKind::UnsupportedAction => "unsupported_action",
             FaultKind::SettingsRejected => "settings_rejected",
-            FaultKind::StateUnavailable => "state_unavailable",
+            FaultKind::StateUnavailable => STATE_UNAVAILABLE,
+        }
+    }
+
+    /// The reason code a fail-closed fault of this kind denies with: the
+    /// store's failure is not the policy's, so it is not a `policy_fault`.
+    pub fn reason_code(self) -> &'static str {
+        match self {
+            FaultKind::StateUnavailable => STATE_UNAVAILABLE,
+            _ => POLICY_FAULT,
         }
     }
 }
@@ -114,6 +130,14 @@ mod tests {
                 "state_unavailable",
             ]
         );
+    }
+
+    #[test]
+    fn only_the_store_failing_is_no_policy_fault() {
+        for kind in FaultKind::ALL {
+            let expected = if kind == FaultKind::StateUnavailable { STATE_UNAVAILABLE } else { POLICY_FAULT };
+            assert_eq!(kind.reason_code(), expected, "{kind}");
+        }
     }
 
     #[test]
