@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arbiter_state::{RunKey, StateStore};
-
 use std::collections::HashMap;
 
+use arbiter_component::{ComponentInfo, ContractVersion, Expected, Grants, Identity, IdentitySource, check};
+use arbiter_state::{RunKey, StateStore};
 use arbiter_types::{Action, BundleRef, Decision, PolicyResult, Request, ToolCall, ToolDefinition, VerdictKind};
+use ed25519_dalek::VerifyingKey;
 
 use crate::combine::{Counted, Effects, STATE_UNAVAILABLE, combine};
 use crate::contract::{Input, KnownTool, Requests};
@@ -19,8 +20,6 @@ use crate::policy::PreparedPolicy;
 use crate::sandbox::DecisionContext;
 use crate::scope::ScopeMatcher;
 use crate::signature::{SignatureError, verify_manifest};
-use arbiter_component::{ComponentInfo, ContractVersion, Expected, Grants, Identity, IdentitySource, check};
-use ed25519_dalek::VerifyingKey;
 
 /// Why a bundle cannot be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use arbiter_component::Capability;
 use arbiter_types::{ActionKind, Environment};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SandboxLimits;
 use crate::manifest_problem::{ManifestProblem, PolicyAt, joined};
-use arbiter_component::Capability;
 
 /// A bundle manifest (`bundle.toml`): the bundle's header and its
 /// policies, in the order they are evaluated.
