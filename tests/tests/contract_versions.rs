@@ -119,3 +119,72 @@ fn tool_scope_hides_from_a_listing_exactly_what_it_would_deny_as_a_call() {
     }
     assert_eq!(hidden, ["docs.search", "shell.exec"]);
 }
+
+/// The version a WIT file's `package arbiter:policy@X.Y.Z;` line names.
+fn package_version(wit: &Path) -> String {
+    let text = std::fs::read_to_string(wit).unwrap_or_else(|e| panic!("{}: {e}", wit.display()));
+    let line = text.lines().find_map(|l| l.trim().strip_prefix("package arbiter:policy@"));
+    let version = line.and_then(|rest| rest.strip_suffix(';'));
+    version.unwrap_or_else(|| panic!("{} names no `package arbiter:policy@…;`", wit.display())).to_owned()
+}
+
+#[test]
+fn the_wit_package_the_host_and_the_sdk_name_one_current_version() {
+    let current = package_version(&root().join("wit/policy.wit"));
+    assert_eq!(arbiter_engine::CONTRACT_VERSION, current, "the host's CONTRACT_VERSION and wit/policy.wit");
+    assert_eq!(arbiter_sdk::CONTRACT_VERSION, current, "the SDK's CONTRACT_VERSION and wit/policy.wit");
+}
+
+#[test]
+fn every_frozen_contract_is_served_and_every_served_one_is_frozen_or_current() {
+    let mut frozen = Vec::new();
+    for dir in std::fs::read_dir(root().join("wit/frozen")).unwrap() {
+        let dir = dir.unwrap().path();
+        let version = package_version(&dir.join("policy.wit"));
+        assert_eq!(dir.file_name().and_then(|n| n.to_str()), Some(version.as_str()), "{}", dir.display());
+        assert!(arbiter_engine::CONTRACT_VERSIONS.contains(&version.as_str()), "frozen {version} is not served");
+        frozen.push(version);
+    }
+    frozen.sort();
+    let (current, older) = arbiter_engine::CONTRACT_VERSIONS.split_last().unwrap();
+    assert_eq!(frozen, older, "served versions older than the current one, and wit/frozen/");
+    assert!(!frozen.contains(&current.to_string()), "the current version {current} is also frozen");
+}
+
+#[test]
+fn every_problem_of_a_policy_is_listed_typed_and_naming_the_policy() {
+    use arbiter_engine::{BundleError, ComponentError, IdentitySource, LoadProblem};
+    let component = reference_component("model-pin");
+    let found = ComponentInfo::read(&std::fs::read(&component).unwrap()).unwrap().metadata.unwrap();
+    let dir = scratch_dir().join("contract-versions").join("every-problem");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bundle.toml");
+    let manifest = format!(
+        "[bundle]\nname = \"b\"\nversion = \"1.0.0\"\n[[policies]]\nname = \"not-model-pin\"\nversion = \"9.9.9\"\ncomponent = \"{}\"\nsha256 = \"{}\"\n",
+        component.display(),
+        "0".repeat(64)
+    );
+    std::fs::write(&path, manifest).unwrap();
+    let error = Bundle::load(&arbiter_tests::engine(), &path).unwrap_err();
+    let text = error.to_string();
+    let BundleError::Policies { problems, .. } = error else { panic!("not a policy problem: {text}") };
+    assert!(problems.iter().all(|p| p.policy == "not-model-pin"), "{text}");
+    let problems: Vec<&LoadProblem> = problems.iter().map(|p| &p.problem).collect();
+    assert!(
+        matches!(
+            problems[..],
+            [LoadProblem::DigestMismatch { .. }, LoadProblem::Component(_), LoadProblem::Component(_)]
+        ),
+        "{text}"
+    );
+    let LoadProblem::Component(name) = problems[1] else { unreachable!() };
+    let expected = ComponentError::NameMismatch {
+        stated_by: IdentitySource::Manifest,
+        expected: "not-model-pin".into(),
+        found: found.name.clone(),
+    };
+    assert_eq!(name, &expected, "{text}");
+    let version_line =
+        format!("  - policy `not-model-pin`: the manifest says version 9.9.9, the component says {}", found.version);
+    assert!(text.lines().any(|l| l == version_line), "{text}");
+}

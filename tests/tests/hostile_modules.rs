@@ -33,7 +33,7 @@ fn fault_of(bundle: &Bundle) -> (VerdictKind, Vec<String>, Option<String>) {
 
 fn outcome_of(decision: &Decision) -> (VerdictKind, Vec<String>, Option<String>) {
     let fault = decision.policies.iter().find_map(|p| match &p.outcome {
-        PolicyOutcome::Fault { kind, .. } => Some(kind.clone()),
+        PolicyOutcome::Fault { kind, .. } => Some(kind.code().to_owned()),
         PolicyOutcome::Verdict(_) => None,
     });
     let codes = decision.codes().into_iter().map(str::to_owned).collect();

@@ -5,40 +5,91 @@
 //! Builds are reproducible: source paths are remapped so the same source,
 //! toolchain and lockfile give the same digest on any machine.
 
+#![deny(missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arbiter_engine::{CONTRACT_VERSIONS, ComponentInfo, ImportKind, classify_import};
+use arbiter_component::{
+    ComponentInfo, ComponentProblems, Expected, Grants, Identity, IdentitySource, InspectError,
+    check as check_component,
+};
 
 /// The Cargo profile policies are built with, defined on the command line
 /// so a policy workspace needs no profile of its own.
 pub const PROFILE: &str = "arbiter-policy";
 const TARGET: &str = "wasm32-unknown-unknown";
 
+/// Why a policy crate could not be built into a component.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
+    /// cargo cannot be started.
     #[error("cannot run cargo: {0}")]
     Spawn(#[source] std::io::Error),
+    /// A cargo step failed; its stderr says why.
     #[error("`cargo {step}` failed for {manifest}:\n{stderr}")]
-    Cargo { step: &'static str, manifest: PathBuf, stderr: String },
+    Cargo {
+        /// `build` or `metadata`.
+        step: &'static str,
+        /// The crate's `Cargo.toml`.
+        manifest: PathBuf,
+        /// What cargo printed.
+        stderr: String,
+    },
+    /// `cargo metadata` does not describe a policy crate.
     #[error("cannot understand `cargo metadata` output: {0}")]
     Metadata(String),
+    /// A file cannot be read or written.
     #[error("cannot read or write {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot make a component of {path}: {message}")]
-    Componentize { path: PathBuf, message: String },
+    /// The core module cannot be wrapped into a component.
+    #[error("cannot make a component of {path}: {error}")]
+    Componentize {
+        /// The core module.
+        path: PathBuf,
+        /// What wit-component said.
+        error: ComponentizeError,
+    },
+    /// The component is not a policy arbiter accepts.
     #[error("{path} is not a valid arbiter policy: {problem}")]
-    Invalid { path: PathBuf, problem: String },
+    Invalid {
+        /// Where it would have been written.
+        path: PathBuf,
+        /// Why not.
+        problem: CheckError,
+    },
+}
+
+/// wit-component refused a core module (its message, with causes).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ComponentizeError(pub String);
+
+/// Why a component is not a policy arbiter accepts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// The bytes are not a component.
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    /// The component is refused ([`arbiter_component::check`]).
+    #[error(transparent)]
+    Refused(#[from] ComponentProblems),
 }
 
 /// A built policy component.
 #[derive(Debug, Clone)]
 pub struct BuiltPolicy {
+    /// Where it was written.
     pub path: PathBuf,
+    /// What it is.
     pub info: ComponentInfo,
 }
 
@@ -55,10 +106,10 @@ pub fn build_policy(crate_dir: &Path, out_dir: &Path) -> Result<BuiltPolicy, Bui
     run(&mut cargo, "build", &manifest)?;
     let core_path = package.target_dir.join(TARGET).join(PROFILE).join(format!("{}.wasm", package.lib_name));
     let core = std::fs::read(&core_path).map_err(|source| BuildError::Io { path: core_path.clone(), source })?;
-    let component = componentize(&core).map_err(|message| BuildError::Componentize { path: core_path, message })?;
+    let component = componentize(&core).map_err(|error| BuildError::Componentize { path: core_path, error })?;
     std::fs::create_dir_all(out_dir).map_err(|source| BuildError::Io { path: out_dir.to_owned(), source })?;
     let path = out_dir.join(format!("{}.wasm", package.name));
-    let info = check(&component, Some((&package.name, &package.version)))
+    let info = check(&component, &package.name, &package.version)
         .map_err(|problem| BuildError::Invalid { path: path.clone(), problem })?;
     // Write then rename: a bundle being loaded meanwhile sees the old or the
     // new component, never half of one.
@@ -71,39 +122,21 @@ pub fn build_policy(crate_dir: &Path, out_dir: &Path) -> Result<BuiltPolicy, Bui
 /// Wraps a core module built with `arbiter-sdk` (it carries the contract's
 /// component-type section) into a component. No WASI adapter is involved,
 /// so the component imports only what the policy uses of the contract.
-pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
+pub fn componentize(core: &[u8]) -> Result<Vec<u8>, ComponentizeError> {
     wit_component::ComponentEncoder::default()
         .module(core)
         .and_then(|encoder| encoder.validate(true).encode())
-        .map_err(|e| format!("{e:#}"))
+        .map_err(|e| ComponentizeError(format!("{e:#}")))
 }
 
-/// Checks a component is an arbiter policy of this contract version that
-/// imports only contract interfaces and, when `expected` is given, embeds
-/// that name and version.
-pub fn check(component: &[u8], expected: Option<(&str, &str)>) -> Result<ComponentInfo, String> {
-    let info = ComponentInfo::read(component).map_err(|e| e.to_string())?;
-    if !info.targets_supported_contract() {
-        return Err(format!(
-            "it does not export arbiter:policy/evaluator at a served version ({}) (exports: {})",
-            CONTRACT_VERSIONS.join(", "),
-            info.exports.join(", ")
-        ));
-    }
-    for import in &info.imports {
-        if let ImportKind::Foreign | ImportKind::OtherContractVersion(_) = classify_import(import) {
-            return Err(format!("it imports `{import}`; policies may import only arbiter:policy capabilities"));
-        }
-    }
-    match (&info.metadata, expected) {
-        (None, _) => {
-            return Err("it embeds no `arbiter-policy` section: export it with arbiter_sdk::export_policy!".into());
-        }
-        (Some(meta), Some((name, version))) if meta.name != name || meta.version != version => {
-            return Err(format!("it embeds {} {} but the crate is {name} {version}", meta.name, meta.version));
-        }
-        _ => {}
-    }
+/// Checks a component is an arbiter policy of a served contract version
+/// that imports only contract interfaces and embeds the crate's `name` and
+/// `version`: the loader's own check, with any capability allowed (the
+/// bundle grants them).
+pub fn check(component: &[u8], name: &str, version: &str) -> Result<ComponentInfo, CheckError> {
+    let info = ComponentInfo::read(component)?;
+    let identity = Identity::Is { name, version, stated_by: IdentitySource::Crate };
+    check_component(&info, &Expected { grants: Grants::Any, identity })?;
     Ok(info)
 }
 
@@ -229,6 +262,31 @@ impl PackageInfo {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A component exporting a 0.2.0 evaluator, embedding `name` 1.0.0 and
+    /// importing `imports` (WAT).
+    fn component(imports: &str, name: &str) -> Vec<u8> {
+        let identity = format!(r#"{{\"name\":\"{name}\",\"version\":\"1.0.0\"}}"#);
+        wat::parse_str(format!(
+            r#"(component (@custom "arbiter-policy" "{identity}") {imports}
+                (instance $i) (export "arbiter:policy/evaluator@0.2.0" (instance $i)))"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn check_is_the_loaders_check_against_the_crate() {
+        assert!(check(&component("", "p"), "p", "1.0.0").is_ok());
+        let wasi = r#"(import "wasi:cli/environment@0.2.0" (instance))"#;
+        let error = check(&component(wasi, "q"), "p", "1.0.0").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "imports `wasi:cli/environment@0.2.0`, which arbiter never provides to policies (no WASI, no ambient \
+             authority); the crate names it `p`, the component says `q`"
+        );
+        let core = wat::parse_str("(module)").unwrap();
+        assert!(matches!(check(&core, "p", "1.0.0"), Err(CheckError::Inspect(InspectError::CoreModule))));
+    }
 
     #[test]
     fn stack_size_defaults_and_is_bounded() {

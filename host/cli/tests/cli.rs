@@ -47,6 +47,7 @@ fn inspect_shows_embedded_version_and_only_contract_imports() {
         assert_eq!(info["metadata"]["version"], policy.version.as_str());
         assert_eq!(info["contract_version"], "0.2.0");
         assert_eq!(info["actions"], json!(["tool_call", "llm_request", "tool_listing", "tool_result"]));
+        assert_eq!(info["problems"], json!([]), "{} is refused", policy.name);
         let described = info["review"]["settings"].as_object().map_or(0, |s| s.len());
         assert!(described > 0, "{} embeds no review description", policy.name);
         for import in info["imports"].as_array().unwrap() {

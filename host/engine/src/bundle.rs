@@ -3,37 +3,40 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arbiter_state::{RunKey, StateStore};
-
 use std::collections::HashMap;
 
+use arbiter_component::{ComponentInfo, ContractVersion, Expected, Grants, Identity, IdentitySource, check};
+use arbiter_state::{RunKey, StateStore};
 use arbiter_types::{Action, BundleRef, Decision, PolicyResult, Request, ToolCall, ToolDefinition, VerdictKind};
+use ed25519_dalek::VerifyingKey;
 
 use crate::combine::{Counted, Effects, STATE_UNAVAILABLE, combine};
-use crate::component_info::ComponentInfo;
 use crate::contract::{Input, KnownTool, Requests};
 use crate::engine::PolicyEngine;
+use crate::load_problem::{LoadProblem, PolicyProblem};
 use crate::manifest::{FailMode, Manifest, ManifestError, ManifestPolicy, Mode};
-use crate::policy::{LoadError, PreparedPolicy, check_contract};
+use crate::manifest_problem::ManifestProblem;
+use crate::policy::PreparedPolicy;
 use crate::sandbox::DecisionContext;
 use crate::scope::ScopeMatcher;
 use crate::signature::{SignatureError, verify_manifest};
-use ed25519_dalek::VerifyingKey;
 
-/// One problem with one policy of a bundle.
+/// Why a bundle cannot be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("policy `{policy}`: {problem}")]
-pub struct PolicyProblem {
-    pub policy: String,
-    pub problem: String,
-}
-
-#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BundleError {
+    /// The manifest cannot be read or is invalid.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// Policies of a valid manifest cannot be loaded: every problem found.
     #[error("bundle {manifest} cannot be loaded:\n{}", list(.problems))]
-    Policies { manifest: PathBuf, problems: Vec<PolicyProblem> },
+    Policies {
+        /// The manifest.
+        manifest: PathBuf,
+        /// Each problem of each policy, in manifest order.
+        problems: Vec<PolicyProblem>,
+    },
+    /// The manifest's signature does not verify.
     #[error(transparent)]
     Signature(#[from] SignatureError),
 }
@@ -52,6 +55,8 @@ struct BundlePolicy {
     scope: ScopeMatcher,
 }
 
+/// A loaded bundle: every policy compiled, checked and ready to evaluate;
+/// immutable, shared by the decisions that use it.
 #[derive(Debug)]
 pub struct Bundle {
     name: String,
@@ -83,7 +88,7 @@ impl Bundle {
         }
         let text = String::from_utf8(bytes).map_err(|_| ManifestError::Invalid {
             path: manifest_path.to_owned(),
-            message: "not UTF-8 text".to_owned(),
+            problems: vec![ManifestProblem::NotUtf8],
         })?;
         let manifest = Manifest::from_toml(&text, manifest_path)?;
         let base = manifest_path.parent().unwrap_or(Path::new("."));
@@ -103,7 +108,8 @@ impl Bundle {
         for entry in manifest.policies {
             match load_policy(engine, &entry, base, contract) {
                 Ok(policy) => policies.push(policy),
-                Err(problem) => problems.push(PolicyProblem { policy: entry.name.clone(), problem }),
+                Err(found) => problems
+                    .extend(found.into_iter().map(|problem| PolicyProblem { policy: entry.name.clone(), problem })),
             }
         }
         if !problems.is_empty() {
@@ -117,10 +123,12 @@ impl Bundle {
         })
     }
 
+    /// The bundle's `name`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The bundle's semantic version.
     pub fn version(&self) -> &str {
         &self.version
     }
@@ -187,18 +195,10 @@ impl Bundle {
             })
             .collect();
         let combined = combine(evaluated.iter().map(|(result, fail)| Counted { result, fail: *fail }));
-        let decision = Decision {
-            id: request.id.clone(),
-            decision: combined.decision,
-            reasons: combined.reasons,
-            escalation: combined.escalation,
-            obligations: vec![],
-            charges: vec![],
-            breakers: vec![],
-            bundle: BundleRef { name: self.name.clone(), version: self.version.clone() },
-            policies: evaluated.into_iter().map(|(result, _)| result).collect(),
-            approved_by: None,
-        };
+        let bundle = BundleRef { name: self.name.clone(), version: self.version.clone() };
+        let mut decision = Decision::bare(request.id.clone(), combined.decision, combined.reasons, bundle);
+        decision.escalation = combined.escalation;
+        decision.policies = evaluated.into_iter().map(|(result, _)| result).collect();
         (decision, combined.effects)
     }
 }
@@ -269,69 +269,64 @@ pub(crate) fn apply(decision: &mut Decision, effects: Effects) {
     decision.breakers = effects.breakers;
 }
 
+/// Loads one policy of a manifest, or says everything wrong with it that
+/// can be told before compiling it.
 fn load_policy(
     engine: &PolicyEngine,
     entry: &ManifestPolicy,
     base: &Path,
     contract: Option<&str>,
-) -> Result<BundlePolicy, String> {
+) -> Result<BundlePolicy, Vec<LoadProblem>> {
     let path = base.join(&entry.component);
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read component {}: {e}", path.display()))?;
-    let info = ComponentInfo::read(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut mismatches = Vec::new();
-    let expected_digest = format!("sha256:{}", entry.sha256.to_ascii_lowercase());
-    if info.digest != expected_digest {
-        mismatches.push(format!(
-            "digest mismatch: the manifest pins {expected_digest}, {} is {}",
-            path.display(),
-            info.digest
-        ));
+    let bytes = std::fs::read(&path).map_err(|source| vec![LoadProblem::Unreadable { path: path.clone(), source }])?;
+    let info =
+        ComponentInfo::read(&bytes).map_err(|error| vec![LoadProblem::NotAComponent { path: path.clone(), error }])?;
+    let mut problems = Vec::new();
+    let pinned = format!("sha256:{}", entry.sha256.to_ascii_lowercase());
+    if info.digest != pinned {
+        problems.push(LoadProblem::DigestMismatch { pinned, path: path.clone(), found: info.digest.clone() });
     }
-    match &info.metadata {
-        None => mismatches.push(
-            "the component embeds no name and version (build it with arbiter-sdk and `arbiter build`)".to_owned(),
-        ),
-        Some(meta) => {
-            if meta.name != entry.name {
-                mismatches.push(format!("the manifest names it `{}`, the component says `{}`", entry.name, meta.name));
-            }
-            if meta.version != entry.version {
-                mismatches
-                    .push(format!("the manifest says version {}, the component says {}", entry.version, meta.version));
-            }
+    let identity = Identity::Is { name: &entry.name, version: &entry.version, stated_by: IdentitySource::Manifest };
+    let expected = Expected { grants: Grants::Only(&entry.capabilities), identity };
+    let version = match check(&info, &expected) {
+        Ok(version) => Some(version),
+        Err(refused) => {
+            problems.extend(refused.0.into_iter().map(LoadProblem::Component));
+            None
         }
-    }
-    match check_contract(&info, &entry.capabilities) {
-        Err(e) => mismatches.push(e.to_string()),
-        Ok(version) => {
-            if let Some(kind) = entry.scope.actions.iter().flatten().find(|k| !version.expresses(**k)) {
-                mismatches.push(format!(
-                    "scope.actions names {}, which contract {} cannot hand it",
-                    kind.as_str(),
-                    version.as_str()
-                ));
-            }
-            let served = |v: &str| crate::CONTRACT_VERSIONS.iter().position(|s| *s == v);
-            if let Some(bundle) = contract
-                && served(version.as_str()) > served(bundle)
-            {
-                mismatches
-                    .push(format!("targets contract {}, newer than the bundle's contract {bundle}", version.as_str()));
-            }
-        }
+    };
+    if let Some(version) = version {
+        problems.extend(contract_problems(entry, version, contract));
     }
     if entry.limits.fuel.is_some() && engine.config().limits.fuel.is_none() {
-        mismatches.push("limits.fuel is set but the engine runs without fuel metering".to_owned());
+        problems.push(LoadProblem::FuelWithoutMetering);
     }
-    if !mismatches.is_empty() {
-        return Err(mismatches.join("; "));
-    }
+    let Some(version) = version.filter(|_| problems.is_empty()) else {
+        return Err(problems);
+    };
     let settings =
-        serde_json::to_string(&entry.settings).map_err(|e| format!("settings cannot be encoded as JSON: {e}"))?;
+        serde_json::to_string(&entry.settings).map_err(|e| vec![LoadProblem::SettingsNotJson(e.to_string())])?;
     let limits = entry.limits.apply(engine.config().limits);
     let prepared =
-        PreparedPolicy::load_inspected(engine, &entry.name, &bytes, info, &entry.capabilities, settings, limits)
-            .map_err(|e: LoadError| e.to_string())?;
-    let scope = ScopeMatcher::new(entry.scope.clone()).map_err(|e| format!("scope: {e}"))?;
+        PreparedPolicy::load_checked(engine, &entry.name, &bytes, info, version, &entry.capabilities, settings, limits)
+            .map_err(|e| vec![LoadProblem::Load(e)])?;
+    let scope = ScopeMatcher::new(entry.scope.clone()).map_err(|e| vec![LoadProblem::Scope(e.to_string())])?;
     Ok(BundlePolicy { prepared, version: entry.version.clone(), mode: entry.mode, fail: entry.fail, scope })
+}
+
+/// What the policy's contract `version` cannot do that the manifest asks
+/// of it: an action kind its scope names, or a bundle contract it is newer
+/// than.
+fn contract_problems(entry: &ManifestPolicy, version: ContractVersion, bundle: Option<&str>) -> Vec<LoadProblem> {
+    let mut problems = Vec::new();
+    if let Some(&kind) = entry.scope.actions.iter().flatten().find(|k| !version.expresses(**k)) {
+        problems.push(LoadProblem::ActionNotExpressible { kind, contract: version });
+    }
+    // The manifest check admits only served versions as the bundle's.
+    if let Some(bundle) = bundle
+        && ContractVersion::of(bundle).is_some_and(|b| version > b)
+    {
+        problems.push(LoadProblem::NewerThanBundle { contract: version, bundle: bundle.to_owned() });
+    }
+    problems
 }

@@ -6,12 +6,8 @@ use arbiter_types::{
 
 use crate::manifest::FailMode;
 
-/// Reason code of a fail-closed policy fault.
-pub const POLICY_FAULT: &str = "policy_fault";
-
-/// Reason code of a decision that needed state the store could not give
-/// or record; also the fault kind of a policy whose state read failed.
-pub const STATE_UNAVAILABLE: &str = "state_unavailable";
+/// The reason codes a fault denies with (see [`arbiter_types::FaultKind::reason_code`]).
+pub use arbiter_types::{POLICY_FAULT, STATE_UNAVAILABLE};
 
 /// A policy's result together with how the bundle treats it.
 pub(crate) struct Counted<'a> {
@@ -58,8 +54,10 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
         match &result.outcome {
             PolicyOutcome::Fault { kind, detail } => {
                 if fail == FailMode::Closed {
-                    let code = if kind == STATE_UNAVAILABLE { STATE_UNAVAILABLE } else { POLICY_FAULT };
-                    denies.push(reason(code, &format!("policy `{}` faulted ({kind}): {detail}", result.name)));
+                    denies.push(reason(
+                        kind.reason_code(),
+                        &format!("policy `{}` faulted ({kind}): {detail}", result.name),
+                    ));
                 }
             }
             PolicyOutcome::Verdict(verdict) => match verdict.kind {
@@ -95,7 +93,7 @@ pub(crate) fn combine<'a>(results: impl IntoIterator<Item = Counted<'a>>) -> Com
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arbiter_types::{Escalation, Reason, Verdict};
+    use arbiter_types::{Escalation, FaultKind, Reason, Verdict};
 
     fn result(name: &str, enforced: bool, outcome: PolicyOutcome) -> PolicyResult {
         PolicyResult {
@@ -121,11 +119,11 @@ mod tests {
     }
 
     fn fault() -> PolicyOutcome {
-        PolicyOutcome::Fault { kind: "out_of_fuel".into(), detail: "x".into() }
+        PolicyOutcome::Fault { kind: FaultKind::OutOfFuel, detail: "x".into() }
     }
 
     fn state_fault() -> PolicyOutcome {
-        PolicyOutcome::Fault { kind: STATE_UNAVAILABLE.into(), detail: "redis down".into() }
+        PolicyOutcome::Fault { kind: FaultKind::StateUnavailable, detail: "redis down".into() }
     }
 
     fn run(results: &[(PolicyResult, FailMode)]) -> Combined {

@@ -23,13 +23,18 @@ pub const HALTED: &str = "halted";
 
 /// A report (usage or outcome) that was not taken.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReportError {
+    /// The usage report does not match a reservation.
     #[error(transparent)]
     Usage(#[from] arbiter_state::UsageRejected),
+    /// The outcome report is refused (unknown or already reported).
     #[error(transparent)]
     Outcome(#[from] arbiter_state::OutcomeRejected),
+    /// The escalation cannot be approved or claimed.
     #[error(transparent)]
     Escalation(#[from] arbiter_state::EscalationRefused),
+    /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -43,6 +48,7 @@ pub struct Decider {
 }
 
 impl Decider {
+    /// A decider of `bundle` that commits to `state`.
     pub fn new(bundle: Arc<Bundle>, state: Arc<dyn StateStore>) -> Self {
         Decider { bundle: Arc::new(ArcSwap::new(bundle)), state }
     }
@@ -65,6 +71,7 @@ impl Decider {
         self.bundle.load_full()
     }
 
+    /// The state store it commits to.
     pub fn state(&self) -> &Arc<dyn StateStore> {
         &self.state
     }

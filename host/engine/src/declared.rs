@@ -3,15 +3,53 @@
 //! believed only from the component the manifest pins.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use arbiter_component::{
+    ComponentError, ComponentInfo, ComponentProblems, Expected, Grants, Identity, IdentitySource, InspectError,
+};
 use arbiter_review::Review;
 
-use crate::component_info::ComponentInfo;
 use crate::manifest::{Manifest, ManifestPolicy};
 
 /// A policy's declarations, or why none could be read.
-pub type Declared = Result<Option<Review>, String>;
+pub type Declared = Result<Option<Review>, DeclaredError>;
+
+/// Why a policy's declarations are not believed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeclaredError {
+    /// Its component cannot be read.
+    #[error("cannot read component {path}: {source}")]
+    Unreadable {
+        /// Where the manifest says it is.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// The file is not a component.
+    #[error("{path}: {error}")]
+    NotAComponent {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        error: InspectError,
+    },
+    /// A component other than the pinned one says nothing about this bundle.
+    #[error("{path} is not the component the manifest pins")]
+    NotPinned {
+        /// The file.
+        path: PathBuf,
+    },
+    /// It is not the policy the manifest names ([`arbiter_component::check`]).
+    #[error("{path}: {problems}")]
+    NotThisPolicy {
+        /// The file.
+        path: PathBuf,
+        /// How its identity differs.
+        problems: ComponentProblems,
+    },
+}
 
 /// Each policy's declarations, by name; component paths are relative to
 /// `base` (the manifest's directory).
@@ -21,15 +59,20 @@ pub fn declarations(manifest: &Manifest, base: &Path) -> BTreeMap<String, Declar
 
 fn declared(policy: &ManifestPolicy, base: &Path) -> Declared {
     let path = base.join(&policy.component);
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read component {}: {e}", path.display()))?;
-    let info = ComponentInfo::read(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    // A component other than the pinned one says nothing about this bundle.
+    let bytes = std::fs::read(&path).map_err(|source| DeclaredError::Unreadable { path: path.clone(), source })?;
+    let info =
+        ComponentInfo::read(&bytes).map_err(|error| DeclaredError::NotAComponent { path: path.clone(), error })?;
     if info.digest != format!("sha256:{}", policy.sha256.to_ascii_lowercase()) {
-        return Err(format!("{} is not the component the manifest pins", path.display()));
+        return Err(DeclaredError::NotPinned { path });
     }
-    match &info.metadata {
-        Some(meta) if meta.name == policy.name => Ok(info.review),
-        Some(meta) => Err(format!("{} is `{}`, not `{}`", path.display(), meta.name, policy.name)),
-        None => Err(format!("{} embeds no name", path.display())),
+    // Its identity, judged as the loader judges it; what it imports is the
+    // loader's concern, not whether its declarations are its own.
+    let identity = Identity::Is { name: &policy.name, version: &policy.version, stated_by: IdentitySource::Manifest };
+    let refused = arbiter_component::check(&info, &Expected { grants: Grants::Any, identity }).err();
+    let problems: Vec<_> = refused.into_iter().flat_map(|p| p.0).filter(ComponentError::is_identity).collect();
+    if problems.is_empty() {
+        Ok(info.review)
+    } else {
+        Err(DeclaredError::NotThisPolicy { path, problems: ComponentProblems(problems) })
     }
 }

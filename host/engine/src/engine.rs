@@ -13,21 +13,31 @@ use wasmtime::{Config, Engine};
 use crate::cache::CompileCache;
 use crate::config::EngineConfig;
 
+/// Why the engine cannot start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
+    /// wasmtime refused the configuration.
     #[error("cannot configure the wasmtime engine: {0}")]
     Config(String),
+    /// The thread that advances epochs (deadlines) cannot start.
     #[error("cannot start the deadline clock thread: {0}")]
     Ticker(#[source] std::io::Error),
+    /// The compilation cache directory cannot be created.
     #[error("cannot create the compilation cache directory {path}: {source}")]
     CacheDir {
+        /// The directory.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The cache's authentication key cannot be read or created.
     #[error("cannot read or create the compilation cache key {path}: {source}")]
     CacheKey {
+        /// The key file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -54,6 +64,8 @@ impl std::fmt::Debug for PolicyEngine {
 }
 
 impl PolicyEngine {
+    /// Configures wasmtime, starts the deadline clock and opens the
+    /// compilation cache.
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
@@ -70,6 +82,7 @@ impl PolicyEngine {
         Ok(PolicyEngine { inner: Arc::new(Inner { engine, config, cache, _ticker: ticker }) })
     }
 
+    /// The configuration it was made with.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }

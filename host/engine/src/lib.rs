@@ -3,19 +3,21 @@
 //!
 //! It does no I/O beyond reading components and its compilation cache.
 
+#![deny(missing_docs)]
+
 mod bindings;
 mod bundle;
 mod cache;
-mod capability;
 mod combine;
-mod component_info;
 mod config;
 mod contract;
 mod decider;
 mod declared;
 mod engine;
 pub mod lint;
+mod load_problem;
 mod manifest;
+mod manifest_problem;
 mod obligations;
 mod policy;
 pub mod readiness;
@@ -24,23 +26,24 @@ mod sandbox;
 mod scope;
 pub mod signature;
 
+/// Component inspection and the one check of what a policy may be, from
+/// `arbiter-component` (re-exported, so the engine's API stays whole).
+pub use arbiter_component::{
+    CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS, Capability, ComponentError, ComponentInfo,
+    ComponentProblems, ContractVersion, Expected, Grants, Identity, IdentitySource, ImportKind, InspectError,
+    METADATA_SECTION, PolicyMetadata, REVIEW_SECTION, UnknownCapability, action_kinds, check, classify_import,
+    digest_of,
+};
 /// The review description format policies embed.
 pub use arbiter_review as review;
-pub use bundle::{Bundle, BundleError, PolicyProblem};
-pub use capability::{Capability, ImportKind, classify_import};
+pub use bundle::{Bundle, BundleError};
 pub use combine::{POLICY_FAULT, STATE_UNAVAILABLE};
-pub use component_info::{ComponentInfo, InspectError, METADATA_SECTION, PolicyMetadata, REVIEW_SECTION, digest_of};
 pub use config::{EngineConfig, SandboxLimits};
 pub use decider::{Decider, HALTED, ReportError};
-pub use declared::{Declared, declarations};
+pub use declared::{Declared, DeclaredError, declarations};
 pub use engine::{EngineError, PolicyEngine};
+pub use load_problem::{LoadProblem, PolicyProblem};
 pub use manifest::{BundleHeader, FailMode, LimitOverrides, Manifest, ManifestError, ManifestPolicy, Mode, Scope};
+pub use manifest_problem::{ManifestProblem, PolicyAt};
 pub use policy::{LoadError, PreparedPolicy};
 pub use replay::{ReplayError, ReplayedEvent, replay};
-
-/// The current contract version (the `arbiter:policy` WIT package in
-/// `wit/`); the host serves every version in [`CONTRACT_VERSIONS`].
-pub const CONTRACT_VERSION: &str = CONTRACT_VERSIONS[CONTRACT_VERSIONS.len() - 1];
-pub use contract::{CONTRACT_VERSIONS, action_kinds};
-/// The WIT package name of the contract.
-pub const CONTRACT_PACKAGE: &str = "arbiter:policy";

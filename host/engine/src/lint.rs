@@ -18,9 +18,13 @@ use crate::manifest::{FailMode, Manifest, ManifestPolicy, Mode, Scope};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bump {
+    /// No bump needed: nothing changed.
     None,
+    /// PATCH: nothing a decision depends on.
     Patch,
+    /// MINOR: a compatible change of what is allowed.
     Minor,
+    /// MAJOR: who or what a rule covers changed.
     Major,
 }
 
@@ -39,7 +43,9 @@ impl fmt::Display for Bump {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
+    /// Fewer actions pass.
     Tightens,
+    /// More actions pass.
     Loosens,
     /// Neither, or it cannot be told (a redesign, wording, an undescribed
     /// setting, a new component).
@@ -61,29 +67,48 @@ impl fmt::Display for Effect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
+    /// A policy removed (loosens).
     PolicyRemoved,
+    /// A policy's fail mode or mode changed.
     FailMode,
+    /// A policy's scope changed (which requests it judges).
     Scope,
+    /// A setting its policy declares a `redesign` changed.
     RedesignSetting,
+    /// A policy added (tightens).
     PolicyAdded,
+    /// A capability granted.
     CapabilityGranted,
+    /// An entry added to an allow-list (loosens).
     AllowListAdded,
+    /// An entry removed from an allow-list (tightens).
     AllowListRemoved,
+    /// An entry or the whole list removed from a deny-list (loosens).
     DenyListRemoved,
+    /// An entry added to a deny-list (tightens).
     DenyListAdded,
+    /// A limit moved the lenient way.
     LimitLoosened,
+    /// A limit moved the strict way.
     LimitTightened,
+    /// A detector switched off (loosens).
     DetectorOff,
+    /// A detector switched on (tightens).
     DetectorOn,
+    /// A setting no review description covers changed, was added or removed.
     UndescribedSetting,
+    /// A new component version or digest.
     Component,
+    /// A `text` setting reworded.
     TextSetting,
+    /// Policies, or a list's entries, reordered.
     Reordered,
     /// A scope gains action kinds (listings, results) and nothing else.
     ScopeKindAdded,
 }
 
 impl Rule {
+    /// The least bump this rule requires.
     pub fn bump(self) -> Bump {
         match self {
             Rule::PolicyRemoved | Rule::FailMode | Rule::Scope | Rule::RedesignSetting => Bump::Major,
@@ -122,9 +147,13 @@ impl Rule {
 /// to the guardrail, and what changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
+    /// The bump it requires.
     pub bump: Bump,
+    /// What it does to the guardrail.
     pub effect: Effect,
+    /// The rule that set the bump.
     pub rule: Rule,
+    /// What changed, for the reader (`policies[tool-scope].settings.allow`).
     pub what: String,
 }
 

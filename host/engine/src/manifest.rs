@@ -4,23 +4,30 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use arbiter_component::Capability;
 use arbiter_types::{ActionKind, Environment};
 use serde::{Deserialize, Serialize};
 
-use crate::capability::Capability;
 use crate::config::SandboxLimits;
+use crate::manifest_problem::{ManifestProblem, PolicyAt, joined};
 
+/// A bundle manifest (`bundle.toml`): the bundle's header and its
+/// policies, in the order they are evaluated.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The `[bundle]` table.
     pub bundle: BundleHeader,
+    /// The `[[policies]]`.
     #[serde(rename = "policies", default)]
     pub policies: Vec<ManifestPolicy>,
 }
 
+/// The `[bundle]` table: what the bundle is and where it serves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleHeader {
+    /// The bundle's name (lowercase letters, digits, `-`, `_`).
     pub name: String,
     /// Semantic version of the bundle.
     pub version: String,
@@ -63,14 +70,19 @@ pub enum FailMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
+    /// Environments it applies in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environments: Option<Vec<Environment>>,
+    /// Pipelines it applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipelines: Option<Vec<String>>,
+    /// Agents it applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<Vec<String>>,
+    /// Action kinds it judges; absent means tool calls and LLM requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actions: Option<Vec<ActionKind>>,
+    /// Tool name globs it applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
 }
@@ -79,15 +91,19 @@ pub struct Scope {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
+    /// Fuel per evaluation (only on an engine that meters fuel).
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Wall-clock deadline per evaluation.
     #[serde(default)]
     pub deadline_ms: Option<u64>,
+    /// Memory cap of an instance.
     #[serde(default)]
     pub memory_mib: Option<u32>,
 }
 
 impl LimitOverrides {
+    /// The engine's `defaults` with these overrides applied.
     pub fn apply(&self, defaults: SandboxLimits) -> SandboxLimits {
         SandboxLimits {
             fuel: self.fuel.or(defaults.fuel),
@@ -97,6 +113,7 @@ impl LimitOverrides {
     }
 }
 
+/// One `[[policies]]` entry: which component, what it may touch, how its verdict counts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestPolicy {
@@ -108,14 +125,19 @@ pub struct ManifestPolicy {
     pub component: PathBuf,
     /// Hex sha256 of the component file.
     pub sha256: String,
+    /// `enforce` (the default) or `monitor` (recorded, never counted).
     #[serde(default)]
     pub mode: Mode,
+    /// `closed` (the default: a fault denies) or `open` (a fault is ignored).
     #[serde(default)]
     pub fail: FailMode,
+    /// The capabilities it may import.
     #[serde(default)]
     pub capabilities: Vec<Capability>,
+    /// Which requests it judges.
     #[serde(default)]
     pub scope: Scope,
+    /// Overrides of the engine's sandbox limits.
     #[serde(default)]
     pub limits: LimitOverrides,
     /// Passed to the policy's `init` as JSON.
@@ -127,11 +149,16 @@ fn empty_table() -> toml::Table {
     toml::Table::new()
 }
 
+/// Why a manifest cannot be read or is refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestError {
+    /// The file cannot be read.
     #[error("cannot read bundle manifest {path}: {source}")]
     Read {
+        /// The manifest.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -139,9 +166,24 @@ pub enum ManifestError {
     /// offending lines, for the operator's own terminal; `problem` and `at`
     /// carry no text of the file.
     #[error("bundle manifest {path} is invalid: {detail}")]
-    Parse { path: PathBuf, detail: String, problem: String, at: Option<(usize, usize)> },
-    #[error("bundle manifest {path} is invalid: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Parse {
+        /// The manifest.
+        path: PathBuf,
+        /// The parser's message, quoting the file.
+        detail: String,
+        /// What kind of problem, quoting nothing.
+        problem: String,
+        /// Line and column (1-based), when known.
+        at: Option<(usize, usize)>,
+    },
+    /// TOML shaped like a manifest, with values that are not allowed.
+    #[error("bundle manifest {path} is invalid: {}", joined(.problems))]
+    Invalid {
+        /// The manifest.
+        path: PathBuf,
+        /// Every problem, in the order of the file.
+        problems: Vec<ManifestProblem>,
+    },
 }
 
 impl ManifestError {
@@ -195,6 +237,7 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 impl Manifest {
+    /// Reads and checks the manifest at `path`.
     pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
@@ -205,11 +248,7 @@ impl Manifest {
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ManifestError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::parse(path, text, &e))?;
         let problems = manifest.problems();
-        if problems.is_empty() {
-            Ok(manifest)
-        } else {
-            Err(ManifestError::Invalid { path: path.to_owned(), message: problems.join("; ") })
-        }
+        if problems.is_empty() { Ok(manifest) } else { Err(ManifestError::Invalid { path: path.to_owned(), problems }) }
     }
 
     /// A one-policy bundle of a component, named, versioned and pinned as
@@ -222,11 +261,11 @@ impl Manifest {
         capabilities: Vec<Capability>,
         fail: FailMode,
     ) -> Manifest {
-        let (name, version) = crate::ComponentInfo::read(bytes)
+        let (name, version) = arbiter_component::ComponentInfo::read(bytes)
             .ok()
             .and_then(|info| info.metadata)
             .map_or(("unnamed".to_owned(), "0.0.0".to_owned()), |m| (m.name, m.version));
-        let sha256 = crate::digest_of(bytes).trim_start_matches("sha256:").to_owned();
+        let sha256 = arbiter_component::digest_of(bytes).trim_start_matches("sha256:").to_owned();
         Manifest {
             bundle: BundleHeader {
                 name: "test".to_owned(),
@@ -250,70 +289,54 @@ impl Manifest {
     }
 
     /// Every structural problem, each naming the field at fault.
-    fn problems(&self) -> Vec<String> {
+    fn problems(&self) -> Vec<ManifestProblem> {
         let mut problems = Vec::new();
         if !is_name(&self.bundle.name) {
-            problems.push(format!(
-                "bundle.name `{}` must be lowercase letters, digits, `-` or `_`",
-                shown(&self.bundle.name)
-            ));
+            problems.push(ManifestProblem::BundleName { name: self.bundle.name.clone() });
         }
         if let Some(contract) = &self.bundle.contract
-            && !crate::CONTRACT_VERSIONS.contains(&contract.as_str())
+            && !arbiter_component::CONTRACT_VERSIONS.contains(&contract.as_str())
         {
-            problems.push(format!(
-                "bundle.contract `{}`: this host serves arbiter:policy@{}",
-                shown(contract),
-                crate::CONTRACT_VERSIONS.join(", @")
-            ));
+            problems.push(ManifestProblem::UnservedContract { contract: contract.clone() });
         }
         if self.bundle.environments.as_ref().is_some_and(Vec::is_empty) {
-            problems.push("bundle.environments must name at least one environment".to_owned());
+            problems.push(ManifestProblem::NoEnvironments);
         }
         if !is_semver(&self.bundle.version) {
-            problems.push(format!(
-                "bundle.version `{}` is not a semantic version (MAJOR.MINOR.PATCH)",
-                shown(&self.bundle.version)
-            ));
+            problems.push(ManifestProblem::BundleVersion { version: self.bundle.version.clone() });
         }
         if self.policies.is_empty() {
-            problems.push("the bundle has no [[policies]]".to_owned());
+            problems.push(ManifestProblem::NoPolicies);
         }
-        for (i, policy) in self.policies.iter().enumerate() {
-            let at = format!("policies[{i}] (`{}`)", shown(&policy.name));
+        for (index, policy) in self.policies.iter().enumerate() {
+            let at = || PolicyAt { index, name: policy.name.clone() };
             if !is_name(&policy.name) {
-                problems.push(format!("{at}.name must be lowercase letters, digits, `-` or `_`"));
+                problems.push(ManifestProblem::PolicyName { at: at() });
             }
-            if self.policies[..i].iter().any(|p| p.name == policy.name) {
-                problems.push(format!("{at}.name is used by an earlier policy"));
+            if self.policies[..index].iter().any(|p| p.name == policy.name) {
+                problems.push(ManifestProblem::DuplicateName { at: at() });
             }
             if !is_semver(&policy.version) {
-                problems.push(format!("{at}.version `{}` is not a semantic version", shown(&policy.version)));
+                problems.push(ManifestProblem::PolicyVersion { at: at(), version: policy.version.clone() });
             }
             if policy.sha256.len() != 64 || !policy.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                problems.push(format!("{at}.sha256 must be 64 hex digits"));
+                problems.push(ManifestProblem::Sha256 { at: at() });
             }
             for pattern in policy.scope.tools.iter().flatten() {
                 if let Err(e) = globset::Glob::new(pattern) {
-                    problems.push(format!(
-                        "{at}.scope.tools: `{}` is not a valid glob: {}",
-                        shown(pattern),
-                        shown(&e.to_string())
-                    ));
+                    problems.push(ManifestProblem::ScopeGlob {
+                        at: at(),
+                        pattern: pattern.clone(),
+                        error: e.to_string(),
+                    });
                 }
             }
             if policy.limits.deadline_ms == Some(0) || policy.limits.memory_mib == Some(0) {
-                problems.push(format!("{at}.limits must be positive"));
+                problems.push(ManifestProblem::Limits { at: at() });
             }
         }
         problems
     }
-}
-
-/// A value of the file as a problem quotes it: the message goes to a
-/// remote caller and a terminal, so it is bounded and escaped.
-fn shown(value: &str) -> String {
-    arbiter_types::excerpt(value, 64)
 }
 
 fn is_name(s: &str) -> bool {
@@ -425,5 +448,22 @@ mod tests {
             // The operator's own terminal still gets the quoted context.
             assert!(err.to_string().contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn every_problem_is_typed_naming_its_field_and_reads_as_before() {
+        let text = VALID.replace("orders_daily", "Orders Daily").replace(&"0".repeat(64), "00");
+        let Err(ManifestError::Invalid { problems, .. }) = parse(&text) else { panic!("accepted: {text}") };
+        let at = PolicyAt { index: 0, name: "tool-scope".into() };
+        assert_eq!(
+            problems,
+            [ManifestProblem::BundleName { name: "Orders Daily".into() }, ManifestProblem::Sha256 { at }]
+        );
+        let message = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "bundle manifest bundle.toml is invalid: bundle.name `Orders Daily` must be lowercase letters, digits, \
+             `-` or `_`; policies[0] (`tool-scope`).sha256 must be 64 hex digits"
+        );
     }
 }

@@ -5,9 +5,20 @@
 
 use std::collections::HashSet;
 
-use arbiter_types::{Action, Obligation, Redaction, Request, Verdict, check_redactions};
+use arbiter_types::{Action, ActionKind, Obligation, Redaction, RedactionError, Request, Verdict, check_redactions};
 
-pub(crate) fn check(verdict: &Verdict, request: &Request) -> Result<(), String> {
+/// An obligation that does not fit the request it answers.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ObligationRefused {
+    #[error("hides tool `{}`, which the {} it answers does not list", arbiter_types::excerpt(.tool, 100), .answers.as_str())]
+    HidesUnlisted { tool: String, answers: ActionKind },
+    #[error("redacts a {}, which has nothing to redact", .kind.as_str())]
+    NothingToRedact { kind: ActionKind },
+    #[error(transparent)]
+    Redaction(#[from] RedactionError),
+}
+
+pub(crate) fn check(verdict: &Verdict, request: &Request) -> Result<(), ObligationRefused> {
     let mut redactions: Vec<Redaction> = Vec::new();
     let listed: HashSet<&str> = match &request.action {
         Action::ToolListing(listing) => listing.tools.iter().map(|t| t.name.as_str()).collect(),
@@ -18,11 +29,7 @@ pub(crate) fn check(verdict: &Verdict, request: &Request) -> Result<(), String> 
             Obligation::ClampMaxOutputTokens(_) | Obligation::SummarizeContext(_) => {}
             Obligation::HideTool(name) if listed.contains(name.as_str()) => {}
             Obligation::HideTool(name) => {
-                return Err(format!(
-                    "hides tool `{}`, which the {} it answers does not list",
-                    arbiter_types::excerpt(name, 100),
-                    request.action.kind().as_str()
-                ));
+                return Err(ObligationRefused::HidesUnlisted { tool: name.clone(), answers: request.action.kind() });
             }
             Obligation::Redact(r) => redactions.push(r.clone()),
         }
@@ -33,7 +40,7 @@ pub(crate) fn check(verdict: &Verdict, request: &Request) -> Result<(), String> 
     let document = match &request.action {
         Action::ToolCall(call) => &call.arguments,
         Action::ToolResult(result) => &result.result,
-        other => return Err(format!("redacts a {}, which has nothing to redact", other.kind().as_str())),
+        other => return Err(ObligationRefused::NothingToRedact { kind: other.kind() }),
     };
-    check_redactions(document, &redactions).map_err(|e| e.to_string())
+    Ok(check_redactions(document, &redactions)?)
 }

@@ -9,37 +9,36 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use arbiter_types::{PolicyOutcome, Verdict};
+use arbiter_component::{
+    Capability, ComponentInfo, ComponentProblems, ContractVersion, Expected, Grants, Identity, InspectError, check,
+};
+use arbiter_types::{FaultKind, PolicyOutcome, Verdict};
 use wasmtime::component::Linker;
 use wasmtime::{Store, Trap};
 
-use crate::capability::{Capability, ImportKind, classify_import};
-use crate::combine::STATE_UNAVAILABLE;
-use crate::component_info::{ComponentInfo, InspectError};
 use crate::config::SandboxLimits;
-use crate::contract::{CONTRACT_VERSIONS, Instance, Pre, Requests, Returned, Version};
+use crate::contract::{self, Instance, Pre, Requests, Returned};
 use crate::engine::PolicyEngine;
 use crate::sandbox::{Deadline, DecisionContext, SandboxState, StateUnavailable};
 
 /// Why a component cannot be loaded as a policy.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
+    /// The bytes are not a component.
     #[error(transparent)]
     Inspect(#[from] InspectError),
-    #[error("exports no `arbiter:policy/evaluator` interface: not an arbiter policy")]
-    NotAPolicy,
-    #[error("targets contract arbiter:policy@{found}; this host serves arbiter:policy@{}", CONTRACT_VERSIONS.join(", @"))]
-    UnsupportedContract { found: String },
-    #[error("imports `{import}`, which arbiter never provides to policies (no WASI, no ambient authority)")]
-    ForbiddenImport { import: String },
-    #[error(
-        "imports capability `{capability}` ({import}), which the bundle does not grant it; add \"{capability}\" to its `capabilities`"
-    )]
-    CapabilityNotGranted { capability: Capability, import: String },
+    /// The component is not a policy this host accepts
+    /// ([`arbiter_component::check`]).
+    #[error(transparent)]
+    Refused(#[from] ComponentProblems),
+    /// wasmtime cannot compile it.
     #[error("cannot be compiled: {0}")]
     Compile(String),
+    /// Linking or creating its first instance failed.
     #[error("cannot be instantiated: {0}")]
     Instantiate(String),
+    /// Its `init` refused the bundle's settings.
     #[error("rejected its settings: {0}")]
     Settings(String),
 }
@@ -77,7 +76,7 @@ struct Slot {
 /// How a policy evaluation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Fault {
-    pub(crate) kind: &'static str,
+    pub(crate) kind: FaultKind,
     pub(crate) detail: String,
 }
 
@@ -94,25 +93,28 @@ impl PreparedPolicy {
         limits: SandboxLimits,
     ) -> Result<Self, LoadError> {
         let info = ComponentInfo::read(bytes)?;
-        Self::load_inspected(engine, name, bytes, info, granted, settings_json, limits)
+        let version = check(&info, &Expected { grants: Grants::Only(granted), identity: Identity::Unchecked })?;
+        Self::load_checked(engine, name, bytes, info, version, granted, settings_json, limits)
     }
 
-    pub(crate) fn load_inspected(
+    /// Compiles and prepares a component [`check`] accepted as `version`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn load_checked(
         engine: &PolicyEngine,
         name: &str,
         bytes: &[u8],
         info: ComponentInfo,
+        version: ContractVersion,
         granted: &[Capability],
         settings_json: String,
         limits: SandboxLimits,
     ) -> Result<Self, LoadError> {
-        let version = check_contract(&info, granted)?;
         let mut linker = Linker::<SandboxState>::new(engine.wasmtime());
         let imported = granted.iter().copied().filter(|c| info.imports.contains(&c.interface(version.as_str())));
-        version.link(&mut linker, imported).map_err(|e| LoadError::Instantiate(e.to_string()))?;
+        contract::link(version, &mut linker, imported).map_err(|e| LoadError::Instantiate(e.to_string()))?;
         let component = engine.compile(bytes, &info.digest).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let pre = version.prepare(instance_pre).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let pre = contract::prepare(version, instance_pre).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let config = engine.config();
         let policy = PreparedPolicy {
             name: Arc::from(name),
@@ -132,17 +134,19 @@ impl PreparedPolicy {
             reuse_limit: config.instance_reuse_limit.get(),
         };
         let first = policy.instantiate().map_err(|fault| match fault.kind {
-            "settings_rejected" => LoadError::Settings(fault.detail),
+            FaultKind::SettingsRejected => LoadError::Settings(fault.detail),
             _ => LoadError::Instantiate(format!("{}: {}", fault.kind, fault.detail)),
         })?;
         policy.release(first);
         Ok(policy)
     }
 
+    /// Its name in the bundle.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// What its component says about itself.
     pub fn info(&self) -> &ComponentInfo {
         &self.info
     }
@@ -154,8 +158,8 @@ impl PreparedPolicy {
         let outcome = match self.evaluate_in_sandbox(requests, context) {
             Ok(verdict) => PolicyOutcome::Verdict(verdict),
             Err(fault) => {
-                tracing::warn!(policy = &*self.name, kind = fault.kind, "policy fault: {}", fault.detail);
-                PolicyOutcome::Fault { kind: fault.kind.to_owned(), detail: fault.detail }
+                tracing::warn!(policy = &*self.name, kind = fault.kind.code(), "policy fault: {}", fault.detail);
+                PolicyOutcome::Fault { kind: fault.kind, detail: fault.detail }
             }
         };
         let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -179,9 +183,9 @@ impl PreparedPolicy {
                 match returned {
                     Returned::Verdict(verdict) => crate::obligations::check(&verdict, requests.request())
                         .map(|()| verdict)
-                        .map_err(|detail| Fault { kind: "invalid_verdict", detail }),
-                    Returned::Invalid(detail) => Err(Fault { kind: "invalid_verdict", detail }),
-                    Returned::Unexpressible(detail) => Err(Fault { kind: "unsupported_action", detail }),
+                        .map_err(|refused| Fault { kind: FaultKind::InvalidVerdict, detail: refused.to_string() }),
+                    Returned::Invalid(detail) => Err(Fault { kind: FaultKind::InvalidVerdict, detail }),
+                    Returned::Unexpressible(detail) => Err(Fault { kind: FaultKind::UnsupportedAction, detail }),
                 }
             }
             // The instance may be mid-trap or out of memory: never reuse it.
@@ -194,7 +198,7 @@ impl PreparedPolicy {
         store.data_mut().memory_refused = false;
         if self.metered {
             let fuel = self.limits.fuel.unwrap_or(u64::MAX);
-            store.set_fuel(fuel).map_err(|e| Fault { kind: "trap", detail: e.to_string() })?;
+            store.set_fuel(fuel).map_err(|e| Fault { kind: FaultKind::Trap, detail: e.to_string() })?;
         }
         store.data_mut().start_call();
         store.set_epoch_deadline(self.deadline.initial_ticks());
@@ -213,7 +217,7 @@ impl PreparedPolicy {
         let policy = self.pre.instantiate(&mut store).map_err(|e| classify(&e, &store))?;
         self.arm(&mut store)?;
         let initialised = policy.init(&mut store, &self.settings_json).map_err(|e| classify(&e, &store))?;
-        initialised.map_err(|message| Fault { kind: "settings_rejected", detail: message })?;
+        initialised.map_err(|message| Fault { kind: FaultKind::SettingsRejected, detail: message })?;
         Ok(Slot { store, policy, evaluations: 0 })
     }
 
@@ -237,45 +241,22 @@ impl PreparedPolicy {
     }
 }
 
-/// Checks, without compiling, that a component targets a served contract
-/// version, imports the contract at that version only, and imports only
-/// granted capabilities.
-pub(crate) fn check_contract(info: &ComponentInfo, granted: &[Capability]) -> Result<Version, LoadError> {
-    let target = info.contract_version.as_deref().ok_or(LoadError::NotAPolicy)?;
-    let version = Version::of(target).ok_or_else(|| LoadError::UnsupportedContract { found: target.to_owned() })?;
-    for import in &info.imports {
-        match classify_import(import) {
-            ImportKind::ContractTypes { version: v } | ImportKind::Capability { version: v, .. } if v != target => {
-                return Err(LoadError::UnsupportedContract { found: v });
-            }
-            ImportKind::ContractTypes { .. } => {}
-            ImportKind::Capability { capability, .. } if granted.contains(&capability) => {}
-            ImportKind::Capability { capability, .. } => {
-                return Err(LoadError::CapabilityNotGranted { capability, import: import.clone() });
-            }
-            ImportKind::OtherContractVersion(found) => return Err(LoadError::UnsupportedContract { found }),
-            ImportKind::Foreign => return Err(LoadError::ForbiddenImport { import: import.clone() }),
-        }
-    }
-    Ok(version)
-}
-
 /// Names what stopped the policy.
 fn classify(error: &wasmtime::Error, store: &Store<SandboxState>) -> Fault {
     let detail = format!("{error:#}");
     if let Some(unavailable) = error.downcast_ref::<StateUnavailable>() {
-        return Fault { kind: STATE_UNAVAILABLE, detail: unavailable.to_string() };
+        return Fault { kind: FaultKind::StateUnavailable, detail: unavailable.to_string() };
     }
     if store.data().memory_refused {
-        return Fault { kind: "memory_limit", detail };
+        return Fault { kind: FaultKind::MemoryLimit, detail };
     }
     let kind = match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => "out_of_fuel",
-        Some(Trap::Interrupt) => "deadline_exceeded",
-        Some(Trap::StackOverflow) => "stack_overflow",
-        Some(Trap::UnreachableCodeReached) => "panic",
-        Some(_) => "trap",
-        None => "invalid_return",
+        Some(Trap::OutOfFuel) => FaultKind::OutOfFuel,
+        Some(Trap::Interrupt) => FaultKind::DeadlineExceeded,
+        Some(Trap::StackOverflow) => FaultKind::StackOverflow,
+        Some(Trap::UnreachableCodeReached) => FaultKind::Panic,
+        Some(_) => FaultKind::Trap,
+        None => FaultKind::InvalidReturn,
     };
     Fault { kind, detail }
 }

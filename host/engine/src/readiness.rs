@@ -12,16 +12,21 @@ use serde::{Deserialize, Serialize};
 use crate::declared::Declared;
 use crate::manifest::{FailMode, Manifest, ManifestPolicy, Mode};
 
+/// How far a checklist item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Score {
+    /// Nothing of it in place.
     #[serde(rename = "Not Started")]
     NotStarted,
+    /// Part of it in place.
     #[serde(rename = "Needs Work")]
     NeedsWork,
+    /// In place.
     Ready,
 }
 
 impl Score {
+    /// The score as the checklist writes it (`Needs Work`).
     pub fn label(self) -> &'static str {
         match self {
             Score::NotStarted => "Not Started",
@@ -44,6 +49,7 @@ pub enum Basis {
 }
 
 impl Basis {
+    /// Where the evidence comes from, as the report writes it.
     pub fn label(self) -> &'static str {
         match self {
             Basis::Bundle => "bundle",
@@ -53,11 +59,16 @@ impl Basis {
     }
 }
 
+/// One scored item of the readiness checklist.
 #[derive(Debug, Clone, Serialize)]
 pub struct Item {
+    /// The checklist item (`Cost management`).
     pub item: &'static str,
+    /// How far it is.
     pub score: Score,
+    /// Where the evidence comes from.
     pub basis: Basis,
+    /// What the score rests on, one line each.
     pub evidence: Vec<String>,
 }
 
@@ -67,16 +78,22 @@ pub struct Item {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Deployment {
+    /// `--state`: a journal directory or a Redis URL; absent means memory.
     #[serde(default)]
     pub state: Option<String>,
+    /// `--audit-log`: the audit log's path.
     #[serde(default)]
     pub audit_log: Option<String>,
+    /// `--trusted-key` files: bundles must be signed by one.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// Whether `ARBITER_ADMIN_TOKEN` is set (one admin credential).
     #[serde(default)]
     pub admin_token: bool,
+    /// `--escalation-webhook`: where escalations are announced.
     #[serde(default)]
     pub escalation_webhook: Option<String>,
+    /// `--keep-bundles`: activated bundles kept for rollback.
     #[serde(default)]
     pub keep_bundles: Option<usize>,
     /// `arbiter serve --credentials` (a path, relative to this file).
@@ -94,6 +111,7 @@ pub struct Deployment {
 /// counts only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
+    /// Credentials issued, in all.
     pub credentials: usize,
     /// Credentials with the approve role.
     pub approvers: usize,
@@ -111,8 +129,11 @@ pub struct Identity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StateBackend {
+    /// In the server's memory: lost at restart.
     Memory,
+    /// An embedded journal on local disk (`--state DIR`).
     Journal,
+    /// Redis, shared by replicas (`--state redis://…`).
     Redis,
 }
 
@@ -137,7 +158,9 @@ pub struct ServerFacts {
     /// The active bundle's name and version (unknown when self-declared).
     #[serde(default)]
     pub bundle: Option<(String, String)>,
+    /// Where state lives.
     pub state: StateBackend,
+    /// Whether decisions are recorded in an audit log.
     pub audit_log: bool,
     /// Checkpoints signed (`--audit-key`).
     #[serde(default)]
@@ -145,13 +168,17 @@ pub struct ServerFacts {
     /// Decisions that cannot be recorded are denied (`--audit-required`).
     #[serde(default)]
     pub audit_required: bool,
+    /// Keys a deployed bundle must be signed by.
     pub trusted_keys: usize,
+    /// Whether escalations are announced to a webhook.
     pub escalation_webhook: bool,
     /// Activated bundles kept for rollback; `None` when reload is off.
     pub keep_bundles: Option<usize>,
+    /// Whether requests without a key decide (`--anonymous`).
     pub anonymous: bool,
     /// `server` or `request`.
     pub clock: String,
+    /// What the credentials grant.
     pub identity: Identity,
 }
 
@@ -183,7 +210,9 @@ impl Deployment {
 /// What readiness knows of the server, and how.
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// What is known of the server.
     pub facts: ServerFacts,
+    /// How it is known.
     pub basis: Basis,
 }
 
@@ -634,11 +663,14 @@ mod tests {
         assert_eq!(score(&items, "failure-mode inventory").0, Score::NotStarted);
         assert!(score(&items, "failure-mode inventory").1.contains(&"error propagation: NOT COVERED".to_owned()));
         // Nor does one whose component could not be read or is not the pinned one.
-        let unread = BTreeMap::from([("circuit-breaker".to_owned(), Err("not the pinned component".to_owned()))]);
+        let path = Path::new("cb.wasm").to_owned();
+        let unread = BTreeMap::from([("circuit-breaker".to_owned(), Err(crate::DeclaredError::NotPinned { path }))]);
         let items = assess(&manifest(&[policy("circuit-breaker", BREAKER_SETTINGS)]), &unread, false, &[], None);
         let (score, evidence) = score(&items, "failure-mode inventory");
         assert_eq!(score, Score::NotStarted);
-        assert!(evidence.iter().any(|e| e == "`circuit-breaker` declares nothing readable: not the pinned component"));
+        assert!(evidence.iter().any(
+            |e| e == "`circuit-breaker` declares nothing readable: cb.wasm is not the component the manifest pins"
+        ));
     }
 
     fn budgets(per: &[(&str, &str)]) -> String {

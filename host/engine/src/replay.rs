@@ -29,6 +29,7 @@ struct DecideExpectation {
 /// The result of one replayed event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayedEvent {
+    /// 1-based line of the trace.
     pub line: usize,
     /// The actual result, as a JSON object.
     pub result: Value,
@@ -40,7 +41,9 @@ pub struct ReplayedEvent {
 #[derive(Debug, thiserror::Error)]
 #[error("line {line}: {message}")]
 pub struct ReplayError {
+    /// 1-based line of the trace.
     pub line: usize,
+    /// What is wrong with it.
     pub message: String,
 }
 

@@ -17,22 +17,48 @@ const PUBLIC_TAG: &str = "arbiter-ed25519-public-key";
 /// Domain separation: a bundle signature can never be mistaken for another.
 const CONTEXT: &[u8] = b"arbiter bundle manifest v1\n";
 
+/// Why a bundle's signature, or a key, is refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignatureError {
+    /// A key, manifest or signature file cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// A key or signature file is not what it should hold.
     #[error("{path} is not {what}")]
-    Malformed { path: PathBuf, what: &'static str },
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What it should hold (`an ed25519 public key`).
+        what: &'static str,
+    },
+    /// A signature is required and the manifest has none.
     #[error("bundle {manifest} is not signed (no {manifest}.sig)")]
-    Unsigned { manifest: PathBuf },
+    Unsigned {
+        /// The manifest.
+        manifest: PathBuf,
+    },
+    /// Signed, by a key the server does not trust.
     #[error("bundle {manifest} is signed by key {key_id}, which is not trusted")]
-    UntrustedKey { manifest: PathBuf, key_id: String },
+    UntrustedKey {
+        /// The manifest.
+        manifest: PathBuf,
+        /// [`key_id`] of the signing key.
+        key_id: String,
+    },
+    /// The signature does not verify: the manifest changed after signing.
     #[error("bundle {manifest}: the signature does not match the manifest (it was changed after signing)")]
-    BadSignature { manifest: PathBuf },
+    BadSignature {
+        /// The manifest.
+        manifest: PathBuf,
+    },
+    /// The OS gave no randomness for a new key.
     #[error("cannot generate a key: {0}")]
     Random(String),
 }
@@ -58,25 +84,30 @@ fn parse_hex<const N: usize>(
     bytes.try_into().map_err(|_| malformed())
 }
 
+/// A fresh ed25519 signing key from the OS's randomness.
 pub fn generate_key() -> Result<SigningKey, SignatureError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| SignatureError::Random(e.to_string()))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
+/// The key's text form, as `arbiter keygen` writes it.
 pub fn secret_key_text(key: &SigningKey) -> String {
     format!("{SECRET_TAG} {}\n", hex::encode(key.to_bytes()))
 }
 
+/// The public key's text form (the `.pub` file).
 pub fn public_key_text(key: &VerifyingKey) -> String {
     format!("{PUBLIC_TAG} {}\n", hex::encode(key.as_bytes()))
 }
 
+/// Reads a secret key file `arbiter keygen` wrote.
 pub fn read_secret_key(path: &Path) -> Result<SigningKey, SignatureError> {
     let bytes = parse_hex::<32>(&read(path)?, SECRET_TAG, path, "an arbiter ed25519 secret key")?;
     Ok(SigningKey::from_bytes(&bytes))
 }
 
+/// Reads a public key file.
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey, SignatureError> {
     let bytes = parse_hex::<32>(&read(path)?, PUBLIC_TAG, path, "an arbiter ed25519 public key")?;
     VerifyingKey::from_bytes(&bytes)

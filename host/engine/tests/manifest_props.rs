@@ -86,9 +86,11 @@ proptest! {
                         prop_assert!(!problem.contains(s.as_str()), "{problem:?} quotes {s:?}");
                     }
                 }
-                if let ManifestError::Invalid { message, .. } = &error {
+                if let ManifestError::Invalid { problems, .. } = &error {
                     let top = arbiter_testgen::path_text(&path[..1]);
-                    check_clear(message, &[&top, "bundle", "policies"])?;
+                    for problem in problems {
+                        check_clear(&problem.to_string(), &[&top, "bundle", "policies"])?;
+                    }
                 }
             }
         }

@@ -407,7 +407,9 @@ impl Metrics {
             let labels = PolicyLabels { policy: policy.name.clone() };
             self.policy_seconds.get_or_create(&labels).observe(policy.elapsed_us as f64 / 1e6);
             if let PolicyOutcome::Fault { kind, .. } = &policy.outcome {
-                self.faults.get_or_create(&FaultLabels { policy: policy.name.clone(), kind: kind.clone() }).inc();
+                self.faults
+                    .get_or_create(&FaultLabels { policy: policy.name.clone(), kind: kind.code().to_owned() })
+                    .inc();
             }
         }
         if let (arbiter_types::VerdictKind::Allow, Some((p, model, tokens))) = (decision.decision, llm) {

@@ -22,6 +22,7 @@ use crate::state::{AppState, InFlight};
 use crate::webhook::Webhook;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -243,14 +243,13 @@ impl AppState {
             self.recent.push(request, &decision, source, now_ms(), seq);
             return decision;
         }
-        let denied = Decision {
-            decision: VerdictKind::Deny,
-            reasons: vec![arbiter_reason("audit_unavailable", "the audit record cannot be written (--audit-required)")],
-            escalation: None,
-            obligations: vec![],
-            approved_by: None,
-            ..decision
-        };
+        let mut denied = decision;
+        denied.decision = VerdictKind::Deny;
+        denied.reasons =
+            vec![arbiter_reason("audit_unavailable", "the audit record cannot be written (--audit-required)")];
+        denied.escalation = None;
+        denied.obligations.clear();
+        denied.approved_by = None;
         self.recent.push(request, &denied, source, now_ms(), None);
         denied
     }

@@ -147,10 +147,9 @@ mod tests {
             expires_at: None,
         };
         let bundle = BundleRef { name: "b".into(), version: "1.0.0".into() };
-        Decision {
-            escalation: Some(offer),
-            ..Decision::bare(format!("request-{id}"), VerdictKind::Escalate, vec![], bundle)
-        }
+        let mut decision = Decision::bare(format!("request-{id}"), VerdictKind::Escalate, vec![], bundle);
+        decision.escalation = Some(offer);
+        decision
     }
 
     /// A webhook that holds every request until `open` is true, then

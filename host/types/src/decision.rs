@@ -2,19 +2,26 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fault::FaultKind;
 use crate::verdict::{BreakerGuard, Charge, Obligation, Verdict, VerdictKind};
 
+/// Which bundle decided: its name and version, as its manifest states them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleRef {
+    /// The bundle's `name`.
     pub name: String,
+    /// The bundle's semantic version.
     pub version: String,
 }
 
 /// A reason, attributed to the policy that gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionReason {
+    /// The policy that gave it (`arbiter` for the host's own reasons).
     pub policy: String,
+    /// A stable, machine-readable code (`needs_approval`, `policy_fault`).
     pub code: String,
+    /// What a person reads.
     pub message: String,
 }
 
@@ -24,8 +31,11 @@ pub struct EscalationOffer {
     /// Set once the escalation is recorded: retry with it after approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Who may approve: the union of every escalating policy's approvers.
     pub approvers: Vec<String>,
+    /// How long an approval is good for: the shortest any policy asked.
     pub valid_for_seconds: u32,
+    /// When the recorded escalation expires (RFC 3339), once recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }
@@ -37,38 +47,59 @@ pub enum PolicyOutcome {
     /// The policy returned a verdict.
     Verdict(Verdict),
     /// The policy trapped, ran out of fuel, time or memory, or returned an
-    /// invalid verdict; `kind` says which.
-    Fault { kind: String, detail: String },
+    /// invalid verdict.
+    Fault {
+        /// Which of those.
+        kind: FaultKind,
+        /// What the sandbox said, for the operator.
+        detail: String,
+    },
 }
 
 /// One evaluated policy, for the audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyResult {
+    /// The policy's name in the bundle.
     pub name: String,
+    /// Its version, as the manifest pins it.
     pub version: String,
+    /// `sha256:` digest of its component.
     pub digest: String,
     /// Monitor-mode results are recorded but never enforced.
     pub enforced: bool,
+    /// How its evaluation ended (flattened: `outcome`, then its fields).
     #[serde(flatten)]
     pub outcome: PolicyOutcome,
+    /// Time spent in the policy, in microseconds.
     pub elapsed_us: u64,
 }
 
 /// The combined decision: deny overrides escalate overrides allow.
+///
+/// Other crates start one with [`Decision::bare`] and set the rest: fields
+/// may be added, which a struct literal would not survive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Decision {
+    /// The request's `id`.
     pub id: String,
+    /// The combined verdict.
     pub decision: VerdictKind,
     /// Reasons of the winning kind only (all deny reasons for a deny, all
     /// escalate reasons for an escalate, none for an allow).
     pub reasons: Vec<DecisionReason>,
+    /// Who may approve, when the decision is escalate.
     pub escalation: Option<EscalationOffer>,
+    /// What the gateway must do to let the action through (allow only).
     pub obligations: Vec<Obligation>,
+    /// Budget reservations the decision committed (allow only).
     pub charges: Vec<Charge>,
     /// Breakers the allowed request passed (its outcome feeds them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breakers: Vec<BreakerGuard>,
+    /// The bundle that decided.
     pub bundle: BundleRef,
+    /// Every evaluated policy, in bundle order, enforced or not.
     pub policies: Vec<PolicyResult>,
     /// Set when an approved escalation let this request through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,7 +109,7 @@ pub struct Decision {
 impl Decision {
     /// A decision of `bundle` with nothing but its verdict and reasons: the
     /// host's own answers (wrong environment, overload), and the base of
-    /// any other (`Decision { .., ..Decision::bare(..) }`).
+    /// any other (set the fields it needs on it).
     pub fn bare(id: impl Into<String>, decision: VerdictKind, reasons: Vec<DecisionReason>, bundle: BundleRef) -> Self {
         Decision {
             id: id.into(),

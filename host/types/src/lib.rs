@@ -5,9 +5,12 @@
 //! Parsing validates everything a policy relies on, so an error names the
 //! field at fault and a policy never sees a malformed request.
 
+#![deny(missing_docs)]
+
 pub mod clock;
 mod decision;
 mod excerpt;
+mod fault;
 mod redact;
 mod request;
 mod timestamp;
@@ -17,6 +20,7 @@ mod verdict;
 
 pub use decision::{BundleRef, Decision, DecisionReason, EscalationOffer, PolicyOutcome, PolicyResult};
 pub use excerpt::excerpt;
+pub use fault::{FaultKind, POLICY_FAULT, STATE_UNAVAILABLE};
 pub use redact::{Redaction, RedactionError, apply_redactions, check_redactions};
 pub use request::{Action, ActionKind, Environment, LlmRequest, Principal, Request, RequestError, ToolCall, ToolFacts};
 pub use timestamp::{TimestampError, format_rfc3339_ms, parse_day_or_rfc3339_ms, parse_rfc3339_ms};

@@ -8,9 +8,13 @@ use serde_json::{Map, Value};
 /// `[redacted:<code>]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Redaction {
+    /// JSON Pointer of the string within the arguments or result.
     pub pointer: String,
+    /// Start of the span, in bytes.
     pub start: u32,
+    /// End of the span (exclusive), in bytes.
     pub end: u32,
+    /// Why it is masked (`aws_access_key`); shown as `[redacted:<code>]`.
     pub code: String,
 }
 
@@ -19,10 +23,24 @@ pub struct Redaction {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedactionError {
+    /// The pointer names no string of the document.
     #[error("redaction `{pointer}`: no string there")]
-    NoString { pointer: String },
+    NoString {
+        /// The redaction's pointer.
+        pointer: String,
+    },
+    /// The span does not lie within the string, on character boundaries.
     #[error("redaction `{pointer}` {start}..{end}: outside the string's {len} bytes or not on character boundaries")]
-    BadRange { pointer: String, start: u32, end: u32, len: usize },
+    BadRange {
+        /// The redaction's pointer.
+        pointer: String,
+        /// The span's start.
+        start: u32,
+        /// The span's end.
+        end: u32,
+        /// The string's length in bytes.
+        len: usize,
+    },
 }
 
 /// Splits `/first/rest…` into the first member's (unescaped) name and the

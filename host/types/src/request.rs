@@ -18,37 +18,52 @@ const MAX_ERROR_MESSAGE_CHARS: usize = 400;
 /// well-formed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
+    /// The caller's id for the request, echoed in the decision.
     pub id: String,
+    /// Who acts: the principal the caller's credential grants.
     pub principal: Principal,
+    /// What it wants to do.
     pub action: Action,
     /// Event time in ms since the Unix epoch; `None` when the caller gave
     /// none (the host then uses its clock).
     pub timestamp_ms: Option<i64>,
+    /// Free-form labels, in document order.
     pub labels: Vec<(String, String)>,
     /// A retry of an escalated request names its escalation, to claim the
     /// approval.
     pub escalation_id: Option<String>,
 }
 
+/// Who an action is for: the pipeline, agent and team, where and in which run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Principal {
+    /// The pipeline (a scheduled job, a service) the agent works for.
     pub pipeline: String,
+    /// The agent within the pipeline.
     pub agent: String,
+    /// The team that owns the pipeline (budgets and reports by team).
     pub team: String,
+    /// The environment it runs in.
     pub environment: Environment,
+    /// The run: one execution of the pipeline (history and run budgets).
     pub run: String,
 }
 
+/// The deployment environment of a principal; a bundle may serve only some.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Environment {
+    /// Development.
     Dev,
+    /// Staging.
     Staging,
+    /// Production.
     Prod,
 }
 
 impl Environment {
+    /// The environment as JSON spells it (`prod`).
     pub fn as_str(self) -> &'static str {
         match self {
             Environment::Dev => "dev",
@@ -58,9 +73,12 @@ impl Environment {
     }
 }
 
+/// What an agent wants to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// A call of a tool (an MCP `tools/call`, a function call).
     ToolCall(ToolCall),
+    /// A request to an LLM provider.
     LlmRequest(LlmRequest),
     /// A server's `tools/list` answer, before the agent sees it.
     ToolListing(ToolListing),
@@ -72,9 +90,13 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
+    /// A tool call.
     ToolCall,
+    /// An LLM request.
     LlmRequest,
+    /// An MCP tool listing.
     ToolListing,
+    /// An MCP tool result.
     ToolResult,
 }
 
@@ -83,6 +105,7 @@ impl ActionKind {
     /// sees listings and results only when its scope asks for them.
     pub const ORIGINAL: [ActionKind; 2] = [ActionKind::ToolCall, ActionKind::LlmRequest];
 
+    /// The kind as JSON and manifests spell it (`tool_call`).
     pub fn as_str(self) -> &'static str {
         match self {
             ActionKind::ToolCall => "tool_call",
@@ -94,6 +117,7 @@ impl ActionKind {
 }
 
 impl Action {
+    /// Which kind of action this is.
     pub fn kind(&self) -> ActionKind {
         match self {
             Action::ToolCall(_) => ActionKind::ToolCall,
@@ -113,11 +137,14 @@ impl Action {
     }
 }
 
+/// A call of a tool by name with its arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCall {
+    /// The tool's name (`warehouse.query`).
     pub tool: String,
     /// The arguments object, members in document order.
     pub arguments: Map<String, Value>,
+    /// What the caller declares about the call.
     pub facts: ToolFacts,
     /// The MCP server the call goes to, as the gateway names it.
     pub server: Option<String>,
@@ -127,20 +154,27 @@ pub struct ToolCall {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolFacts {
+    /// The call cannot be undone (a drop, a payment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irreversible: Option<bool>,
+    /// What it acts on (a table, a bucket), as the caller names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// Where that resource lives (data residency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
 }
 
+/// A request to an LLM: the model and how many tokens it may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlmRequest {
+    /// The model asked for, as the provider names it.
     pub model: String,
+    /// Tokens of the prompt (given, or estimated from the messages).
     pub prompt_tokens: u64,
     /// True when `prompt_tokens` was estimated from `messages`.
     pub prompt_tokens_estimated: bool,
+    /// The most the answer may generate.
     pub max_output_tokens: u64,
     /// `sha256:` of the prompt's canonical JSON, when the host saw the
     /// prompt (messages, system, tools): it makes an approval hold for
@@ -169,11 +203,19 @@ impl LlmRequest {
 
 /// Why a request was refused. The message names the field at fault.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
+    /// The body is not JSON (or not UTF-8).
     #[error("request body is not valid UTF-8 JSON: {0}")]
     Syntax(#[source] serde_json::Error),
+    /// A field is missing, unknown or malformed.
     #[error("{path}: {message}")]
-    Field { path: String, message: String },
+    Field {
+        /// The field, as a path (`action.arguments`).
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 impl RequestError {

@@ -7,10 +7,13 @@ use time::format_description::well_known::Rfc3339;
 #[derive(Debug, thiserror::Error)]
 #[error("`{}` is not an RFC 3339 timestamp (e.g. 2026-11-26T02:00:00Z): {detail}", crate::excerpt(.text, 64))]
 pub struct TimestampError {
+    /// The text as given (excerpted when displayed).
     pub text: String,
+    /// What is wrong with it.
     pub detail: String,
 }
 
+/// Milliseconds since the Unix epoch of an RFC 3339 timestamp.
 pub fn parse_rfc3339_ms(text: &str) -> Result<i64, TimestampError> {
     let parsed = OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|e| TimestampError { text: text.to_owned(), detail: e.to_string() })?;

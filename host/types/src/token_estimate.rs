@@ -23,7 +23,7 @@ pub fn estimate_prompt_tokens(messages: &[Value]) -> u64 {
 }
 
 /// Tokens of `bytes` of plain text, without message framing: at most
-/// [`BYTES_PER_TOKEN`] bytes a token, rounded up.
+/// `BYTES_PER_TOKEN` (3) bytes a token, rounded up.
 pub fn estimate_text_tokens(bytes: u64) -> u64 {
     bytes.div_ceil(BYTES_PER_TOKEN)
 }

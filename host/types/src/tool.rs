@@ -23,7 +23,9 @@ const MAX_DEPTH: usize = 128;
 /// tool does or how to call it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolDefinition {
+    /// The tool's name, as the server lists it.
     pub name: String,
+    /// What the server tells the model the tool does.
     pub description: String,
     /// `inputSchema`, as given.
     pub input_schema: Value,
@@ -90,6 +92,7 @@ impl ToolDefinition {
 pub struct ToolListing {
     /// The server, as the gateway names it.
     pub server: String,
+    /// The tools listed, in the server's order.
     pub tools: Vec<ToolDefinition>,
     /// One page of a paginated listing (a `cursor` asked, or a
     /// `nextCursor` given): decided like any listing, but not recorded as
@@ -122,6 +125,7 @@ impl ToolListing {
 pub struct ToolResult {
     /// The call it answers.
     pub call: ToolCall,
+    /// The result as the server sent it (`content`, `structuredContent`, …).
     pub result: Map<String, Value>,
 }
 

@@ -108,6 +108,8 @@ fn check_refusal(error: &RequestError) -> Result<(), TestCaseError> {
             prop_assert!(!path.is_empty(), "no field named in {text:?}");
             Ok(())
         }
+        // A new kind of refusal needs its own check here.
+        _ => Err(TestCaseError::fail(format!("a refusal of no kind this test knows: {text}"))),
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use arbiter_engine::{ComponentInfo, ImportKind, classify_import};
+use arbiter_engine::{ComponentInfo, Expected, Grants, Identity, ImportKind, classify_import};
 
 /// Show a policy component's name, version, contract, capabilities, exports, size, digest and review
 /// description (what its settings mean, what it guards).
@@ -35,6 +35,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ImportKind::Foreign => format!("REFUSED: {import}"),
         })
         .collect();
+    // What the loader would refuse whatever the bundle grants: the same
+    // check `arbiter build` and loading make.
+    let problems: Vec<String> =
+        match arbiter_engine::check(&info, &Expected { grants: Grants::Any, identity: Identity::Embedded }) {
+            Ok(_) => vec![],
+            Err(refused) => refused.iter().map(ToString::to_string).collect(),
+        };
     // What a bundle may scope it to.
     let actions: Vec<&str> = info
         .contract_version
@@ -49,6 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let mut value = serde_json::to_value(&info)?;
             value["capabilities"] = serde_json::json!(capabilities);
             value["actions"] = serde_json::json!(actions);
+            value["problems"] = serde_json::json!(problems);
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         Format::Text => {
@@ -69,6 +77,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "capabilities  {}",
                 if capabilities.is_empty() { "(none)".to_owned() } else { capabilities.join(", ") }
             );
+            for (i, problem) in problems.iter().enumerate() {
+                println!("{:<13} {problem}", if i == 0 { "REFUSED" } else { "" });
+            }
             println!("imports       {}", info.imports.join(", "));
             println!("exports       {}", info.exports.join(", "));
             println!("size          {} bytes", info.size_bytes);

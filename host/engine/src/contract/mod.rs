@@ -9,52 +9,12 @@ mod v0_2;
 use std::cell::OnceCell;
 use std::collections::HashMap;
 
-use arbiter_types::{ActionKind, Request, ToolDefinition, Verdict};
+use arbiter_component::{Capability, ContractVersion};
+use arbiter_types::{Request, ToolDefinition, Verdict};
 use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
-use crate::capability::Capability;
 use crate::sandbox::SandboxState;
-
-/// Contract versions served, oldest first; the last is the current one.
-pub const CONTRACT_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
-
-/// The action kinds a component of contract `version` can be handed, or
-/// `None` for a version this host does not serve.
-pub fn action_kinds(version: &str) -> Option<Vec<ActionKind>> {
-    let version = Version::of(version)?;
-    let all = [ActionKind::ToolCall, ActionKind::LlmRequest, ActionKind::ToolListing, ActionKind::ToolResult];
-    Some(all.into_iter().filter(|k| version.expresses(*k)).collect())
-}
-
-/// A served contract version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Version {
-    V0_1,
-    V0_2,
-}
-
-impl Version {
-    pub(crate) fn of(version: &str) -> Option<Self> {
-        match version {
-            "0.1.0" => Some(Version::V0_1),
-            "0.2.0" => Some(Version::V0_2),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Version::V0_1 => CONTRACT_VERSIONS[0],
-            Version::V0_2 => CONTRACT_VERSIONS[1],
-        }
-    }
-
-    /// Whether a policy of this version can be handed actions of `kind`.
-    pub(crate) fn expresses(self, kind: ActionKind) -> bool {
-        self == Version::V0_2 || ActionKind::ORIGINAL.contains(&kind)
-    }
-}
 
 /// What the tool registry knows of one tool name of the request's server.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -102,25 +62,24 @@ pub(crate) enum Instance {
     V0_2(crate::bindings::v0_2::Policy),
 }
 
-impl Version {
-    /// Links what a component of this version may import.
-    pub(crate) fn link(
-        self,
-        linker: &mut Linker<SandboxState>,
-        capabilities: impl Iterator<Item = Capability>,
-    ) -> wasmtime::Result<()> {
-        match self {
-            Version::V0_1 => v0_1::link(linker, capabilities),
-            Version::V0_2 => v0_2::link(linker, capabilities),
-        }
+/// Links what a component of `version` may import.
+pub(crate) fn link(
+    version: ContractVersion,
+    linker: &mut Linker<SandboxState>,
+    capabilities: impl Iterator<Item = Capability>,
+) -> wasmtime::Result<()> {
+    match version {
+        ContractVersion::V0_1 => v0_1::link(linker, capabilities),
+        ContractVersion::V0_2 => v0_2::link(linker, capabilities),
     }
+}
 
-    pub(crate) fn prepare(self, pre: InstancePre<SandboxState>) -> wasmtime::Result<Pre> {
-        Ok(match self {
-            Version::V0_1 => Pre::V0_1(v0_1::prepare(pre)?),
-            Version::V0_2 => Pre::V0_2(v0_2::prepare(pre)?),
-        })
-    }
+/// Prepares a component against the bindings of `version`.
+pub(crate) fn prepare(version: ContractVersion, pre: InstancePre<SandboxState>) -> wasmtime::Result<Pre> {
+    Ok(match version {
+        ContractVersion::V0_1 => Pre::V0_1(v0_1::prepare(pre)?),
+        ContractVersion::V0_2 => Pre::V0_2(v0_2::prepare(pre)?),
+    })
 }
 
 impl Pre {

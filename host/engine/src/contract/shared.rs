@@ -38,9 +38,9 @@ macro_rules! contract_glue {
 
         use self::bindings::arbiter::policy::{breakers, budgets, clock, history, log, types as wit};
         use self::bindings::{Policy, PolicyPre};
-        use crate::capability::Capability;
         use crate::contract::shared::*;
         use crate::sandbox::{SandboxState, state_error};
+        use arbiter_component::Capability;
 
         /// Links the capabilities granted and imported, and the types.
         pub(crate) fn link(

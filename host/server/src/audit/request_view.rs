@@ -49,7 +49,9 @@ mod tests {
 
     fn allowed(obligations: Vec<Obligation>) -> Decision {
         let bundle = BundleRef { name: "b".into(), version: "1.0.0".into() };
-        Decision { obligations, ..Decision::bare("r", VerdictKind::Allow, vec![], bundle) }
+        let mut decision = Decision::bare("r", VerdictKind::Allow, vec![], bundle);
+        decision.obligations = obligations;
+        decision
     }
 
     #[test]
@@ -67,17 +69,15 @@ mod tests {
         let mut refusal = arbiter_types::Verdict::allow();
         refusal.kind = VerdictKind::Deny;
         refusal.obligations.push(mask.clone());
-        let refused = Decision {
-            policies: vec![arbiter_types::PolicyResult {
-                name: "secret-scan".into(),
-                version: "0.1.0".into(),
-                digest: "d".into(),
-                enforced: true,
-                outcome: arbiter_types::PolicyOutcome::Verdict(refusal),
-                elapsed_us: 1,
-            }],
-            ..Decision::bare("r", VerdictKind::Deny, vec![], bundle)
-        };
+        let mut refused = Decision::bare("r", VerdictKind::Deny, vec![], bundle);
+        refused.policies = vec![arbiter_types::PolicyResult {
+            name: "secret-scan".into(),
+            version: "0.1.0".into(),
+            digest: "d".into(),
+            enforced: true,
+            outcome: arbiter_types::PolicyOutcome::Verdict(refusal),
+            elapsed_us: 1,
+        }];
         assert_eq!(request_view(&call, &refused)["action"]["arguments"]["text"], "key [redacted:aws_access_key]");
         let result = request(json!({"kind": "tool_result", "tool": "t",
                                     "result": {"content": [{"type": "text", "text": secret}]}}));

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasmparser::{Encoding, Parser, Payload};
 
-use crate::{CONTRACT_PACKAGE, CONTRACT_VERSIONS};
+use crate::contract::CONTRACT_PACKAGE;
 
 /// Custom section in which `arbiter-sdk` embeds the policy's identity.
 pub const METADATA_SECTION: &str = "arbiter-policy";
@@ -18,38 +18,51 @@ pub const REVIEW_SECTION: &str = arbiter_review::SECTION;
 /// The identity a policy carries inside its component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyMetadata {
+    /// The policy's name (its crate's package name).
     pub name: String,
+    /// The policy's semantic version (its crate's version).
     pub version: String,
     /// Version of `arbiter-sdk` the policy was built with.
     #[serde(default)]
     pub sdk: String,
 }
 
+/// What a component says about itself, as `arbiter inspect` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ComponentInfo {
     /// `sha256:` followed by the hex digest of the component's bytes.
     pub digest: String,
+    /// Length of the component in bytes.
     pub size_bytes: usize,
+    /// Full names of the outermost component's imports.
     pub imports: Vec<String>,
+    /// Full names of the outermost component's exports.
     pub exports: Vec<String>,
     /// Version of `arbiter:policy` the evaluator export targets, if any.
     pub contract_version: Option<String>,
+    /// The identity its SDK embedded (`arbiter-policy` section), if any.
     pub metadata: Option<PolicyMetadata>,
     /// What its settings mean and what it guards (`export_policy!(…,
     /// review = "review.toml")`); `None` when it declares nothing.
     pub review: Option<Review>,
 }
 
+/// Why bytes cannot be read as a policy component.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InspectError {
+    /// Not WebAssembly at all (wasmparser's message).
     #[error("not a WebAssembly binary: {0}")]
     NotWasm(String),
+    /// A core module: `arbiter build` wraps it into a component.
     #[error(
         "a core WebAssembly module, not a component: build policies with `arbiter build`, which wraps the module into a component"
     )]
     CoreModule,
+    /// The identity section is not the SDK's JSON.
     #[error("the `{METADATA_SECTION}` section is not valid JSON with `name` and `version`: {0}")]
     BadMetadata(String),
+    /// The review section does not parse as a review description.
     #[error("the `{REVIEW_SECTION}` section is not a valid review description: {0}")]
     BadReview(String),
 }
@@ -60,6 +73,7 @@ pub fn digest_of(bytes: &[u8]) -> String {
 }
 
 impl ComponentInfo {
+    /// Reads a component's facts; refuses what is not a component.
     pub fn read(bytes: &[u8]) -> Result<Self, InspectError> {
         let mut imports = Vec::new();
         let mut exports = Vec::new();
@@ -115,12 +129,6 @@ impl ComponentInfo {
             metadata,
             review,
         })
-    }
-
-    /// True when the component exports the evaluator of a contract
-    /// version this host serves.
-    pub fn targets_supported_contract(&self) -> bool {
-        self.contract_version.as_deref().is_some_and(|v| CONTRACT_VERSIONS.contains(&v))
     }
 }
 

@@ -6,9 +6,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::CONTRACT_PACKAGE;
-use crate::contract::CONTRACT_VERSIONS;
+use crate::contract::{CONTRACT_PACKAGE, CONTRACT_VERSIONS};
 
+/// A host interface a policy may import, if its bundle grants it.
+/// Exhaustive: it mirrors the contract's interfaces, each linked by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
@@ -25,9 +26,12 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// Every capability, in the order `arbiter inspect` lists them.
     pub const ALL: [Capability; 5] =
         [Capability::Log, Capability::Clock, Capability::Budgets, Capability::History, Capability::Breakers];
 
+    /// The interface's name inside the contract package (`budgets`), as
+    /// manifests spell it.
     pub fn name(self) -> &'static str {
         match self {
             Capability::Log => "log",
@@ -51,14 +55,19 @@ impl fmt::Display for Capability {
     }
 }
 
+/// A name that is no capability.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown capability `{name}`; known: {}", Capability::ALL.map(Capability::name).join(", "))]
+pub struct UnknownCapability {
+    /// The name as given.
+    pub name: String,
+}
+
 impl FromStr for Capability {
-    type Err = String;
+    type Err = UnknownCapability;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Capability::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| {
-            let known: Vec<_> = Capability::ALL.iter().map(|c| c.name()).collect();
-            format!("unknown capability `{s}`; known: {}", known.join(", "))
-        })
+        Capability::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| UnknownCapability { name: s.to_owned() })
     }
 }
 
@@ -67,15 +76,24 @@ impl FromStr for Capability {
 pub enum ImportKind {
     /// The contract's type-only interface, at a served version: always
     /// satisfied.
-    ContractTypes { version: String },
+    ContractTypes {
+        /// The served version it names.
+        version: String,
+    },
     /// A capability interface at a served version.
-    Capability { capability: Capability, version: String },
+    Capability {
+        /// Which capability.
+        capability: Capability,
+        /// The served version it names.
+        version: String,
+    },
     /// An interface of the contract package at a version not served.
     OtherContractVersion(String),
     /// Anything else (WASI, other packages): never provided.
     Foreign,
 }
 
+/// What the import named `name` (`arbiter:policy/budgets@0.2.0`) is.
 pub fn classify_import(name: &str) -> ImportKind {
     let Some(rest) = name.strip_prefix(CONTRACT_PACKAGE).and_then(|r| r.strip_prefix('/')) else {
         return ImportKind::Foreign;
@@ -119,6 +137,9 @@ mod tests {
     #[test]
     fn parses_capability_names() {
         assert_eq!("clock".parse::<Capability>(), Ok(Capability::Clock));
-        assert!("network".parse::<Capability>().unwrap_err().contains("known: log, clock, budgets, history, breakers"));
+        assert_eq!(
+            "network".parse::<Capability>().unwrap_err().to_string(),
+            "unknown capability `network`; known: log, clock, budgets, history, breakers"
+        );
     }
 }
