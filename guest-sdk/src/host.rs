@@ -133,7 +133,6 @@ pub mod breakers {
     /// closed otherwise).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn state(key: &str, config: BreakerConfig) -> BreakerState {
-        let _ = config;
-        crate::testing::breaker(key)
+        crate::testing::breaker(key, &config)
     }
 }

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::Verdict;
+use crate::settings::{FieldPath, check_approval};
 
 /// `{"verdict": "deny"}` or `{"verdict": "escalate", "approvers": [...],
 /// "valid_for_seconds": N}`.
@@ -20,16 +21,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Checks an escalation names approvers and a validity.
+    /// Checks an escalation names approvers and a validity
+    /// ([`check_approval`]); `field` is the settings member holding it.
     pub fn validate(&self, field: &str) -> Result<(), String> {
         match self {
-            Refusal::Escalate { approvers, .. } if approvers.is_empty() => {
-                Err(format!("settings.{field}.approvers: at least one approver is needed"))
+            Refusal::Deny => Ok(()),
+            Refusal::Escalate { approvers, valid_for_seconds } => {
+                check_approval(&FieldPath::root().field(field), approvers, *valid_for_seconds)
             }
-            Refusal::Escalate { valid_for_seconds: 0, .. } => {
-                Err(format!("settings.{field}.valid_for_seconds: must be positive"))
-            }
-            _ => Ok(()),
         }
     }
 

@@ -332,6 +332,6 @@ fn load_policy(
     let prepared =
         PreparedPolicy::load_inspected(engine, &entry.name, &bytes, info, &entry.capabilities, settings, limits)
             .map_err(|e: LoadError| e.to_string())?;
-    let scope = ScopeMatcher::new(entry.scope.clone()).map_err(|e| format!("scope: {e}"))?;
+    let scope = ScopeMatcher::new(entry.scope.clone());
     Ok(BundlePolicy { prepared, version: entry.version.clone(), mode: entry.mode, fail: entry.fail, scope })
 }

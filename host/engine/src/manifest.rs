@@ -293,15 +293,6 @@ impl Manifest {
             if policy.sha256.len() != 64 || !policy.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 problems.push(format!("{at}.sha256 must be 64 hex digits"));
             }
-            for pattern in policy.scope.tools.iter().flatten() {
-                if let Err(e) = globset::Glob::new(pattern) {
-                    problems.push(format!(
-                        "{at}.scope.tools: `{}` is not a valid glob: {}",
-                        shown(pattern),
-                        shown(&e.to_string())
-                    ));
-                }
-            }
             if policy.limits.deadline_ms == Some(0) || policy.limits.memory_mib == Some(0) {
                 problems.push(format!("{at}.limits must be positive"));
             }

@@ -5,6 +5,7 @@
 //! Parsing validates everything a policy relies on, so an error names the
 //! field at fault and a policy never sees a malformed request.
 
+pub mod cases;
 mod decision;
 mod excerpt;
 mod redact;

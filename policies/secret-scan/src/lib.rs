@@ -198,7 +198,7 @@ fn describe(leaves: &[Leaf<'_>], findings: &[Finding<'_>]) -> String {
     format!("{} {noun}: {}", findings.len(), bounded_list(named, NAMED_FINDINGS, ", "))
 }
 
-export_policy!(SecretScan, review = "review.toml");
+export_policy!(SecretScan, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests;

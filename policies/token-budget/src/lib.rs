@@ -226,7 +226,7 @@ fn max_output_within(remaining: u64, unit: Unit, llm: &LlmRequest, price: Option
     }
 }
 
-export_policy!(TokenBudget, review = "review.toml");
+export_policy!(TokenBudget, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests {

@@ -213,7 +213,7 @@ impl ToolPin {
     }
 }
 
-export_policy!(ToolPin, review = "review.toml");
+export_policy!(ToolPin, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests;
