@@ -29,6 +29,8 @@
 //! export_policy!(Blocklist);
 //! ```
 
+#![deny(missing_docs)]
+
 // Lets generated code name this crate the same way inside and outside it.
 extern crate self as arbiter_sdk;
 
@@ -103,6 +105,9 @@ pub trait Policy: Sized + Send + Sync + 'static {
     /// Checks the settings; an error rejects the bundle at load time.
     fn new(settings: Self::Settings) -> Result<Self, String>;
 
+    /// Decides one request: allow, deny or escalate, with reasons,
+    /// obligations, charges and breaker guards. Runs once per request in
+    /// scope; a panic is a `policy_fault`.
     fn evaluate(&self, request: &Request) -> Verdict;
 }
 

@@ -12,10 +12,14 @@ use crate::settings::{FieldPath, check_approval};
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(tag = "verdict", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Refusal {
+    /// Refuse outright.
     #[default]
     Deny,
+    /// Hold the request for a human.
     Escalate {
+        /// Who may approve.
         approvers: Vec<String>,
+        /// How long an approval stays valid.
         valid_for_seconds: u32,
     },
 }
@@ -32,6 +36,7 @@ impl Refusal {
         }
     }
 
+    /// The verdict this refusal gives, with `code` and `message` as its reason.
     pub fn verdict(&self, code: &str, message: impl Into<String>) -> Verdict {
         match self {
             Refusal::Deny => Verdict::deny(code, message),

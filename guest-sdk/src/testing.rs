@@ -267,6 +267,7 @@ impl RequestBuilder {
         }
     }
 
+    /// An LLM request for `model` with an exact (not estimated) prompt size.
     pub fn llm_request(model: &str, prompt_tokens: u64, max_output_tokens: u64) -> Self {
         Self::new(Action::LlmRequest(LlmRequest {
             model: model.to_owned(),
@@ -289,36 +290,43 @@ impl RequestBuilder {
         self
     }
 
+    /// The principal's environment (default `prod`).
     pub fn environment(mut self, environment: Environment) -> Self {
         self.request.principal.environment = environment;
         self
     }
 
+    /// The principal's pipeline (default `orders_daily`).
     pub fn pipeline(mut self, pipeline: &str) -> Self {
         self.request.principal.pipeline = pipeline.to_owned();
         self
     }
 
+    /// The principal's agent (default `monitor`).
     pub fn agent(mut self, agent: &str) -> Self {
         self.request.principal.agent = agent.to_owned();
         self
     }
 
+    /// The principal's run (default `run-1`), which history is kept by.
     pub fn run(mut self, run: &str) -> Self {
         self.request.principal.run = run.to_owned();
         self
     }
 
+    /// The decision's time, as the host hands it (default 0).
     pub fn timestamp_ms(mut self, ms: i64) -> Self {
         self.request.timestamp_ms = ms;
         self
     }
 
+    /// Adds a request label.
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.request.labels.push((key.to_owned(), value.to_owned()));
         self
     }
 
+    /// The request.
     pub fn build(self) -> Request {
         self.request
     }
