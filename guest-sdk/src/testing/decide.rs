@@ -132,3 +132,145 @@ fn tool_call(call: &arbiter_types::ToolCall) -> ToolCall {
         listed: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{breakers, history};
+    use crate::testing::{RequestBuilder, reset_host, set_breaker};
+    use crate::{BreakerConfig, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Window};
+
+    /// Counts the run's calls; allows below `max`, with an optional charge.
+    struct Counter {
+        max: u32,
+        charge: Option<u64>,
+    }
+
+    impl Policy for Counter {
+        type Settings = ();
+        fn new((): ()) -> Result<Self, String> {
+            Ok(Counter { max: 2, charge: None })
+        }
+        fn evaluate(&self, request: &Request) -> Verdict {
+            if history::count_tool_calls(i64::MIN) >= self.max {
+                return Verdict::deny("too_many", "the run made enough calls");
+            }
+            match self.charge {
+                Some(amount) => Verdict::allow().with_charge(Charge {
+                    scope: format!("run:{}", request.principal.run),
+                    window: Window::Calendar(CalendarUnit::Day),
+                    unit: ChargeUnit::Tokens,
+                    amount,
+                    limit: 10,
+                }),
+                None => Verdict::allow(),
+            }
+        }
+    }
+
+    fn call(run: &str, at_ms: i64) -> Request {
+        RequestBuilder::tool_call("docs.search").run(run).timestamp_ms(at_ms).build()
+    }
+
+    #[test]
+    fn history_is_kept_per_run_and_only_allowed_calls_count() {
+        reset_host();
+        let policy = Counter { max: 2, charge: None };
+        assert!(decide(&policy, &call("r1", 1)).is_allow());
+        assert!(decide(&policy, &call("r1", 2)).is_allow());
+        // The denied third call is not recorded: a fourth is still the third.
+        assert!(decide(&policy, &call("r1", 3)).is_deny());
+        assert!(decide(&policy, &call("r1", 4)).is_deny());
+        assert_eq!(history::count_tool_calls(i64::MIN), 2, "r1 holds its two allowed calls");
+        // Another run, even of the same pipeline, sees none of them.
+        assert!(decide(&policy, &call("r2", 5)).is_allow());
+        assert_eq!(history::tool_calls(None, i64::MIN).len(), 1);
+        // Recorded at the decision's time, as the host records them.
+        assert_eq!(history::tool_calls(None, i64::MIN)[0].timestamp_ms, 5);
+    }
+
+    #[test]
+    fn charges_commit_on_allow_and_past_the_limit_deny() {
+        reset_host();
+        let policy = Counter { max: u32::MAX, charge: Some(6) };
+        assert!(decide(&policy, &call("r1", 1)).is_allow());
+        let over = decide(&policy, &call("r1", 2));
+        assert_eq!(over.codes(), ["budget_exhausted"], "6 + 6 > 10");
+        assert!(decide(&policy, &call("r2", 3)).is_allow(), "another run's scope");
+    }
+
+    fn config(window: BreakerWindow) -> BreakerConfig {
+        BreakerConfig {
+            window,
+            minimum_calls: 1,
+            failure_rate_percent: 50,
+            slow_call_ms: None,
+            slow_call_rate_percent: None,
+            open_seconds: 1,
+            half_open_calls: 1,
+            max_half_open_seconds: None,
+        }
+    }
+
+    struct Guarded(BreakerConfig);
+
+    impl Policy for Guarded {
+        type Settings = ();
+        fn new((): ()) -> Result<Self, String> {
+            Err("built in the test".to_owned())
+        }
+        fn evaluate(&self, _: &Request) -> Verdict {
+            let _ = breakers::state("k", self.0);
+            Verdict::allow().with_breaker("k".to_owned(), self.0)
+        }
+    }
+
+    #[test]
+    fn a_breaker_config_the_host_refuses_faults_the_policy() {
+        reset_host();
+        let faulted = decide(&Guarded(config(BreakerWindow::Count(0))), &call("r1", 1));
+        assert_eq!(faulted.codes(), [POLICY_FAULT]);
+        assert!(decide(&Guarded(config(BreakerWindow::Count(5))), &call("r1", 2)).is_allow());
+        set_breaker("k", BreakerState::Open(10_000));
+        assert_eq!(decide(&Guarded(config(BreakerWindow::Count(5))), &call("r1", 3)).codes(), ["circuit_open"]);
+    }
+
+    struct Silent;
+
+    impl Policy for Silent {
+        type Settings = ();
+        fn new((): ()) -> Result<Self, String> {
+            Ok(Silent)
+        }
+        fn evaluate(&self, request: &Request) -> Verdict {
+            match request.tool() {
+                Some("panic") => panic!("boom"),
+                _ => Verdict { reasons: Vec::new(), ..Verdict::deny("x", "y") },
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_or_a_reasonless_refusal_is_the_policys_fault() {
+        reset_host();
+        assert_eq!(decide(&Silent, &RequestBuilder::tool_call("panic").build()).codes(), [POLICY_FAULT]);
+        assert_eq!(decide(&Silent, &RequestBuilder::tool_call("other").build()).codes(), [POLICY_FAULT]);
+    }
+
+    #[test]
+    fn requests_read_from_json_as_the_host_hands_them() {
+        let json = serde_json::json!({
+            "principal": {"pipeline": "p", "agent": "a", "team": "t", "environment": "dev", "run": "r"},
+            "action": {"kind": "tool_call", "tool": "x", "arguments": {"n": 3, "s": "v", "o": {"k": 1}},
+                       "declared": {"irreversible": true}},
+            "id": "i"});
+        let request = request_from_json(&json, 42).unwrap();
+        assert_eq!(request.timestamp_ms, 42, "no timestamp: now");
+        assert_eq!(request.principal.environment, Environment::Dev);
+        let call = request.tool_call().unwrap();
+        assert_eq!(call.argument("n").and_then(crate::ArgValue::as_i64), Some(3));
+        assert_eq!(call.argument("o"), Some(&crate::ArgValue::Json(r#"{"k":1}"#.to_owned())));
+        assert_eq!(call.facts.irreversible, Some(true));
+        assert!(request_from_json(&serde_json::json!({"id": "i"}), 0).is_err());
+    }
+}
