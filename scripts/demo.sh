@@ -13,7 +13,7 @@ bundle=examples/orders_daily
 echo "== build the reference policies (reproducible: digests match the bundle manifest)"
 $arbiter build policies/tool-scope policies/human-review policies/model-pin policies/context-bloat \
     policies/data-residency policies/token-budget policies/tool-storm policies/retrieval-thrash \
-    policies/circuit-breaker --out "$bundle/components"
+    policies/circuit-breaker policies/tool-pin policies/secret-scan --out "$bundle/components"
 $arbiter pin --check "$bundle/bundle.toml"
 
 echo

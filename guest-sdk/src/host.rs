@@ -13,24 +13,32 @@ pub mod log {
     /// Severity of a log line.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum Level {
+        /// Detail for debugging a policy.
         Debug,
+        /// Normal operation worth noting.
         Info,
+        /// Something unexpected the policy handled.
         Warn,
+        /// Something the policy could not handle.
         Error,
     }
 
+    /// Logs `message` at [`Level::Debug`], attributed to the policy.
     pub fn debug(message: &str) {
         write(Level::Debug, message);
     }
 
+    /// Logs `message` at [`Level::Info`], attributed to the policy.
     pub fn info(message: &str) {
         write(Level::Info, message);
     }
 
+    /// Logs `message` at [`Level::Warn`], attributed to the policy.
     pub fn warn(message: &str) {
         write(Level::Warn, message);
     }
 
+    /// Logs `message` at [`Level::Error`], attributed to the policy.
     pub fn error(message: &str) {
         write(Level::Error, message);
     }
@@ -114,6 +122,8 @@ pub mod history {
         crate::testing::tool_calls(tool, since_ms)
     }
 
+    /// How many tool calls of this run were allowed at or after `since_ms`
+    /// (of the run [`crate::testing::decide`] last decided, in tests).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn count_tool_calls(since_ms: i64) -> u32 {
         u32::try_from(crate::testing::tool_calls(None, since_ms).len()).unwrap_or(u32::MAX)
@@ -124,6 +134,8 @@ pub mod history {
 pub mod breakers {
     use crate::{BreakerConfig, BreakerState};
 
+    /// A breaker's state under `config` (the host faults the policy on a
+    /// configuration [`BreakerConfig::validate`] refuses).
     #[cfg(target_arch = "wasm32")]
     pub fn state(key: &str, config: BreakerConfig) -> BreakerState {
         super::wit_breakers::state(key, config)
@@ -133,7 +145,6 @@ pub mod breakers {
     /// closed otherwise).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn state(key: &str, config: BreakerConfig) -> BreakerState {
-        let _ = config;
-        crate::testing::breaker(key)
+        crate::testing::breaker(key, &config)
     }
 }

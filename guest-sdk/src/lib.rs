@@ -5,7 +5,7 @@
 //! unit-tested with plain `cargo test` and the helpers in [`testing`];
 //! `arbiter build` compiles it to a Wasm component.
 //!
-//! ```ignore
+//! ```
 //! use arbiter_sdk::{export_policy, Policy, Request, Verdict};
 //!
 //! #[derive(serde::Deserialize)]
@@ -29,10 +29,15 @@
 //! export_policy!(Blocklist);
 //! ```
 
+#![deny(missing_docs)]
+
 // Lets generated code name this crate the same way inside and outside it.
 extern crate self as arbiter_sdk;
 
+mod breaker;
 pub mod glob;
+#[cfg(any(doc, doctest))]
+pub mod guide;
 pub mod host;
 mod metadata;
 mod refusal;
@@ -41,7 +46,7 @@ mod request;
 mod review_check;
 #[doc(hidden)]
 pub mod runtime;
-mod settings;
+pub mod settings;
 #[cfg(feature = "sql")]
 pub mod sql;
 pub mod strings;
@@ -100,6 +105,9 @@ pub trait Policy: Sized + Send + Sync + 'static {
     /// Checks the settings; an error rejects the bundle at load time.
     fn new(settings: Self::Settings) -> Result<Self, String>;
 
+    /// Decides one request: allow, deny or escalate, with reasons,
+    /// obligations, charges and breaker guards. Runs once per request in
+    /// scope; a panic is a `policy_fault`.
     fn evaluate(&self, request: &Request) -> Verdict;
 }
 
@@ -113,8 +121,26 @@ pub trait Policy: Sized + Send + Sync + 'static {
 /// `arbiter_review_describes_the_settings`, that fails when the description
 /// and the settings type disagree (the settings type must derive
 /// `schemars::JsonSchema` under `cfg(test)`).
+///
+/// `export_policy!(MyPolicy, review = "review.toml", cases = "cases.json")`
+/// also adds `arbiter_cases_hold_natively`, a native test that runs that
+/// case file of the crate with [`testing::run_case_file`]; the component
+/// tests (`arbiter-tests`, `policy_cases`) run the same file against the
+/// built component.
 #[macro_export]
 macro_rules! export_policy {
+    ($policy:ty, review = $review:literal, cases = $cases:literal) => {
+        $crate::export_policy!($policy, review = $review);
+
+        #[cfg(all(test, not(target_arch = "wasm32")))]
+        #[test]
+        fn arbiter_cases_hold_natively() {
+            let cases = concat!(env!("CARGO_MANIFEST_DIR"), "/", $cases);
+            if let Err(failures) = $crate::testing::run_case_file::<$policy>(cases) {
+                panic!("{failures}");
+            }
+        }
+    };
     ($policy:ty, review = $review:literal) => {
         $crate::export_policy!($policy);
 

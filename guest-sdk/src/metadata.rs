@@ -8,10 +8,12 @@ use crate::SDK_VERSION;
 
 const PARTS: [&str; 4] = ["{\"name\":\"", "\",\"version\":\"", "\",\"sdk\":\"", "\"}"];
 
+/// The length of the section for this crate name and version.
 pub const fn encoded_len(name: &str, version: &str) -> usize {
     PARTS[0].len() + name.len() + PARTS[1].len() + version.len() + PARTS[2].len() + SDK_VERSION.len() + PARTS[3].len()
 }
 
+/// The section's bytes; `N` must be [`encoded_len`] of the same inputs.
 pub const fn encode<const N: usize>(name: &str, version: &str) -> [u8; N] {
     let mut out = [0u8; N];
     let pieces = [PARTS[0], name, PARTS[1], version, PARTS[2], SDK_VERSION, PARTS[3]];

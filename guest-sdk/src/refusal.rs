@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::Verdict;
+use crate::settings::{FieldPath, check_approval};
 
 /// `{"verdict": "deny"}` or `{"verdict": "escalate", "approvers": [...],
 /// "valid_for_seconds": N}`.
@@ -11,28 +12,31 @@ use crate::Verdict;
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(tag = "verdict", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Refusal {
+    /// Refuse outright.
     #[default]
     Deny,
+    /// Hold the request for a human.
     Escalate {
+        /// Who may approve.
         approvers: Vec<String>,
+        /// How long an approval stays valid.
         valid_for_seconds: u32,
     },
 }
 
 impl Refusal {
-    /// Checks an escalation names approvers and a validity.
+    /// Checks an escalation names approvers and a validity
+    /// ([`check_approval`]); `field` is the settings member holding it.
     pub fn validate(&self, field: &str) -> Result<(), String> {
         match self {
-            Refusal::Escalate { approvers, .. } if approvers.is_empty() => {
-                Err(format!("settings.{field}.approvers: at least one approver is needed"))
+            Refusal::Deny => Ok(()),
+            Refusal::Escalate { approvers, valid_for_seconds } => {
+                check_approval(&FieldPath::root().field(field), approvers, *valid_for_seconds)
             }
-            Refusal::Escalate { valid_for_seconds: 0, .. } => {
-                Err(format!("settings.{field}.valid_for_seconds: must be positive"))
-            }
-            _ => Ok(()),
         }
     }
 
+    /// The verdict this refusal gives, with `code` and `message` as its reason.
     pub fn verdict(&self, code: &str, message: impl Into<String>) -> Verdict {
         match self {
             Refusal::Deny => Verdict::deny(code, message),

@@ -1,6 +1,9 @@
 //! Convenient, allocation-free accessors on the request.
 
-use crate::{Action, ArgValue, Environment, ListedTool, LlmRequest, Request, ToolCall, ToolListing, ToolResult};
+use crate::{
+    Action, ArgValue, Argument, Environment, ListedTool, LlmRequest, PastToolCall, Request, ToolCall, ToolListing,
+    ToolResult,
+};
 
 impl Request {
     /// The tool call, when the request is one (not a tool's result: see
@@ -65,8 +68,25 @@ impl Request {
 impl ToolCall {
     /// A top-level argument by name.
     pub fn argument(&self, name: &str) -> Option<&ArgValue> {
-        self.arguments.iter().find(|a| a.name == name).map(|a| &a.value)
+        argument(&self.arguments, name)
     }
+}
+
+impl PastToolCall {
+    /// A top-level argument of the earlier call, by name.
+    pub fn argument(&self, name: &str) -> Option<&ArgValue> {
+        argument(&self.arguments, name)
+    }
+
+    /// A top-level string argument of the earlier call; `None` when it is
+    /// absent or not a string.
+    pub fn str_argument(&self, name: &str) -> Option<&str> {
+        self.argument(name)?.as_str()
+    }
+}
+
+fn argument<'a>(arguments: &'a [Argument], name: &str) -> Option<&'a ArgValue> {
+    arguments.iter().find(|a| a.name == name).map(|a| &a.value)
 }
 
 impl ListedTool {
@@ -105,6 +125,17 @@ impl ArgValue {
 }
 
 impl Environment {
+    /// The environment `dev`, `staging` or `prod` names; `None` for any
+    /// other text (no trimming, no case folding).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "dev" => Some(Environment::Dev),
+            "staging" => Some(Environment::Staging),
+            "prod" => Some(Environment::Prod),
+            _ => None,
+        }
+    }
+
     /// `dev`, `staging` or `prod`, as settings name it.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -2,20 +2,34 @@
 //! policy from settings exactly as the host would — no Wasm involved — and
 //! hold a review description to the settings type ([`check_review`]).
 //!
+//! The fake host answers the capabilities as the real one does: history
+//! per run (the run of the request being decided), breaker configurations
+//! checked (one the host refuses faults the policy). [`decide`] runs a
+//! policy on a request as the engine does (fault on panic, commit on
+//! allow), and [`run_case_file`] holds a policy to a case file
+//! (`policies/<name>/cases.json`), the same file the component tests run
+//! against the built component, so the two cannot drift apart unseen.
+//!
 //! Tool listings and results are built from their MCP JSON with the host's
 //! own code (`arbiter-types`): a listed tool's digest, a result's strings
 //! and their pointers, and the masking of redactions ([`redacted`]) are
 //! exactly what a policy meets in production.
 
+mod cases;
+mod decide;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+
+pub use cases::run_case_file;
+pub use decide::{decide, request_from_json};
 
 use crate::host::log::Level;
 pub use crate::review_check::check_review;
 use crate::{
-    Action, ArgValue, Argument, BreakerState, ChargeUnit, Environment, ListedTool, LlmRequest, Obligation,
-    PastToolCall, Policy, Principal, Request, TextAt, ToolCall, ToolDefinition, ToolFacts, ToolListing, ToolResult,
-    Verdict, Window,
+    Action, ArgValue, Argument, BreakerConfig, BreakerState, ChargeUnit, Environment, ListedTool, LlmRequest,
+    Obligation, PastToolCall, Policy, Principal, Request, TextAt, ToolCall, ToolDefinition, ToolFacts, ToolListing,
+    ToolResult, Verdict, Window,
 };
 use serde_json::Value;
 
@@ -29,8 +43,28 @@ thread_local! {
 #[derive(Default)]
 struct FakeHost {
     used: HashMap<String, u64>,
-    tool_calls: Vec<PastToolCall>,
+    /// Allowed tool calls by run, as the host keeps history: per pipeline
+    /// and run id.
+    tool_calls: HashMap<RunKey, Vec<PastToolCall>>,
     breakers: HashMap<String, BreakerState>,
+    /// The run of the request being decided ([`decide`] sets it); history
+    /// answers for it alone. `None`: [`RequestBuilder`]'s default run.
+    run: Option<RunKey>,
+}
+
+/// A run as history is kept: its pipeline and run id.
+type RunKey = (String, String);
+
+/// The run [`RequestBuilder`] puts its requests in.
+fn default_run() -> RunKey {
+    (DEFAULT_PIPELINE.to_owned(), DEFAULT_RUN.to_owned())
+}
+
+const DEFAULT_PIPELINE: &str = "orders_daily";
+const DEFAULT_RUN: &str = "run-1";
+
+fn current_run(host: &FakeHost) -> RunKey {
+    host.run.clone().unwrap_or_else(default_run)
 }
 
 fn budget_key(scope: &str, window: Window, unit: ChargeUnit) -> String {
@@ -46,17 +80,40 @@ pub(crate) fn used(scope: &str, window: Window, unit: ChargeUnit) -> u64 {
     HOST.with(|h| h.borrow().used.get(&budget_key(scope, window, unit)).copied().unwrap_or(0))
 }
 
-/// Adds an allowed tool call to the run history `host::history` reads.
+/// Adds `amount` to what a budget has used, as the host's commit does.
+fn add_used(scope: &str, window: Window, unit: ChargeUnit, amount: u64) {
+    HOST.with(|h| {
+        let mut host = h.borrow_mut();
+        let used = host.used.entry(budget_key(scope, window, unit)).or_default();
+        *used = used.saturating_add(amount);
+    });
+}
+
+/// Adds an allowed tool call to the history of the current run: that of
+/// the request last [`decide`]d, or [`RequestBuilder`]'s default run
+/// (`orders_daily` / `run-1`) before any.
 pub fn record_tool_call(request_id: &str, timestamp_ms: i64, tool: &str, arguments: Vec<Argument>) {
     let call = PastToolCall { request_id: request_id.to_owned(), timestamp_ms, tool: tool.to_owned(), arguments };
-    HOST.with(|h| h.borrow_mut().tool_calls.push(call));
+    HOST.with(|h| {
+        let mut host = h.borrow_mut();
+        let run = current_run(&host);
+        host.tool_calls.entry(run).or_default().push(call);
+    });
+}
+
+/// Makes `pipeline`'s run `run` the one history answers for (what the
+/// host takes from the request being decided).
+fn set_run(pipeline: &str, run: &str) {
+    HOST.with(|h| h.borrow_mut().run = Some((pipeline.to_owned(), run.to_owned())));
 }
 
 pub(crate) fn tool_calls(tool: Option<&str>, since_ms: i64) -> Vec<PastToolCall> {
     HOST.with(|h| {
-        h.borrow()
-            .tool_calls
-            .iter()
+        let host = h.borrow();
+        host.tool_calls
+            .get(&current_run(&host))
+            .into_iter()
+            .flatten()
             .filter(|c| c.timestamp_ms >= since_ms && tool.is_none_or(|t| c.tool == t))
             .cloned()
             .collect()
@@ -68,11 +125,18 @@ pub fn set_breaker(key: &str, state: BreakerState) {
     HOST.with(|h| h.borrow_mut().breakers.insert(key.to_owned(), state));
 }
 
-pub(crate) fn breaker(key: &str) -> BreakerState {
+/// A breaker's state. The host checks the configuration first and traps
+/// the policy (a `policy_fault`) on one it refuses; so does this, with a
+/// panic [`decide`] turns into that fault.
+pub(crate) fn breaker(key: &str, config: &BreakerConfig) -> BreakerState {
+    if let Err(refused) = config.validate() {
+        panic!("the host faults a policy asking for breaker `{key}` with this configuration: {refused}");
+    }
     HOST.with(|h| h.borrow().breakers.get(key).copied().unwrap_or(BreakerState::Closed))
 }
 
-/// Forgets every budget, tool call and breaker state set on this thread.
+/// Forgets every budget, tool call, breaker state and the current run set
+/// on this thread.
 pub fn reset_host() {
     HOST.with(|h| *h.borrow_mut() = FakeHost::default());
 }
@@ -112,11 +176,11 @@ impl RequestBuilder {
             request: Request {
                 id: "test-1".to_owned(),
                 principal: Principal {
-                    pipeline: "orders_daily".to_owned(),
+                    pipeline: DEFAULT_PIPELINE.to_owned(),
                     agent: "monitor".to_owned(),
                     team: "data-platform".to_owned(),
                     environment: Environment::Prod,
-                    run: "run-1".to_owned(),
+                    run: DEFAULT_RUN.to_owned(),
                 },
                 action,
                 timestamp_ms: 0,
@@ -189,13 +253,9 @@ impl RequestBuilder {
     pub fn result(mut self, result: Value) -> Self {
         let Action::ToolCall(call) = &self.request.action else { panic!("result() follows tool_call()") };
         let Value::Object(document) = &result else { panic!("a tool result is a JSON object") };
-        let texts = arbiter_types::strings_with_pointers(document)
-            .unwrap_or_else(|| panic!("more than {} strings", arbiter_types::MAX_TEXTS))
-            .into_iter()
-            .map(|(pointer, text)| TextAt { pointer, text: text.to_owned() })
-            .collect();
         let is_error = document.get("isError").and_then(Value::as_bool).unwrap_or(false);
-        self.request.action = Action::ToolResult(ToolResult { call: call.clone(), is_error, texts });
+        self.request.action =
+            Action::ToolResult(ToolResult { call: call.clone(), is_error, texts: texts_of(document) });
         self
     }
 
@@ -207,6 +267,7 @@ impl RequestBuilder {
         }
     }
 
+    /// An LLM request for `model` with an exact (not estimated) prompt size.
     pub fn llm_request(model: &str, prompt_tokens: u64, max_output_tokens: u64) -> Self {
         Self::new(Action::LlmRequest(LlmRequest {
             model: model.to_owned(),
@@ -229,39 +290,55 @@ impl RequestBuilder {
         self
     }
 
+    /// The principal's environment (default `prod`).
     pub fn environment(mut self, environment: Environment) -> Self {
         self.request.principal.environment = environment;
         self
     }
 
+    /// The principal's pipeline (default `orders_daily`).
     pub fn pipeline(mut self, pipeline: &str) -> Self {
         self.request.principal.pipeline = pipeline.to_owned();
         self
     }
 
+    /// The principal's agent (default `monitor`).
     pub fn agent(mut self, agent: &str) -> Self {
         self.request.principal.agent = agent.to_owned();
         self
     }
 
+    /// The principal's run (default `run-1`), which history is kept by.
     pub fn run(mut self, run: &str) -> Self {
         self.request.principal.run = run.to_owned();
         self
     }
 
+    /// The decision's time, as the host hands it (default 0).
     pub fn timestamp_ms(mut self, ms: i64) -> Self {
         self.request.timestamp_ms = ms;
         self
     }
 
+    /// Adds a request label.
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.request.labels.push((key.to_owned(), value.to_owned()));
         self
     }
 
+    /// The request.
     pub fn build(self) -> Request {
         self.request
     }
+}
+
+/// A result's strings with their pointers, as the host hands them over.
+fn texts_of(document: &serde_json::Map<String, Value>) -> Vec<TextAt> {
+    arbiter_types::strings_with_pointers(document)
+        .unwrap_or_else(|| panic!("more than {} strings", arbiter_types::MAX_TEXTS))
+        .into_iter()
+        .map(|(pointer, text)| TextAt { pointer, text: text.to_owned() })
+        .collect()
 }
 
 /// A top-level argument value as the host passes it.
@@ -284,7 +361,11 @@ fn arg_value(value: Value) -> ArgValue {
 /// the digest the host computes, seen for the first time and listed by no
 /// other server; set `first_seen_digest` and `also_listed_by` to taste.
 pub fn listed_tool(mcp: Value) -> ListedTool {
-    let definition = arbiter_types::ToolDefinition::from_mcp(&mcp).unwrap_or_else(|e| panic!("tool: {e}"));
+    listed(arbiter_types::ToolDefinition::from_mcp(&mcp).unwrap_or_else(|e| panic!("tool: {e}")))
+}
+
+/// A tool definition as a policy is handed it, first seen and unshadowed.
+fn listed(definition: arbiter_types::ToolDefinition) -> ListedTool {
     ListedTool {
         definition: ToolDefinition {
             digest: definition.digest(),

@@ -21,39 +21,51 @@ pub enum Kind {
     Select,
     /// `INSERT`, also `INSERT OVERWRITE DIRECTORY`.
     Insert,
+    /// `UPDATE`.
     Update,
+    /// `DELETE`.
     Delete,
+    /// `MERGE`.
     Merge,
+    /// `TRUNCATE`.
     Truncate,
+    /// `CREATE …` (tables, views, functions, …).
     Create,
     /// `ALTER …`, also `RENAME TABLE`.
     Alter,
+    /// `DROP …`.
     Drop,
     /// `GRANT`, also SQL Server's `DENY`.
     Grant,
+    /// `REVOKE`.
     Revoke,
     /// Data in or out of files and stages: `COPY`, `UNLOAD`, `EXPORT DATA`,
     /// `LOAD DATA`, Snowflake's `PUT`.
     Copy,
+    /// `CALL` of a procedure.
     Call,
     /// `EXECUTE`, `PREPARE`, `DEALLOCATE`.
     Execute,
     /// `SET`, `RESET`.
     Set,
+    /// `SHOW …`.
     Show,
     /// `EXPLAIN <statement>`.
     Explain,
     /// `DESCRIBE <table>` (also `DESC`, `EXPLAIN <table>`).
     Describe,
+    /// `USE <database>`.
     Use,
     /// `BEGIN`/`START TRANSACTION`, `COMMIT`, `ROLLBACK`, savepoints.
     Transaction,
     /// `LOCK`, `LOCK TABLES`, `UNLOCK TABLES`.
     Lock,
+    /// Everything else: maintenance, cursors, procedural statements, `KILL`, `PRAGMA`, ….
     Other,
 }
 
 impl Kind {
+    /// Every kind, in declaration order.
     pub const ALL: [Kind; 22] = [
         Kind::Select,
         Kind::Insert,

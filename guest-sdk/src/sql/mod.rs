@@ -62,14 +62,19 @@ pub enum Dialect {
     #[default]
     #[serde(rename = "generic")]
     Generic,
+    /// ANSI SQL.
     #[serde(rename = "ansi")]
     Ansi,
+    /// PostgreSQL (also named `postgresql`).
     #[serde(rename = "postgres", alias = "postgresql")]
     Postgres,
+    /// MySQL.
     #[serde(rename = "mysql")]
     MySql,
+    /// Snowflake.
     #[serde(rename = "snowflake")]
     Snowflake,
+    /// Google BigQuery.
     #[serde(rename = "bigquery")]
     BigQuery,
 }

@@ -22,13 +22,20 @@ fn bundle_arg() -> String {
     orders_daily_bundle().display().to_string()
 }
 
+/// A reference policy's version, as the orders_daily bundle pins it (its
+/// crate's), so a version bump does not need these tests edited.
+fn pinned_version(policy: &str) -> String {
+    let manifest = arbiter_engine::Manifest::from_file(&orders_daily_bundle()).unwrap();
+    manifest.policies.into_iter().find(|p| p.name == policy).map(|p| p.version).unwrap()
+}
+
 #[test]
 fn build_produces_a_component_with_no_wasi_imports() {
     let out = tempfile::tempdir().unwrap();
     let output = arbiter(&["build", "policies/model-pin", "--out", &out.path().display().to_string()]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
-    assert!(stdout.starts_with("model-pin 0.2.0"), "{stdout}");
+    assert!(stdout.starts_with(&format!("model-pin {} ", pinned_version("model-pin"))), "{stdout}");
     assert!(stdout.contains("imports: [arbiter:policy/types@0.2.0]"), "{stdout}");
     assert!(out.path().join("model-pin.wasm").is_file());
 }
@@ -125,9 +132,11 @@ fn eval_reports_a_tampered_bundle_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = std::fs::read_to_string(orders_daily_bundle()).unwrap();
     let components = orders_daily_bundle().parent().unwrap().join("components");
-    let tampered = manifest
-        .replace("components/", &format!("{}/", components.display()))
-        .replace("name = \"model-pin\"\nversion = \"0.2.0\"", "name = \"model-pin\"\nversion = \"0.3.0\"");
+    let version = pinned_version("model-pin");
+    let tampered = manifest.replace("components/", &format!("{}/", components.display())).replace(
+        &format!("name = \"model-pin\"\nversion = \"{version}\""),
+        "name = \"model-pin\"\nversion = \"9.9.9\"",
+    );
     let path = dir.path().join("bundle.toml");
     std::fs::write(&path, tampered).unwrap();
     std::fs::copy(components.join("tool-scope.wasm"), dir.path().join("x.wasm")).unwrap();
@@ -136,7 +145,7 @@ fn eval_reports_a_tampered_bundle_clearly() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr.contains("policy `model-pin`: the manifest says version 0.3.0, the component says 0.2.0"),
+        stderr.contains(&format!("policy `model-pin`: the manifest says version 9.9.9, the component says {version}")),
         "{stderr}"
     );
 }
@@ -190,6 +199,19 @@ fn test_command_runs_a_lone_component_with_settings() {
     let output = arbiter(&["test", &component.display().to_string(), &path.display().to_string()]);
     assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
     assert!(text(&output.stdout).contains("2 passed, 0 failed"));
+}
+
+#[test]
+fn test_command_takes_cases_whose_requests_have_no_id() {
+    // A policy's own case file: requests without `id`, scoped action kinds.
+    let component = orders_daily_bundle().parent().unwrap().join("components/tool-scope.wasm");
+    let cases = root().join("policies/tool-scope/cases.json");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&cases).unwrap()).unwrap();
+    let all = file["cases"].as_array().unwrap();
+    assert!(all.iter().all(|c| c["request"].get("id").is_none()), "the file exercises id-less requests");
+    let output = arbiter(&["test", &component.display().to_string(), &cases.display().to_string()]);
+    assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(text(&output.stdout).trim_end().ends_with(&format!("{} passed, 0 failed", all.len())));
 }
 
 #[test]
@@ -479,11 +501,10 @@ fn new_scaffolds_a_policy_that_builds_tests_and_runs_outside_the_repository() {
     };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let native = in_crate(&cargo, &["test", "--quiet"]);
-    assert!(native.contains("4 passed"), "{native}");
+    assert!(native.contains("5 passed"), "unit tests, review and cases: {native}");
     let arbiter_bin = env!("CARGO_BIN_EXE_arbiter");
     in_crate(arbiter_bin, &["build", ".", "--out", "components"]);
-    in_crate(arbiter_bin, &["pin", "bundle.toml"]);
-    let tested = in_crate(arbiter_bin, &["test", "bundle.toml", "cases.json"]);
+    let tested = in_crate(arbiter_bin, &["test", "components/deny-drops.wasm", "cases.json"]);
     assert!(tested.contains("2 passed, 0 failed"), "{tested}");
 
     // The cases hold: a wrong expectation fails `arbiter test`.
@@ -491,7 +512,7 @@ fn new_scaffolds_a_policy_that_builds_tests_and_runs_outside_the_repository() {
     std::fs::write(dir.join("cases.json"), cases.replacen(r#""decision": "deny""#, r#""decision": "allow""#, 1))
         .unwrap();
     let failed = Command::new(arbiter_bin)
-        .args(["test", "bundle.toml", "cases.json"])
+        .args(["test", "components/deny-drops.wasm", "cases.json"])
         .current_dir(&dir)
         .env("ARBITER_CACHE_DIR", root().join("target/arbiter-tests/cache"))
         .output()

@@ -310,7 +310,7 @@ fn load_policy(
     let prepared =
         PreparedPolicy::load_checked(engine, &entry.name, &bytes, info, version, &entry.capabilities, settings, limits)
             .map_err(|e| vec![LoadProblem::Load(e)])?;
-    let scope = ScopeMatcher::new(entry.scope.clone()).map_err(|e| vec![LoadProblem::Scope(e.to_string())])?;
+    let scope = ScopeMatcher::new(entry.scope.clone());
     Ok(BundlePolicy { prepared, version: entry.version.clone(), mode: entry.mode, fail: entry.fail, scope })
 }
 

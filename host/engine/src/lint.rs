@@ -443,11 +443,6 @@ fn scope_change(name: &str, old: &Scope, now: &Scope) -> Change {
     Change::new(Rule::Scope, Effect::Changes, format!("`{name}` scope changed (which requests it judges)"))
 }
 
-/// Glob match (`*`, `?`) as the manifest's tool scopes use it.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    globset::Glob::new(pattern).map(|g| g.compile_matcher().is_match(text)).unwrap_or(false)
-}
-
 /// Model ids in `pinned` settings that float (`*-latest`, or no date).
 pub fn floating_pins(manifest: &Manifest) -> Vec<String> {
     let mut found = Vec::new();

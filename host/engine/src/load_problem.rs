@@ -75,9 +75,6 @@ pub enum LoadProblem {
     /// `settings` has a value JSON cannot carry.
     #[error("settings cannot be encoded as JSON: {0}")]
     SettingsNotJson(String),
-    /// `scope.tools` does not compile (the manifest check lets none through).
-    #[error("scope: {0}")]
-    Scope(String),
     /// Compiling, instantiating or initialising it failed.
     #[error(transparent)]
     Load(LoadError),

@@ -83,16 +83,6 @@ pub enum ManifestProblem {
         /// The entry.
         at: PolicyAt,
     },
-    /// A pattern of a policy's `scope.tools` is not a glob.
-    #[error("{at}.scope.tools: `{}` is not a valid glob: {}", shown(.pattern), shown(.error))]
-    ScopeGlob {
-        /// The entry.
-        at: PolicyAt,
-        /// The pattern.
-        pattern: String,
-        /// globset's message.
-        error: String,
-    },
     /// A policy's deadline or memory limit is zero.
     #[error("{at}.limits must be positive")]
     Limits {

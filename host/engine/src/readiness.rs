@@ -567,7 +567,7 @@ fn review_gates(policies: &[Declaring<'_>]) -> (Score, Vec<String>) {
     let ungated: Vec<&String> = allowed
         .iter()
         .filter(|t| risky.iter().any(|r| t.contains(r)))
-        .filter(|t| !gated.iter().any(|g| crate::lint::glob_matches(g, t)))
+        .filter(|t| !gated.iter().any(|g| arbiter_glob::matches(g, t)))
         .collect();
     if ungated.is_empty() {
         evidence.push("every allowed tool that looks irreversible is gated".to_owned());

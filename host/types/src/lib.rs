@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cases;
 pub mod clock;
 mod decision;
 mod excerpt;

@@ -65,10 +65,6 @@ impl Policy for CircuitBreaker {
             (None, Some(secs)) if secs > 0 => BreakerWindow::Seconds(secs),
             _ => return Err("settings: give exactly one positive `window_calls` or `window_seconds`".into()),
         };
-        let percent = |p: u8| (1..=100).contains(&p);
-        if !percent(s.failure_rate_percent) || s.slow_call_rate_percent.is_some_and(|p| !percent(p)) {
-            return Err("settings: rates are percentages from 1 to 100".into());
-        }
         if s.slow_call_ms.is_some() != s.slow_call_rate_percent.is_some() {
             return Err("settings: `slow_call_ms` and `slow_call_rate_percent` go together".into());
         }
@@ -85,6 +81,7 @@ impl Policy for CircuitBreaker {
             half_open_calls: s.half_open_calls,
             max_half_open_seconds: s.max_half_open_seconds,
         };
+        config.validate().map_err(|refused| format!("settings: {refused}"))?;
         Ok(CircuitBreaker { tools: s.tools, models: s.models, key_by: s.key_by, config })
     }
 
@@ -118,7 +115,7 @@ impl Policy for CircuitBreaker {
     }
 }
 
-export_policy!(CircuitBreaker, review = "review.toml");
+export_policy!(CircuitBreaker, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests {

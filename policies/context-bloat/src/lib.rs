@@ -62,7 +62,7 @@ impl Policy for ContextBloat {
     }
 }
 
-export_policy!(ContextBloat, review = "review.toml");
+export_policy!(ContextBloat, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@
 //!   arguments mention a marker (e.g. `pii.`).
 
 use arbiter_sdk::host::history;
+use arbiter_sdk::settings::FieldPath;
 use arbiter_sdk::{Decision, Environment, Policy, Reason, Request, Verdict, export_policy, glob, text};
 use serde::Deserialize;
 
@@ -55,7 +56,7 @@ pub struct EgressRule {
 #[serde(deny_unknown_fields)]
 pub struct CrossEnvironmentRule {
     /// The environment the rule guards (`dev`, `staging` or `prod`).
-    pub environment: String,
+    pub environment: Environment,
     /// Tools (globs) it applies to.
     pub tools: Vec<String>,
     /// Arguments to look in.
@@ -80,11 +81,9 @@ impl Policy for DataResidency {
             return Err("settings.allowed_regions: at least one region is needed".into());
         }
         for (i, rule) in settings.cross_environment.iter().enumerate() {
-            if !["dev", "staging", "prod"].contains(&rule.environment.as_str()) {
-                return Err(format!("settings.cross_environment[{i}].environment: unknown `{}`", rule.environment));
-            }
             if rule.forbidden_prefixes.iter().any(String::is_empty) {
-                return Err(format!("settings.cross_environment[{i}].forbidden_prefixes: empty prefix"));
+                let at = FieldPath::root().field("cross_environment").index(i).field("forbidden_prefixes");
+                return Err(at.error("empty prefix"));
             }
         }
         if settings
@@ -151,7 +150,7 @@ impl DataResidency {
         self.settings
             .cross_environment
             .iter()
-            .filter(|rule| rule.environment == environment.as_str() && glob::any_matches(&rule.tools, tool))
+            .filter(|rule| rule.environment == environment && glob::any_matches(&rule.tools, tool))
             .find_map(|rule| {
                 rule.arguments.iter().find_map(|argument| {
                     let value = request.str_argument(argument)?;
@@ -184,7 +183,7 @@ impl DataResidency {
     }
 }
 
-export_policy!(DataResidency, review = "review.toml");
+export_policy!(DataResidency, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@
 //! text, escalate with code `sql_unparseable`: what cannot be read is never
 //! allowed.
 
+use arbiter_sdk::settings::{FieldPath, check_approval};
 use arbiter_sdk::sql::{self, Dialect, Kind, ReadOnly};
 use arbiter_sdk::{ArgValue, Policy, Request, Verdict, export_policy, glob};
 use serde::Deserialize;
@@ -86,12 +87,7 @@ impl Policy for HumanReview {
     type Settings = Settings;
 
     fn new(settings: Settings) -> Result<Self, String> {
-        if settings.approvers.is_empty() {
-            return Err("settings.approvers: at least one approver is needed".into());
-        }
-        if settings.valid_for_seconds == 0 {
-            return Err("settings.valid_for_seconds: must be positive".into());
-        }
+        check_approval(&FieldPath::root(), &settings.approvers, settings.valid_for_seconds)?;
         let checks =
             settings.sql_rules.iter().enumerate().map(|(i, rule)| Check::new(rule, i)).collect::<Result<_, _>>()?;
         Ok(HumanReview { settings, checks })
@@ -121,23 +117,24 @@ impl Policy for HumanReview {
 
 impl Check {
     fn new(rule: &SqlRule, i: usize) -> Result<Check, String> {
+        let at = FieldPath::root().field("sql_rules").index(i);
         if rule.max_bytes == 0 {
-            return Err(format!("settings.sql_rules[{i}].max_bytes: must be positive"));
+            return Err(at.field("max_bytes").error("must be positive"));
         }
         match (rule.read_only, rule.keywords.is_empty()) {
             (true, true) => {
                 // Calls are matched on the function's own name, whatever schema qualifies it.
                 if let Some(bad) = rule.functions.iter().find(|f| f.is_empty() || f.contains('.')) {
-                    return Err(format!(
-                        "settings.sql_rules[{i}].functions: `{bad}` is not a function name without its schema"
-                    ));
+                    return Err(at
+                        .field("functions")
+                        .error(format!("`{bad}` is not a function name without its schema")));
                 }
                 Ok(Check::ReadOnly(ReadOnly::with_functions(&rule.functions)))
             }
             (false, false) if rule.functions.is_empty() => Ok(Check::Keywords(rule.keywords.clone())),
-            (false, false) => Err(format!("settings.sql_rules[{i}].functions: only a read_only rule checks functions")),
-            (true, false) => Err(format!("settings.sql_rules[{i}]: `read_only` and `keywords` exclude each other")),
-            (false, true) => Err(format!("settings.sql_rules[{i}]: set `read_only = true` or list `keywords`")),
+            (false, false) => Err(at.field("functions").error("only a read_only rule checks functions")),
+            (true, false) => Err(at.error("`read_only` and `keywords` exclude each other")),
+            (false, true) => Err(at.error("set `read_only = true` or list `keywords`")),
         }
     }
 
@@ -172,7 +169,7 @@ impl HumanReview {
     }
 }
 
-export_policy!(HumanReview, review = "review.toml");
+export_policy!(HumanReview, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests {

@@ -81,7 +81,7 @@ impl Policy for ModelPin {
     }
 }
 
-export_policy!(ModelPin, review = "review.toml");
+export_policy!(ModelPin, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests {

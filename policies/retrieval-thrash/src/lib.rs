@@ -6,7 +6,7 @@
 //! (code `retrieval_thrash`).
 
 use arbiter_sdk::host::history;
-use arbiter_sdk::{ArgValue, Policy, Refusal, Request, Verdict, export_policy, glob, text};
+use arbiter_sdk::{Policy, Refusal, Request, Verdict, export_policy, glob, text};
 use serde::Deserialize;
 
 const RETRIEVAL_THRASH: &str = "retrieval_thrash";
@@ -61,10 +61,7 @@ impl Policy for RetrievalThrash {
         let tokens = text::token_set(query);
         let near = history::tool_calls(Some(tool), i64::MIN)
             .iter()
-            .filter_map(|call| match call.arguments.iter().find(|a| a.name == self.settings.argument)?.value {
-                ArgValue::Text(ref earlier) => Some(text::token_set(earlier)),
-                _ => None,
-            })
+            .filter_map(|call| call.str_argument(&self.settings.argument).map(text::token_set))
             .filter(|earlier| text::jaccard(&tokens, earlier) >= self.settings.similarity)
             .count();
         if near >= self.settings.max_near_duplicates as usize {
@@ -78,11 +75,12 @@ impl Policy for RetrievalThrash {
     }
 }
 
-export_policy!(RetrievalThrash, review = "review.toml");
+export_policy!(RetrievalThrash, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arbiter_sdk::ArgValue;
     use arbiter_sdk::Argument;
     use arbiter_sdk::testing::{RequestBuilder, policy_from_json, record_tool_call, reset_host};
 

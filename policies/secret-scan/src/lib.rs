@@ -20,6 +20,7 @@
 mod detect;
 mod scan;
 
+use arbiter_sdk::settings::FieldPath;
 use arbiter_sdk::strings::{last_token, token_ends};
 use arbiter_sdk::text::{bounded_list, excerpt};
 use arbiter_sdk::{Leaf, MAX_REDACTIONS, Policy, Request, Verdict, export_policy};
@@ -99,27 +100,29 @@ impl Policy for SecretScan {
 
     fn new(settings: Settings) -> Result<Self, String> {
         for (i, marker) in settings.markers.iter().enumerate() {
+            let at = FieldPath::root().field("markers").index(i);
             if marker.trim().len() < MIN_MARKER_BYTES {
-                return Err(format!("settings.markers[{i}]: at least {MIN_MARKER_BYTES} bytes besides spaces"));
+                return Err(at.error(format!("at least {MIN_MARKER_BYTES} bytes besides spaces")));
             }
             // The scan text holds no control characters but its separators.
             if marker.chars().any(char::is_control) {
-                return Err(format!("settings.markers[{i}]: no control characters"));
+                return Err(at.error("no control characters"));
             }
         }
         let mut tokens = detect::builtin_tokens();
         for (i, p) in settings.patterns.into_iter().enumerate() {
+            let at = FieldPath::root().field("patterns").index(i);
             let snake = p.code.starts_with(|c: char| c.is_ascii_lowercase())
                 && p.code.len() <= 48
                 && p.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             if !snake {
-                return Err(format!("settings.patterns[{i}].code: snake_case, at most 48 bytes"));
+                return Err(at.field("code").error("snake_case, at most 48 bytes"));
             }
             if p.prefix.is_empty() || p.prefix.chars().any(char::is_control) {
-                return Err(format!("settings.patterns[{i}].prefix: empty, or holds a control character"));
+                return Err(at.field("prefix").error("empty, or holds a control character"));
             }
             if p.min_length < MIN_PATTERN_LENGTH {
-                return Err(format!("settings.patterns[{i}].min_length: at least {MIN_PATTERN_LENGTH}"));
+                return Err(at.field("min_length").error(format!("at least {MIN_PATTERN_LENGTH}")));
             }
             tokens.push(detect::Token::configured(p.code, p.prefix, p.charset, p.min_length));
         }
@@ -198,7 +201,7 @@ fn describe(leaves: &[Leaf<'_>], findings: &[Finding<'_>]) -> String {
     format!("{} {noun}: {}", findings.len(), bounded_list(named, NAMED_FINDINGS, ", "))
 }
 
-export_policy!(SecretScan, review = "review.toml");
+export_policy!(SecretScan, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use arbiter_sdk::host::budgets;
+use arbiter_sdk::settings::FieldPath;
 use arbiter_sdk::{
     CalendarUnit, Charge, ChargeUnit, LlmRequest, Obligation, Policy, Request, Verdict, Window, export_policy,
 };
@@ -116,9 +117,10 @@ impl Policy for TokenBudget {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let window = parse_window(&b.window).map_err(|e| format!("settings.budgets[{i}].window: {e}"))?;
+                let at = FieldPath::root().field("budgets").index(i);
+                let window = parse_window(&b.window).map_err(|e| at.field("window").error(e))?;
                 if b.per != Per::Run && window == Window::Run {
-                    return Err(format!("settings.budgets[{i}]: a `run` window needs `per = \"run\"`"));
+                    return Err(at.error("a `run` window needs `per = \"run\"`"));
                 }
                 Ok(Budget { per: b.per, window, unit: b.unit, limit: b.limit })
             })
@@ -226,7 +228,7 @@ fn max_output_within(remaining: u64, unit: Unit, llm: &LlmRequest, price: Option
     }
 }
 
-export_policy!(TokenBudget, review = "review.toml");
+export_policy!(TokenBudget, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests {

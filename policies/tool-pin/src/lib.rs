@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use arbiter_sdk::settings::FieldPath;
 use arbiter_sdk::text::{bounded_list, excerpt};
 use arbiter_sdk::{ListedTool, Policy, Request, Verdict, export_policy};
 use serde::{Deserialize, Serialize};
@@ -131,10 +132,11 @@ impl Policy for ToolPin {
             for (tool, digest) in tools {
                 let hex = digest.strip_prefix("sha256:").unwrap_or_default();
                 if tool.is_empty() {
-                    return Err(format!("settings.pins.{server}: empty tool name"));
+                    return Err(FieldPath::root().field("pins").field(server).error("empty tool name"));
                 }
                 if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                    return Err(format!("settings.pins.{server}.{tool}: `sha256:` and 64 lowercase hex digits"));
+                    let at = FieldPath::root().field("pins").field(server).field(tool);
+                    return Err(at.error("`sha256:` and 64 lowercase hex digits"));
                 }
             }
         }
@@ -213,7 +215,7 @@ impl ToolPin {
     }
 }
 
-export_policy!(ToolPin, review = "review.toml");
+export_policy!(ToolPin, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 //! tool it would deny as a call for the same principal: both answers come
 //! from [`ToolScope::allows`], so the listing and the call never disagree.
 
+use arbiter_sdk::settings::FieldPath;
 use arbiter_sdk::{Environment, Policy, Principal, Request, Verdict, export_policy, glob};
 use serde::Deserialize;
 
@@ -31,7 +32,7 @@ pub struct Rule {
     pub agent: String,
     /// Environments the rule holds in; absent means all.
     #[serde(default)]
-    pub environments: Option<Vec<String>>,
+    pub environments: Option<Vec<Environment>>,
     pub tools: Vec<String>,
 }
 
@@ -51,13 +52,8 @@ impl Policy for ToolScope {
             return Err("settings.rules: at least one rule is needed (an empty list would deny every tool)".into());
         }
         for (i, rule) in settings.rules.iter().enumerate() {
-            for env in rule.environments.iter().flatten() {
-                if !["dev", "staging", "prod"].contains(&env.as_str()) {
-                    return Err(format!("settings.rules[{i}].environments: unknown environment `{env}`"));
-                }
-            }
             if rule.tools.iter().any(String::is_empty) {
-                return Err(format!("settings.rules[{i}].tools: empty tool name"));
+                return Err(FieldPath::root().field("rules").index(i).field("tools").error("empty tool name"));
             }
         }
         Ok(ToolScope { rules: settings.rules })
@@ -101,10 +97,10 @@ impl ToolScope {
 }
 
 fn applies_in(rule: &Rule, environment: Environment) -> bool {
-    rule.environments.as_ref().is_none_or(|envs| envs.iter().any(|e| e == environment.as_str()))
+    rule.environments.as_ref().is_none_or(|envs| envs.contains(&environment))
 }
 
-export_policy!(ToolScope, review = "review.toml");
+export_policy!(ToolScope, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests {

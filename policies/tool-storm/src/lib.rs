@@ -83,7 +83,7 @@ impl Policy for ToolStorm {
     }
 }
 
-export_policy!(ToolStorm, review = "review.toml");
+export_policy!(ToolStorm, review = "review.toml", cases = "cases.json");
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! `arbiter new`: a policy crate that builds, tests and runs on its own,
 //! outside this repository: the policy, its native tests, its review
-//! description, a one-policy bundle and cases for `arbiter test`.
+//! description and its cases (run natively and by `arbiter test`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,11 +10,10 @@ use anyhow::{Context, bail};
 /// The SDK this `arbiter` was built with (its source tree).
 const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../guest-sdk");
 
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 5] = [
     ("Cargo.toml", include_str!("../../templates/policy/Cargo.toml.tmpl")),
     ("src/lib.rs", include_str!("../../templates/policy/lib.rs.tmpl")),
     ("review.toml", include_str!("../../templates/policy/review.toml")),
-    ("bundle.toml", include_str!("../../templates/policy/bundle.toml.tmpl")),
     ("cases.json", include_str!("../../templates/policy/cases.json")),
     (".gitignore", include_str!("../../templates/policy/gitignore")),
 ];
@@ -52,14 +51,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let text = template
             .replace("{{name}}", &name)
             .replace("{{type}}", &type_name(&name))
-            .replace("{{sdk}}", &sdk_text.replace('\\', "/"))
-            .replace("{{contract}}", arbiter_engine::CONTRACT_VERSION);
+            .replace("{{sdk}}", &sdk_text.replace('\\', "/"));
         write(&args.dir.join(file), &text)?;
     }
     println!("created policy `{name}` in {}", args.dir.display());
-    println!("  cargo test                                  # native unit tests");
-    println!("  arbiter build . --out components && arbiter pin bundle.toml");
-    println!("  arbiter test bundle.toml cases.json         # the component, in the real engine");
+    println!("  cargo test                                        # unit tests and cases.json, natively");
+    println!("  arbiter build . --out components");
+    println!("  arbiter test components/{name}.wasm cases.json   # the component, in the real engine");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use arbiter_engine::{Bundle, Decider, FailMode, Manifest};
-use arbiter_types::{Decision, Request, VerdictKind};
-use serde::Deserialize;
+use arbiter_engine::{Bundle, Decider, lone_policy_bundle};
+use arbiter_types::cases::{CaseFile, LonePolicy};
 
 use crate::engine_args::EngineArgs;
 
@@ -23,78 +22,19 @@ pub struct Args {
     engine: EngineArgs,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CaseFile {
-    /// How to load a lone component: its settings and capabilities.
-    #[serde(default)]
-    policy: Option<LonePolicy>,
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LonePolicy {
-    #[serde(default)]
-    settings: toml::Table,
-    #[serde(default)]
-    capabilities: Vec<arbiter_engine::Capability>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    request: serde_json::Value,
-    expect: Expectation,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Expectation {
-    pub decision: VerdictKind,
-    #[serde(default)]
-    pub codes: Vec<String>,
-    #[serde(default)]
-    pub clamp_max_output_tokens: Option<u64>,
-}
-
-impl Expectation {
-    /// `None` when the decision meets the expectation, else what differs.
-    pub fn mismatch(&self, decision: &Decision) -> Option<String> {
-        let mut expected_codes: Vec<&str> = self.codes.iter().map(String::as_str).collect();
-        expected_codes.sort_unstable();
-        let codes = decision.codes();
-        let clamp = decision.clamp_max_output_tokens();
-        (decision.decision != self.decision || codes != expected_codes || clamp != self.clamp_max_output_tokens).then(
-            || {
-                format!(
-                    "expected {} {expected_codes:?}{}, got {} {codes:?}{}",
-                    self.decision.as_str(),
-                    clamp_text(self.clamp_max_output_tokens),
-                    decision.decision.as_str(),
-                    clamp_text(clamp)
-                )
-            },
-        )
-    }
-}
-
-fn clamp_text(clamp: Option<u64>) -> String {
-    clamp.map(|n| format!(" clamp {n}")).unwrap_or_default()
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = args.engine.engine()?;
     let (mut passed, mut failed) = (0usize, 0usize);
     for path in &args.cases {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: CaseFile =
-            serde_json::from_str(&text).with_context(|| format!("invalid case file {}", path.display()))?;
+        let file = CaseFile::from_json(&text)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("invalid case file {}", path.display()))?;
         // Cases are independent: each file starts from empty state.
         let decider = Decider::in_memory(load_target(&engine, &args.target, file.policy)?);
         for case in file.cases {
-            let request = Request::from_json_value(&case.request)
+            let request = case
+                .request()
                 .with_context(|| format!("{}: case `{}` has an invalid request", path.display(), case.name))?;
             // Cases are recorded requests: each runs at its own timestamp.
             let at = request.timestamp_ms.unwrap_or_else(arbiter_types::clock::now_ms);
@@ -127,8 +67,5 @@ fn load_target(
         anyhow::ensure!(lone.is_none(), "`policy` in a case file applies only when testing a lone component");
         return Ok(Bundle::load(engine, target)?);
     }
-    let bytes = std::fs::read(target).with_context(|| format!("reading {}", target.display()))?;
-    let lone = lone.unwrap_or(LonePolicy { settings: toml::Table::new(), capabilities: vec![] });
-    let manifest = Manifest::for_component(target, &bytes, lone.settings, lone.capabilities, FailMode::Closed);
-    Ok(Bundle::from_manifest(engine, manifest, Path::new("."), target)?)
+    Ok(lone_policy_bundle(engine, target, &lone.unwrap_or_default())?)
 }
