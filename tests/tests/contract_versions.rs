@@ -153,7 +153,7 @@ fn every_frozen_contract_is_served_and_every_served_one_is_frozen_or_current() {
 
 #[test]
 fn every_problem_of_a_policy_is_listed_typed_and_naming_the_policy() {
-    use arbiter_engine::{BundleError, ComponentError, IdentitySource, LoadProblem};
+    use arbiter_engine::{BundleError, ComponentError, ComponentFileError, IdentitySource, LoadProblem};
     let component = reference_component("model-pin");
     let found = ComponentInfo::read(&std::fs::read(&component).unwrap()).unwrap().metadata.unwrap();
     let dir = scratch_dir().join("contract-versions").join("every-problem");
@@ -173,7 +173,11 @@ fn every_problem_of_a_policy_is_listed_typed_and_naming_the_policy() {
     assert!(
         matches!(
             problems[..],
-            [LoadProblem::DigestMismatch { .. }, LoadProblem::Component(_), LoadProblem::Component(_)]
+            [
+                LoadProblem::File(ComponentFileError::DigestMismatch { .. }),
+                LoadProblem::Component(_),
+                LoadProblem::Component(_)
+            ]
         ),
         "{text}"
     );

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
-use arbiter_component::{ComponentInfo, ContractVersion, Expected, Grants, Identity, IdentitySource, check};
+use arbiter_component::{ContractVersion, Expected, Grants, Identity, IdentitySource, check};
 use arbiter_state::{RunKey, StateStore};
 use arbiter_types::{Action, BundleRef, Decision, PolicyResult, Request, ToolCall, ToolDefinition, VerdictKind};
 use ed25519_dalek::VerifyingKey;
 
 use crate::combine::{Counted, Effects, STATE_UNAVAILABLE, combine};
+use crate::component_file::ComponentFile;
 use crate::contract::{Input, KnownTool, Requests};
 use crate::engine::PolicyEngine;
 use crate::load_problem::{LoadProblem, PolicyProblem};
@@ -277,15 +278,9 @@ fn load_policy(
     base: &Path,
     contract: Option<&str>,
 ) -> Result<BundlePolicy, Vec<LoadProblem>> {
-    let path = base.join(&entry.component);
-    let bytes = std::fs::read(&path).map_err(|source| vec![LoadProblem::Unreadable { path: path.clone(), source }])?;
-    let info =
-        ComponentInfo::read(&bytes).map_err(|error| vec![LoadProblem::NotAComponent { path: path.clone(), error }])?;
-    let mut problems = Vec::new();
-    let pinned = format!("sha256:{}", entry.sha256.to_ascii_lowercase());
-    if info.digest != pinned {
-        problems.push(LoadProblem::DigestMismatch { pinned, path: path.clone(), found: info.digest.clone() });
-    }
+    let file = ComponentFile::read(entry, base).map_err(|e| vec![LoadProblem::File(e)])?;
+    let mut problems: Vec<LoadProblem> = file.check_pinned(entry).err().map(LoadProblem::File).into_iter().collect();
+    let ComponentFile { bytes, info, .. } = file;
     let identity = Identity::Is { name: &entry.name, version: &entry.version, stated_by: IdentitySource::Manifest };
     let expected = Expected { grants: Grants::Only(&entry.capabilities), identity };
     let version = match check(&info, &expected) {

@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use arbiter_component::{
-    ComponentError, ComponentInfo, ComponentProblems, Expected, Grants, Identity, IdentitySource, InspectError,
-};
+use arbiter_component::{ComponentError, ComponentProblems, Expected, Grants, Identity, IdentitySource};
 use arbiter_review::Review;
 
+use crate::component_file::{ComponentFile, ComponentFileError};
 use crate::manifest::{Manifest, ManifestPolicy};
 
 /// A policy's declarations, or why none could be read.
@@ -19,28 +18,11 @@ pub type Declared = Result<Option<Review>, DeclaredError>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeclaredError {
-    /// Its component cannot be read.
-    #[error("cannot read component {path}: {source}")]
-    Unreadable {
-        /// Where the manifest says it is.
-        path: PathBuf,
-        /// Why it cannot be read.
-        source: std::io::Error,
-    },
-    /// The file is not a component.
-    #[error("{path}: {error}")]
-    NotAComponent {
-        /// The file.
-        path: PathBuf,
-        /// What it is instead.
-        error: InspectError,
-    },
-    /// A component other than the pinned one says nothing about this bundle.
-    #[error("{path} is not the component the manifest pins")]
-    NotPinned {
-        /// The file.
-        path: PathBuf,
-    },
+    /// Its component file cannot be read, is not a component, or is not
+    /// the one the manifest pins: a component other than the pinned one
+    /// says nothing about this bundle.
+    #[error(transparent)]
+    File(#[from] ComponentFileError),
     /// It is not the policy the manifest names ([`arbiter_component::check`]).
     #[error("{path}: {problems}")]
     NotThisPolicy {
@@ -58,13 +40,9 @@ pub fn declarations(manifest: &Manifest, base: &Path) -> BTreeMap<String, Declar
 }
 
 fn declared(policy: &ManifestPolicy, base: &Path) -> Declared {
-    let path = base.join(&policy.component);
-    let bytes = std::fs::read(&path).map_err(|source| DeclaredError::Unreadable { path: path.clone(), source })?;
-    let info =
-        ComponentInfo::read(&bytes).map_err(|error| DeclaredError::NotAComponent { path: path.clone(), error })?;
-    if info.digest != format!("sha256:{}", policy.sha256.to_ascii_lowercase()) {
-        return Err(DeclaredError::NotPinned { path });
-    }
+    let file = ComponentFile::read(policy, base)?;
+    file.check_pinned(policy)?;
+    let (path, info) = (file.path, file.info);
     // Its identity, judged as the loader judges it; what it imports is the
     // loader's concern, not whether its declarations are its own.
     let identity = Identity::Is { name: &policy.name, version: &policy.version, stated_by: IdentitySource::Manifest };

@@ -9,6 +9,7 @@ mod bindings;
 mod bundle;
 mod cache;
 mod combine;
+mod component_file;
 mod config;
 mod contract;
 mod decider;
@@ -39,6 +40,7 @@ pub use arbiter_component::{
 pub use arbiter_review as review;
 pub use bundle::{Bundle, BundleError};
 pub use combine::{POLICY_FAULT, STATE_UNAVAILABLE};
+pub use component_file::ComponentFileError;
 pub use config::{EngineConfig, SandboxLimits};
 pub use decider::{Decider, HALTED, ReportError};
 pub use declared::{Declared, DeclaredError, declarations};

@@ -2,11 +2,10 @@
 //! policy and the field or fact at fault, so a caller can tell them apart
 //! and the message still reads as a sentence.
 
-use std::path::PathBuf;
-
-use arbiter_component::{ComponentError, ContractVersion, InspectError};
+use arbiter_component::{ComponentError, ContractVersion};
 use arbiter_types::ActionKind;
 
+use crate::component_file::ComponentFileError;
 use crate::policy::LoadError;
 
 /// One problem with one policy of a bundle.
@@ -23,32 +22,10 @@ pub struct PolicyProblem {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadProblem {
-    /// Its `component` file cannot be read.
-    #[error("cannot read component {path}: {source}")]
-    Unreadable {
-        /// Where the manifest says it is.
-        path: PathBuf,
-        /// Why it cannot be read.
-        source: std::io::Error,
-    },
-    /// The file is not a component.
-    #[error("{path}: {error}")]
-    NotAComponent {
-        /// The file.
-        path: PathBuf,
-        /// What it is instead.
-        error: InspectError,
-    },
-    /// The file is not the component the manifest pins.
-    #[error("digest mismatch: the manifest pins {pinned}, {path} is {found}")]
-    DigestMismatch {
-        /// `sha256:<hex>` the manifest pins.
-        pinned: String,
-        /// The file.
-        path: PathBuf,
-        /// `sha256:<hex>` of the file.
-        found: String,
-    },
+    /// Its component file cannot be read, is not a component, or is not
+    /// the one the manifest pins.
+    #[error(transparent)]
+    File(ComponentFileError),
     /// The component is not a policy arbiter accepts, or not the one the
     /// manifest names ([`arbiter_component::check`]).
     #[error(transparent)]

@@ -664,12 +664,19 @@ mod tests {
         assert!(score(&items, "failure-mode inventory").1.contains(&"error propagation: NOT COVERED".to_owned()));
         // Nor does one whose component could not be read or is not the pinned one.
         let path = Path::new("cb.wasm").to_owned();
-        let unread = BTreeMap::from([("circuit-breaker".to_owned(), Err(crate::DeclaredError::NotPinned { path }))]);
+        let unread = BTreeMap::from([(
+            "circuit-breaker".to_owned(),
+            Err(crate::DeclaredError::File(crate::ComponentFileError::DigestMismatch {
+                pinned: "sha256:aa".into(),
+                path,
+                found: "sha256:bb".into(),
+            })),
+        )]);
         let items = assess(&manifest(&[policy("circuit-breaker", BREAKER_SETTINGS)]), &unread, false, &[], None);
         let (score, evidence) = score(&items, "failure-mode inventory");
         assert_eq!(score, Score::NotStarted);
         assert!(evidence.iter().any(
-            |e| e == "`circuit-breaker` declares nothing readable: cb.wasm is not the component the manifest pins"
+            |e| e == "`circuit-breaker` declares nothing readable: digest mismatch: the manifest pins sha256:aa, cb.wasm is sha256:bb"
         ));
     }
 
