@@ -73,12 +73,13 @@ impl Settings {
 }
 
 /// The engines in table order, with what each decides and how.
-pub const ENGINES: [(&str, &str); 9] = [
+pub const ENGINES: [(&str, &str); 10] = [
     ("native", "5 rules"),
     ("arbiter", "5 rules"),
     ("arbiter-no-fuel", "5 rules, deadline only (no fuel)"),
     ("arbiter-full-bundle", "all 9 orders_daily policies (5 apply to tool calls)"),
     ("arbiter-http", "5 rules, over HTTP (/v1/decide)"),
+    ("arbiter-http-journal", "5 rules, over HTTP, state in the embedded journal (fsync'd)"),
     ("arbiter-envoy", "5 rules, Envoy ext_authz (gRPC), MCP tools/call"),
     ("regorus", "5 rules"),
     ("regorus-vm", "5 rules"),
@@ -104,7 +105,8 @@ pub fn build(name: &str, bundle: &Path, rules_dir: &Path) -> anyhow::Result<Engi
         "arbiter" => wasm::engine(bundle, true),
         "arbiter-no-fuel" => wasm::engine(bundle, false),
         "arbiter-full-bundle" => wasm::engine(&repo().join("examples/orders_daily/bundle.toml"), true),
-        "arbiter-http" => served::http(bundle),
+        "arbiter-http" => served::http(bundle, false),
+        "arbiter-http-journal" => served::http(bundle, true),
         "arbiter-envoy" => served::envoy(bundle, &repo().join("scripts/bench/envoy-bench.yaml")),
         "regorus" => rego::interpreter(&settings, rules_dir),
         "regorus-vm" => rego::vm(&settings, rules_dir),

@@ -41,16 +41,25 @@ fn arbiter_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts `arbiter serve`; returns it with its HTTP and gRPC ports. The
-/// harness decides anonymously (loopback only): the rows measure deciding,
-/// and a key lookup is one SHA-256 of a short token.
-fn serve(bundle: &Path) -> anyhow::Result<(Child, u16, u16)> {
+/// Starts `arbiter serve` (state in memory, or in a fresh journal at
+/// `journal`); returns it with its HTTP and gRPC ports. The harness
+/// decides anonymously (loopback only): the rows measure deciding, and a
+/// key lookup is one SHA-256 of a short token.
+fn serve(bundle: &Path, journal: Option<&Path>) -> anyhow::Result<(Child, u16, u16)> {
     let cache = super::work_dir().join("cache");
-    let mut child = Command::new(arbiter_binary()?)
+    let mut command = Command::new(arbiter_binary()?);
+    command
         .args(["serve", "--anonymous", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--bundle"])
         .arg(bundle)
         .arg("--cache-dir")
-        .arg(cache)
+        .arg(cache);
+    if let Some(dir) = journal {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        command.arg("--state").arg(dir);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -89,8 +98,11 @@ fn served(route: Route, url: String, processes: Processes) -> Engine {
     }
 }
 
-pub fn http(bundle: &Path) -> anyhow::Result<Engine> {
-    let (child, port, _) = serve(bundle)?;
+/// `POST /v1/decide`, state in memory or (`journal`) in the embedded
+/// journal: every allow is fsync'd before it is answered (group commit).
+pub fn http(bundle: &Path, journal: bool) -> anyhow::Result<Engine> {
+    let dir = super::work_dir().join(format!("journal-{}", std::process::id()));
+    let (child, port, _) = serve(bundle, journal.then_some(dir.as_path()))?;
     let url = format!("http://127.0.0.1:{port}/v1/decide");
     Ok(served(Route::Api, url, Processes(vec![child])))
 }
@@ -120,7 +132,7 @@ fn outcome(decision: &Value) -> anyhow::Result<Outcome> {
 }
 
 pub fn envoy(bundle: &Path, config_template: &Path) -> anyhow::Result<Engine> {
-    let (arbiter, _, grpc) = serve(bundle)?;
+    let (arbiter, _, grpc) = serve(bundle, None)?;
     let mut processes = Processes(vec![arbiter]);
     let (with, without, admin) = (free_port()?, free_port()?, free_port()?);
     let config = std::fs::read_to_string(config_template)?
