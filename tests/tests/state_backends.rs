@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 
 use arbiter_state::{
-    ApprovalClaim, Commit, Escalation, EscalationRefused, EscalationStatus, InMemoryStore, JournalStore,
+    ApprovalClaim, Commit, CommitRefused, Escalation, EscalationRefused, EscalationStatus, InMemoryStore, JournalStore,
     ListedToolInput, ListingRefused, LlmUsage, Named, OutcomeRejected, OutcomeReport, OutcomeStatus, RedisConfig,
     RedisStore, Resolution, RunKey, StateStore, StoreConfig, UsageRejected, UsageReport,
 };
@@ -298,6 +298,11 @@ fn reporting_twice(store: &dyn StateStore) -> Vec<String> {
             store.spend(T0, T0 + 86_400_000)
         )
     };
+    // The same id again while its reservation is open: refused, so that
+    // settling one can never release the other's tokens.
+    let again = vec![charge("run:r", Window::Run, tokens, 2_000, 4_000)];
+    record("same id again", format!("{:?}", store.commit(commit("l1", T0, again, Some((1_000, 1_000)), None))));
+    record("used after the duplicate", format!("{:?}", store.used("run:r", Window::Run, tokens, T0 + 1)));
     record("usage", format!("{:?}", store.reconcile(usage(100, 1))));
     let after_first = state();
     for (output, at) in [(0, 2), (499, 3), (5_000, 4)] {
@@ -339,6 +344,11 @@ fn reporting_twice(store: &dyn StateStore) -> Vec<String> {
 fn a_report_is_taken_once() {
     let answers = on_every_backend(StoreConfig::default(), reporting_twice);
     let rejected = |r: UsageRejected| format!("{:?}", Ok::<_, ()>(Err::<(), _>(r)));
+    assert_eq!(
+        answer(&answers, "same id again"),
+        format!("{:?}", Ok::<_, ()>(Err::<(), _>(CommitRefused::DuplicateRequest { request_id: "l1".into() })))
+    );
+    assert_eq!(answer(&answers, "used after the duplicate"), "Ok(1500)", "the first reservation alone");
     assert_eq!(answer(&answers, "usage"), "Ok(Ok(()))");
     assert!(
         answers.iter().filter(|l| l.starts_with("usage again")).all(|l| l.ends_with(&rejected(already_reported("l1")))),

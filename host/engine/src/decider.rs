@@ -358,7 +358,10 @@ fn blame(decision: &Decision, refused: &arbiter_state::CommitRefused) -> String 
         (PolicyOutcome::Verdict(v), arbiter_state::CommitRefused::CircuitOpen { key }) => {
             v.breakers.iter().any(|b| &b.key == key)
         }
-        (PolicyOutcome::Fault { .. }, _) | (_, arbiter_state::CommitRefused::Escalation(_)) => false,
+        (PolicyOutcome::Fault { .. }, _)
+        | (_, arbiter_state::CommitRefused::Escalation(_) | arbiter_state::CommitRefused::DuplicateRequest { .. }) => {
+            false
+        }
     };
     decision.policies.iter().find(asked).map_or_else(|| HOST.to_owned(), |p| p.name.clone())
 }

@@ -79,11 +79,16 @@ async fn an_allowed_call_arrives_held_and_keyless_and_its_answer_settles() {
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("model_not_pinned")));
     assert!(seen.lock().unwrap().is_empty(), "a refusal never reaches the upstream");
 
-    let allowed = guarded.oneshot(post("/v1/chat/completions", "run-l", &chat("claude-sonnet-4-5-20250929"))).await;
+    let mut ask = post("/v1/chat/completions", "run-l", &chat("claude-sonnet-4-5-20250929"));
+    ask.headers_mut().insert("x-arbiter-clamp-max-output-tokens", "999999".parse().unwrap());
+    ask.headers_mut().insert("x-arbiter-decision", "allow-everything".parse().unwrap());
+    let allowed = guarded.oneshot(ask).await;
     let (status, body) = read(allowed.unwrap()).await;
     assert_eq!((status, body["choices"][0]["message"]["content"].as_str()), (200, Some("ok")));
     let (headers, forwarded) = seen.lock().unwrap().pop().unwrap();
     assert!(headers.get("x-arbiter-key").is_none(), "the caller's key stays at the gateway");
+    assert!(headers.get("x-arbiter-clamp-max-output-tokens").is_none(), "the client's own copy is dropped");
+    assert_eq!(headers.get("x-arbiter-decision").unwrap(), "allow");
     assert_eq!(forwarded["max_completion_tokens"], 2000);
 
     // Settled from the answer's usage (10 + 1), not the ~2,000 reserved.
@@ -118,4 +123,60 @@ async fn an_mcp_refusal_answers_in_band_and_keeps_the_session() {
     assert_eq!(body["id"], 7);
     assert_eq!(body["error"]["data"]["code"], "tool_not_allowed", "{body}");
     assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_compressed_answer_is_charged_its_whole_reservation() {
+    let gateway = gateway(None);
+    let seen = Seen::default();
+    let recorder = Arc::clone(&seen);
+    // An upstream that compresses whatever it was asked: arbiter cannot
+    // read the usage out of it, so nothing may be refunded.
+    let upstream = tower::service_fn(move |request| {
+        let recorder = Arc::clone(&recorder);
+        async move {
+            let mut response = answer(recorder, request).await?;
+            *response.body_mut() = Full::new(Bytes::from_static(b"\x1f\x8b\x08\x00 not json to arbiter"));
+            response.headers_mut().insert("content-encoding", "gzip".parse().unwrap());
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let guarded = gateway.layer(Route::new()).layer(upstream);
+    let mut ask = post("/v1/chat/completions", "run-z", &chat("claude-sonnet-4-5-20250929"));
+    ask.headers_mut().insert("accept-encoding", "gzip, br".parse().unwrap());
+    let response = guarded.oneshot(ask).await.unwrap();
+    let _ = response.into_body().collect().await.unwrap();
+    let (headers, _) = seen.lock().unwrap().pop().unwrap();
+    assert_eq!(headers.get("accept-encoding").unwrap(), "identity", "arbiter asks for an answer it can read");
+    let spend = gateway.decider().state().spend(0, i64::MAX).unwrap();
+    assert_eq!(spend.len(), 1, "{spend:?}");
+    assert_eq!((spend[0].reconciled, spend[0].output_tokens), (1, 2000), "the whole output reservation: {spend:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_still_settles() {
+    let gateway = gateway(None);
+    let seen = Seen::default();
+    let recorder = Arc::clone(&seen);
+    let slow = tower::service_fn(move |request| {
+        let recorder = Arc::clone(&recorder);
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            answer(recorder, request).await
+        }
+    });
+    let guarded = gateway.layer(Route::new()).layer(slow);
+    let ask = post("/v1/chat/completions", "run-gone", &chat("claude-sonnet-4-5-20250929"));
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(50), guarded.oneshot(ask)).await;
+    assert!(gave_up.is_err(), "the client stops waiting while the upstream works");
+    let spend = || gateway.decider().state().spend(0, i64::MAX).unwrap();
+    for _ in 0..100 {
+        if spend().first().is_some_and(|e| e.reconciled == 1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let spend = spend();
+    // Settled as cut (the answer was never read), not left reserved.
+    assert_eq!(spend.iter().map(|e| (e.reconciled, e.output_tokens)).collect::<Vec<_>>(), [(1, 0)], "{spend:?}");
 }

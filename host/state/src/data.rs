@@ -149,6 +149,12 @@ impl StateData {
         if let Some(guard) = commit.breakers.iter().find(|g| !self.breakers.admits(&g.key, &g.config, now)) {
             return Err(CommitRefused::CircuitOpen { key: guard.key.clone() });
         }
+        // A second reservation under an open one's id would replace it, and
+        // settling either would release the other (as on Redis).
+        let reserves = !commit.charges.is_empty() || commit.spent().is_some();
+        if reserves && (self.ledger.is_open(&commit.request_id) || self.spend.is_open(&commit.request_id)) {
+            return Err(CommitRefused::DuplicateRequest { request_id: commit.request_id.clone() });
+        }
         let reserved_tokens = commit.llm.as_ref().map_or(0, LlmUsage::tokens);
         self.ledger.reserve(&commit.request_id, &commit.charges, reserved_tokens, now)?;
         if let Some(claim) = &commit.approval {

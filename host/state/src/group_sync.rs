@@ -2,9 +2,12 @@
 //! but made durable outside it, and one `fsync` covers every append
 //! written before it started. A writer is acknowledged only once an
 //! `fsync` that began after its write has completed, so an acknowledged
-//! operation is on disk exactly as with one `fsync` per operation; what
-//! changes is that concurrent writers share the wait instead of queueing
-//! behind each other's.
+//! change is on disk as with one `fsync` per change; what changes is that
+//! concurrent writers share the wait instead of queueing behind each
+//! other's. A read (or a change refused, or one that changed nothing) may
+//! meanwhile see a change not yet on disk: it can only be refused more
+//! than it would be after a crash, never allowed more, since every allow
+//! is itself a change that waits.
 
 use std::fs::File;
 use std::path::PathBuf;

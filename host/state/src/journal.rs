@@ -106,6 +106,11 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> State
     move |source| StateError::Io { action, path, source }
 }
 
+/// Makes the directory's entries (a rename, a new file) durable.
+fn sync_dir(dir: &Path) -> Result<(), StateError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync", dir))
+}
+
 fn header_line() -> String {
     serde_json::json!({"format": FORMAT, "version": VERSION}).to_string()
 }
@@ -212,6 +217,11 @@ fn open_journal(path: &Path, valid_len: u64) -> Result<File, StateError> {
     if valid_len == 0 {
         writeln!(file, "{}", header_line()).map_err(io("write", path))?;
         file.sync_all().map_err(io("sync", path))?;
+        // A new file's name is the directory's: synced too, or appends
+        // acknowledged through it could vanish with it.
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
     }
     let mut file = OpenOptions::new().append(true).open(path).map_err(io("open", path))?;
     file.flush().map_err(io("flush", path))?;
@@ -259,6 +269,8 @@ impl Journal {
         file.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
         file.sync_all().map_err(io("sync", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        // The rename must be on disk before the journal it replaces is cut.
+        sync_dir(&self.dir)?;
         let journal = self.dir.join(JOURNAL);
         self.file = Arc::new(open_journal(&journal, 0)?);
         // The snapshot holds every operation so far, on disk.

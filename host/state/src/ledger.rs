@@ -124,6 +124,11 @@ impl Ledger {
         }
     }
 
+    /// Whether a reservation is open under `request_id`.
+    pub(crate) fn is_open(&self, request_id: &str) -> bool {
+        self.reservations.contains_key(request_id)
+    }
+
     /// Checks every charge against its limit (charges on the same window
     /// add up), and books them all, or none.
     pub(crate) fn reserve(

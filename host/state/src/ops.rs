@@ -87,6 +87,9 @@ pub enum CommitRefused {
     CircuitOpen { key: String },
     /// The claimed approval does not hold.
     Escalation(EscalationRefused),
+    /// A reservation under this request id is still open: a second one
+    /// would replace it, and settling either would release the other.
+    DuplicateRequest { request_id: String },
 }
 
 impl CommitRefused {
@@ -95,6 +98,7 @@ impl CommitRefused {
             CommitRefused::BudgetExhausted { .. } => "budget_exhausted",
             CommitRefused::CircuitOpen { .. } => "circuit_open",
             CommitRefused::Escalation(refused) => refused.code(),
+            CommitRefused::DuplicateRequest { .. } => "duplicate_request",
         }
     }
 
@@ -105,6 +109,9 @@ impl CommitRefused {
             }
             CommitRefused::CircuitOpen { key } => format!("circuit `{key}` is open"),
             CommitRefused::Escalation(refused) => refused.to_string(),
+            CommitRefused::DuplicateRequest { request_id } => {
+                format!("request id `{request_id}` already holds an open reservation; give each request its own id")
+            }
         }
     }
 }

@@ -59,10 +59,7 @@ fn serve(bundle: &Path, journal: Option<&Path>) -> anyhow::Result<(Child, u16, u
         }
         command.arg("--state").arg(dir);
     }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
     let port = |key: &str| -> anyhow::Result<u16> {

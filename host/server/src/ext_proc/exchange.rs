@@ -71,7 +71,8 @@ impl Exchange {
         let map = header_map(Some(headers));
         let status = map.get(":status").and_then(|s| s.parse().ok());
         let content_type = map.get("content-type").map_or("", String::as_str);
-        let remove = self.exchange.response_headers(status, content_type, headers.end_of_stream).await;
+        let encoding = map.get("content-encoding").map(String::as_str);
+        let remove = self.exchange.response_headers(status, content_type, encoding, headers.end_of_stream).await;
         proceed(Phase::ResponseHeaders, header_mutation(vec![], remove), None)
     }
 

@@ -13,6 +13,10 @@ use crate::ext_authz::{Admitted, Answer, Checked, Refusal, Watch, check, error_a
 use crate::state::{AppState, now_ms};
 use crate::wire::{GatewayRequest, HeldAnswer, Protocol, ResponseReader, SessionStream};
 
+/// The headers arbiter adds to a request it lets through.
+const ANSWER_HEADERS: [&str; 4] =
+    ["x-arbiter-decision", "x-arbiter-request-id", "x-arbiter-clamp-max-output-tokens", "x-arbiter-escalation-id"];
+
 /// What the gateway does with the request.
 #[derive(Debug)]
 pub(crate) enum Admission {
@@ -97,7 +101,15 @@ impl Exchange {
         self.watch = watch;
         match answer {
             Answer::Deny(refusal) => Admission::Refuse(refusal),
-            Answer::Allow { mut headers, remove } => {
+            Answer::Allow { mut headers, mut remove } => {
+                // The upstream reads arbiter's headers only as arbiter set
+                // them: a client's own copies of those it did not set go.
+                remove.extend(
+                    ANSWER_HEADERS
+                        .iter()
+                        .filter(|name| !headers.iter().any(|(set, _)| set == *name))
+                        .map(|n| (*n).to_owned()),
+                );
                 let rewrite = admitted.as_ref().and_then(|admitted| match &admitted.protocol {
                     Protocol::Llm(call) => Some(call.provider_body(body, admitted.allowed_output_tokens)),
                     Protocol::Mcp { .. } if !admitted.redactions.is_empty() => {
@@ -118,6 +130,11 @@ impl Exchange {
                         return Admission::Refuse(error_answer(&Protocol::Http, 400, "bad_request", &message));
                     }
                 };
+                if admitted.is_some() || self.watch.is_some() {
+                    // arbiter reads the answer: ask for it uncompressed
+                    // (a compressed one is read as unreadable, below).
+                    headers.push(("accept-encoding".into(), "identity".into()));
+                }
                 self.admitted = admitted;
                 self.forwarded = Some(Instant::now());
                 Admission::Forward { headers, remove, body: rewritten }
@@ -127,15 +144,23 @@ impl Exchange {
 
     /// The upstream answered with `status`: returns the response headers
     /// to remove. `end_of_stream`: the answer has no body.
+    ///
+    /// An answer in a `content-encoding` (the upstream ignored the request
+    /// for `identity`) cannot be read: it is handled as one too large to
+    /// read — an LLM call is charged its whole reservation, an MCP answer
+    /// to be decided is withheld.
     pub(crate) async fn response_headers(
         &mut self,
         status: Option<u16>,
         content_type: &str,
+        content_encoding: Option<&str>,
         end_of_stream: bool,
     ) -> Vec<String> {
         self.status = status;
         self.latency_ms = self.forwarded.map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX));
-        let max = self.state.ext_proc.max_response_read_bytes;
+        let encoded =
+            content_encoding.is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
+        let max = if encoded { 0 } else { self.state.ext_proc.max_response_read_bytes };
         self.reader = self.admitted.as_ref().and_then(|admitted| match &admitted.protocol {
             Protocol::Llm(call) => Some(ResponseReader::llm(call, content_type, max)),
             Protocol::Mcp { id } => Some(ResponseReader::mcp(id.clone(), content_type, max)),
@@ -147,19 +172,28 @@ impl Exchange {
         if end_of_stream {
             self.settle(Ending::Complete).await;
         }
-        // A body that changes as it streams cannot keep its length.
-        match &self.reader {
+        // A body that changes as it streams cannot keep its length; a held
+        // answer is forwarded rebuilt, as plain JSON.
+        let mut remove = match &self.reader {
             _ if self.held.is_some() || self.session_stream.is_some() => vec!["content-length".to_owned()],
             Some(reader) if reader.rewrites() => vec!["content-length".to_owned()],
             _ => vec![],
+        };
+        if encoded && self.held.is_some() {
+            remove.push("content-encoding".to_owned());
         }
+        remove
     }
 
     /// A chunk of the answer; `end` marks the last. Returns what the client
     /// gets instead of `chunk` (`None`: the chunk as it is).
     pub(crate) async fn response_body(&mut self, chunk: &[u8], end: bool) -> Option<Vec<u8>> {
         if let Some(stream) = self.session_stream.as_mut() {
-            return Some(stream.read(chunk, end));
+            let forward = stream.read(chunk, end);
+            if end {
+                self.settle(Ending::Complete).await;
+            }
+            return Some(forward);
         }
         if let Some(held) = self.held.as_mut() {
             // Nothing reaches the client before the whole answer is decided.
@@ -180,6 +214,12 @@ impl Exchange {
             self.settle(Ending::Complete).await;
         }
         forward
+    }
+
+    /// The request was decided but never sent upstream: what it reserved
+    /// is released.
+    pub(crate) async fn not_sent(mut self) {
+        self.settle(Ending::NotSent).await;
     }
 
     /// The exchange is over: one whose answer was not read to its end

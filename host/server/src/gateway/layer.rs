@@ -58,7 +58,7 @@ impl<S, B, ResBody> tower::Service<Request<B>> for Guard<S>
 where
     S: tower::Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
-    S::Error: Send,
+    S::Error: Send + 'static,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
@@ -81,7 +81,10 @@ where
         let mut inner =
             tower::ServiceExt::map_response(inner, |response: Response<ResBody>| response.map(upstream_body));
         let mut exchange = Exchange::new(self.state.clone(), self.metadata.clone(), "gateway");
-        Box::pin(async move {
+        // While the client waits for the answer: an exchange whose client
+        // left before the upstream was called is not sent at all.
+        let (waiting, mut client) = tokio::sync::oneshot::channel::<()>();
+        let exchange_run = async move {
             let (mut parts, body) = request.into_parts();
             exchange.request_headers(header_map(&parts));
             let body = match Limited::new(body, exchange.max_request_bytes()).collect().await {
@@ -102,6 +105,10 @@ where
                     Request::from_parts(parts, Full::new(rewritten.map_or(body, Bytes::from)))
                 }
             };
+            if matches!(client.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Closed)) {
+                exchange.not_sent().await;
+                return Ok(local_reply(error_answer(&Protocol::Http, 499, "client_gone", "the client left")));
+            }
             let response = match inner.call(forward).await {
                 Ok(response) => response,
                 Err(e) => {
@@ -111,11 +118,27 @@ where
             };
             let (mut parts, body) = response.into_parts();
             let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-            let remove =
-                exchange.response_headers(Some(parts.status.as_u16()), content_type, body.is_end_stream()).await;
+            // An encoding arbiter cannot name is one it cannot read.
+            let encoding = parts.headers.get("content-encoding").map(|v| v.to_str().unwrap_or("unreadable"));
+            let status = Some(parts.status.as_u16());
+            let remove = exchange.response_headers(status, content_type, encoding, body.is_end_stream()).await;
             mutate(&mut parts.headers, vec![], &remove);
             let body = GuardedBody(Inner::Upstream { body, exchange: Reading::Idle(Some(Box::new(exchange))) });
             Ok(Response::from_parts(parts, body))
+        };
+        Box::pin(async move {
+            // Run to its end even if this future is dropped (the client
+            // left): the decision's reservation is then settled, not left
+            // to expire, and its breakers learn how the call went.
+            let run = tokio::spawn(exchange_run).await;
+            drop(waiting);
+            match run {
+                Ok(answered) => answered,
+                Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+                Err(_) => {
+                    Ok(local_reply(error_answer(&Protocol::Http, 503, "shutting_down", "the gateway is stopping")))
+                }
+            }
         })
     }
 }

@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::RedisStore;
-use super::plan::{Cap, ChargePlan, IndexEntry, Plan, Push, Refusal, Set, Swap, Unindex};
+use super::plan::{Cap, ChargePlan, Check, IndexEntry, Plan, Push, Refusal, Set, Swap, Unindex};
 use crate::breaker::{Breaker, BreakerState};
 use crate::calendar::day_start;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
@@ -171,7 +171,19 @@ impl RedisStore {
         if let Some(claim) = &commit.approval {
             reads.push(self.keys.escalation(&claim.escalation_id));
         }
+        // A reservation still open under this id (checked again, absent,
+        // when the plan applies): a second would replace it.
+        let reserves = !commit.charges.is_empty() || commit.spent().is_some();
+        if reserves {
+            reads.push(self.keys.reservation(&commit.request_id));
+        }
         let mut read = self.get_many(reads)?;
+        if reserves {
+            if let Some(Some(_)) = read.pop() {
+                return Ok(Err(CommitRefused::DuplicateRequest { request_id: commit.request_id.clone() }));
+            }
+            plan.checks.push(Check { key: self.keys.reservation(&commit.request_id), expect: None });
+        }
         if let Some(claim) = &commit.approval {
             let Some(Some(json)) = read.pop() else {
                 return Ok(Err(CommitRefused::Escalation(EscalationRefused::Unknown(claim.escalation_id.clone()))));
