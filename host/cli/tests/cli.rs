@@ -253,19 +253,23 @@ fn eval_with_state_feeds_the_spend_report() {
     let state = tempfile::tempdir().unwrap();
     let state_arg = state.path().display().to_string();
     let bundle = bundle_arg();
-    for _ in 0..2 {
-        let output = arbiter(&[
-            "eval",
-            "--clock",
-            "request",
-            "--state",
-            &state_arg,
-            "--bundle",
-            &bundle,
-            "examples/orders_daily/requests/llm-pinned.json",
-        ]);
+    // The sample request, and the same request under another id.
+    let sample = root().join("examples/orders_daily/requests/llm-pinned.json");
+    let again = state.path().join("llm-pinned-again.json");
+    let text_of = std::fs::read_to_string(&sample).unwrap();
+    std::fs::write(&again, text_of.replace("\"demo-012\"", "\"demo-012-again\"")).unwrap();
+    let eval = |request: &std::path::Path| {
+        let request = request.display().to_string();
+        let output = arbiter(&["eval", "--clock", "request", "--state", &state_arg, "--bundle", &bundle, &request]);
         assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    for request in [&sample, &again] {
+        eval(request);
     }
+    // An id whose reservation is still open is not reserved twice.
+    let repeated = eval(&sample);
+    assert!(repeated.contains("duplicate_request"), "{repeated}");
     let args = ["report", "--state", &state_arg, "--since", "2026-11-26", "--until", "2026-11-27", "--by", "model"];
     let mut json_args = args.to_vec();
     json_args.extend(["--format", "json", "--prices", "examples/orders_daily/prices.toml"]);
