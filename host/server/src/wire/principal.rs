@@ -49,7 +49,15 @@ pub(crate) fn request_id(req: &GatewayRequest<'_>) -> String {
         return id.clone();
     }
     use sha2::{Digest, Sha256};
-    let digest =
-        Sha256::new().chain_update(req.path).chain_update(req.body).chain_update(req.now_ms.to_le_bytes()).finalize();
+    // Unique in the process: identical requests in one millisecond are two
+    // requests, not one id reserved twice (refused as duplicate_request).
+    static DERIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nth = DERIVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let digest = Sha256::new()
+        .chain_update(req.path)
+        .chain_update(req.body)
+        .chain_update(req.now_ms.to_le_bytes())
+        .chain_update(nth.to_le_bytes())
+        .finalize();
     format!("gw-{}", hex::encode(&digest[..12]))
 }
