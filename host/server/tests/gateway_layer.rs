@@ -33,6 +33,19 @@ async fn answer(seen: Seen, request: Request<Full<Bytes>>) -> Result<Response<Fu
     Ok(response)
 }
 
+/// An upstream answering as [`answer`] does, and what reached it.
+fn recording_upstream() -> (
+    Seen,
+    impl tower::Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static,
+) {
+    let seen = Seen::default();
+    let recorder = Arc::clone(&seen);
+    (seen, tower::service_fn(move |request| answer(Arc::clone(&recorder), request)))
+}
+
 fn gateway(max_request_bytes: Option<usize>) -> Gateway {
     let bundle = Bundle::load(&engine(), &orders_daily_bundle()).unwrap();
     let credentials = Credentials::load(&root().join("examples/orders_daily/credentials.toml")).unwrap();
@@ -69,9 +82,7 @@ fn chat(model: &str) -> Value {
 #[tokio::test]
 async fn an_allowed_call_arrives_held_and_keyless_and_its_answer_settles() {
     let gateway = gateway(None);
-    let seen = Seen::default();
-    let recorder = Arc::clone(&seen);
-    let upstream = tower::service_fn(move |request| answer(Arc::clone(&recorder), request));
+    let (seen, upstream) = recording_upstream();
     let guarded = gateway.layer(Route::new()).layer(upstream);
 
     let denied = guarded.clone().oneshot(post("/v1/chat/completions", "run-l", &chat("gpt-4o"))).await.unwrap();
@@ -99,9 +110,7 @@ async fn an_allowed_call_arrives_held_and_keyless_and_its_answer_settles() {
 
 #[tokio::test]
 async fn a_body_over_the_bound_is_refused_before_any_decision() {
-    let seen = Seen::default();
-    let recorder = Arc::clone(&seen);
-    let upstream = tower::service_fn(move |request| answer(Arc::clone(&recorder), request));
+    let (seen, upstream) = recording_upstream();
     let guarded = gateway(Some(64)).layer(Route::new()).layer(upstream);
     let big =
         json!({"model": "claude-sonnet-4-5-20250929", "messages": [{"role": "user", "content": "x".repeat(100)}]});
@@ -112,9 +121,7 @@ async fn a_body_over_the_bound_is_refused_before_any_decision() {
 
 #[tokio::test]
 async fn an_mcp_refusal_answers_in_band_and_keeps_the_session() {
-    let seen = Seen::default();
-    let recorder = Arc::clone(&seen);
-    let upstream = tower::service_fn(move |request| answer(Arc::clone(&recorder), request));
+    let (seen, upstream) = recording_upstream();
     let guarded = gateway(None).layer(Route::new().mcp_server("warehouse")).layer(upstream);
     let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                       "params": {"name": "shell.exec", "arguments": {"cmd": "rm -rf /"}}});

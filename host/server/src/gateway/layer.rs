@@ -77,7 +77,8 @@ where
         // The clone that was polled ready serves this call.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        // Boxed here, outside the future: see `upstream_body`.
+        // The upstream's body boxed as it comes back: one `GuardedBody`
+        // type for every upstream.
         let mut inner =
             tower::ServiceExt::map_response(inner, |response: Response<ResBody>| response.map(upstream_body));
         let mut exchange = Exchange::new(self.state.clone(), self.metadata.clone(), "gateway");
@@ -145,10 +146,9 @@ where
 
 type UpstreamBody = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>;
 
-/// Boxed before the call's future holds it: a bound like `B::Error:
-/// Into<BoxError>` checked inside an async block cannot be proven `Send`
-/// for a `B` whose error is itself a boxed `dyn Error` (the compiler's
-/// higher-ranked "not general enough").
+/// The upstream's body with its error boxed (an upstream whose body error
+/// is itself a `Box<dyn Error>` trips rustc's higher-ranked `Send` check in
+/// its callers: docs/embedding.md).
 fn upstream_body<B>(body: B) -> UpstreamBody
 where
     B: Body<Data = Bytes> + Send + 'static,
