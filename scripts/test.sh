@@ -37,7 +37,7 @@ cargo test --workspace --doc
 python3 -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
 # Real MCP servers from npm (server-everything), pinned by the lock file.
 npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
-python3 -m pytest tests/e2e -q -p no:cacheprovider
+python3 -m pytest tests/e2e -q -p no:cacheprovider --durations=15
 
 # The comparison harness: every engine (native; arbiter in-process, over
 # HTTP and behind Envoy; regorus; Cedar) must give the expected verdict on

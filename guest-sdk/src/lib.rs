@@ -73,7 +73,7 @@ pub mod bindings {
 pub use wit_bindgen as __wit_bindgen;
 
 pub use bindings::arbiter::policy::breakers::BreakerState;
-pub use bindings::arbiter::policy::history::PastToolCall;
+pub use bindings::arbiter::policy::history::{Mention, PastToolCall};
 pub use bindings::arbiter::policy::types::{
     Action, ArgValue, Argument, BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Decision,
     Environment, Escalation, ListedTool, LlmRequest, Obligation, Principal, Reason, Redaction, Request, TextAt,
@@ -87,7 +87,7 @@ pub use strings::Leaf;
 pub use verdict::MAX_REDACTIONS;
 
 /// The version of the contract (`arbiter:policy`) this SDK targets.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 /// This SDK's version, embedded in every policy it builds.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 

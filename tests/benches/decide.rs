@@ -1,13 +1,18 @@
 //! Cost of one decision through the orders_daily reference bundle,
-//! in-process (`cargo bench -p arbiter-tests --bench decide`).
+//! in-process (`cargo bench -p arbiter-tests --bench decide`), and how it
+//! grows with a run's length (`-- run_length`).
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arbiter_engine::{Bundle, Decider, FailMode, Manifest};
-use arbiter_state::{InMemoryStore, JournalStore, OutcomeStatus, RedisConfig, RedisStore, StateStore, StoreConfig};
-use arbiter_tests::{RedisServer, engine, llm_request, orders_daily_bundle, single_policy_bundle, tool_call};
+use arbiter_engine::{Bundle, Capability, Decider, FailMode, Manifest};
+use arbiter_state::{
+    Commit, InMemoryStore, JournalStore, OutcomeStatus, RedisConfig, RedisStore, RunKey, StateStore, StoreConfig,
+};
+use arbiter_tests::{
+    RedisServer, engine, llm_request, orders_daily_bundle, reference_component, root, single_policy_bundle, tool_call,
+};
 use arbiter_types::{Request, VerdictKind};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
@@ -222,5 +227,140 @@ fn mcp_answers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, evaluate, read_sql, decide_with_charges, decide_tool_call, mcp_answers);
+/// `n` distinct searches: five of forty pipeline words and a number of
+/// their own, as an agent's queries in a long run might read.
+fn searches(n: usize) -> Vec<String> {
+    const WORDS: [&str; 40] = [
+        "orders",
+        "daily",
+        "schema",
+        "change",
+        "column",
+        "missing",
+        "partition",
+        "late",
+        "arrival",
+        "freshness",
+        "warehouse",
+        "table",
+        "rows",
+        "count",
+        "null",
+        "duplicate",
+        "key",
+        "customer",
+        "amount",
+        "currency",
+        "region",
+        "eu",
+        "backfill",
+        "job",
+        "failed",
+        "retry",
+        "timeout",
+        "upstream",
+        "source",
+        "export",
+        "runbook",
+        "oncall",
+        "alert",
+        "threshold",
+        "metric",
+        "dashboard",
+        "owner",
+        "contract",
+        "version",
+        "drift",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    (0..n)
+        .map(|i| {
+            let words: Vec<&str> = (0..5)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    WORDS[(seed >> 33) as usize % WORDS.len()]
+                })
+                .collect();
+            format!("{} {i}", words.join(" "))
+        })
+        .collect()
+}
+
+/// A store whose run `run-1` already made `calls` allowed searches.
+fn run_of(calls: usize) -> Arc<dyn StateStore> {
+    let state = InMemoryStore::in_memory(StoreConfig::default());
+    for (n, query) in searches(calls).into_iter().enumerate() {
+        let commit = Commit {
+            request_id: format!("earlier-{n}"),
+            now_ms: n as i64,
+            run: RunKey { pipeline: "orders_daily".into(), run: "run-1".into() },
+            agent: "monitor".into(),
+            team: "data-platform".into(),
+            charges: Vec::new(),
+            breakers: Vec::new(),
+            tool_call: Some(("docs.search".into(), json!({ "query": query }).as_object().cloned().unwrap_or_default())),
+            llm: None,
+            approval: None,
+        };
+        state.commit(commit).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    Arc::new(state)
+}
+
+/// A run's next search after 0, 100 and 1,000 allowed ones (the history
+/// cap is 1,024), through the whole bench bundle (every policy, limits
+/// lifted) and through retrieval-thrash alone, as released on contract
+/// 0.2.0 (every earlier query copied into the sandbox and compared there)
+/// and on 0.3.0 (the host answers `count-similar`). Under `cargo bench`,
+/// also prints p50 of 2,000 evaluations of each and its ratio to the run's
+/// first call.
+fn run_length(c: &mut Criterion) {
+    orders_daily_bundle();
+    let bench = Bundle::load(&engine(), &root().join("examples/bench/bundle.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let thrash = |component: &std::path::Path| {
+        let settings = json!({"tools": ["docs.search"], "similarity": 0.6, "max_near_duplicates": 2});
+        single_policy_bundle(&engine(), component, settings, vec![Capability::History], FailMode::Closed)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let bundles = [
+        ("bench_bundle", bench),
+        ("thrash_0_2_0", thrash(&root().join("tests/fixtures/contract-0.2.0/retrieval-thrash-0.2.1.wasm"))),
+        ("thrash_0_3_0", thrash(&reference_component("retrieval-thrash"))),
+    ];
+    let next = tool_call("next", "docs.search", json!({"query": "orders daily partition late arrival runbook"}));
+    let runs: Vec<(usize, Arc<dyn StateStore>)> = [0, 100, 1_000].into_iter().map(|n| (n, run_of(n))).collect();
+    let mut group = c.benchmark_group("run_length");
+    for (name, bundle) in &bundles {
+        for (calls, state) in &runs {
+            let decision = bundle.evaluate(&next, 2_000, state);
+            assert_eq!(decision.decision, VerdictKind::Allow, "{name} after {calls}: {:?}", decision.reasons);
+            group.bench_function(format!("{name}/after_{calls}"), |b| {
+                b.iter(|| bundle.evaluate(black_box(&next), 2_000, state))
+            });
+        }
+    }
+    group.finish();
+    if std::env::args().any(|a| a == "--bench") {
+        for (name, bundle) in &bundles {
+            let p50 = |state: &Arc<dyn StateStore>| {
+                let mut micros: Vec<f64> = (0..2000)
+                    .map(|_| {
+                        let started = std::time::Instant::now();
+                        black_box(bundle.evaluate(&next, 2_000, state));
+                        started.elapsed().as_secs_f64() * 1e6
+                    })
+                    .collect();
+                micros.sort_unstable_by(f64::total_cmp);
+                micros[1000]
+            };
+            let first = p50(&runs[0].1);
+            for (calls, state) in &runs {
+                let median = p50(state);
+                println!("run_length/{name}/after_{calls}: p50 {median:.1} µs, {:.2}× the first call", median / first);
+            }
+        }
+    }
+}
+
+criterion_group!(benches, evaluate, read_sql, decide_with_charges, decide_tool_call, mcp_answers, run_length);
 criterion_main!(benches);

@@ -60,7 +60,7 @@ def write_bundle(path: pathlib.Path, version: str = "1.0.0", old_tool_scope: boo
                        '[policies.settings]\nunpinned = "trust_on_first_use"\n')
     scan = policy_entry("secret-scan", COMPONENTS / "secret-scan.wasm", version_of("secret-scan"),
                         ["tool_call", "tool_result"], "")
-    path.write_text(f'[bundle]\nname = "mcp_gateway"\nversion = "{version}"\ncontract = "0.2.0"\n\n{scope}{pin}{scan}')
+    path.write_text(f'[bundle]\nname = "mcp_gateway"\nversion = "{version}"\ncontract = "0.3.0"\n\n{scope}{pin}{scan}')
     return path
 
 

@@ -1,6 +1,8 @@
-//! Contract 0.1.0 components keep loading and deciding beside 0.2.0 ones:
-//! `tests/fixtures/contract-0.1.0/` holds a tool-scope component as
-//! released under 0.1.0 (built from main before 0.2.0 existed).
+//! Older contracts' components keep loading and deciding beside current
+//! ones: `tests/fixtures/contract-0.1.0/` holds a tool-scope component as
+//! released under 0.1.0 (built from main before 0.2.0 existed), and
+//! `tests/fixtures/contract-0.2.0/` the retrieval-thrash that copied a
+//! run's history into the sandbox (built from main before 0.3.0).
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,10 @@ const HUMAN_REVIEW: &str = "[policies.settings]\napprovers = [\"oncall\"]\nvalid
 
 fn old_tool_scope() -> PathBuf {
     root().join("tests/fixtures/contract-0.1.0/tool-scope-0.2.0.wasm")
+}
+
+fn old_retrieval_thrash() -> PathBuf {
+    root().join("tests/fixtures/contract-0.2.0/retrieval-thrash-0.2.1.wasm")
 }
 
 /// A manifest entry for `component` (name, version and digest as it
@@ -50,7 +56,7 @@ fn mixed_bundle(test: &str, old_scope: &str) -> Result<Bundle, String> {
         entry(&old_tool_scope(), old_scope, &format!("{MONITOR_RULES}tools = [\"warehouse.query\"]\n")),
         entry(&reference_component("human-review"), "[\"tool_call\"]", HUMAN_REVIEW),
     ];
-    bundle(test, "0.2.0", &entries)
+    bundle(test, "0.3.0", &entries)
 }
 
 fn listing(tools: &[&str]) -> Request {
@@ -63,11 +69,11 @@ fn listing(tools: &[&str]) -> Request {
 }
 
 #[test]
-fn a_0_1_0_component_decides_beside_0_2_0_ones_in_one_decision() {
+fn a_0_1_0_component_decides_beside_current_ones_in_one_decision() {
     let bundle = mixed_bundle("one-decision", "[\"tool_call\"]").unwrap_or_else(|e| panic!("{e}"));
     let contract_of = |path: &Path| ComponentInfo::read(&std::fs::read(path).unwrap()).unwrap().contract_version;
     assert_eq!(contract_of(&old_tool_scope()).as_deref(), Some("0.1.0"));
-    assert_eq!(contract_of(&reference_component("human-review")).as_deref(), Some("0.2.0"));
+    assert_eq!(contract_of(&reference_component("human-review")).as_deref(), Some("0.3.0"));
     let cases =
         [("warehouse.query", VerdictKind::Allow, vec![]), ("shell.exec", VerdictKind::Deny, vec!["tool_not_allowed"])];
     for (tool, expected, codes) in cases {
@@ -90,7 +96,7 @@ fn a_0_1_0_component_cannot_be_scoped_to_what_its_contract_lacks() {
 fn a_bundle_of_an_older_contract_refuses_a_newer_component() {
     let entries = [entry(&reference_component("model-pin"), "[\"llm_request\"]", "")];
     let err = bundle("older-contract", "0.1.0", &entries).unwrap_err();
-    assert!(err.contains("targets contract 0.2.0, newer than the bundle's contract 0.1.0"), "{err}");
+    assert!(err.contains("targets contract 0.3.0, newer than the bundle's contract 0.1.0"), "{err}");
 }
 
 #[test]
@@ -106,7 +112,7 @@ fn a_listing_is_decided_only_by_policies_that_ask_for_listings() {
 fn tool_scope_hides_from_a_listing_exactly_what_it_would_deny_as_a_call() {
     let settings = format!("{MONITOR_RULES}tools = [\"warehouse.*\"]\n");
     let entries = [entry(&reference_component("tool-scope"), "[\"tool_call\", \"tool_listing\"]", &settings)];
-    let bundle = bundle("hides", "0.2.0", &entries).unwrap_or_else(|e| panic!("{e}"));
+    let bundle = bundle("hides", "0.3.0", &entries).unwrap_or_else(|e| panic!("{e}"));
     let tools = ["warehouse.query", "warehouse.drop_table", "shell.exec", "docs.search"];
     let decision = arbiter_tests::decide(&bundle, &listing(&tools), 0);
     assert_eq!(decision.decision, VerdictKind::Allow);
@@ -118,6 +124,56 @@ fn tool_scope_hides_from_a_listing_exactly_what_it_would_deny_as_a_call() {
         assert_eq!(hidden.contains(&tool), denied, "{tool}: the listing and the call disagree");
     }
     assert_eq!(hidden, ["docs.search", "shell.exec"]);
+}
+
+/// The same searches through the 0.2.0 retrieval-thrash (every earlier
+/// query handed over and compared in the sandbox) and its 0.3.0 successor
+/// (the host answers `count-similar`), each in a bundle of its own with its
+/// own state: the same verdict every time.
+#[test]
+fn retrieval_thrash_decides_alike_whether_it_compares_or_the_host_does() {
+    use std::sync::Arc;
+
+    use arbiter_engine::Decider;
+    use arbiter_state::{InMemoryStore, StoreConfig};
+
+    let settings = "[policies.settings]\ntools = [\"docs.*\"]\nsimilarity = 0.6\nmax_near_duplicates = 2\n";
+    let with_history = |component: &Path| {
+        let entry = entry(component, "[\"tool_call\"]", settings);
+        entry.replace("[policies.scope]", "capabilities = [\"history\"]\n[policies.scope]")
+    };
+    let contract_of = |path: &Path| ComponentInfo::read(&std::fs::read(path).unwrap()).unwrap().contract_version;
+    assert_eq!(contract_of(&old_retrieval_thrash()).as_deref(), Some("0.2.0"));
+    assert_eq!(contract_of(&reference_component("retrieval-thrash")).as_deref(), Some("0.3.0"));
+    let bundles = [
+        bundle("thrash-old", "0.3.0", &[with_history(&old_retrieval_thrash())]),
+        bundle("thrash-new", "0.3.0", &[with_history(&reference_component("retrieval-thrash"))]),
+    ]
+    .map(|b| {
+        Decider::new(
+            Arc::new(b.unwrap_or_else(|e| panic!("{e}"))),
+            Arc::new(InMemoryStore::in_memory(StoreConfig::default())),
+        )
+    });
+    let searches = [
+        "orders daily schema change",
+        "orders_daily schema changed",
+        "page the oncall",
+        "ORDERS daily: schema change",
+        "orders daily schema change column",
+        "",
+        "",
+        "",
+        "schema change orders daily",
+    ];
+    let mut refused = 0;
+    for (n, query) in searches.iter().enumerate() {
+        let request = tool_call(&format!("s{n}"), "docs.search", json!({ "query": query }));
+        let [old, new] = bundles.each_ref().map(|d| d.decide(&request, n as i64 * 1_000));
+        assert_eq!((old.decision, old.codes()), (new.decision, new.codes()), "search {n}: `{query}`");
+        refused += usize::from(new.decision == VerdictKind::Deny);
+    }
+    assert_eq!(refused, 3, "`ORDERS daily: …`, the third empty query and `schema change orders daily` are refused");
 }
 
 /// The version a WIT file's `package arbiter:policy@X.Y.Z;` line names.

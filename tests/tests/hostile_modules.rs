@@ -18,7 +18,8 @@ use arbiter_tests::{
 use arbiter_types::{Decision, PolicyOutcome, VerdictKind};
 use serde_json::json;
 
-const ALL_CAPABILITIES: [Capability; 3] = [Capability::Log, Capability::Clock, Capability::Budgets];
+const ALL_CAPABILITIES: [Capability; 4] =
+    [Capability::Log, Capability::Clock, Capability::Budgets, Capability::History];
 
 fn hostile(engine: &PolicyEngine, behaviour: &str, fail: FailMode) -> Bundle {
     single_policy_bundle(engine, &hostile_component(), json!({"behaviour": behaviour}), ALL_CAPABILITIES.to_vec(), fail)
@@ -61,6 +62,8 @@ fn misbehaving_policies_fail_closed_with_the_fault_named() {
         ("hide_unlisted", &["invalid_verdict"][..]),
         ("redact_out_of_bounds", &["invalid_verdict"][..]),
         ("redact_missing", &["invalid_verdict"][..]),
+        // A history question the host cannot answer traps the policy (0.3.0).
+        ("nan_similarity", &["capability_refused"][..]),
     ];
     for (behaviour, kinds) in cases {
         let bundle = hostile(&engine, behaviour, FailMode::Closed);
@@ -138,7 +141,8 @@ fn ungranted_capabilities_are_refused_by_name() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("capability `clock`") && err.contains("arbiter:policy/clock@0.2.0"), "{err}");
+    assert!(err.contains("capability `clock`") && err.contains("arbiter:policy/clock@0.3.0"), "{err}");
+    assert!(err.contains("capability `history`") && err.contains("arbiter:policy/history@0.3.0"), "{err}");
 }
 
 #[test]
@@ -212,9 +216,9 @@ const GARBAGE_VERDICT: &str = r#"
     (local.set $p (global.get $heap))
     (global.set $heap (i32.add (global.get $heap) (local.get 3)))
     (local.get $p))
-  (func (export "arbiter:policy/evaluator@0.2.0#init") (param i32 i32) (result i32)
+  (func (export "arbiter:policy/evaluator@0.3.0#init") (param i32 i32) (result i32)
     (i32.const 1024))
-  (func (export "arbiter:policy/evaluator@0.2.0#evaluate") (param i32) (result i32)
+  (func (export "arbiter:policy/evaluator@0.3.0#evaluate") (param i32) (result i32)
     (i32.const 2048)))
 "#;
 

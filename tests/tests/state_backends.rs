@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use arbiter_state::{
     ApprovalClaim, Commit, CommitRefused, Escalation, EscalationRefused, EscalationStatus, InMemoryStore, JournalStore,
-    ListedToolInput, ListingRefused, LlmUsage, Named, OutcomeRejected, OutcomeReport, OutcomeStatus, RedisConfig,
-    RedisStore, Resolution, RunKey, StateStore, StoreConfig, UsageRejected, UsageReport,
+    ListedToolInput, ListingRefused, LlmUsage, Mention, MentionQuery, Named, OutcomeRejected, OutcomeReport,
+    OutcomeStatus, RedisConfig, RedisStore, Resolution, RunKey, SimilarQuery, StateStore, StoreConfig, UsageRejected,
+    UsageReport,
 };
 use arbiter_tests::RedisServer;
+use arbiter_text::TokenSet;
 use arbiter_types::{BreakerConfig, BreakerGuard, BreakerWindow, CalendarUnit, Charge, ChargeUnit, Window};
 use serde_json::json;
 
@@ -403,6 +405,160 @@ fn run_history_is_bounded_in_memory_and_in_the_journal() {
     let before = kept(&journal);
     drop(journal);
     assert_eq!(kept(&JournalStore::open(dir.path(), config).unwrap()), before, "replay forgets the same runs");
+}
+
+/// Searches of a run, some near-duplicates, some not strings, some of
+/// another tool, with the oldest past the per-run cap of 6.
+fn near_duplicates(store: &dyn StateStore) -> Vec<String> {
+    let searches = [
+        ("docs.search", json!("orders daily schema change")),
+        ("docs.search", json!("orders_daily schema changed")),
+        ("docs.search", json!({"text": "orders daily schema change"})),
+        ("docs.search", json!("ORDERS, daily: schema change!")),
+        ("web.search", json!("orders daily schema change")),
+        ("docs.search", json!("")),
+        ("docs.search", json!("page the oncall")),
+        ("docs.search", json!("orders daily schema change")),
+    ];
+    let run = RunKey { pipeline: "p".into(), run: "r".into() };
+    for (n, (tool, query)) in searches.iter().enumerate() {
+        let call = Commit {
+            tool_call: Some((tool.to_string(), json!({ "query": query }).as_object().cloned().unwrap_or_default())),
+            ..commit(&format!("s{n}"), T0 + n as i64 * 1_000, vec![], None, None)
+        };
+        store.commit(call).unwrap().unwrap();
+    }
+    let mut out = Vec::new();
+    let questions = [
+        ("docs.search", "query", "orders daily schema change", 0.6, i64::MIN),
+        ("docs.search", "query", "orders daily schema change", 1.0, i64::MIN),
+        ("docs.search", "query", "orders daily schema change", 0.0, i64::MIN),
+        ("docs.search", "query", "orders daily schema change", 0.6, T0 + 7_000),
+        ("docs.search", "query", "", 1.0, i64::MIN),
+        ("docs.search", "missing", "orders daily schema change", 0.0, i64::MIN),
+        ("web.search", "query", "schema change orders daily", 1.0, i64::MIN),
+        ("nothing", "query", "orders", 0.0, i64::MIN),
+    ];
+    // Twice: the second answer comes from the token sets the first kept.
+    for round in 0..2 {
+        for (tool, argument, text, min_similarity, since_ms) in questions {
+            let text = TokenSet::of(text);
+            let query = SimilarQuery { tool, argument, text: &text, min_similarity, since_ms };
+            out.push(format!(
+                "{round} {tool} {argument} {min_similarity} {since_ms}: {:?}",
+                store.count_similar(&run, &query)
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn near_duplicate_questions_are_answered_alike_on_every_backend() {
+    let config = StoreConfig { history_per_run: 6, ..StoreConfig::default() };
+    let answers = on_every_backend(config, near_duplicates);
+    let counts: Vec<&str> = answers[..8].iter().map(|line| line.rsplit(": ").next().unwrap()).collect();
+    // Kept: s2 (an object), s3, s4 (web), s5 (empty), s6, s7.
+    assert_eq!(counts, ["Ok(2)", "Ok(2)", "Ok(4)", "Ok(1)", "Ok(1)", "Ok(0)", "Ok(1)", "Ok(0)"], "{answers:#?}");
+    assert_eq!(
+        answers[..8].iter().map(|l| &l[2..]).collect::<Vec<_>>(),
+        answers[8..].iter().map(|l| &l[2..]).collect::<Vec<_>>()
+    );
+}
+
+/// Reads of a run, one of them of sensitive data, asked which call first
+/// mentioned a marker: by tool glob, argument, marker order and time.
+fn earlier_mentions(store: &dyn StateStore) -> Vec<String> {
+    let reads = [
+        ("warehouse.query", json!({"sql": "select 1 from nopii.x", "table": "pii.y"})),
+        ("docs.search", json!({"sql": "select * from pii.customers"})),
+        ("warehouse.query", json!({"sql": "SELECT * FROM Restricted.ledger JOIN pii.customers"})),
+        ("warehouse.query", json!({"sql": {"nested": "pii.z"}})),
+        ("warehouse.describe", json!({"table": "pii.customers"})),
+    ];
+    let run = RunKey { pipeline: "p".into(), run: "r".into() };
+    for (n, (tool, arguments)) in reads.iter().enumerate() {
+        let call = Commit {
+            tool_call: Some((tool.to_string(), arguments.as_object().cloned().unwrap_or_default())),
+            ..commit(&format!("m{n}"), T0 + n as i64 * 1_000, vec![], None, None)
+        };
+        store.commit(call).unwrap().unwrap();
+    }
+    let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let questions = [
+        (strings(&["warehouse.*"]), strings(&["sql"]), strings(&["pii.", "restricted."]), i64::MIN),
+        (strings(&["warehouse.*"]), strings(&["sql", "table"]), strings(&["pii."]), i64::MIN),
+        (strings(&["warehouse.*"]), strings(&["sql"]), strings(&["pii."]), T0 + 3_000),
+        (strings(&["warehouse.describe"]), strings(&["table"]), strings(&["PII."]), i64::MIN),
+        (strings(&["*"]), strings(&["sql"]), strings(&["ledger"]), i64::MIN),
+        (strings(&[]), strings(&["sql"]), strings(&["pii."]), i64::MIN),
+    ];
+    let mut out = Vec::new();
+    for round in 0..2 {
+        for (tools, arguments, markers, since_ms) in &questions {
+            let query = MentionQuery { tools, arguments, markers, since_ms: *since_ms };
+            out.push(format!("{round} {tools:?} {arguments:?} {markers:?}: {:?}", store.first_mention(&run, &query)));
+        }
+    }
+    out
+}
+
+#[test]
+fn earlier_mention_questions_are_answered_alike_on_every_backend() {
+    let answers = on_every_backend(StoreConfig::default(), earlier_mentions);
+    let found: Vec<&str> = answers[..6].iter().map(|line| line.split_once("]: ").unwrap().1).collect();
+    let mention = |id: &str, marker: &str| {
+        format!("{:?}", Ok::<_, ()>(Some(Mention { request_id: id.into(), marker: marker.into() })))
+    };
+    // m2 mentions both markers: the first in the question's order wins.
+    // `ledger` follows a `.`, a word start. No tool pattern, no tool.
+    let none = String::from("Ok(None)");
+    let expected = [
+        mention("m2", "pii."),
+        mention("m0", "pii."),
+        none.clone(),
+        mention("m4", "PII."),
+        mention("m2", "ledger"),
+        none,
+    ];
+    assert_eq!(found, expected.iter().map(String::as_str).collect::<Vec<_>>(), "{answers:#?}");
+    assert_eq!(
+        answers[..6].iter().map(|l| &l[2..]).collect::<Vec<_>>(),
+        answers[6..].iter().map(|l| &l[2..]).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn near_duplicate_answers_survive_a_journal_reopen_and_the_per_run_cap() {
+    let config = StoreConfig { history_per_run: 6, ..StoreConfig::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let before = near_duplicates(&JournalStore::open(dir.path(), config).unwrap());
+    let reopened = JournalStore::open(dir.path(), config).unwrap();
+    let run = RunKey { pipeline: "p".into(), run: "r".into() };
+    let text = TokenSet::of("orders daily schema change");
+    let ask = |store: &JournalStore| {
+        let query = SimilarQuery {
+            tool: "docs.search",
+            argument: "query",
+            text: &text,
+            min_similarity: 0.6,
+            since_ms: i64::MIN,
+        };
+        store.count_similar(&run, &query).unwrap()
+    };
+    assert_eq!(format!("0 docs.search query 0.6 {}: Ok({})", i64::MIN, ask(&reopened)), before[0], "replayed history");
+    // Two more near-duplicates push s2 and s3 out: s3 was one.
+    for n in 8..10 {
+        let call = Commit {
+            tool_call: Some((
+                "docs.search".into(),
+                json!({"query": "orders daily schema change"}).as_object().cloned().unwrap_or_default(),
+            )),
+            ..commit(&format!("s{n}"), T0 + n * 1_000, vec![], None, None)
+        };
+        reopened.commit(call).unwrap().unwrap();
+    }
+    assert_eq!(ask(&reopened), 3, "s7, s8, s9: what the cap keeps, slot for slot");
 }
 
 #[test]

@@ -99,10 +99,14 @@ pub fn build_policy(crate_dir: &Path, out_dir: &Path) -> Result<BuiltPolicy, Bui
     let package = PackageInfo::read(&manifest)?;
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
-        .args(["build", "--lib", "--target", TARGET, "--profile", PROFILE, "--manifest-path"])
+        .args(["rustc", "--lib", "--target", TARGET, "--profile", PROFILE, "--manifest-path"])
         .arg(&manifest)
         .args(profile_config())
-        .env(format!("CARGO_TARGET_{}_RUSTFLAGS", TARGET.to_uppercase().replace('-', "_")), rustflags(&package));
+        .env(format!("CARGO_TARGET_{}_RUSTFLAGS", TARGET.to_uppercase().replace('-', "_")), rustflags(&package))
+        // The stack size is the policy's own link argument, not a flag of
+        // every crate: were it in RUSTFLAGS, building a policy of another
+        // stack size would rebuild every dependency for the next one.
+        .args(["--", &format!("-Clink-arg=-zstack-size={}", package.stack_size)]);
     run(&mut cargo, "build", &manifest)?;
     let core_path = package.target_dir.join(TARGET).join(PROFILE).join(format!("{}.wasm", package.lib_name));
     let core = std::fs::read(&core_path).map_err(|source| BuildError::Io { path: core_path.clone(), source })?;
@@ -156,14 +160,12 @@ fn profile_config() -> Vec<String> {
 }
 
 /// Remaps the absolute paths rustc embeds (panic locations), so digests do
-/// not depend on where the checkout or the Cargo home lie; sets the shadow
-/// stack's size.
+/// not depend on where the checkout or the Cargo home lie.
 fn rustflags(package: &PackageInfo) -> String {
     let mut flags = vec![format!("--remap-path-prefix={}=/policy", package.workspace_root.display())];
     if let Some(home) = cargo_home() {
         flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
     }
-    flags.push(format!("-Clink-arg=-zstack-size={}", package.stack_size));
     flags.join(" ")
 }
 

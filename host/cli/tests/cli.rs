@@ -36,7 +36,7 @@ fn build_produces_a_component_with_no_wasi_imports() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(stdout.starts_with(&format!("model-pin {} ", pinned_version("model-pin"))), "{stdout}");
-    assert!(stdout.contains("imports: [arbiter:policy/types@0.2.0]"), "{stdout}");
+    assert!(stdout.contains("imports: [arbiter:policy/types@0.3.0]"), "{stdout}");
     assert!(out.path().join("model-pin.wasm").is_file());
 }
 
@@ -52,7 +52,7 @@ fn inspect_shows_embedded_version_and_only_contract_imports() {
         let info: Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(info["metadata"]["name"], policy.name.as_str());
         assert_eq!(info["metadata"]["version"], policy.version.as_str());
-        assert_eq!(info["contract_version"], "0.2.0");
+        assert_eq!(info["contract_version"], "0.3.0");
         assert_eq!(info["actions"], json!(["tool_call", "llm_request", "tool_listing", "tool_result"]));
         assert_eq!(info["problems"], json!([]), "{} is refused", policy.name);
         let described = info["review"]["settings"].as_object().map_or(0, |s| s.len());
@@ -70,7 +70,7 @@ fn inspect_shows_embedded_version_and_only_contract_imports() {
     let stdout = text(&output.stdout);
     let version = &manifest.policies.iter().find(|p| p.name == "human-review").unwrap().version;
     assert!(
-        stdout.contains(&format!("version       {version}")) && stdout.contains("contract      arbiter:policy@0.2.0"),
+        stdout.contains(&format!("version       {version}")) && stdout.contains("contract      arbiter:policy@0.3.0"),
         "{stdout}"
     );
     // A component released under 0.1.0 says what a bundle may scope it to.

@@ -6,7 +6,7 @@ use arbiter_types::ActionKind;
 pub const CONTRACT_PACKAGE: &str = "arbiter:policy";
 
 /// Contract versions served, oldest first; the last is the current one.
-pub const CONTRACT_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
+pub const CONTRACT_VERSIONS: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
 
 /// The current contract version (the `arbiter:policy` WIT package in
 /// `wit/`); the host serves every version in [`CONTRACT_VERSIONS`].
@@ -22,11 +22,14 @@ pub enum ContractVersion {
     /// `arbiter:policy@0.2.0`: adds MCP tool listings and results, and the
     /// hide-tool and redact obligations.
     V0_2,
+    /// `arbiter:policy@0.3.0`: adds near-duplicate questions the host
+    /// answers (`history.count-similar`).
+    V0_3,
 }
 
 impl ContractVersion {
     /// Every served version, oldest first (the order of [`CONTRACT_VERSIONS`]).
-    pub const ALL: [ContractVersion; 2] = [ContractVersion::V0_1, ContractVersion::V0_2];
+    pub const ALL: [ContractVersion; 3] = [ContractVersion::V0_1, ContractVersion::V0_2, ContractVersion::V0_3];
 
     /// The served version spelled `version`, or `None` for one not served.
     pub fn of(version: &str) -> Option<Self> {
@@ -38,6 +41,7 @@ impl ContractVersion {
         match self {
             ContractVersion::V0_1 => CONTRACT_VERSIONS[0],
             ContractVersion::V0_2 => CONTRACT_VERSIONS[1],
+            ContractVersion::V0_3 => CONTRACT_VERSIONS[2],
         }
     }
 
@@ -70,14 +74,16 @@ mod tests {
         let spelled: Vec<&str> = ContractVersion::ALL.iter().map(|v| v.as_str()).collect();
         assert_eq!(spelled, CONTRACT_VERSIONS);
         assert_eq!(ContractVersion::of("0.2.0"), Some(ContractVersion::V0_2));
-        assert_eq!(ContractVersion::of("0.3.0"), None);
+        assert_eq!(ContractVersion::of("0.3.0"), Some(ContractVersion::V0_3));
+        assert_eq!(ContractVersion::of("0.4.0"), None);
         assert_eq!(ContractVersion::of(""), None);
     }
 
     #[test]
-    fn only_0_2_hands_mcp_answers() {
+    fn from_0_2_on_mcp_answers_are_handed() {
         assert_eq!(action_kinds("0.1.0"), Some(vec![ActionKind::ToolCall, ActionKind::LlmRequest]));
         assert_eq!(action_kinds("0.2.0").map(|k| k.len()), Some(4));
+        assert_eq!(action_kinds("0.3.0").map(|k| k.len()), Some(4));
         assert_eq!(action_kinds("9.0.0"), None);
     }
 }

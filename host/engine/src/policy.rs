@@ -19,7 +19,7 @@ use wasmtime::{Store, Trap};
 use crate::config::SandboxLimits;
 use crate::contract::{self, Instance, Pre, Requests, Returned};
 use crate::engine::PolicyEngine;
-use crate::sandbox::{Deadline, DecisionContext, SandboxState, StateUnavailable};
+use crate::sandbox::{CapabilityRefused, Deadline, DecisionContext, SandboxState, StateUnavailable};
 
 /// Why a component cannot be loaded as a policy.
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +246,9 @@ fn classify(error: &wasmtime::Error, store: &Store<SandboxState>) -> Fault {
     let detail = format!("{error:#}");
     if let Some(unavailable) = error.downcast_ref::<StateUnavailable>() {
         return Fault { kind: FaultKind::StateUnavailable, detail: unavailable.to_string() };
+    }
+    if let Some(refused) = error.downcast_ref::<CapabilityRefused>() {
+        return Fault { kind: FaultKind::CapabilityRefused, detail: refused.to_string() };
     }
     if store.data().memory_refused {
         return Fault { kind: FaultKind::MemoryLimit, detail };

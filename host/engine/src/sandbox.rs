@@ -143,6 +143,16 @@ pub(crate) fn state_error(e: arbiter_state::StateError) -> wasmtime::Error {
     wasmtime::Error::new(StateUnavailable(e))
 }
 
+/// A capability call the host will not answer as asked: the policy stops
+/// with the question named.
+#[derive(Debug, thiserror::Error)]
+#[error("capability refused: {0}")]
+pub(crate) struct CapabilityRefused(String);
+
+pub(crate) fn capability_refused(why: impl ToString) -> wasmtime::Error {
+    wasmtime::Error::new(CapabilityRefused(why.to_string()))
+}
+
 impl ResourceLimiter for SandboxState {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;

@@ -8,7 +8,7 @@ use crate::claims::{Claims, Taken};
 use crate::error::{OutcomeRejected, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, Escalations, PendingLimits, Resolution};
 use crate::halt::{Halt, HaltScope, Halts, NotHalted};
-use crate::history::{History, PastToolCall, RunKey};
+use crate::history::{History, Mention, MentionQuery, PastToolCall, RunKey, SimilarQuery};
 use crate::ledger::Ledger;
 use crate::ops::{Commit, CommitRefused, LlmUsage, Op, OutcomeReport, OutcomeStatus, UsageReport};
 use crate::reported::Reported;
@@ -218,6 +218,14 @@ impl StateData {
 
     pub(crate) fn count_tool_calls(&self, run: &RunKey, since_ms: i64) -> u32 {
         self.history.count(run, since_ms)
+    }
+
+    pub(crate) fn count_similar(&mut self, run: &RunKey, query: &SimilarQuery<'_>) -> u32 {
+        self.history.count_similar(run, query)
+    }
+
+    pub(crate) fn first_mention(&mut self, run: &RunKey, query: &MentionQuery<'_>) -> Option<Mention> {
+        self.history.first_mention(run, query)
     }
 
     /// Records a listing; `Ok(true)` if it changed state. It sweeps

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use arbiter_text::TokenSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -35,6 +36,85 @@ impl PastToolCall {
     }
 }
 
+/// A near-duplicate question about a run (`history.count-similar`): its
+/// allowed calls of `tool` at or after `since_ms` whose string argument
+/// `argument` has a token set at least `min_similarity` similar to `text`.
+#[derive(Debug, Clone, Copy)]
+pub struct SimilarQuery<'a> {
+    pub tool: &'a str,
+    pub argument: &'a str,
+    pub text: &'a TokenSet,
+    /// In `[0, 1]` (`arbiter_text::check_threshold`).
+    pub min_similarity: f64,
+    pub since_ms: i64,
+}
+
+impl SimilarQuery<'_> {
+    /// Whether `call` answers the question (for a store that keeps no
+    /// token sets).
+    pub fn answers(&self, call: &PastToolCall) -> bool {
+        call.matches(Some(self.tool), self.since_ms)
+            && call
+                .arguments
+                .get(self.argument)
+                .and_then(Value::as_str)
+                .is_some_and(|text| TokenSet::of(text).is_near(self.text, self.min_similarity))
+    }
+}
+
+/// An earlier-mention question about a run (`history.first-mention`): its
+/// oldest allowed call at or after `since_ms` of a tool matching one of
+/// `tools` (globs) with a string argument named in `arguments` that
+/// mentions one of `markers` at a word start.
+#[derive(Debug, Clone, Copy)]
+pub struct MentionQuery<'a> {
+    pub tools: &'a [String],
+    pub arguments: &'a [String],
+    pub markers: &'a [String],
+    pub since_ms: i64,
+}
+
+/// The answer to a [`MentionQuery`]: the call and the marker it mentioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mention {
+    pub request_id: String,
+    pub marker: String,
+}
+
+impl MentionQuery<'_> {
+    /// The index of the marker `call` mentions, judged afresh (for a store
+    /// that keeps no answers); the time bound aside.
+    pub fn marker_in(&self, call: &PastToolCall) -> Option<usize> {
+        if !arbiter_glob::any_matches(self.tools, &call.tool) {
+            return None;
+        }
+        let texts = call
+            .arguments
+            .iter()
+            .filter(|(name, _)| self.arguments.contains(name))
+            .filter_map(|(_, value)| value.as_str());
+        arbiter_text::first_marker(texts, self.markers)
+    }
+
+    /// The answer, given the marker index `call` mentions.
+    pub fn mention(&self, call: &PastToolCall, marker: usize) -> Mention {
+        Mention { request_id: call.request_id.clone(), marker: self.markers[marker].clone() }
+    }
+
+    /// What identifies the question among those asked of a call.
+    fn key(&self) -> String {
+        let mut key = String::new();
+        for list in [self.tools, self.arguments, self.markers] {
+            for item in list {
+                key.push_str(item);
+                key.push('\u{1f}');
+            }
+            key.push('\u{1e}');
+        }
+        key
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(from = "StoredHistory")]
 pub(crate) struct History {
@@ -59,6 +139,52 @@ struct RunHistory {
     /// Bytes of its calls (derived, rebuilt on load).
     #[serde(skip)]
     bytes: usize,
+    /// What questions asked of each call found, one slot per call
+    /// (derived on first ask: never journaled, and never counted in
+    /// `bytes`, so forgetting replays the same).
+    #[serde(skip)]
+    derived: VecDeque<Derived>,
+}
+
+/// What history questions found in one call.
+#[derive(Debug, Default, Clone)]
+struct Derived {
+    /// The token set of each argument a near-duplicate question named
+    /// (none: not a string); each no larger than its argument.
+    token_sets: Vec<(Box<str>, Option<TokenSet>)>,
+    /// The marker index each earlier-mention question found, by question.
+    mentions: Vec<(Box<str>, Option<usize>)>,
+}
+
+/// Questions whose findings one call keeps; past it, a finding is made
+/// afresh each time and not kept, so a policy asking ever-new questions
+/// cannot grow history.
+const MAX_KEPT_PER_CALL: usize = 8;
+
+/// Reads the finding kept under `key`, or makes it (and keeps it while
+/// fewer than [`MAX_KEPT_PER_CALL`] are kept).
+fn kept<V, R>(entries: &mut Vec<(Box<str>, V)>, key: &str, make: impl FnOnce() -> V, read: impl FnOnce(&V) -> R) -> R {
+    if let Some((_, value)) = entries.iter().find(|(kept, _)| **kept == *key) {
+        return read(value);
+    }
+    let value = make();
+    let answer = read(&value);
+    if entries.len() < MAX_KEPT_PER_CALL {
+        entries.push((key.into(), value));
+    }
+    answer
+}
+
+impl RunHistory {
+    /// Each call with its slot of derived answers.
+    fn with_derived(&mut self) -> impl Iterator<Item = (&PastToolCall, &mut Derived)> {
+        if self.derived.len() != self.calls.len() {
+            // Never so (loading and recording keep one slot per call); were
+            // it, a zip would skip calls and answer short.
+            self.derived = self.calls.iter().map(|_| Derived::default()).collect();
+        }
+        self.calls.iter().zip(self.derived.iter_mut())
+    }
 }
 
 /// What a snapshot holds of [`History`].
@@ -74,6 +200,7 @@ impl From<StoredHistory> for History {
         let mut runs = stored.runs;
         for run in runs.values_mut() {
             run.bytes = run.calls.iter().map(size).sum();
+            run.derived = run.calls.iter().map(|_| Derived::default()).collect();
         }
         let bytes = runs.values().map(|r| r.bytes).sum();
         History { runs, recorded: stored.recorded, bytes }
@@ -117,10 +244,12 @@ impl History {
         entry.bytes += added;
         self.bytes += added;
         entry.calls.push_back(call);
+        entry.derived.push_back(Derived::default());
         while entry.calls.len() > config.history_per_run
             || (entry.bytes > config.history_bytes && entry.calls.len() > 1)
         {
             let Some(oldest) = entry.calls.pop_front() else { break };
+            entry.derived.pop_front();
             let freed = size(&oldest);
             entry.bytes = entry.bytes.saturating_sub(freed);
             self.bytes = self.bytes.saturating_sub(freed);
@@ -164,6 +293,45 @@ impl History {
 
     pub(crate) fn count(&self, run: &RunKey, since_ms: i64) -> u32 {
         u32::try_from(self.calls(run, None, since_ms).count()).unwrap_or(u32::MAX)
+    }
+
+    /// Answers a near-duplicate question from the run's kept token sets,
+    /// making those it lacks: each argument is tokenized once in its
+    /// run's life, not once per question.
+    pub(crate) fn count_similar(&mut self, run: &RunKey, query: &SimilarQuery<'_>) -> u32 {
+        let Some(run) = self.runs.get_mut(&key(run)) else { return 0 };
+        let mut near = 0u32;
+        for (call, derived) in run.with_derived() {
+            if !call.matches(Some(query.tool), query.since_ms) {
+                continue;
+            }
+            let is_near = kept(
+                &mut derived.token_sets,
+                query.argument,
+                || call.arguments.get(query.argument).and_then(Value::as_str).map(TokenSet::of),
+                |set| set.as_ref().is_some_and(|set| set.is_near(query.text, query.min_similarity)),
+            );
+            if is_near {
+                near = near.saturating_add(1);
+            }
+        }
+        near
+    }
+
+    /// Answers an earlier-mention question from what earlier asks of it
+    /// found, judging only the calls it was not asked of yet.
+    pub(crate) fn first_mention(&mut self, run: &RunKey, query: &MentionQuery<'_>) -> Option<Mention> {
+        let run = self.runs.get_mut(&key(run))?;
+        let question = query.key();
+        for (call, derived) in run.with_derived() {
+            if call.timestamp_ms < query.since_ms {
+                continue;
+            }
+            if let Some(marker) = kept(&mut derived.mentions, &question, || query.marker_in(call), |found| *found) {
+                return Some(query.mention(call, marker));
+            }
+        }
+        None
     }
 
     fn calls<'a>(

@@ -97,7 +97,7 @@ pub use calendar::period_start;
 pub use error::{OutcomeRejected, StateError, UsageRejected};
 pub use escalation::{ApprovalClaim, Escalation, EscalationRefused, EscalationStatus, Resolution};
 pub use halt::{BadHaltScope, Halt, HaltScope, halting};
-pub use history::{PastToolCall, RunKey};
+pub use history::{Mention, MentionQuery, PastToolCall, RunKey, SimilarQuery};
 pub use journal::JournalStore;
 pub use ledger::BudgetGauge;
 pub use memory::InMemoryStore;

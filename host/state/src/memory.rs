@@ -11,7 +11,7 @@ use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, Resolution};
 use crate::group_sync::Pending;
 use crate::halt::{Halt, HaltScope};
-use crate::history::{PastToolCall, RunKey};
+use crate::history::{Mention, MentionQuery, PastToolCall, RunKey, SimilarQuery};
 use crate::ops::{Commit, CommitRefused, OpRef, OutcomeReport, UsageReport};
 use crate::spend::SpendEntry;
 use crate::store::{Gauges, StateStore, StoreConfig};
@@ -142,6 +142,14 @@ impl<S: Sink> StateStore for Locked<S> {
 
     fn count_tool_calls(&self, run: &RunKey, since_ms: i64) -> Result<u32, StateError> {
         self.read(|d| d.count_tool_calls(run, since_ms))
+    }
+
+    fn count_similar(&self, run: &RunKey, query: &SimilarQuery<'_>) -> Result<u32, StateError> {
+        self.read(|d| d.count_similar(run, query))
+    }
+
+    fn first_mention(&self, run: &RunKey, query: &MentionQuery<'_>) -> Result<Option<Mention>, StateError> {
+        self.read(|d| d.first_mention(run, query))
     }
 
     fn commit(&self, commit: Commit) -> Result<Result<(), CommitRefused>, StateError> {

@@ -8,7 +8,7 @@ use crate::breaker::BreakerState;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, PendingLimits, Resolution};
 use crate::halt::{Halt, HaltScope};
-use crate::history::{PastToolCall, RunKey};
+use crate::history::{Mention, MentionQuery, PastToolCall, RunKey, SimilarQuery};
 use crate::ledger::BudgetGauge;
 use crate::ops::{Commit, CommitRefused, OutcomeReport, UsageReport};
 use crate::spend::SpendEntry;
@@ -104,6 +104,24 @@ pub trait StateStore: Send + Sync + Debug {
     fn tool_calls(&self, run: &RunKey, tool: Option<&str>, since_ms: i64) -> Result<Vec<PastToolCall>, StateError>;
 
     fn count_tool_calls(&self, run: &RunKey, since_ms: i64) -> Result<u32, StateError>;
+
+    /// How many allowed calls of a run answer a near-duplicate question.
+    /// This default tokenizes every matching call each time (right for a
+    /// store that fetches history anyway, as Redis does); a store keeping
+    /// history in process answers from token sets it keeps.
+    fn count_similar(&self, run: &RunKey, query: &SimilarQuery<'_>) -> Result<u32, StateError> {
+        let calls = self.tool_calls(run, Some(query.tool), query.since_ms)?;
+        let near = calls.iter().filter(|call| query.answers(call)).count();
+        Ok(u32::try_from(near).unwrap_or(u32::MAX))
+    }
+
+    /// The answer to an earlier-mention question. This default judges
+    /// every call each time (as [`Self::count_similar`]'s does); a store
+    /// keeping history in process keeps what each call was found to hold.
+    fn first_mention(&self, run: &RunKey, query: &MentionQuery<'_>) -> Result<Option<Mention>, StateError> {
+        let calls = self.tool_calls(run, None, query.since_ms)?;
+        Ok(calls.iter().find_map(|call| query.marker_in(call).map(|marker| query.mention(call, marker))))
+    }
 
     /// Commits an allowed decision, all or nothing.
     fn commit(&self, commit: Commit) -> Result<Result<(), CommitRefused>, StateError>;

@@ -44,11 +44,15 @@ pub enum FaultKind {
     /// A capability read state the store could not give; decided as
     /// `state_unavailable`, not `policy_fault`.
     StateUnavailable,
+    /// A capability refused a question as the policy asked it (a zero
+    /// window, a breaker configuration the host refuses, a similarity
+    /// threshold outside [0, 1]).
+    CapabilityRefused,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::OutOfFuel,
         FaultKind::DeadlineExceeded,
         FaultKind::StackOverflow,
@@ -60,6 +64,7 @@ impl FaultKind {
         FaultKind::UnsupportedAction,
         FaultKind::SettingsRejected,
         FaultKind::StateUnavailable,
+        FaultKind::CapabilityRefused,
     ];
 
     /// The stable code (`out_of_fuel`), as serialized.
@@ -76,6 +81,7 @@ impl FaultKind {
             FaultKind::UnsupportedAction => "unsupported_action",
             FaultKind::SettingsRejected => "settings_rejected",
             FaultKind::StateUnavailable => STATE_UNAVAILABLE,
+            FaultKind::CapabilityRefused => "capability_refused",
         }
     }
 

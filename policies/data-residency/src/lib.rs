@@ -93,6 +93,11 @@ impl Policy for DataResidency {
         {
             return Err("settings.egress: each rule needs sources, sinks and non-empty markers".into());
         }
+        for (i, rule) in settings.egress.iter().enumerate() {
+            // The host answers the rule's question only within its bounds.
+            text::check_question_lists(&[&rule.sources[..], &rule.arguments[..], &rule.markers[..]])
+                .map_err(|e| FieldPath::root().field("egress").index(i).error(e))?;
+        }
         Ok(DataResidency { settings })
     }
 
@@ -163,22 +168,13 @@ impl DataResidency {
 
 impl DataResidency {
     /// For a call to a sink: the earlier allowed source call of the run that
-    /// read sensitive data, and the marker it mentioned.
+    /// read sensitive data, and the marker it mentioned (the host answers,
+    /// rule by rule, from the run's history).
     fn sensitive_read(&self, request: &Request) -> Option<(String, String)> {
         let tool = request.tool()?;
-        let rules: Vec<&EgressRule> =
-            self.settings.egress.iter().filter(|r| glob::any_matches(&r.sinks, tool)).collect();
-        if rules.is_empty() {
-            return None;
-        }
-        history::tool_calls(None, i64::MIN).into_iter().find_map(|call| {
-            rules.iter().filter(|r| glob::any_matches(&r.sources, &call.tool)).find_map(|rule| {
-                call.arguments.iter().filter(|a| rule.arguments.contains(&a.name)).find_map(|a| {
-                    let text = a.value.as_str()?;
-                    let marker = rule.markers.iter().find(|m| text::mentions_at_word_start(text, m))?;
-                    Some((call.request_id.clone(), marker.clone()))
-                })
-            })
+        self.settings.egress.iter().filter(|rule| glob::any_matches(&rule.sinks, tool)).find_map(|rule| {
+            let found = history::first_mention(&rule.sources, &rule.arguments, &rule.markers, i64::MIN)?;
+            Some((found.request_id, found.marker))
         })
     }
 }

@@ -3,10 +3,12 @@
 //! For retrieval tools, the query's token set is compared with the earlier
 //! allowed queries of the same tool in the run; with `max_near_duplicates`
 //! or more of them at Jaccard similarity ≥ `similarity`, the call is refused
-//! (code `retrieval_thrash`).
+//! (code `retrieval_thrash`). The host answers the comparison
+//! (`history::count_similar`), so a run's thousandth search costs what its
+//! first did.
 
 use arbiter_sdk::host::history;
-use arbiter_sdk::{Policy, Refusal, Request, Verdict, export_policy, glob, text};
+use arbiter_sdk::{Policy, Refusal, Request, Verdict, export_policy, glob};
 use serde::Deserialize;
 
 const RETRIEVAL_THRASH: &str = "retrieval_thrash";
@@ -58,13 +60,8 @@ impl Policy for RetrievalThrash {
             return Verdict::allow();
         };
         let Some(query) = request.str_argument(&self.settings.argument) else { return Verdict::allow() };
-        let tokens = text::token_set(query);
-        let near = history::tool_calls(Some(tool), i64::MIN)
-            .iter()
-            .filter_map(|call| call.str_argument(&self.settings.argument).map(text::token_set))
-            .filter(|earlier| text::jaccard(&tokens, earlier) >= self.settings.similarity)
-            .count();
-        if near >= self.settings.max_near_duplicates as usize {
+        let near = history::count_similar(tool, &self.settings.argument, query, self.settings.similarity, i64::MIN);
+        if near >= self.settings.max_near_duplicates {
             self.settings.respond.verdict(
                 RETRIEVAL_THRASH,
                 format!("`{query}` nearly repeats {near} earlier {tool} queries of this run"),

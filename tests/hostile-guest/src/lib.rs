@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use arbiter_sdk::host::{budgets, clock, log};
+use arbiter_sdk::host::{budgets, clock, history, log};
 use arbiter_sdk::{ChargeUnit, Policy, Request, Verdict, Window, export_policy};
 use serde::Deserialize;
 
@@ -34,6 +34,9 @@ pub enum Behaviour {
     RedactOutOfBounds,
     /// Allows, masking a span of an argument that is not there.
     RedactMissing,
+    /// Allows, after asking a near-duplicate question no answer fits (a
+    /// NaN threshold).
+    NanSimilarity,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +80,10 @@ impl Policy for Hostile {
             Behaviour::HideUnlisted => Verdict::allow().hide_tool("never-listed"),
             Behaviour::RedactOutOfBounds => Verdict::allow().redact("/sql", 0..1_000_000, "secret"),
             Behaviour::RedactMissing => Verdict::allow().redact("/not/there", 0..1, "secret"),
+            Behaviour::NanSimilarity => {
+                history::count_similar("docs.search", "query", "orders", f64::NAN, i64::MIN);
+                Verdict::allow()
+            }
             Behaviour::CountCalls => {
                 let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
                 budgets::used("count", Window::Run, ChargeUnit::Tokens);

@@ -5,6 +5,7 @@
 pub(crate) mod shared;
 mod v0_1;
 mod v0_2;
+mod v0_3;
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -54,12 +55,14 @@ impl<'a> Requests<'a> {
 pub(crate) enum Pre {
     V0_1(crate::bindings::v0_1::PolicyPre<SandboxState>),
     V0_2(crate::bindings::v0_2::PolicyPre<SandboxState>),
+    V0_3(crate::bindings::v0_3::PolicyPre<SandboxState>),
 }
 
 /// A live instance of a component.
 pub(crate) enum Instance {
     V0_1(crate::bindings::v0_1::Policy),
     V0_2(crate::bindings::v0_2::Policy),
+    V0_3(crate::bindings::v0_3::Policy),
 }
 
 /// Links what a component of `version` may import.
@@ -71,6 +74,7 @@ pub(crate) fn link(
     match version {
         ContractVersion::V0_1 => v0_1::link(linker, capabilities),
         ContractVersion::V0_2 => v0_2::link(linker, capabilities),
+        ContractVersion::V0_3 => v0_3::link(linker, capabilities),
     }
 }
 
@@ -79,6 +83,7 @@ pub(crate) fn prepare(version: ContractVersion, pre: InstancePre<SandboxState>) 
     Ok(match version {
         ContractVersion::V0_1 => Pre::V0_1(v0_1::prepare(pre)?),
         ContractVersion::V0_2 => Pre::V0_2(v0_2::prepare(pre)?),
+        ContractVersion::V0_3 => Pre::V0_3(v0_3::prepare(pre)?),
     })
 }
 
@@ -87,6 +92,7 @@ impl Pre {
         Ok(match self {
             Pre::V0_1(pre) => Instance::V0_1(v0_1::instantiate(pre, store)?),
             Pre::V0_2(pre) => Instance::V0_2(v0_2::instantiate(pre, store)?),
+            Pre::V0_3(pre) => Instance::V0_3(v0_3::instantiate(pre, store)?),
         })
     }
 }
@@ -105,6 +111,7 @@ impl Instance {
         match self {
             Instance::V0_1(policy) => v0_1::init(policy, store, settings),
             Instance::V0_2(policy) => v0_2::init(policy, store, settings),
+            Instance::V0_3(policy) => v0_3::init(policy, store, settings),
         }
     }
 
@@ -120,6 +127,11 @@ impl Instance {
             },
             Instance::V0_2(policy) => match requests.v0_2.get_or_init(|| v0_2::request(&requests.input)) {
                 Ok(request) => v0_2::evaluate(policy, store, request)?,
+                Err(why) => return Ok(Returned::Unexpressible(why.clone())),
+            },
+            // 0.3.0 hands the request 0.2.0 does: the same one, built once.
+            Instance::V0_3(policy) => match requests.v0_2.get_or_init(|| v0_2::request(&requests.input)) {
+                Ok(request) => v0_3::evaluate(policy, store, request)?,
                 Err(why) => return Ok(Returned::Unexpressible(why.clone())),
             },
         };

@@ -2,9 +2,11 @@
 //! capability interfaces, the conversions of the shapes that did not
 //! change, the checks of a returned verdict, and the calls into a policy.
 //!
-//! Each version's module expands [`contract_glue!`] beside its own
-//! `bindings` alias and provides `action` (the request it is handed) and
-//! `obligation` (the obligations it may return).
+//! 0.1.0 and 0.2.0 each expand [`contract_glue!`] beside their own
+//! `bindings` alias and provide `action` (the request it is handed) and
+//! `obligation` (the obligations it may return). 0.3.0 changed only
+//! `history`, and reuses 0.2.0's expansion for everything else
+//! (`contract::v0_3`).
 
 /// Bounds on a verdict; a policy that exceeds them has faulted.
 pub(crate) const MAX_REASONS: usize = 16;
@@ -39,7 +41,7 @@ macro_rules! contract_glue {
         use self::bindings::arbiter::policy::{breakers, budgets, clock, history, log, types as wit};
         use self::bindings::{Policy, PolicyPre};
         use crate::contract::shared::*;
-        use crate::sandbox::{SandboxState, state_error};
+        use crate::sandbox::{SandboxState, capability_refused, state_error};
         use arbiter_component::Capability;
 
         /// Links the capabilities granted and imported, and the types.
@@ -315,7 +317,7 @@ macro_rules! contract_glue {
             fn used(&mut self, scope: String, window: wit::Window, unit: wit::ChargeUnit) -> wasmtime::Result<u64> {
                 self.host_call(|s| {
                     let d = s.decision()?;
-                    let window = check_window(window).map_err(wasmtime::Error::msg)?;
+                    let window = check_window(window).map_err(capability_refused)?;
                     d.state.used(&scope, window, self::unit(unit), d.now_ms).map_err(state_error)
                 })
             }
@@ -354,7 +356,7 @@ macro_rules! contract_glue {
             fn state(&mut self, key: String, config: wit::BreakerConfig) -> wasmtime::Result<breakers::BreakerState> {
                 self.host_call(|s| {
                     let d = s.decision()?;
-                    let config = check_breaker_config(config).map_err(wasmtime::Error::msg)?;
+                    let config = check_breaker_config(config).map_err(capability_refused)?;
                     Ok(match d.state.breaker_state(&key, &config, d.now_ms).map_err(state_error)? {
                         arbiter_state::BreakerState::Closed => breakers::BreakerState::Closed,
                         arbiter_state::BreakerState::Open { until_ms } => breakers::BreakerState::Open(until_ms),
