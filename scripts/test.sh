@@ -28,6 +28,11 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy --quiet --target wasm32-unknown-unknown -p arbiter-sdk -p hostile-guest \
     -p tool-scope -p human-review -p model-pin -p context-bloat -p data-residency \
     -p token-budget -p tool-storm -p retrieval-thrash -p circuit-breaker -p tool-pin -p secret-scan -- -D warnings
+# One build of every target (tests, benches, binaries) with the workspace's
+# features, which `cargo test` then reuses and the end-to-end tests and the
+# harness run: a `cargo build -p <one>` would resolve features anew and
+# rebuild much of the tree (wasmtime included) for that one binary.
+cargo build --workspace --all-targets
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
@@ -42,5 +47,4 @@ python3 -m pytest tests/e2e -q -p no:cacheprovider --durations=15
 # The comparison harness: every engine (native; arbiter in-process, over
 # HTTP and behind Envoy; regorus; Cedar) must give the expected verdict on
 # every case before anything is timed.
-cargo build --quiet -p arbiter-cli
-cargo run --quiet -p arbiter-compare -- --check
+target/debug/arbiter-compare --check

@@ -115,8 +115,11 @@ def stop(proc: subprocess.Popen) -> int:
 
 @pytest.fixture(scope="session", autouse=True)
 def built():
-    """The arbiter binary and the bundle's components, built once."""
-    subprocess.run(["cargo", "build", "--quiet", "-p", "arbiter-cli"], cwd=ROOT, check=True)
+    """The binaries (arbiter, the example gateway) and the bundle's
+    components, built once. Every target, as scripts/test.sh builds them:
+    the same features, so nothing is built twice (`-p arbiter-cli` alone
+    would resolve features anew and rebuild much of the tree)."""
+    subprocess.run(["cargo", "build", "--quiet", "--workspace", "--all-targets"], cwd=ROOT, check=True)
     names = [p["name"] for p in tomllib.loads(BUNDLE.read_text())["policies"]]
     subprocess.run([ARBITER, "build", *[f"policies/{n}" for n in names], "--out", str(BUNDLE.parent / "components")],
                    cwd=ROOT, check=True, capture_output=True)

@@ -31,8 +31,7 @@ MESSAGES = [{"role": "user", "content": "How many rows arrived yesterday?"}]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def gateway_built():
-    subprocess.run(["cargo", "build", "--quiet", "-p", "arbiter-example-gateway"], cwd=ROOT, check=True)
+def gateway_built(built):
     assert GATEWAY.exists(), f"{GATEWAY} was not built"
 
 

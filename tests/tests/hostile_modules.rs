@@ -64,6 +64,7 @@ fn misbehaving_policies_fail_closed_with_the_fault_named() {
         ("redact_missing", &["invalid_verdict"][..]),
         // A history question the host cannot answer traps the policy (0.3.0).
         ("nan_similarity", &["capability_refused"][..]),
+        ("oversized_question", &["capability_refused"][..]),
     ];
     for (behaviour, kinds) in cases {
         let bundle = hostile(&engine, behaviour, FailMode::Closed);

@@ -258,6 +258,18 @@ mod tests {
     }
 
     #[test]
+    fn an_egress_rule_the_host_could_not_answer_is_refused_at_load() {
+        let markers: Vec<String> = (0..65).map(|i| format!("\"m{i}.\"")).collect();
+        let settings = format!(
+            r#"{{"allowed_regions": ["eu-west-1"],
+                "egress": [{{"sources": ["warehouse.*"], "arguments": ["sql"], "markers": [{}], "sinks": ["slack.*"]}}]}}"#,
+            markers.join(", ")
+        );
+        let error = policy_from_json::<DataResidency>(&settings).err().unwrap_or_default();
+        assert_eq!(error, "settings.egress[0]: question list 2 holds 65 (at most 64 items of 256 bytes)");
+    }
+
+    #[test]
     fn a_non_string_region_is_not_allowed() {
         let request = RequestBuilder::tool_call("x").arg_value("region", arbiter_sdk::ArgValue::Integer(1)).build();
         assert!(policy().evaluate(&request).is_deny());

@@ -37,6 +37,9 @@ pub enum Behaviour {
     /// Allows, after asking a near-duplicate question no answer fits (a
     /// NaN threshold).
     NanSimilarity,
+    /// Allows, after asking which earlier call mentioned any of 100,000
+    /// markers: host work the policy's fuel would not pay for.
+    OversizedQuestion,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +85,11 @@ impl Policy for Hostile {
             Behaviour::RedactMissing => Verdict::allow().redact("/not/there", 0..1, "secret"),
             Behaviour::NanSimilarity => {
                 history::count_similar("docs.search", "query", "orders", f64::NAN, i64::MIN);
+                Verdict::allow()
+            }
+            Behaviour::OversizedQuestion => {
+                let markers: Vec<String> = (0..100_000).map(|i| format!("m{i}.")).collect();
+                history::first_mention(&["*".to_owned()], &["sql".to_owned()], &markers, i64::MIN);
                 Verdict::allow()
             }
             Behaviour::CountCalls => {
