@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arbiter_engine::{Bundle, Decider, EngineConfig, FailMode, Manifest, PolicyEngine, SandboxLimits};
+use arbiter_engine::{Bundle, Capability, Decider, EngineConfig, FailMode, Manifest, PolicyEngine, SandboxLimits};
 use arbiter_server::{Credentials, ReloadConfig, Server, ServerConfig};
 use arbiter_state::{InMemoryStore, StateStore, StoreConfig};
 use http_body_util::{BodyExt, Full};
@@ -198,8 +198,7 @@ fn slow_bundle(engine: &PolicyEngine) -> Bundle {
     let component = arbiter_tests::hostile_component();
     let bytes = std::fs::read(&component).unwrap();
     let settings: toml::Table = toml::from_str("behaviour = \"loop_forever\"").unwrap();
-    let capabilities =
-        vec![arbiter_engine::Capability::Log, arbiter_engine::Capability::Clock, arbiter_engine::Capability::Budgets];
+    let capabilities = [Capability::Log, Capability::Clock, Capability::Budgets, Capability::History].to_vec();
     let mut manifest = Manifest::for_component(&component, &bytes, settings, capabilities, FailMode::Closed);
     manifest.policies[0].scope.tools = Some(vec!["slow.*".to_owned()]);
     Bundle::from_manifest(engine, manifest, Path::new("/"), &component).unwrap()

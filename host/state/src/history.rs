@@ -10,6 +10,7 @@ use arbiter_text::TokenSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::similar_index::SimilarIndex;
 use crate::store::StoreConfig;
 
 /// A run, as history is kept per pipeline and run id.
@@ -139,27 +140,30 @@ struct RunHistory {
     /// Bytes of its calls (derived, rebuilt on load).
     #[serde(skip)]
     bytes: usize,
-    /// What questions asked of each call found, one slot per call
-    /// (derived on first ask: never journaled, and never counted in
-    /// `bytes`, so forgetting replays the same).
+    /// What earlier-mention questions found in each call, one slot per
+    /// call: the marker index, by question. Derived, like what follows:
+    /// made on first ask, never journaled, never counted in `bytes` (so
+    /// forgetting replays the same).
     #[serde(skip)]
-    derived: VecDeque<Derived>,
+    mentions: VecDeque<Found>,
+    /// The run's sequence number of `calls[0]` (calls forgotten so far).
+    #[serde(skip)]
+    first_seq: u64,
+    /// A near-duplicate index per (tool, argument) asked about, at most
+    /// [`MAX_KEPT_PER_RUN`].
+    #[serde(skip)]
+    similar: Vec<SimilarIndex>,
 }
 
-/// What history questions found in one call.
-#[derive(Debug, Default, Clone)]
-struct Derived {
-    /// The token set of each argument a near-duplicate question named
-    /// (none: not a string); each no larger than its argument.
-    token_sets: Vec<(Box<str>, Option<TokenSet>)>,
-    /// The marker index each earlier-mention question found, by question.
-    mentions: Vec<(Box<str>, Option<usize>)>,
-}
+/// What earlier-mention questions found in one call: the marker index
+/// (none: no marker), by question.
+type Found = Vec<(Box<str>, Option<usize>)>;
 
-/// Questions whose findings one call keeps; past it, a finding is made
-/// afresh each time and not kept, so a policy asking ever-new questions
-/// cannot grow history.
+/// Questions whose findings one call keeps, and near-duplicate indexes
+/// one run keeps; past them, answers are made afresh each time and not
+/// kept, so a policy asking ever-new questions cannot grow history.
 const MAX_KEPT_PER_CALL: usize = 8;
+const MAX_KEPT_PER_RUN: usize = 8;
 
 /// Reads the finding kept under `key`, or makes it (and keeps it while
 /// fewer than [`MAX_KEPT_PER_CALL`] are kept).
@@ -176,14 +180,14 @@ fn kept<V, R>(entries: &mut Vec<(Box<str>, V)>, key: &str, make: impl FnOnce() -
 }
 
 impl RunHistory {
-    /// Each call with its slot of derived answers.
-    fn with_derived(&mut self) -> impl Iterator<Item = (&PastToolCall, &mut Derived)> {
-        if self.derived.len() != self.calls.len() {
+    /// Each call with its slot of mention findings.
+    fn with_mentions(&mut self) -> impl Iterator<Item = (&PastToolCall, &mut Found)> {
+        if self.mentions.len() != self.calls.len() {
             // Never so (loading and recording keep one slot per call); were
             // it, a zip would skip calls and answer short.
-            self.derived = self.calls.iter().map(|_| Derived::default()).collect();
+            self.mentions = self.calls.iter().map(|_| Vec::new()).collect();
         }
-        self.calls.iter().zip(self.derived.iter_mut())
+        self.calls.iter().zip(self.mentions.iter_mut())
     }
 }
 
@@ -200,7 +204,7 @@ impl From<StoredHistory> for History {
         let mut runs = stored.runs;
         for run in runs.values_mut() {
             run.bytes = run.calls.iter().map(size).sum();
-            run.derived = run.calls.iter().map(|_| Derived::default()).collect();
+            run.mentions = run.calls.iter().map(|_| Vec::new()).collect();
         }
         let bytes = runs.values().map(|r| r.bytes).sum();
         History { runs, recorded: stored.recorded, bytes }
@@ -244,12 +248,13 @@ impl History {
         entry.bytes += added;
         self.bytes += added;
         entry.calls.push_back(call);
-        entry.derived.push_back(Derived::default());
+        entry.mentions.push_back(Vec::new());
         while entry.calls.len() > config.history_per_run
             || (entry.bytes > config.history_bytes && entry.calls.len() > 1)
         {
             let Some(oldest) = entry.calls.pop_front() else { break };
-            entry.derived.pop_front();
+            entry.mentions.pop_front();
+            entry.first_seq += 1;
             let freed = size(&oldest);
             entry.bytes = entry.bytes.saturating_sub(freed);
             self.bytes = self.bytes.saturating_sub(freed);
@@ -295,27 +300,26 @@ impl History {
         u32::try_from(self.calls(run, None, since_ms).count()).unwrap_or(u32::MAX)
     }
 
-    /// Answers a near-duplicate question from the run's kept token sets,
-    /// making those it lacks: each argument is tokenized once in its
-    /// run's life, not once per question.
+    /// Answers a near-duplicate question from the run's index for its
+    /// tool and argument (made on first ask, then kept in step with the
+    /// run), so it costs what the question's tokens' postings hold, not
+    /// what the run holds.
     pub(crate) fn count_similar(&mut self, run: &RunKey, query: &SimilarQuery<'_>) -> u32 {
         let Some(run) = self.runs.get_mut(&key(run)) else { return 0 };
-        let mut near = 0u32;
-        for (call, derived) in run.with_derived() {
-            if !call.matches(Some(query.tool), query.since_ms) {
-                continue;
+        let at = match run.similar.iter().position(|index| index.is_for(query.tool, query.argument)) {
+            Some(at) => at,
+            None if run.similar.len() < MAX_KEPT_PER_RUN => {
+                run.similar.push(SimilarIndex::new(query.tool, query.argument, run.first_seq));
+                run.similar.len() - 1
             }
-            let is_near = kept(
-                &mut derived.token_sets,
-                query.argument,
-                || call.arguments.get(query.argument).and_then(Value::as_str).map(TokenSet::of),
-                |set| set.as_ref().is_some_and(|set| set.is_near(query.text, query.min_similarity)),
-            );
-            if is_near {
-                near = near.saturating_add(1);
+            None => {
+                let near = run.calls.iter().filter(|call| query.answers(call)).count();
+                return u32::try_from(near).unwrap_or(u32::MAX);
             }
-        }
-        near
+        };
+        let index = &mut run.similar[at];
+        index.sync(&run.calls, run.first_seq);
+        index.count(query)
     }
 
     /// Answers an earlier-mention question from what earlier asks of it
@@ -323,11 +327,11 @@ impl History {
     pub(crate) fn first_mention(&mut self, run: &RunKey, query: &MentionQuery<'_>) -> Option<Mention> {
         let run = self.runs.get_mut(&key(run))?;
         let question = query.key();
-        for (call, derived) in run.with_derived() {
+        for (call, found) in run.with_mentions() {
             if call.timestamp_ms < query.since_ms {
                 continue;
             }
-            if let Some(marker) = kept(&mut derived.mentions, &question, || query.marker_in(call), |found| *found) {
+            if let Some(marker) = kept(found, &question, || query.marker_in(call), |found| *found) {
                 return Some(query.mention(call, marker));
             }
         }
@@ -373,6 +377,49 @@ mod tests {
 
     fn runs_kept(h: &History, upto: usize) -> Vec<usize> {
         (0..upto).filter(|n| h.count(&run(*n), i64::MIN) > 0).collect()
+    }
+
+    proptest::proptest! {
+        /// The index answers as judging every kept call afresh does, through
+        /// calls of two tools, non-string arguments, the per-run cap
+        /// forgetting calls under it, and thresholds from 0 to 1.
+        #[test]
+        fn the_near_duplicate_index_answers_as_a_full_scan(
+            steps in proptest::collection::vec(
+                (0..3usize, proptest::collection::vec(0..6usize, 0..5), 0..5usize, 0..40i64),
+                1..60,
+            )
+        ) {
+            const WORDS: [&str; 6] = ["orders", "daily", "schema", "change", "column", "late"];
+            let thresholds = [0.0, 0.25, 0.5, 0.6, 1.0];
+            let config = StoreConfig { history_per_run: 7, ..StoreConfig::default() };
+            let mut h = History::default();
+            let run = run(0);
+            for (n, (kind, words, threshold, since)) in steps.into_iter().enumerate() {
+                let text: Vec<&str> = words.iter().map(|w| WORDS[*w]).collect();
+                let text = text.join(" ");
+                let tool = if kind == 1 { "web.search" } else { "docs.search" };
+                let query = if kind == 2 { serde_json::json!(n) } else { serde_json::json!(text) };
+                let arguments = serde_json::json!({ "query": query });
+                let call = PastToolCall {
+                    request_id: format!("q{n}"),
+                    timestamp_ms: n as i64,
+                    tool: tool.into(),
+                    arguments: arguments.as_object().cloned().unwrap_or_default(),
+                };
+                h.record(&run, call, &config);
+                let text = TokenSet::of(&text);
+                let query = SimilarQuery {
+                    tool: "docs.search",
+                    argument: "query",
+                    text: &text,
+                    min_similarity: thresholds[threshold],
+                    since_ms: since,
+                };
+                let scanned = h.calls(&run, None, i64::MIN).filter(|c| query.answers(c)).count();
+                proptest::prop_assert_eq!(h.count_similar(&run, &query) as usize, scanned, "step {}", n);
+            }
+        }
     }
 
     #[test]

@@ -88,6 +88,7 @@ mod memory;
 mod ops;
 mod redis;
 mod reported;
+mod similar_index;
 mod spend;
 mod store;
 mod tools;

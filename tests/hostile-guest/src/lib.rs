@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use arbiter_sdk::host::{budgets, clock, history, log};
+use arbiter_sdk::text::MAX_QUESTION_ITEMS;
 use arbiter_sdk::{ChargeUnit, Policy, Request, Verdict, Window, export_policy};
 use serde::Deserialize;
 
@@ -37,8 +38,8 @@ pub enum Behaviour {
     /// Allows, after asking a near-duplicate question no answer fits (a
     /// NaN threshold).
     NanSimilarity,
-    /// Allows, after asking which earlier call mentioned any of 100,000
-    /// markers: host work the policy's fuel would not pay for.
+    /// Allows, after asking which earlier call mentioned any of one marker
+    /// more than the host answers for (its work is not the policy's fuel).
     OversizedQuestion,
 }
 
@@ -88,7 +89,7 @@ impl Policy for Hostile {
                 Verdict::allow()
             }
             Behaviour::OversizedQuestion => {
-                let markers: Vec<String> = (0..100_000).map(|i| format!("m{i}.")).collect();
+                let markers: Vec<String> = (0..=MAX_QUESTION_ITEMS).map(|i| format!("m{i}.")).collect();
                 history::first_mention(&["*".to_owned()], &["sql".to_owned()], &markers, i64::MIN);
                 Verdict::allow()
             }
