@@ -119,28 +119,18 @@ pub mod history {
     /// `since_ms`, have a string argument `argument` that nearly repeats
     /// `text`: their token sets ([`crate::text::TokenSet`]) have a Jaccard
     /// similarity of at least `min_similarity`. The host answers from the
-    /// run's history, so the question costs the same at a run's
-    /// thousandth call as at its first. A threshold outside `[0, 1]`
-    /// faults the policy.
-    #[cfg(target_arch = "wasm32")]
-    pub fn count_similar(tool: &str, argument: &str, text: &str, min_similarity: f64, since_ms: i64) -> u32 {
-        super::wit_history::count_similar(tool, argument, text, min_similarity, since_ms)
-    }
-
-    /// The near-duplicate question, answered from the calls added with
-    /// [`crate::testing::record_tool_call`] by the host's own definition
-    /// (`arbiter-text`). A threshold outside `[0, 1]` panics, which
+    /// run's history, by an index of the run's tokens. A threshold outside
+    /// `[0, 1]` faults the policy.
+    ///
+    /// Natively (in tests) the answer comes from the calls added with
+    /// [`crate::testing::record_tool_call`], by the host's own definition
+    /// (`arbiter-text`); a bad threshold panics, which
     /// [`crate::testing::decide`] reports as a fault, as the host does.
-    #[cfg(not(target_arch = "wasm32"))]
     pub fn count_similar(tool: &str, argument: &str, text: &str, min_similarity: f64, since_ms: i64) -> u32 {
-        let min = arbiter_text::check_threshold(min_similarity).unwrap_or_else(|e| panic!("{e}"));
-        let text = crate::text::TokenSet::of(text);
-        let near = crate::testing::tool_calls(Some(tool), since_ms)
-            .iter()
-            .filter_map(|call| call.str_argument(argument))
-            .filter(|earlier| crate::text::TokenSet::of(earlier).is_near(&text, min))
-            .count();
-        u32::try_from(near).unwrap_or(u32::MAX)
+        #[cfg(target_arch = "wasm32")]
+        return super::wit_history::count_similar(tool, argument, text, min_similarity, since_ms);
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::count_similar(tool, argument, text, min_similarity, since_ms)
     }
 
     /// The oldest allowed call of this run at or after `since_ms` whose
@@ -149,36 +139,19 @@ pub mod history {
     /// start ([`crate::text::mentions_at_word_start`]): its request id and
     /// the marker. The host answers from the run's history. At most 64 of
     /// each, 256 bytes each, else the policy faults.
-    #[cfg(target_arch = "wasm32")]
+    ///
+    /// Natively (in tests), as [`count_similar`]: from the calls recorded,
+    /// by the host's definition; lists past the bounds panic.
     pub fn first_mention(
         tools: &[String],
         arguments: &[String],
         markers: &[String],
         since_ms: i64,
     ) -> Option<crate::Mention> {
-        super::wit_history::first_mention(tools, arguments, markers, since_ms)
-    }
-
-    /// The earlier-mention question, answered from the calls added with
-    /// [`crate::testing::record_tool_call`] by the host's own definition
-    /// (`arbiter-text`). Lists past the host's bounds panic, which
-    /// [`crate::testing::decide`] reports as a fault, as the host does.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn first_mention(
-        tools: &[String],
-        arguments: &[String],
-        markers: &[String],
-        since_ms: i64,
-    ) -> Option<crate::Mention> {
-        arbiter_text::check_question_lists(&[tools, arguments, markers]).unwrap_or_else(|e| panic!("{e}"));
-        crate::testing::tool_calls(None, since_ms).into_iter().find_map(|call| {
-            if !crate::glob::any_matches(tools, &call.tool) {
-                return None;
-            }
-            let texts = call.arguments.iter().filter(|a| arguments.contains(&a.name)).filter_map(|a| a.value.as_str());
-            let marker = arbiter_text::first_marker(texts, markers)?;
-            Some(crate::Mention { request_id: call.request_id.clone(), marker: markers[marker].clone() })
-        })
+        #[cfg(target_arch = "wasm32")]
+        return super::wit_history::first_mention(tools, arguments, markers, since_ms);
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::first_mention(tools, arguments, markers, since_ms)
     }
 
     /// Allowed tool calls of this run (added with

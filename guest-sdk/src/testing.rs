@@ -120,6 +120,36 @@ pub(crate) fn tool_calls(tool: Option<&str>, since_ms: i64) -> Vec<PastToolCall>
     })
 }
 
+/// `host::history::count_similar`, answered from the calls recorded.
+pub(crate) fn count_similar(tool: &str, argument: &str, text: &str, min_similarity: f64, since_ms: i64) -> u32 {
+    let min = arbiter_text::check_threshold(min_similarity).unwrap_or_else(|e| panic!("{e}"));
+    let text = crate::text::TokenSet::of(text);
+    let near = tool_calls(Some(tool), since_ms)
+        .iter()
+        .filter_map(|call| call.str_argument(argument))
+        .filter(|earlier| crate::text::TokenSet::of(earlier).is_near(&text, min))
+        .count();
+    u32::try_from(near).unwrap_or(u32::MAX)
+}
+
+/// `host::history::first_mention`, answered from the calls recorded.
+pub(crate) fn first_mention(
+    tools: &[String],
+    arguments: &[String],
+    markers: &[String],
+    since_ms: i64,
+) -> Option<crate::Mention> {
+    arbiter_text::check_question_lists(&[tools, arguments, markers]).unwrap_or_else(|e| panic!("{e}"));
+    tool_calls(None, since_ms).into_iter().find_map(|call| {
+        if !crate::glob::any_matches(tools, &call.tool) {
+            return None;
+        }
+        let texts = call.arguments.iter().filter(|a| arguments.contains(&a.name)).filter_map(|a| a.value.as_str());
+        let marker = arbiter_text::first_marker(texts, markers)?;
+        Some(crate::Mention { request_id: call.request_id.clone(), marker: markers[marker].clone() })
+    })
+}
+
 /// Sets what `host::breakers::state` answers for a key.
 pub fn set_breaker(key: &str, state: BreakerState) {
     HOST.with(|h| h.borrow_mut().breakers.insert(key.to_owned(), state));

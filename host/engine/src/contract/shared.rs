@@ -61,37 +61,7 @@ macro_rules! contract_glue {
             wit::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
         }
 
-        pub(crate) fn prepare(
-            pre: wasmtime::component::InstancePre<SandboxState>,
-        ) -> wasmtime::Result<PolicyPre<SandboxState>> {
-            PolicyPre::new(pre)
-        }
-
-        pub(crate) fn instantiate(
-            pre: &PolicyPre<SandboxState>,
-            store: &mut Store<SandboxState>,
-        ) -> wasmtime::Result<Policy> {
-            pre.instantiate(store)
-        }
-
-        pub(crate) fn init(
-            policy: &Policy,
-            store: &mut Store<SandboxState>,
-            settings: &str,
-        ) -> wasmtime::Result<Result<(), String>> {
-            policy.arbiter_policy_evaluator().call_init(store, settings)
-        }
-
-        /// Evaluates; the outer error is a trap, the inner a verdict that
-        /// breaks the contract.
-        pub(crate) fn evaluate(
-            policy: &Policy,
-            store: &mut Store<SandboxState>,
-            request: &wit::Request,
-        ) -> wasmtime::Result<Result<Verdict, String>> {
-            let verdict = policy.arbiter_policy_evaluator().call_evaluate(store, request)?;
-            Ok(verdict_from_wit(verdict))
-        }
+        crate::contract::shared::policy_calls!();
 
         /// The request a policy of this version is handed; an error for an
         /// action this version cannot express (the policy then faults: a
@@ -371,3 +341,44 @@ macro_rules! contract_glue {
 }
 
 pub(crate) use contract_glue;
+
+/// The calls into a policy of one version, written once: expanded where
+/// `bindings::{Policy, PolicyPre}`, `wit::Request`, `Store`, `SandboxState`,
+/// `Verdict` and a `verdict_from_wit` are in scope.
+macro_rules! policy_calls {
+    () => {
+        pub(crate) fn prepare(
+            pre: wasmtime::component::InstancePre<SandboxState>,
+        ) -> wasmtime::Result<PolicyPre<SandboxState>> {
+            PolicyPre::new(pre)
+        }
+
+        pub(crate) fn instantiate(
+            pre: &PolicyPre<SandboxState>,
+            store: &mut Store<SandboxState>,
+        ) -> wasmtime::Result<Policy> {
+            pre.instantiate(store)
+        }
+
+        pub(crate) fn init(
+            policy: &Policy,
+            store: &mut Store<SandboxState>,
+            settings: &str,
+        ) -> wasmtime::Result<Result<(), String>> {
+            policy.arbiter_policy_evaluator().call_init(store, settings)
+        }
+
+        /// Evaluates; the outer error is a trap, the inner a verdict that
+        /// breaks the contract.
+        pub(crate) fn evaluate(
+            policy: &Policy,
+            store: &mut Store<SandboxState>,
+            request: &wit::Request,
+        ) -> wasmtime::Result<Result<Verdict, String>> {
+            let verdict = policy.arbiter_policy_evaluator().call_evaluate(store, request)?;
+            Ok(verdict_from_wit(verdict))
+        }
+    };
+}
+
+pub(crate) use policy_calls;

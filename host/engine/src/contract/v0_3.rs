@@ -16,7 +16,7 @@ use wasmtime::component::{HasSelf, Linker};
 use crate::bindings::v0_2::arbiter::policy::{breakers, budgets, clock, history as history_0_2, log, types as wit};
 use crate::bindings::v0_3::arbiter::policy::history;
 use crate::bindings::v0_3::{Policy, PolicyPre};
-use crate::contract::v0_2;
+use crate::contract::v0_2::verdict_from_wit;
 use crate::sandbox::{SandboxState, capability_refused, state_error};
 
 /// Links the capabilities granted and imported, and the types.
@@ -39,34 +39,7 @@ pub(crate) fn link(
     wit::add_to_linker_instance::<_, HasSelf<_>>(&mut types, |s| s)
 }
 
-pub(crate) fn prepare(
-    pre: wasmtime::component::InstancePre<SandboxState>,
-) -> wasmtime::Result<PolicyPre<SandboxState>> {
-    PolicyPre::new(pre)
-}
-
-pub(crate) fn instantiate(pre: &PolicyPre<SandboxState>, store: &mut Store<SandboxState>) -> wasmtime::Result<Policy> {
-    pre.instantiate(store)
-}
-
-pub(crate) fn init(
-    policy: &Policy,
-    store: &mut Store<SandboxState>,
-    settings: &str,
-) -> wasmtime::Result<Result<(), String>> {
-    policy.arbiter_policy_evaluator().call_init(store, settings)
-}
-
-/// Evaluates 0.2.0's request; the outer error is a trap, the inner a
-/// verdict that breaks the contract.
-pub(crate) fn evaluate(
-    policy: &Policy,
-    store: &mut Store<SandboxState>,
-    request: &wit::Request,
-) -> wasmtime::Result<Result<Verdict, String>> {
-    let verdict = policy.arbiter_policy_evaluator().call_evaluate(store, request)?;
-    Ok(v0_2::verdict_from_wit(verdict))
-}
+crate::contract::shared::policy_calls!();
 
 impl history::Host for SandboxState {
     fn tool_calls(&mut self, tool: Option<String>, since_ms: i64) -> wasmtime::Result<Vec<history::PastToolCall>> {
