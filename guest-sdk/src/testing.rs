@@ -123,6 +123,7 @@ pub(crate) fn tool_calls(tool: Option<&str>, since_ms: i64) -> Vec<PastToolCall>
 /// `host::history::count_similar`, answered from the calls recorded.
 pub(crate) fn count_similar(tool: &str, argument: &str, text: &str, min_similarity: f64, since_ms: i64) -> u32 {
     let min = arbiter_text::check_threshold(min_similarity).unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.len() <= arbiter_text::MAX_QUESTION_TEXT_BYTES, "a {}-byte text to compare", text.len());
     let text = crate::text::TokenSet::of(text);
     let near = tool_calls(Some(tool), since_ms)
         .iter()

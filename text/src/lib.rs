@@ -32,4 +32,6 @@ pub use mention::{
     MAX_QUESTION_ITEM_BYTES, MAX_QUESTION_ITEMS, QuestionTooLarge, check_question_lists, first_marker,
     mentions_at_word_start,
 };
-pub use similarity::{InvalidThreshold, TokenSet, check_threshold, jaccard, jaccard_of_counts};
+pub use similarity::{
+    InvalidThreshold, MAX_QUESTION_TEXT_BYTES, TokenSet, check_threshold, jaccard, jaccard_of_counts,
+};

@@ -111,6 +111,10 @@ pub fn jaccard<T: Ord>(a: &[T], b: &[T]) -> f64 {
     ratio(common, a.len() + b.len() - common)
 }
 
+/// Most bytes of the text a near-duplicate question compares: a request's
+/// own bound, so a policy cannot hand the host unmetered work beyond it.
+pub const MAX_QUESTION_TEXT_BYTES: usize = 1 << 20;
+
 /// A similarity threshold outside `[0, 1]` (or NaN): a question no answer
 /// fits, refused rather than answered with nothing.
 #[derive(Debug, Clone, Copy, PartialEq)]

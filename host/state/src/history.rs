@@ -97,20 +97,24 @@ impl MentionQuery<'_> {
         arbiter_text::first_marker(texts, self.markers)
     }
 
-    /// The answer, given the marker index `call` mentions.
-    pub fn mention(&self, call: &PastToolCall, marker: usize) -> Mention {
-        Mention { request_id: call.request_id.clone(), marker: self.markers[marker].clone() }
+    /// The answer, given the marker index `call` mentions (none for an
+    /// index this question has no marker at).
+    pub fn mention(&self, call: &PastToolCall, marker: usize) -> Option<Mention> {
+        let marker = self.markers.get(marker)?.clone();
+        Some(Mention { request_id: call.request_id.clone(), marker })
     }
 
-    /// What identifies the question among those asked of a call.
+    /// What identifies the question among those asked of a call: each
+    /// list's length, then each item's length and bytes, so no two
+    /// questions share a key whatever their items hold (an item may hold
+    /// any separator a plain join would use).
     fn key(&self) -> String {
         let mut key = String::new();
         for list in [self.tools, self.arguments, self.markers] {
+            key.push_str(&format!("{}[", list.len()));
             for item in list {
-                key.push_str(item);
-                key.push('\u{1f}');
+                key.push_str(&format!("{}:{item}", item.len()));
             }
-            key.push('\u{1e}');
         }
         key
     }
@@ -130,7 +134,7 @@ pub(crate) struct History {
     bytes: usize,
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct RunHistory {
     last_ms: i64,
     /// `History::recorded` at its last call.
@@ -177,6 +181,23 @@ fn kept<V, R>(entries: &mut Vec<(Box<str>, V)>, key: &str, make: impl FnOnce() -
         entries.push((key.into(), value));
     }
     answer
+}
+
+/// A copy without the derived findings and indexes (made again on first
+/// ask): a snapshot clones the state under its lock and serializes none of
+/// them.
+impl Clone for RunHistory {
+    fn clone(&self) -> Self {
+        RunHistory {
+            last_ms: self.last_ms,
+            touched: self.touched,
+            calls: self.calls.clone(),
+            bytes: self.bytes,
+            mentions: VecDeque::new(),
+            first_seq: self.first_seq,
+            similar: Vec::new(),
+        }
+    }
 }
 
 impl RunHistory {
@@ -331,8 +352,9 @@ impl History {
             if call.timestamp_ms < query.since_ms {
                 continue;
             }
-            if let Some(marker) = kept(found, &question, || query.marker_in(call), |found| *found) {
-                return Some(query.mention(call, marker));
+            let marker = kept(found, &question, || query.marker_in(call), |found| *found);
+            if let Some(mention) = marker.and_then(|marker| query.mention(call, marker)) {
+                return Some(mention);
             }
         }
         None
@@ -420,6 +442,33 @@ mod tests {
                 proptest::prop_assert_eq!(h.count_similar(&run, &query) as usize, scanned, "step {}", n);
             }
         }
+    }
+
+    #[test]
+    fn questions_differing_only_in_where_items_split_are_answered_apart() {
+        let config = StoreConfig::default();
+        let mut h = History::default();
+        let arguments = serde_json::json!({"sql": "select * from pii.customers"});
+        let call = PastToolCall {
+            request_id: "q1".into(),
+            timestamp_ms: 0,
+            tool: "warehouse.query".into(),
+            arguments: arguments.as_object().cloned().unwrap_or_default(),
+        };
+        h.record(&run(0), call, &config);
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (tools, sql) = (strings(&["warehouse.*"]), strings(&["sql"]));
+        let ask = |h: &mut History, markers: &[String]| {
+            let query = MentionQuery { tools: &tools, arguments: &sql, markers, since_ms: i64::MIN };
+            h.first_mention(&run(0), &query).map(|m| m.marker)
+        };
+        // A joined key would make these one question: the first's "none"
+        // would hide the second's mention, and an index kept for a
+        // three-marker question would be read against a one-marker one.
+        assert_eq!(ask(&mut h, &strings(&["zz\u{1f}pii."])), None);
+        assert_eq!(ask(&mut h, &strings(&["zz", "pii."])).as_deref(), Some("pii."));
+        assert_eq!(ask(&mut h, &strings(&["a", "b", "pii."])).as_deref(), Some("pii."));
+        assert_eq!(ask(&mut h, &strings(&["a\u{1f}b\u{1f}pii."])), None);
     }
 
     #[test]

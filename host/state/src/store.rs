@@ -120,7 +120,7 @@ pub trait StateStore: Send + Sync + Debug {
     /// keeping history in process keeps what each call was found to hold.
     fn first_mention(&self, run: &RunKey, query: &MentionQuery<'_>) -> Result<Option<Mention>, StateError> {
         let calls = self.tool_calls(run, None, query.since_ms)?;
-        Ok(calls.iter().find_map(|call| query.marker_in(call).map(|marker| query.mention(call, marker))))
+        Ok(calls.iter().find_map(|call| query.marker_in(call).and_then(|marker| query.mention(call, marker))))
     }
 
     /// Commits an allowed decision, all or nothing.

@@ -134,6 +134,7 @@ mod tests {
                 "unsupported_action",
                 "settings_rejected",
                 "state_unavailable",
+                "capability_refused",
             ]
         );
     }

@@ -71,6 +71,10 @@ impl history::Host for SandboxState {
         self.host_call(|s| {
             let d = s.decision()?;
             let min_similarity = arbiter_text::check_threshold(min_similarity).map_err(capability_refused)?;
+            if text.len() > arbiter_text::MAX_QUESTION_TEXT_BYTES {
+                let limit = arbiter_text::MAX_QUESTION_TEXT_BYTES;
+                return Err(capability_refused(format!("a {}-byte text to compare; at most {limit}", text.len())));
+            }
             let text = TokenSet::of(&text);
             let query = SimilarQuery { tool: &tool, argument: &argument, text: &text, min_similarity, since_ms };
             d.state.count_similar(&d.run, &query).map_err(state_error)
