@@ -145,11 +145,15 @@ struct RunHistory {
     #[serde(skip)]
     bytes: usize,
     /// What earlier-mention questions found in each call, one slot per
-    /// call: the marker index, by question. Derived, like what follows:
-    /// made on first ask, never journaled, never counted in `bytes` (so
-    /// forgetting replays the same).
+    /// call: the marker index, by question (`questions`). Derived, like
+    /// what follows: made on first ask, never journaled, never counted in
+    /// `bytes` (so forgetting replays the same).
     #[serde(skip)]
     mentions: VecDeque<Found>,
+    /// The keys of the mention questions asked of the run, at most
+    /// [`MAX_KEPT_PER_RUN`]: a call's findings name them by position.
+    #[serde(skip)]
+    questions: Vec<Box<str>>,
     /// The run's sequence number of `calls[0]` (calls forgotten so far).
     #[serde(skip)]
     first_seq: u64,
@@ -160,28 +164,13 @@ struct RunHistory {
 }
 
 /// What earlier-mention questions found in one call: the marker index
-/// (none: no marker), by question.
-type Found = Vec<(Box<str>, Option<usize>)>;
+/// (none: no marker), by the question's position in the run's `questions`.
+type Found = Vec<(usize, Option<usize>)>;
 
-/// Questions whose findings one call keeps, and near-duplicate indexes
-/// one run keeps; past them, answers are made afresh each time and not
-/// kept, so a policy asking ever-new questions cannot grow history.
-const MAX_KEPT_PER_CALL: usize = 8;
+/// Mention questions and near-duplicate indexes one run keeps; past
+/// them, answers are made afresh each time and not kept, so a policy asking
+/// ever-new questions cannot grow history.
 const MAX_KEPT_PER_RUN: usize = 8;
-
-/// Reads the finding kept under `key`, or makes it (and keeps it while
-/// fewer than [`MAX_KEPT_PER_CALL`] are kept).
-fn kept<V, R>(entries: &mut Vec<(Box<str>, V)>, key: &str, make: impl FnOnce() -> V, read: impl FnOnce(&V) -> R) -> R {
-    if let Some((_, value)) = entries.iter().find(|(kept, _)| **kept == *key) {
-        return read(value);
-    }
-    let value = make();
-    let answer = read(&value);
-    if entries.len() < MAX_KEPT_PER_CALL {
-        entries.push((key.into(), value));
-    }
-    answer
-}
 
 /// A copy without the derived findings and indexes (made again on first
 /// ask): a snapshot clones the state under its lock and serializes none of
@@ -194,6 +183,7 @@ impl Clone for RunHistory {
             calls: self.calls.clone(),
             bytes: self.bytes,
             mentions: VecDeque::new(),
+            questions: Vec::new(),
             first_seq: self.first_seq,
             similar: Vec::new(),
         }
@@ -204,8 +194,8 @@ impl RunHistory {
     /// Each call with its slot of mention findings.
     fn with_mentions(&mut self) -> impl Iterator<Item = (&PastToolCall, &mut Found)> {
         if self.mentions.len() != self.calls.len() {
-            // Never so (loading and recording keep one slot per call); were
-            // it, a zip would skip calls and answer short.
+            // After a clone, which drops findings (loading and recording
+            // keep one slot per call); unmended, a zip would skip calls.
             self.mentions = self.calls.iter().map(|_| Vec::new()).collect();
         }
         self.calls.iter().zip(self.mentions.iter_mut())
@@ -348,11 +338,29 @@ impl History {
     pub(crate) fn first_mention(&mut self, run: &RunKey, query: &MentionQuery<'_>) -> Option<Mention> {
         let run = self.runs.get_mut(&key(run))?;
         let question = query.key();
+        let asked = match run.questions.iter().position(|asked| **asked == *question) {
+            Some(at) => Some(at),
+            None if run.questions.len() < MAX_KEPT_PER_RUN => {
+                run.questions.push(question.into());
+                Some(run.questions.len() - 1)
+            }
+            None => None,
+        };
         for (call, found) in run.with_mentions() {
             if call.timestamp_ms < query.since_ms {
                 continue;
             }
-            let marker = kept(found, &question, || query.marker_in(call), |found| *found);
+            let marker = match asked {
+                Some(asked) => match found.iter().find(|(question, _)| *question == asked) {
+                    Some((_, marker)) => *marker,
+                    None => {
+                        let marker = query.marker_in(call);
+                        found.push((asked, marker));
+                        marker
+                    }
+                },
+                None => query.marker_in(call),
+            };
             if let Some(mention) = marker.and_then(|marker| query.mention(call, marker)) {
                 return Some(mention);
             }
@@ -469,6 +477,15 @@ mod tests {
         assert_eq!(ask(&mut h, &strings(&["zz", "pii."])).as_deref(), Some("pii."));
         assert_eq!(ask(&mut h, &strings(&["a", "b", "pii."])).as_deref(), Some("pii."));
         assert_eq!(ask(&mut h, &strings(&["a\u{1f}b\u{1f}pii."])), None);
+        // Past the questions a run keeps, answers are made afresh, alike.
+        for round in 0..2 {
+            for n in 0..3 * MAX_KEPT_PER_RUN {
+                let marker = if n % 2 == 0 { "pii." } else { "nothing." };
+                let expected = (n % 2 == 0).then(|| marker.to_owned());
+                assert_eq!(ask(&mut h, &strings(&[&format!("m{n}."), marker])), expected, "{round} {n}");
+            }
+        }
+        assert_eq!(h.runs.values().map(|r| r.questions.len()).max(), Some(MAX_KEPT_PER_RUN));
     }
 
     #[test]
