@@ -4,8 +4,8 @@
 /// word start, exactly as the host defines them for
 /// `history::count_similar` and `history::first_mention`.
 pub use arbiter_text::{
-    MAX_QUESTION_ITEM_BYTES, MAX_QUESTION_ITEMS, QuestionTooLarge, TokenSet, check_question_lists, first_marker,
-    jaccard, mentions_at_word_start,
+    MAX_QUESTION_ITEM_BYTES, MAX_QUESTION_ITEMS, MAX_QUESTION_TEXT_BYTES, QuestionTooLarge, TokenSet,
+    check_question_lists, first_marker, jaccard, mentions_at_word_start,
 };
 
 /// `text` fit to quote in a reason message: control characters and quotes

@@ -65,6 +65,7 @@ fn misbehaving_policies_fail_closed_with_the_fault_named() {
         // A history question the host cannot answer traps the policy (0.3.0).
         ("nan_similarity", &["capability_refused"][..]),
         ("oversized_question", &["capability_refused"][..]),
+        ("oversized_text", &["capability_refused"][..]),
     ];
     for (behaviour, kinds) in cases {
         let bundle = hostile(&engine, behaviour, FailMode::Closed);

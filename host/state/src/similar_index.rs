@@ -17,7 +17,7 @@ use crate::history::{PastToolCall, SimilarQuery};
 /// The calls of one tool, by the token set of one string argument. Calls
 /// are numbered in their run (`seq`); the index follows the run's calls as
 /// they are recorded and forgotten.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct SimilarIndex {
     tool: Box<str>,
     argument: Box<str>,

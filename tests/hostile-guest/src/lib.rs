@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use arbiter_sdk::host::{budgets, clock, history, log};
-use arbiter_sdk::text::MAX_QUESTION_ITEMS;
+use arbiter_sdk::text::{MAX_QUESTION_ITEMS, MAX_QUESTION_TEXT_BYTES};
 use arbiter_sdk::{ChargeUnit, Policy, Request, Verdict, Window, export_policy};
 use serde::Deserialize;
 
@@ -38,6 +38,9 @@ pub enum Behaviour {
     /// Allows, after asking a near-duplicate question no answer fits (a
     /// NaN threshold).
     NanSimilarity,
+    /// Allows, after asking how many earlier calls nearly repeat a text one
+    /// byte over what the host compares.
+    OversizedText,
     /// Allows, after asking which earlier call mentioned any of one marker
     /// more than the host answers for (its work is not the policy's fuel).
     OversizedQuestion,
@@ -86,6 +89,11 @@ impl Policy for Hostile {
             Behaviour::RedactMissing => Verdict::allow().redact("/not/there", 0..1, "secret"),
             Behaviour::NanSimilarity => {
                 history::count_similar("docs.search", "query", "orders", f64::NAN, i64::MIN);
+                Verdict::allow()
+            }
+            Behaviour::OversizedText => {
+                let text = "x".repeat(MAX_QUESTION_TEXT_BYTES + 1);
+                history::count_similar("docs.search", "query", &text, 0.5, i64::MIN);
                 Verdict::allow()
             }
             Behaviour::OversizedQuestion => {
