@@ -51,8 +51,8 @@ pub struct SimilarQuery<'a> {
 }
 
 impl SimilarQuery<'_> {
-    /// Whether `call` answers the question (for a store that keeps no
-    /// token sets).
+    /// Whether `call` answers the question, judged afresh (for a store
+    /// that keeps no index, and past the indexes a run keeps).
     pub fn answers(&self, call: &PastToolCall) -> bool {
         call.matches(Some(self.tool), self.since_ms)
             && call
