@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use arbiter_component::{ContractVersion, Expected, Grants, Identity, IdentitySource, check};
-use arbiter_state::{RunKey, StateStore};
-use arbiter_types::{Action, BundleRef, Decision, PolicyResult, Request, ToolCall, ToolDefinition, VerdictKind};
+use arbiter_state::{DecisionReads, RunKey, StateStore};
+use arbiter_types::{BundleRef, Decision, PolicyResult, Request, ToolDefinition, VerdictKind};
 use ed25519_dalek::VerifyingKey;
 
 use crate::combine::{Counted, Effects, STATE_UNAVAILABLE, combine};
 use crate::component_file::ComponentFile;
 use crate::contract::{Input, KnownTool, Requests};
 use crate::engine::PolicyEngine;
+use crate::forecast::registry_names;
 use crate::load_problem::{LoadProblem, PolicyProblem};
 use crate::manifest::{FailMode, Manifest, ManifestError, ManifestPolicy, Mode};
 use crate::manifest_problem::ManifestProblem;
@@ -54,6 +55,11 @@ struct BundlePolicy {
     mode: Mode,
     fail: FailMode,
     scope: ScopeMatcher,
+}
+
+/// The run a request belongs to, as history is kept.
+pub(crate) fn run_of(request: &Request) -> RunKey {
+    RunKey { pipeline: request.principal.pipeline.clone(), run: request.principal.run.clone() }
 }
 
 /// A loaded bundle: every policy compiled, checked and ready to evaluate;
@@ -145,7 +151,8 @@ impl Bundle {
     /// (the server's, or a trace's when replaying), never the request.
     /// Capabilities answer from `state` at that time.
     pub fn evaluate(&self, request: &Request, now_ms: i64, state: &Arc<dyn StateStore>) -> Decision {
-        let (mut decision, effects) = self.evaluate_with_effects(request, now_ms, state);
+        let reads = Arc::new(DecisionReads::direct(Arc::clone(state)));
+        let (mut decision, effects) = self.evaluate_with_effects(request, now_ms, &reads);
         if decision.decision == VerdictKind::Allow {
             apply(&mut decision, effects);
         }
@@ -158,16 +165,15 @@ impl Bundle {
         &self,
         request: &Request,
         now_ms: i64,
-        state: &Arc<dyn StateStore>,
+        state: &Arc<DecisionReads>,
     ) -> (Decision, Effects) {
-        let run = RunKey { pipeline: request.principal.pipeline.clone(), run: request.principal.run.clone() };
-        let context = Arc::new(DecisionContext { now_ms, run, state: Arc::clone(state) });
+        let context = Arc::new(DecisionContext { now_ms, run: run_of(request), state: Arc::clone(state) });
         if let Some(served) = &self.environments
             && !served.contains(&request.principal.environment)
         {
             return (self.wrong_environment(request, served), Effects::default());
         }
-        let known = match known_tools(request, state.as_ref()) {
+        let known = match known_tools(request, state) {
             Ok(known) => known,
             Err(e) => return (self.state_unavailable(request, &e), Effects::default()),
         };
@@ -238,15 +244,9 @@ impl Bundle {
 /// listed tools, or the called one; nothing for other actions (no read).
 fn known_tools(
     request: &Request,
-    state: &dyn StateStore,
+    state: &DecisionReads,
 ) -> Result<HashMap<String, KnownTool>, arbiter_state::StateError> {
-    let (server, names): (&str, Vec<String>) = match &request.action {
-        Action::ToolListing(listing) => (&listing.server, listing.tools.iter().map(|t| t.name.clone()).collect()),
-        other => match other.tool_call() {
-            Some(ToolCall { server: Some(server), tool, .. }) => (server, vec![tool.clone()]),
-            _ => return Ok(HashMap::new()),
-        },
-    };
+    let Some((server, names)) = registry_names(request) else { return Ok(HashMap::new()) };
     let views = state.tool_views(server, &names)?;
     Ok(names
         .into_iter()

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use arbiter_state::{
-    ApprovalClaim, Commit, CommitRefused, Escalation, EscalationRefused, EscalationStatus, ListedToolInput, LlmUsage,
-    OutcomeReport, OutcomeStatus, Resolution, RunKey, StateError, StateStore, UsageReport,
+    ApprovalClaim, Commit, CommitRefused, DecisionReads, Escalation, EscalationRefused, EscalationStatus, Halt,
+    ListedToolInput, LlmUsage, OutcomeReport, OutcomeStatus, Resolution, RunKey, StateError, StateStore, UsageReport,
 };
 use arbiter_types::{
     Action, Decision, DecisionReason, PolicyOutcome, Request, ToolListing, VerdictKind, format_rfc3339_ms,
 };
 
-use crate::bundle::{Bundle, apply};
+use crate::bundle::{Bundle, apply, run_of};
 use crate::combine::STATE_UNAVAILABLE;
+use crate::forecast::Forecasts;
 
 /// Attribution of reasons the host itself gives.
 const HOST: &str = "arbiter";
@@ -45,12 +46,15 @@ pub enum ReportError {
 pub struct Decider {
     bundle: Arc<ArcSwap<Bundle>>,
     state: Arc<dyn StateStore>,
+    /// What each kind of decision read last (used where reads are round
+    /// trips: the store prefetches them).
+    forecasts: Arc<Forecasts>,
 }
 
 impl Decider {
     /// A decider of `bundle` that commits to `state`.
     pub fn new(bundle: Arc<Bundle>, state: Arc<dyn StateStore>) -> Self {
-        Decider { bundle: Arc::new(ArcSwap::new(bundle)), state }
+        Decider { bundle: Arc::new(ArcSwap::new(bundle)), state, forecasts: Arc::default() }
     }
 
     /// Makes `bundle` the active one and returns the one it replaces.
@@ -101,10 +105,19 @@ impl Decider {
 
     fn decide_keyed(&self, key: String, request: &Request, now_ms: i64) -> Decision {
         let bundle = self.bundle.load_full();
-        if let Some(halted) = self.halted(&bundle, request) {
+        let forecast = || self.forecasts.forecast(request);
+        let prefetched = DecisionReads::prefetch(Arc::clone(&self.state), &forecast, &run_of(request), now_ms);
+        let reads = match prefetched {
+            Ok(reads) => Arc::new(reads),
+            Err(e) => return unreadable(&bundle, request, &e),
+        };
+        if let Some(halted) = halted(&bundle, request, reads.halts()) {
             return halted;
         }
-        let (mut decision, effects) = bundle.evaluate_with_effects(request, now_ms, &self.state);
+        let (mut decision, effects) = bundle.evaluate_with_effects(request, now_ms, &reads);
+        if let Some(asked) = reads.asked() {
+            self.forecasts.learn(request, &asked);
+        }
         let at_ms = now_ms;
         if let Action::ToolListing(listing) = &request.action
             && !listing.page
@@ -127,7 +140,7 @@ impl Decider {
             (VerdictKind::Deny, _) => decision,
             (VerdictKind::Allow, _) => {
                 apply(&mut decision, effects);
-                self.commit(decision, &key, request, at_ms)
+                self.commit(decision, &key, request, at_ms, &reads)
             }
             (VerdictKind::Escalate, None) => self.escalate(decision, &key, request, at_ms),
             (VerdictKind::Escalate, Some(id)) => {
@@ -141,7 +154,7 @@ impl Decider {
                 decision.reasons.clear();
                 decision.escalation = None;
                 apply(&mut decision, effects);
-                match self.state.commit(commit_of(&key, request, &decision, at_ms, Some(claim))) {
+                match reads.commit(commit_of(&key, request, &decision, at_ms, Some(claim))) {
                     Ok(Ok(())) => {
                         decision.approved_by = self.approver_of(id);
                         decision
@@ -173,34 +186,8 @@ impl Decider {
         }
     }
 
-    /// The deny of a request a halt stops, before any policy runs; a store
-    /// that cannot say whether one does fails closed.
-    fn halted(&self, bundle: &Bundle, request: &Request) -> Option<Decision> {
-        let reason = match self.state.halts() {
-            Ok(halts) => {
-                let halt = arbiter_state::halting(&halts, &request.principal)?;
-                let message = format!(
-                    "halted ({}) by {} at {}: {}",
-                    halt.scope,
-                    halt.by,
-                    format_rfc3339_ms(halt.at_ms),
-                    halt.reason
-                );
-                DecisionReason { policy: HOST.into(), code: HALTED.into(), message }
-            }
-            Err(e) => {
-                tracing::error!("state store failed reading halts: {e}");
-                let message = format!("whether the request is halted cannot be read: {e}");
-                DecisionReason { policy: HOST.into(), code: STATE_UNAVAILABLE.into(), message }
-            }
-        };
-        let reference =
-            arbiter_types::BundleRef { name: bundle.name().to_owned(), version: bundle.version().to_owned() };
-        Some(Decision::bare(request.id.clone(), VerdictKind::Deny, vec![reason], reference))
-    }
-
-    fn commit(&self, decision: Decision, key: &str, request: &Request, at_ms: i64) -> Decision {
-        let committed = self.state.commit(commit_of(key, request, &decision, at_ms, None));
+    fn commit(&self, decision: Decision, key: &str, request: &Request, at_ms: i64, reads: &DecisionReads) -> Decision {
+        let committed = reads.commit(commit_of(key, request, &decision, at_ms, None));
         refused(decision, committed)
     }
 
@@ -317,6 +304,32 @@ impl Decider {
     ) -> Result<(), ReportError> {
         self.report_outcome(&owned_id(owner, request_id), status, latency_ms, now_ms)
     }
+}
+
+/// The deny of a request a halt stops, before any policy runs; a store
+/// that cannot say whether one does fails closed.
+fn halted(bundle: &Bundle, request: &Request, halts: Result<Vec<Halt>, StateError>) -> Option<Decision> {
+    let halts = match halts {
+        Ok(halts) => halts,
+        Err(e) => return Some(unreadable(bundle, request, &e)),
+    };
+    let halt = arbiter_state::halting(&halts, &request.principal)?;
+    let message =
+        format!("halted ({}) by {} at {}: {}", halt.scope, halt.by, format_rfc3339_ms(halt.at_ms), halt.reason);
+    Some(host_deny(bundle, request, DecisionReason { policy: HOST.into(), code: HALTED.into(), message }))
+}
+
+/// The deny of a request whose state (the halts first) cannot be read:
+/// fail closed, before any policy runs.
+fn unreadable(bundle: &Bundle, request: &Request, e: &StateError) -> Decision {
+    tracing::error!("state store failed reading halts: {e}");
+    let message = format!("whether the request is halted cannot be read: {e}");
+    host_deny(bundle, request, DecisionReason { policy: HOST.into(), code: STATE_UNAVAILABLE.into(), message })
+}
+
+fn host_deny(bundle: &Bundle, request: &Request, reason: DecisionReason) -> Decision {
+    let reference = arbiter_types::BundleRef { name: bundle.name().to_owned(), version: bundle.version().to_owned() };
+    Decision::bare(request.id.clone(), VerdictKind::Deny, vec![reason], reference)
 }
 
 /// The decision after its commit: unchanged if committed, else a deny.

@@ -15,6 +15,7 @@ mod contract;
 mod decider;
 mod declared;
 mod engine;
+mod forecast;
 pub mod lint;
 mod load_problem;
 mod lone;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arbiter_state::{RunKey, StateStore};
+use arbiter_state::{DecisionReads, RunKey};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 
 /// Longest log line kept from a policy; the rest is cut, so a policy cannot
@@ -16,7 +16,7 @@ const MAX_LOG_LINE: usize = 2048;
 pub(crate) struct DecisionContext {
     pub(crate) now_ms: i64,
     pub(crate) run: RunKey,
-    pub(crate) state: Arc<dyn StateStore>,
+    pub(crate) state: Arc<DecisionReads>,
 }
 
 pub(crate) struct SandboxState {

@@ -63,6 +63,25 @@ impl SimilarQuery<'_> {
     }
 }
 
+/// How many of `calls` answer a near-duplicate question, each judged
+/// afresh.
+pub(crate) fn count_similar_in<'a>(calls: impl IntoIterator<Item = &'a PastToolCall>, query: &SimilarQuery<'_>) -> u32 {
+    let near = calls.into_iter().filter(|call| query.answers(call)).count();
+    u32::try_from(near).unwrap_or(u32::MAX)
+}
+
+/// The answer to an earlier-mention question among `calls` (oldest first),
+/// each judged afresh.
+pub(crate) fn first_mention_in<'a>(
+    calls: impl IntoIterator<Item = &'a PastToolCall>,
+    query: &MentionQuery<'_>,
+) -> Option<Mention> {
+    calls
+        .into_iter()
+        .filter(|call| call.timestamp_ms >= query.since_ms)
+        .find_map(|call| query.marker_in(call).and_then(|marker| query.mention(call, marker)))
+}
+
 /// An earlier-mention question about a run (`history.first-mention`): its
 /// oldest allowed call at or after `since_ms` of a tool matching one of
 /// `tools` (globs) with a string argument named in `arguments` that
@@ -323,10 +342,7 @@ impl History {
                 run.similar.push(SimilarIndex::new(query.tool, query.argument, run.first_seq));
                 run.similar.len() - 1
             }
-            None => {
-                let near = run.calls.iter().filter(|call| query.answers(call)).count();
-                return u32::try_from(near).unwrap_or(u32::MAX);
-            }
+            None => return count_similar_in(&run.calls, query),
         };
         let index = &mut run.similar[at];
         index.sync(&run.calls, run.first_seq);

@@ -8,9 +8,10 @@ use crate::breaker::BreakerState;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, PendingLimits, Resolution};
 use crate::halt::{Halt, HaltScope};
-use crate::history::{Mention, MentionQuery, PastToolCall, RunKey, SimilarQuery};
+use crate::history::{Mention, MentionQuery, PastToolCall, RunKey, SimilarQuery, count_similar_in, first_mention_in};
 use crate::ledger::BudgetGauge;
 use crate::ops::{Commit, CommitRefused, OutcomeReport, UsageReport};
+use crate::prefetch::{Prefetched, ReadSet};
 use crate::spend::SpendEntry;
 use crate::tools::{ListedToolInput, ListingRefused, ToolView};
 
@@ -110,21 +111,39 @@ pub trait StateStore: Send + Sync + Debug {
     /// store that fetches history anyway, as Redis does); a store keeping
     /// history in process answers from token sets it keeps.
     fn count_similar(&self, run: &RunKey, query: &SimilarQuery<'_>) -> Result<u32, StateError> {
-        let calls = self.tool_calls(run, Some(query.tool), query.since_ms)?;
-        let near = calls.iter().filter(|call| query.answers(call)).count();
-        Ok(u32::try_from(near).unwrap_or(u32::MAX))
+        Ok(count_similar_in(&self.tool_calls(run, Some(query.tool), query.since_ms)?, query))
     }
 
     /// The answer to an earlier-mention question. This default judges
     /// every call each time (as [`Self::count_similar`]'s does); a store
     /// keeping history in process keeps what each call was found to hold.
     fn first_mention(&self, run: &RunKey, query: &MentionQuery<'_>) -> Result<Option<Mention>, StateError> {
-        let calls = self.tool_calls(run, None, query.since_ms)?;
-        Ok(calls.iter().find_map(|call| query.marker_in(call).and_then(|marker| query.mention(call, marker))))
+        Ok(first_mention_in(&self.tool_calls(run, None, query.since_ms)?, query))
     }
 
     /// Commits an allowed decision, all or nothing.
     fn commit(&self, commit: Commit) -> Result<Result<(), CommitRefused>, StateError>;
+
+    /// Reads what `forecast` gives and the halts, for a decision of `run`
+    /// at `now_ms`, in one exchange: for a store where each read is a
+    /// round trip. `None` (this default, `forecast` not called) for one
+    /// that answers reads in process, where a forecast would save nothing.
+    fn prefetch(
+        &self,
+        forecast: &dyn Fn() -> ReadSet,
+        run: &RunKey,
+        now_ms: i64,
+    ) -> Result<Option<Prefetched>, StateError> {
+        let _ = (forecast, run, now_ms);
+        Ok(None)
+    }
+
+    /// [`Self::commit`] after `read`: the records it read are what the
+    /// commit expects unchanged, so it need not read them again.
+    fn commit_prefetched(&self, commit: Commit, read: &Prefetched) -> Result<Result<(), CommitRefused>, StateError> {
+        let _ = read;
+        self.commit(commit)
+    }
 
     /// Replaces a reservation with actual usage, once.
     fn reconcile(&self, usage: UsageReport) -> Result<Result<(), UsageRejected>, StateError>;

@@ -10,12 +10,14 @@
 
 mod keys;
 mod plan;
+mod reads;
 mod store;
 mod tools;
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -69,6 +71,8 @@ pub struct RedisStore {
     endpoint: String,
     /// Set while Redis is taken to be down: until when, and why.
     down: Mutex<Option<(Instant, String)>>,
+    /// Exchanges asked of Redis so far (see [`RedisStore::exchanges`]).
+    exchanges: AtomicU64,
 }
 
 impl fmt::Debug for RedisStore {
@@ -112,7 +116,15 @@ impl RedisStore {
             timeout: redis.timeout,
             endpoint,
             down: Mutex::new(None),
+            exchanges: AtomicU64::new(0),
         })
+    }
+
+    /// Exchanges (round trips: a command, a pipeline or a script) asked of
+    /// Redis since the store was made, answered or not: what a decision
+    /// costs on a network is this count times the round trip.
+    pub fn exchanges(&self) -> u64 {
+        self.exchanges.load(Ordering::Relaxed)
     }
 
     /// Runs one Redis exchange within the timeout.
@@ -121,6 +133,7 @@ impl RedisStore {
         F: Future<Output = redis::RedisResult<T>>,
     {
         let unavailable = |detail: String| StateError::Unavailable { endpoint: self.endpoint.clone(), detail };
+        self.exchanges.fetch_add(1, Ordering::Relaxed);
         if let Some((until, why)) = self.down.lock().map_err(|_| StateError::Poisoned)?.as_ref()
             && Instant::now() < *until
         {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RedisStore;
 use super::plan::{Cap, ChargePlan, Check, IndexEntry, Plan, Push, Refusal, Set, Swap, Unindex};
+use super::reads::Answers;
 use crate::breaker::{Breaker, BreakerState};
 use crate::calendar::day_start;
 use crate::error::{OutcomeRejected, StateError, UsageRejected};
@@ -18,6 +19,7 @@ use crate::halt::{Halt, HaltScope};
 use crate::history::{PastToolCall, RunKey};
 use crate::ledger::{Booking, BudgetGauge, Place, TOTAL_RETENTION_MS, calendar_gauge, place_of, sort_gauges};
 use crate::ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, UsageReport};
+use crate::prefetch::{BudgetRead, Prefetched, ReadSet};
 use crate::reported::within;
 use crate::spend::{Open, SpendDelta, SpendEntry, SpendKey, Totals};
 use crate::store::{Gauges, StateStore};
@@ -102,7 +104,10 @@ pub(super) fn to_json(value: &impl Serialize) -> Result<String, StateError> {
 /// closed breaker).
 type BreakerRecords<'a> = BTreeMap<&'a str, (Option<String>, Breaker)>;
 
-fn breaker_records<'a>(keys: &[&'a str], read: Vec<Option<String>>) -> Result<BreakerRecords<'a>, StateError> {
+pub(super) fn breaker_records<'a>(
+    keys: &[&'a str],
+    read: Vec<Option<String>>,
+) -> Result<BreakerRecords<'a>, StateError> {
     let mut records = BTreeMap::new();
     for (key, json) in keys.iter().zip(read) {
         let breaker = match &json {
@@ -112,13 +117,6 @@ fn breaker_records<'a>(keys: &[&'a str], read: Vec<Option<String>>) -> Result<Br
         records.insert(*key, (json, breaker));
     }
     Ok(records)
-}
-
-fn rolling_sum(entries: &HashMap<String, u64>, from_ms: i64, now_ms: i64) -> u64 {
-    entries
-        .iter()
-        .filter_map(|(at, amount)| at.parse::<i64>().ok().filter(|at| *at > from_ms && *at <= now_ms).map(|_| amount))
-        .sum()
 }
 
 impl RedisStore {
@@ -134,9 +132,7 @@ impl RedisStore {
     }
 
     fn history(&self, run: &RunKey) -> Result<Vec<PastToolCall>, StateError> {
-        let key = self.keys.history(run);
-        let calls: Vec<String> = self.run(|mut c| async move { c.lrange(key, 0, -1).await })?;
-        calls.iter().map(|json| parse("run history", json)).collect()
+        self.read_one(|pipe| self.queue_history(pipe, run), Answers::history)
     }
 
     /// Members of an index, oldest first.
@@ -160,29 +156,29 @@ impl RedisStore {
         });
     }
 
-    fn plan_commit(&self, commit: &Commit) -> Result<Result<(Plan, ()), CommitRefused>, StateError> {
+    /// Reads every record a commit rewrites or relies on, in one exchange:
+    /// its breakers (returned), the escalation it claims (its consumption
+    /// planned) and whether its reservation is taken.
+    fn read_commit_records<'a>(
+        &self,
+        commit: &Commit,
+        breaker_keys: &[&'a str],
+        reserves: bool,
+        plan: &mut Plan,
+    ) -> Result<Result<BreakerRecords<'a>, CommitRefused>, StateError> {
         let now = commit.now_ms;
-        let mut plan = Plan { now, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
-        // Read every record the commit rewrites in one exchange.
-        let mut breaker_keys: Vec<&str> = commit.breakers.iter().map(|g| g.key.as_str()).collect();
-        breaker_keys.sort_unstable();
-        breaker_keys.dedup();
         let mut reads: Vec<String> = breaker_keys.iter().map(|k| self.keys.breaker(k)).collect();
         if let Some(claim) = &commit.approval {
             reads.push(self.keys.escalation(&claim.escalation_id));
         }
         // A reservation still open under this id (checked again, absent,
         // when the plan applies): a second would replace it.
-        let reserves = !commit.charges.is_empty() || commit.spent().is_some();
         if reserves {
             reads.push(self.keys.reservation(&commit.request_id));
         }
         let mut read = self.get_many(reads)?;
-        if reserves {
-            if let Some(Some(_)) = read.pop() {
-                return Ok(Err(CommitRefused::DuplicateRequest { request_id: commit.request_id.clone() }));
-            }
-            plan.checks.push(Check { key: self.keys.reservation(&commit.request_id), expect: None });
+        if reserves && let Some(Some(_)) = read.pop() {
+            return Ok(Err(CommitRefused::DuplicateRequest { request_id: commit.request_id.clone() }));
         }
         if let Some(claim) = &commit.approval {
             let Some(Some(json)) = read.pop() else {
@@ -200,7 +196,39 @@ impl RedisStore {
                 ttl_ms: escalation.retention_ms(),
             });
         }
-        let mut breakers = breaker_records(&breaker_keys, read)?;
+        breaker_records(breaker_keys, read).map(Ok)
+    }
+
+    /// Plans a commit. With `known` (what this decision prefetched, when
+    /// it holds every breaker the commit passes and no approval is
+    /// claimed) nothing is read: the breakers are expected as read, and a
+    /// reservation already open under the request id is found by the
+    /// script's check (a conflict, after which the plan is made again by
+    /// reading).
+    fn plan_commit(
+        &self,
+        commit: &Commit,
+        known: Option<&Prefetched>,
+    ) -> Result<Result<(Plan, ()), CommitRefused>, StateError> {
+        let now = commit.now_ms;
+        let mut plan = Plan { now, total_ttl_ms: TOTAL_RETENTION_MS, ..Plan::default() };
+        let mut breaker_keys: Vec<&str> = commit.breakers.iter().map(|g| g.key.as_str()).collect();
+        breaker_keys.sort_unstable();
+        breaker_keys.dedup();
+        let reserves = !commit.charges.is_empty() || commit.spent().is_some();
+        let known = known.filter(|_| commit.approval.is_none()).and_then(|read| {
+            breaker_keys.iter().map(|key| Some((*key, read.breakers.get(*key)?.clone()))).collect::<Option<_>>()
+        });
+        let mut breakers: BreakerRecords<'_> = match known {
+            Some(records) => records,
+            None => match self.read_commit_records(commit, &breaker_keys, reserves, &mut plan)? {
+                Ok(records) => records,
+                Err(refused) => return Ok(Err(refused)),
+            },
+        };
+        if reserves {
+            plan.checks.push(Check { key: self.keys.reservation(&commit.request_id), expect: None });
+        }
         let admits = |g: &BreakerGuard| breakers.get(g.key.as_str()).is_none_or(|(_, b)| b.admits(&g.config, now));
         if let Some(guard) = commit.breakers.iter().find(|g| !admits(g)) {
             return Ok(Err(CommitRefused::CircuitOpen { key: guard.key.clone() }));
@@ -442,6 +470,14 @@ impl RedisStore {
     }
 }
 
+/// A commit's refusal by the script: only over a budget.
+fn commit_refusal(refusal: Refusal) -> Result<CommitRefused, StateError> {
+    match refusal {
+        Refusal::OverBudget(refused) => Ok(refused),
+        other => unexpected(other),
+    }
+}
+
 /// Only commits charge budgets, and only opens are capped.
 fn unexpected<E>(refusal: Refusal) -> Result<E, StateError> {
     Err(StateError::Unexpected(format!("the state script refused a change it could not: {refusal:?}")))
@@ -449,17 +485,8 @@ fn unexpected<E>(refusal: Refusal) -> Result<E, StateError> {
 
 impl StateStore for RedisStore {
     fn used(&self, scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Result<u64, StateError> {
-        let key = self.keys.budget(&place_of(scope, window, unit, now_ms));
-        match window {
-            Window::RollingSeconds(secs) => {
-                let entries: HashMap<String, u64> = self.run(|mut c| async move { c.hgetall(key).await })?;
-                Ok(rolling_sum(&entries, now_ms - i64::from(secs) * 1000, now_ms))
-            }
-            Window::Run | Window::Calendar(_) => {
-                let used: Option<u64> = self.run(|mut c| async move { c.hget(key, "used").await })?;
-                Ok(used.unwrap_or(0))
-            }
-        }
+        let read = BudgetRead { scope: scope.to_owned(), window, unit };
+        self.read_one(|pipe| self.queue_used(pipe, &read, now_ms), |answers| answers.used(window, now_ms))
     }
 
     fn breaker_state(&self, key: &str, config: &BreakerConfig, now_ms: i64) -> Result<BreakerState, StateError> {
@@ -479,11 +506,23 @@ impl StateStore for RedisStore {
     }
 
     fn commit(&self, commit: Commit) -> Result<Result<(), CommitRefused>, StateError> {
-        let refused = |refusal| match refusal {
-            Refusal::OverBudget(refused) => Ok(refused),
-            other => unexpected(other),
-        };
-        self.transact(|| self.plan_commit(&commit), refused)
+        self.transact(|| self.plan_commit(&commit, None), commit_refusal)
+    }
+
+    fn prefetch(
+        &self,
+        forecast: &dyn Fn() -> ReadSet,
+        run: &RunKey,
+        now_ms: i64,
+    ) -> Result<Option<Prefetched>, StateError> {
+        self.read_forecast(&forecast(), run, now_ms).map(Some)
+    }
+
+    fn commit_prefetched(&self, commit: Commit, read: &Prefetched) -> Result<Result<(), CommitRefused>, StateError> {
+        // Only the first plan trusts what was read; after a conflict it
+        // reads again.
+        let mut known = Some(read);
+        self.transact(|| self.plan_commit(&commit, known.take()), commit_refusal)
     }
 
     fn reconcile(&self, usage: UsageReport) -> Result<Result<(), UsageRejected>, StateError> {
@@ -607,11 +646,7 @@ impl StateStore for RedisStore {
     }
 
     fn halts(&self) -> Result<Vec<Halt>, StateError> {
-        let key = self.keys.halts();
-        let records: HashMap<String, String> = self.run(|mut c| async move { c.hgetall(key).await })?;
-        let mut halts: Vec<Halt> = records.values().map(|json| parse("halt", json)).collect::<Result<_, _>>()?;
-        halts.sort_by(|a, b| a.scope.cmp(&b.scope));
-        Ok(halts)
+        self.read_one(|pipe| self.queue_halts(pipe), Answers::halts)
     }
 
     fn halt(&self, halt: Halt) -> Result<(), StateError> {

@@ -2,11 +2,11 @@
 //! recorded by one script (`listing.lua`).
 
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::RedisStore;
-use super::store::{parse, to_json};
+use super::store::to_json;
 use crate::error::StateError;
 use crate::tools::{ListedToolInput, Listing, ListingRefused, ToolView};
 
@@ -36,42 +36,12 @@ fn listing_digest(tools: &[ListedToolInput]) -> Result<String, StateError> {
     Ok(hex::encode(Sha256::digest(to_json(&sorted)?)))
 }
 
-/// A stored record of an HMGET answer, if any.
-fn record<T: for<'de> Deserialize<'de>>(what: &str, json: Option<String>) -> Result<Option<T>, StateError> {
-    json.map(|json| parse(what, &json)).transpose()
-}
-
 impl RedisStore {
     pub(super) fn read_tool_views(&self, server: &str, names: &[String]) -> Result<Vec<ToolView>, StateError> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        type Fields = Vec<Option<String>>;
-        let (current, first, listers): (Fields, Fields, Fields) = self.run(|mut c| {
-            let mut pipe = redis::pipe();
-            for key in [self.keys.tools_current(server), self.keys.tools_first(server), self.keys.tool_listers()] {
-                pipe.cmd("HMGET").arg(key).arg(names);
-            }
-            async move { pipe.query_async(&mut c).await }
-        })?;
-        let answered = current.len() == names.len() && first.len() == names.len() && listers.len() == names.len();
-        if !answered {
-            return Err(StateError::Unexpected(format!("HMGET of {} tool names answered otherwise", names.len())));
-        }
-        current
-            .into_iter()
-            .zip(first)
-            .zip(listers)
-            .map(|((current, first), listers)| {
-                let mut listed_by: Vec<String> = record("tool listers", listers)?.unwrap_or_default();
-                listed_by.sort_unstable();
-                Ok(ToolView {
-                    current: record("tool definition", current)?,
-                    first: record("first tool listing", first)?,
-                    listed_by,
-                })
-            })
-            .collect()
+        self.read_one(|pipe| self.queue_tool_views(pipe, server, names), |answers| answers.tool_views(names))
     }
 
     /// Records a listing. One that changes nothing is seen with one HGET

@@ -1,0 +1,174 @@
+//! On Redis a decision costs its round trips: once a kind of decision has
+//! been seen, the reference bundle's decisions take two (the forecast read
+//! with the halts, then the commit script), and a wrong forecast costs
+//! round trips, never an answer (docs/decisions/0019-one-read-one-commit.md).
+
+use std::sync::Arc;
+
+use arbiter_engine::{Bundle, Decider};
+use arbiter_state::{InMemoryStore, OutcomeStatus, RedisConfig, RedisStore, StateStore, StoreConfig};
+use arbiter_tests::{RedisServer, engine, llm_request, orders_daily_bundle, tool_call};
+use arbiter_types::{Decision, Request, VerdictKind};
+use serde_json::json;
+
+fn bundle() -> Arc<Bundle> {
+    Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn redis_store(server: &RedisServer, namespace: &str) -> Arc<RedisStore> {
+    let config = RedisConfig { namespace: namespace.into(), ..RedisConfig::new(server.url()) };
+    Arc::new(RedisStore::connect(&config, StoreConfig::default()).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A decision and the exchanges it took.
+fn decide_counted(decider: &Decider, store: &RedisStore, request: &Request) -> (Decision, u64) {
+    let before = store.exchanges();
+    let decision = decider.decide(request, at(request));
+    (decision, store.exchanges() - before)
+}
+
+/// The request's own time, as the decisions here are taken at.
+fn at(request: &Request) -> i64 {
+    request.timestamp_ms.unwrap_or(0)
+}
+
+fn in_run(mut request: Request, run: &str) -> Request {
+    request.principal.run = run.to_owned();
+    request
+}
+
+/// A docs search unlike the others (retrieval-thrash counts near
+/// duplicates): by the id's last digit.
+fn search(id: &str) -> Request {
+    const QUERIES: [&str; 5] = [
+        "freshness of orders_daily",
+        "late partitions in the warehouse",
+        "how the churn metric is defined",
+        "revenue dashboard owners",
+        "pagerduty escalation policy",
+    ];
+    let n = id.bytes().last().map_or(0, |b| usize::from(b.wrapping_sub(b'0')) % QUERIES.len());
+    tool_call(id, "docs.search", json!({"query": QUERIES[n]}))
+}
+
+fn warehouse_query(id: &str) -> Request {
+    tool_call(id, "warehouse.query", json!({"sql": "select order_id from analytics.orders_daily limit 10"}))
+}
+
+/// A request of one kind, by id.
+type MakeRequest = fn(&str) -> Request;
+
+#[test]
+fn a_known_kind_of_decision_takes_one_read_and_one_commit() {
+    let server = RedisServer::start();
+    let store = redis_store(&server, "round-trips");
+    let decider = Decider::new(bundle(), Arc::clone(&store) as Arc<dyn StateStore>);
+    let kinds: [(&str, MakeRequest); 3] = [
+        // token-budget reads three budgets; circuit-breaker one breaker.
+        ("llm", |id| llm_request(id, 900, 100)),
+        // tool-storm, data-residency: history; circuit-breaker: a breaker.
+        ("query", warehouse_query),
+        // retrieval-thrash: near-duplicates in history.
+        ("search", search),
+    ];
+    for (name, make) in kinds {
+        let (first, unforecast) = decide_counted(&decider, &store, &make(&format!("{name}-0")));
+        assert_eq!(first.decision, VerdictKind::Allow, "{name}: {:?}", first.reasons);
+        for n in 1..4 {
+            let (decision, exchanges) = decide_counted(&decider, &store, &make(&format!("{name}-{n}")));
+            assert_eq!(decision.decision, VerdictKind::Allow, "{name}-{n}: {:?}", decision.reasons);
+            assert_eq!(exchanges, 2, "{name}-{n}: first of its kind took {unforecast}");
+        }
+        // A new run: the run budget's scope follows the run.
+        let (decision, exchanges) = decide_counted(&decider, &store, &in_run(make(&format!("{name}-4")), "run-2"));
+        assert_eq!(decision.decision, VerdictKind::Allow, "{name} in run-2: {:?}", decision.reasons);
+        assert_eq!(exchanges, 2, "{name} in a new run");
+        println!("{name}: first of its kind {unforecast} exchanges, then 2");
+    }
+    // A deny commits nothing: the read alone.
+    let (denied, exchanges) = decide_counted(&decider, &store, &tool_call("scope-1", "shell.exec", json!({})));
+    assert_eq!(denied.decision, VerdictKind::Deny);
+    let (_, again) = decide_counted(&decider, &store, &tool_call("scope-2", "shell.exec", json!({})));
+    assert_eq!(again, 1, "a known deny (first took {exchanges})");
+}
+
+#[test]
+fn a_replayed_request_id_is_still_refused_after_a_forecast_commit() {
+    let server = RedisServer::start();
+    let store = redis_store(&server, "duplicates");
+    let bundle = bundle();
+    let decider = Decider::new(Arc::clone(&bundle), Arc::clone(&store) as Arc<dyn StateStore>);
+    let memory = Decider::new(bundle, Arc::new(InMemoryStore::in_memory(StoreConfig::default())));
+    for id in ["llm-1", "llm-2", "llm-2"] {
+        let request = llm_request(id, 900, 100);
+        let on_redis = decider.decide(&request, at(&request));
+        let in_memory = memory.decide(&request, at(&request));
+        assert_eq!(on_redis.decision, in_memory.decision, "{id}");
+        assert_eq!(on_redis.reasons, in_memory.reasons, "{id}");
+    }
+    let request = llm_request("llm-2", 900, 100);
+    let replayed = decider.decide(&request, at(&request));
+    assert_eq!(replayed.decision, VerdictKind::Deny);
+    assert!(replayed.reasons.iter().any(|r| r.code == "duplicate_request"), "{:?}", replayed.reasons);
+}
+
+#[test]
+fn another_replica_tripping_a_breaker_is_seen_by_a_forecast_read() {
+    let server = RedisServer::start();
+    let (store_a, store_b) = (redis_store(&server, "replicas"), redis_store(&server, "replicas"));
+    let bundle = bundle();
+    let a = Decider::new(Arc::clone(&bundle), Arc::clone(&store_a) as Arc<dyn StateStore>);
+    let b = Decider::new(bundle, store_b as Arc<dyn StateStore>);
+    // Replica A learns the kind: its next decision is forecast.
+    for n in 0..2 {
+        let request = warehouse_query(&format!("a-{n}"));
+        assert_eq!(a.decide(&request, at(&request)).decision, VerdictKind::Allow);
+    }
+    // Replica B's calls fail until the breaker opens.
+    let mut n = 0;
+    loop {
+        let id = format!("b-{n}");
+        let request = in_run(warehouse_query(&id), &format!("b-run-{n}"));
+        let decision = b.decide(&request, at(&request));
+        if decision.decision == VerdictKind::Deny {
+            assert!(decision.reasons.iter().any(|r| r.code == "circuit_open"), "{:?}", decision.reasons);
+            break;
+        }
+        b.report_outcome(&id, OutcomeStatus::Failure, Some(5), at(&request)).unwrap_or_else(|e| panic!("{e}"));
+        n += 1;
+        assert!(n < 200, "the breaker never opened");
+    }
+    let (seen, exchanges) = decide_counted(&a, &store_a, &warehouse_query("a-after"));
+    // The policy saw the breaker open (its message), not only the
+    // commit's own check (`circuit ... is open`).
+    assert_eq!(seen.decision, VerdictKind::Deny, "{:?}", seen.reasons);
+    assert!(
+        seen.reasons.iter().any(|r| r.code == "circuit_open" && r.message.contains("failed too often")),
+        "{:?}",
+        seen.reasons
+    );
+    assert_eq!(exchanges, 1, "the forecast read answered it");
+}
+
+#[test]
+fn a_run_id_that_confuses_the_forecast_costs_round_trips_not_answers() {
+    let server = RedisServer::start();
+    let store = redis_store(&server, "odd-runs");
+    let bundle = bundle();
+    let decider = Decider::new(Arc::clone(&bundle), Arc::clone(&store) as Arc<dyn StateStore>);
+    let memory = Decider::new(bundle, Arc::new(InMemoryStore::in_memory(StoreConfig::default())));
+    // "o" and "_" occur in the pipeline's name, so a learned scope splits
+    // at them too; "" is no run at all.
+    for (n, run) in ["o", "_", "o", "", "daily", "o"].iter().enumerate() {
+        for request in [llm_request(&format!("llm-{n}"), 20_000, 8_000), warehouse_query(&format!("q-{n}"))] {
+            let request = in_run(request, run);
+            let (on_redis, in_memory) = (decider.decide(&request, at(&request)), memory.decide(&request, at(&request)));
+            assert_eq!(
+                (on_redis.decision, &on_redis.reasons),
+                (in_memory.decision, &in_memory.reasons),
+                "{} in run {run:?}",
+                request.id
+            );
+        }
+    }
+}
