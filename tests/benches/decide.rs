@@ -1,10 +1,13 @@
 //! Cost of one decision through the orders_daily reference bundle,
 //! in-process (`cargo bench -p arbiter-tests --bench decide`), and how it
-//! grows with a run's length (`-- run_length`).
+//! grows with a run's length (`-- run_length`), and on Redis against the
+//! loopback round trip (`-- redis_round_trips`).
 
 use std::hint::black_box;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arbiter_engine::{Bundle, Capability, Decider, FailMode, Manifest};
 use arbiter_state::{
@@ -13,7 +16,7 @@ use arbiter_state::{
 use arbiter_tests::{
     RedisServer, engine, llm_request, orders_daily_bundle, reference_component, root, single_policy_bundle, tool_call,
 };
-use arbiter_types::{Request, VerdictKind};
+use arbiter_types::{Charge, ChargeUnit, Request, VerdictKind, Window};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
@@ -362,5 +365,197 @@ fn run_length(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, evaluate, read_sql, decide_with_charges, decide_tool_call, mcp_answers, run_length);
+/// The p50, in µs, of 2,000 runs of `timed` (each returns its own time).
+fn p50_micros(mut timed: impl FnMut() -> Duration) -> f64 {
+    let mut micros: Vec<f64> = (0..2000).map(|_| timed().as_secs_f64() * 1e6).collect();
+    micros.sort_unstable_by(f64::total_cmp);
+    micros[1000]
+}
+
+/// A decision on Redis against the loopback round trip it is made of: a
+/// raw `PING` (the floor), an LLM request with three charges (once its
+/// kind is known, and each of a new kind: every read as asked) and a 1 KB
+/// tool call, each decided alone (its report made after the clock stops). Under `cargo bench`, also prints each one's p50
+/// of 2,000, the exchanges it took and its ratio to the `PING`.
+fn redis_round_trips(c: &mut Criterion) {
+    let server = RedisServer::start_with_fsync("everysec");
+    let store = Arc::new(
+        RedisStore::connect(&RedisConfig::new(server.url()), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let bundle = Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")));
+    let decider = Decider::new(bundle, Arc::clone(&store) as Arc<dyn StateStore>);
+    let mut ping = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap_or_else(|e| panic!("{e}"));
+    ping.set_nodelay(true).unwrap_or_else(|e| panic!("{e}"));
+    let mut pong = move || {
+        let started = Instant::now();
+        let mut answer = [0u8; 7];
+        ping.write_all(b"PING\r\n").and_then(|()| ping.read_exact(&mut answer)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&answer, b"+PONG\r\n");
+        started.elapsed()
+    };
+    let (next, decided_exchanges) = (AtomicU64::new(0), AtomicU64::new(0));
+    // A decision alone: its time and, counted, its exchanges.
+    let decide = |request: &Request| {
+        let (exchanges, started) = (store.exchanges(), Instant::now());
+        let decision = decider.decide(request, 0);
+        let took = started.elapsed();
+        decided_exchanges.fetch_add(store.exchanges() - exchanges, Ordering::Relaxed);
+        assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
+        took
+    };
+    let template = tool_call_1kb();
+    let mut llm = || {
+        let id = format!("rtt-llm-{}", next.fetch_add(1, Ordering::Relaxed));
+        let took = decide(&llm_request(&id, 5200, 1024));
+        decider.report_usage(&id, 0, 0, 0).unwrap_or_else(|e| panic!("{e}"));
+        took
+    };
+    // Each of a new kind (its own agent): nothing forecast, every read as
+    // asked, as before decision 0019.
+    let mut llm_unforecast = || {
+        let id = format!("rtt-new-{}", next.fetch_add(1, Ordering::Relaxed));
+        let mut request = llm_request(&id, 5200, 1024);
+        request.principal.agent = format!("agent-{id}");
+        let took = decide(&request);
+        decider.report_usage(&id, 0, 0, 0).unwrap_or_else(|e| panic!("{e}"));
+        took
+    };
+    let mut tool = || {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let mut request = template.clone();
+        (request.id, request.principal.run) = (format!("rtt-tool-{n}"), format!("rtt-run-{n}"));
+        let took = decide(&request);
+        decider.report_outcome(&request.id, OutcomeStatus::Success, Some(3), 0).unwrap_or_else(|e| panic!("{e}"));
+        took
+    };
+    // Each kind seen once: what follows is forecast.
+    (llm(), tool());
+    let mut group = c.benchmark_group("redis_round_trips");
+    group.bench_function("ping", |b| b.iter_custom(|iters| (0..iters).map(|_| pong()).sum()));
+    group.bench_function("llm_3_charges", |b| b.iter_custom(|iters| (0..iters).map(|_| llm()).sum()));
+    group.bench_function("llm_3_charges_unforecast", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| llm_unforecast()).sum())
+    });
+    group.bench_function("tool_call_1kb", |b| b.iter_custom(|iters| (0..iters).map(|_| tool()).sum()));
+    group.finish();
+    if std::env::args().any(|a| a == "--bench") {
+        let floor = p50_micros(&mut pong);
+        println!("redis_round_trips/ping: p50 {floor:.1} µs");
+        let cases: [(&str, &mut dyn FnMut() -> Duration); 3] = [
+            ("llm_3_charges", &mut llm),
+            ("llm_3_charges_unforecast", &mut llm_unforecast),
+            ("tool_call_1kb", &mut tool),
+        ];
+        for (name, case) in cases {
+            let before = decided_exchanges.load(Ordering::Relaxed);
+            let median = p50_micros(&mut *case);
+            let per_decision = (decided_exchanges.load(Ordering::Relaxed) - before) as f64 / 2000.0;
+            println!(
+                "redis_round_trips/{name}: p50 {median:.1} µs, {per_decision:.2} exchanges, {:.2}× the ping",
+                median / floor
+            );
+        }
+    }
+}
+
+/// A Slack message of `bytes` bytes of text from the monitor.
+fn message_of(bytes: usize) -> Request {
+    let mut text =
+        "orders_daily freshness check: partition 2026-11-26 arrived late, 48211 rows. ".repeat(bytes / 70 + 1);
+    text.truncate(bytes);
+    tool_call("bench-m", "slack.post_message", json!({"channel": "#data-alerts", "text": text}))
+}
+
+/// A store holding `open` unreconciled reservations (on a budget of their
+/// own, so the decision's budgets stay clear).
+fn with_open_reservations(open: usize) -> Arc<dyn StateStore> {
+    let state = InMemoryStore::in_memory(StoreConfig::default());
+    for n in 0..open {
+        let charge = Charge {
+            scope: "load:held".into(),
+            window: Window::Run,
+            unit: ChargeUnit::Tokens,
+            amount: 1,
+            limit: u64::MAX,
+        };
+        let commit = Commit {
+            request_id: format!("held-{n}"),
+            now_ms: 0,
+            run: RunKey { pipeline: "load".into(), run: format!("run-{n}") },
+            agent: "load".into(),
+            team: "load".into(),
+            charges: vec![charge],
+            breakers: Vec::new(),
+            tool_call: None,
+            llm: None,
+            approval: None,
+        };
+        state.commit(commit).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    Arc::new(state)
+}
+
+/// Scaling rows (docs/benchmarks.md): a decision's cost against the size
+/// of a free-text argument (100 B … 64 KiB, evaluated through the
+/// reference bundle) and against the unreconciled reservations the store
+/// holds (0 … 100k; an LLM request decided and its usage reported). Under
+/// `cargo bench`, also prints each one's p50 of 2,000 and its ratio to the
+/// smallest case.
+fn scaling(c: &mut Criterion) {
+    let bundle = Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")));
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
+    let messages: Vec<(usize, Request)> =
+        [100, 1 << 10, 8 << 10, 64 << 10].into_iter().map(|n| (n, message_of(n))).collect();
+    let held: Vec<(usize, Decider)> = [0, 1_000, 100_000]
+        .into_iter()
+        .map(|n| (n, Decider::new(Arc::clone(&bundle), with_open_reservations(n))))
+        .collect();
+    let next = AtomicU64::new(0);
+    let llm = |decider: &Decider| {
+        let id = format!("scale-{}", next.fetch_add(1, Ordering::Relaxed));
+        let started = Instant::now();
+        let decision = decider.decide(&llm_request(&id, 5200, 1024), 0);
+        decider.report_usage(&id, 0, 0, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
+        started.elapsed()
+    };
+    let evaluate = |request: &Request| {
+        let started = Instant::now();
+        let decision = bundle.evaluate(request, 0, &state);
+        assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
+        started.elapsed()
+    };
+    let mut group = c.benchmark_group("scaling");
+    for (bytes, request) in &messages {
+        group.bench_function(format!("argument_{bytes}_bytes"), |b| b.iter(|| evaluate(black_box(request))));
+    }
+    for (open, decider) in &held {
+        group.bench_function(format!("open_reservations_{open}"), |b| b.iter(|| llm(decider)));
+    }
+    group.finish();
+    if std::env::args().any(|a| a == "--bench") {
+        let first = p50_micros(|| evaluate(&messages[0].1));
+        for (bytes, request) in &messages {
+            let median = p50_micros(|| evaluate(request));
+            println!("scaling/argument_{bytes}_bytes: p50 {median:.1} µs, {:.2}× 100 B", median / first);
+        }
+        let first = p50_micros(|| llm(&held[0].1));
+        for (open, decider) in &held {
+            let median = p50_micros(|| llm(decider));
+            println!("scaling/open_reservations_{open}: p50 {median:.1} µs, {:.2}× none", median / first);
+        }
+    }
+}
+
+criterion_group!(
+    benches,
+    evaluate,
+    read_sql,
+    decide_with_charges,
+    decide_tool_call,
+    mcp_answers,
+    run_length,
+    redis_round_trips,
+    scaling
+);
 criterion_main!(benches);
