@@ -429,7 +429,8 @@ fn redis_round_trips(c: &mut Criterion) {
         took
     };
     // Each kind seen once: what follows is forecast.
-    (llm(), tool());
+    llm();
+    tool();
     let mut group = c.benchmark_group("redis_round_trips");
     group.bench_function("ping", |b| b.iter_custom(|iters| (0..iters).map(|_| pong()).sum()));
     group.bench_function("llm_3_charges", |b| b.iter_custom(|iters| (0..iters).map(|_| llm()).sum()));
