@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import redis
 
 CLIENTS = 64
@@ -50,8 +51,13 @@ def test_two_replicas_and_64_clients_never_overshoot_one_budget(arbiter_factory,
 
     def client(c):
         server = servers[c % 2]
-        barrier.wait()
-        return [server.decide(llm(f"c{c}-{i}", "race")).json() for i in range(attempts // CLIENTS)]
+        # A connection pool per client, as 64 separate agents would have
+        # (one httpx.Client shared by 32 threads once failed on the client
+        # side with EBADF).
+        with httpx.Client(base_url=server.url, timeout=10, headers=server.client.headers) as http:
+            barrier.wait()
+            return [http.post("/v1/decide", json=llm(f"c{c}-{i}", "race")).json()
+                    for i in range(attempts // CLIENTS)]
 
     with ThreadPoolExecutor(CLIENTS) as pool:
         decisions = [d for batch in pool.map(client, range(CLIENTS)) for d in batch]

@@ -3,10 +3,14 @@
 //! with the halts, then the commit script), and a wrong forecast costs
 //! round trips, never an answer (docs/decisions/0019-one-read-one-commit.md).
 
+use std::process::Command;
 use std::sync::Arc;
 
 use arbiter_engine::{Bundle, Decider};
-use arbiter_state::{InMemoryStore, OutcomeStatus, RedisConfig, RedisStore, StateStore, StoreConfig};
+use arbiter_state::{
+    Commit, CommitRefused, InMemoryStore, OutcomeStatus, ReadSet, RedisConfig, RedisStore, RunKey, StateStore,
+    StoreConfig,
+};
 use arbiter_tests::{RedisServer, engine, llm_request, orders_daily_bundle, tool_call};
 use arbiter_types::{Decision, Request, VerdictKind};
 use serde_json::json;
@@ -18,6 +22,13 @@ fn bundle() -> Arc<Bundle> {
 fn redis_store(server: &RedisServer, namespace: &str) -> Arc<RedisStore> {
     let config = RedisConfig { namespace: namespace.into(), ..RedisConfig::new(server.url()) };
     Arc::new(RedisStore::connect(&config, StoreConfig::default()).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Deciders of one bundle on Redis and in memory, to hold one to the other.
+fn on_redis_and_in_memory(server: &RedisServer, namespace: &str) -> (Decider, Decider) {
+    let bundle = bundle();
+    let on_redis = Decider::new(Arc::clone(&bundle), redis_store(server, namespace) as Arc<dyn StateStore>);
+    (on_redis, Decider::new(bundle, Arc::new(InMemoryStore::in_memory(StoreConfig::default()))))
 }
 
 /// A decision and the exchanges it took.
@@ -95,10 +106,7 @@ fn a_known_kind_of_decision_takes_one_read_and_one_commit() {
 #[test]
 fn a_replayed_request_id_is_still_refused_after_a_forecast_commit() {
     let server = RedisServer::start();
-    let store = redis_store(&server, "duplicates");
-    let bundle = bundle();
-    let decider = Decider::new(Arc::clone(&bundle), Arc::clone(&store) as Arc<dyn StateStore>);
-    let memory = Decider::new(bundle, Arc::new(InMemoryStore::in_memory(StoreConfig::default())));
+    let (decider, memory) = on_redis_and_in_memory(&server, "duplicates");
     for id in ["llm-1", "llm-2", "llm-2"] {
         let request = llm_request(id, 900, 100);
         let on_redis = decider.decide(&request, at(&request));
@@ -110,6 +118,55 @@ fn a_replayed_request_id_is_still_refused_after_a_forecast_commit() {
     let replayed = decider.decide(&request, at(&request));
     assert_eq!(replayed.decision, VerdictKind::Deny);
     assert!(replayed.reasons.iter().any(|r| r.code == "duplicate_request"), "{:?}", replayed.reasons);
+}
+
+/// Decides failing warehouse queries through `replica` until their breaker
+/// opens.
+fn trip_query_breaker(replica: &Decider) {
+    for n in 0..200 {
+        let id = format!("trip-{n}");
+        let request = in_run(warehouse_query(&id), &format!("trip-run-{n}"));
+        let decision = replica.decide(&request, at(&request));
+        if decision.decision == VerdictKind::Deny {
+            assert!(decision.reasons.iter().any(|r| r.code == "circuit_open"), "{:?}", decision.reasons);
+            return;
+        }
+        replica.report_outcome(&id, OutcomeStatus::Failure, Some(5), at(&request)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    panic!("the breaker never opened");
+}
+
+#[test]
+fn a_breaker_opened_between_the_read_and_the_commit_is_not_passed() {
+    let server = RedisServer::start();
+    let (store_a, store_b) = (redis_store(&server, "race"), redis_store(&server, "race"));
+    let bundle = bundle();
+    let a = Decider::new(Arc::clone(&bundle), Arc::clone(&store_a) as Arc<dyn StateStore>);
+    let first = warehouse_query("a-0");
+    let allowed = a.decide(&first, at(&first));
+    let [guard] = allowed.breakers.as_slice() else { panic!("one breaker: {:?}", allowed.breakers) };
+    // Replica A reads the closed breaker for its next decision...
+    let run = RunKey { pipeline: "orders_daily".into(), run: "run-1".into() };
+    let forecast = || ReadSet { breakers: vec![guard.key.clone()], ..ReadSet::default() };
+    let read = store_a.prefetch(&forecast, &run, at(&first)).unwrap_or_else(|e| panic!("{e}"));
+    let read = read.unwrap_or_else(|| panic!("Redis prefetches"));
+    // ...replica B opens it...
+    trip_query_breaker(&Decider::new(bundle, store_b as Arc<dyn StateStore>));
+    // ...and A's commit, expecting the closed record it read, is refused.
+    let commit = Commit {
+        request_id: "a-1".into(),
+        now_ms: at(&first),
+        run,
+        agent: "monitor".into(),
+        team: "data-platform".into(),
+        charges: Vec::new(),
+        breakers: vec![guard.clone()],
+        tool_call: None,
+        llm: None,
+        approval: None,
+    };
+    let committed = store_a.commit_prefetched(commit, &read).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(committed, Err(CommitRefused::CircuitOpen { .. })), "{committed:?}");
 }
 
 #[test]
@@ -124,20 +181,7 @@ fn another_replica_tripping_a_breaker_is_seen_by_a_forecast_read() {
         let request = warehouse_query(&format!("a-{n}"));
         assert_eq!(a.decide(&request, at(&request)).decision, VerdictKind::Allow);
     }
-    // Replica B's calls fail until the breaker opens.
-    let mut n = 0;
-    loop {
-        let id = format!("b-{n}");
-        let request = in_run(warehouse_query(&id), &format!("b-run-{n}"));
-        let decision = b.decide(&request, at(&request));
-        if decision.decision == VerdictKind::Deny {
-            assert!(decision.reasons.iter().any(|r| r.code == "circuit_open"), "{:?}", decision.reasons);
-            break;
-        }
-        b.report_outcome(&id, OutcomeStatus::Failure, Some(5), at(&request)).unwrap_or_else(|e| panic!("{e}"));
-        n += 1;
-        assert!(n < 200, "the breaker never opened");
-    }
+    trip_query_breaker(&b);
     let (seen, exchanges) = decide_counted(&a, &store_a, &warehouse_query("a-after"));
     // The policy saw the breaker open (its message), not only the
     // commit's own check (`circuit ... is open`).
@@ -151,12 +195,38 @@ fn another_replica_tripping_a_breaker_is_seen_by_a_forecast_read() {
 }
 
 #[test]
+fn an_unreadable_record_a_forecast_names_decides_as_reading_as_asked_would() {
+    let server = RedisServer::start();
+    let store = redis_store(&server, "corrupt");
+    let bundle = bundle();
+    let forecast = Decider::new(Arc::clone(&bundle), Arc::clone(&store) as Arc<dyn StateStore>);
+    for n in 0..2 {
+        let request = warehouse_query(&format!("q-{n}"));
+        assert_eq!(forecast.decide(&request, at(&request)).decision, VerdictKind::Allow);
+    }
+    let corrupted = Command::new("redis-cli")
+        .args(["-p", &server.port().to_string(), "SET", "{corrupt}:breaker:orders_daily/warehouse.query", "{not json"])
+        .output()
+        .unwrap_or_else(|e| panic!("redis-cli: {e}"));
+    assert!(corrupted.status.success(), "{corrupted:?}");
+    // A replica with nothing forecast reads as asked: only the policy that
+    // reads the record meets the error, and its fail mode decides.
+    let fresh = Decider::new(bundle, Arc::clone(&store) as Arc<dyn StateStore>);
+    let judged = |decision: Decision| -> (VerdictKind, Vec<(String, String)>) {
+        (decision.decision, decision.reasons.into_iter().map(|r| (r.policy, r.code)).collect())
+    };
+    for n in 0..3 {
+        let (request, again) = (warehouse_query(&format!("f-{n}")), warehouse_query(&format!("g-{n}")));
+        let expected = judged(fresh.decide(&again, at(&again)));
+        assert_ne!(expected.1.first().map(|(policy, _)| policy.as_str()), Some("arbiter"), "{expected:?}");
+        assert_eq!(judged(forecast.decide(&request, at(&request))), expected, "decision {n} after the corruption");
+    }
+}
+
+#[test]
 fn a_run_id_that_confuses_the_forecast_costs_round_trips_not_answers() {
     let server = RedisServer::start();
-    let store = redis_store(&server, "odd-runs");
-    let bundle = bundle();
-    let decider = Decider::new(Arc::clone(&bundle), Arc::clone(&store) as Arc<dyn StateStore>);
-    let memory = Decider::new(bundle, Arc::new(InMemoryStore::in_memory(StoreConfig::default())));
+    let (decider, memory) = on_redis_and_in_memory(&server, "odd-runs");
     // "o" and "_" occur in the pipeline's name, so a learned scope splits
     // at them too; "" is no run at all.
     for (n, run) in ["o", "_", "o", "", "daily", "o"].iter().enumerate() {

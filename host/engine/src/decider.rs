@@ -61,7 +61,9 @@ impl Decider {
     /// Decisions in flight finish with the bundle they started with; every
     /// decision sees exactly one bundle.
     pub fn activate(&self, bundle: Arc<Bundle>) -> Arc<Bundle> {
-        self.bundle.swap(bundle)
+        let replaced = self.bundle.swap(bundle);
+        self.forecasts.clear();
+        replaced
     }
 
     /// A decider whose state lives in memory only (tests, `arbiter eval`).
@@ -107,10 +109,14 @@ impl Decider {
         let bundle = self.bundle.load_full();
         let forecast = || self.forecasts.forecast(request);
         let prefetched = DecisionReads::prefetch(Arc::clone(&self.state), &forecast, &run_of(request), now_ms);
-        let reads = match prefetched {
-            Ok(reads) => Arc::new(reads),
-            Err(e) => return unreadable(&bundle, request, &e),
-        };
+        let reads = Arc::new(prefetched.unwrap_or_else(|e| {
+            // One unreadable record the forecast named must not deny what
+            // the policies, reading as asked, would decide otherwise (one
+            // of them may fail open): read as asked, and learn afresh.
+            tracing::warn!("state store failed reading a decision's forecast, reading as asked: {e}");
+            self.forecasts.forget(request);
+            DecisionReads::direct(Arc::clone(&self.state))
+        }));
         if let Some(halted) = halted(&bundle, request, reads.halts()) {
             return halted;
         }
@@ -319,8 +325,8 @@ fn halted(bundle: &Bundle, request: &Request, halts: Result<Vec<Halt>, StateErro
     Some(host_deny(bundle, request, DecisionReason { policy: HOST.into(), code: HALTED.into(), message }))
 }
 
-/// The deny of a request whose state (the halts first) cannot be read:
-/// fail closed, before any policy runs.
+/// The deny of a request whose halts cannot be read: fail closed, before
+/// any policy runs.
 fn unreadable(bundle: &Bundle, request: &Request, e: &StateError) -> Decision {
     tracing::error!("state store failed reading halts: {e}");
     let message = format!("whether the request is halted cannot be read: {e}");

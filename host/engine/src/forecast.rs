@@ -3,19 +3,20 @@
 //! all in one (docs/decisions/0019-one-read-one-commit.md).
 //!
 //! A kind is who asks (pipeline, agent, team) and what for (action kind
-//! and its tool, model or server): the policies' questions follow from
-//! those. A run id in a question (a run budget's scope) is kept as a
-//! hole, filled with the next decision's run. The forecast only says what
+//! and its tool, model or server; and the environment): the policies'
+//! questions follow from those. A run id in a question (a run budget's
+//! scope) is kept as a hole, filled with the next decision's run. The forecast only says what
 //! to fetch: answers always come from the decision's own exchange.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use arbiter_state::{BudgetRead, ReadSet};
-use arbiter_types::{Action, ActionKind, ChargeUnit, Request, ToolCall, Window};
+use arbiter_types::{Action, ActionKind, ChargeUnit, Environment, Request, ToolCall, Window};
 
-/// Kinds remembered at most; past it the memory starts over, so a caller
-/// inventing tool names cannot grow it (it costs itself round trips).
+/// Kinds remembered at most; past it a new kind takes the place of an
+/// arbitrary one, so a caller inventing tool names cannot grow the memory
+/// (what it evicts costs that kind one decision's reads as asked).
 const MAX_KINDS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -23,6 +24,7 @@ struct Kind {
     pipeline: String,
     agent: String,
     team: String,
+    environment: Environment,
     action: ActionKind,
     /// The tool, model or server.
     subject: String,
@@ -41,27 +43,38 @@ impl Kind {
             pipeline: p.pipeline.clone(),
             agent: p.agent.clone(),
             team: p.team.clone(),
+            environment: p.environment,
             action: request.action.kind(),
             subject,
         }
     }
 }
 
-/// A name with the run id cut out of it: the pieces between its
-/// occurrences.
+/// A name with the run id cut out of it, where it occurs exactly once (a
+/// run budget's scope): what comes before and after. Any other name is
+/// kept whole, so a run id the caller picks cannot make a template larger
+/// than its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct RunTemplate(Vec<String>);
+enum RunTemplate {
+    Whole(String),
+    Around(String, String),
+}
 
 impl RunTemplate {
     fn of(name: &str, run: &str) -> Self {
-        if run.is_empty() {
-            return RunTemplate(vec![name.to_owned()]);
+        match name.split_once(run) {
+            Some((before, after)) if !run.is_empty() && !after.contains(run) => {
+                RunTemplate::Around(before.to_owned(), after.to_owned())
+            }
+            _ => RunTemplate::Whole(name.to_owned()),
         }
-        RunTemplate(name.split(run).map(str::to_owned).collect())
     }
 
     fn render(&self, run: &str) -> String {
-        self.0.join(run)
+        match self {
+            RunTemplate::Whole(name) => name.clone(),
+            RunTemplate::Around(before, after) => format!("{before}{run}{after}"),
+        }
     }
 }
 
@@ -99,6 +112,16 @@ impl Forecasts {
         }
     }
 
+    /// Forgets what `request`'s kind read (its forecast could not be read).
+    pub(crate) fn forget(&self, request: &Request) {
+        self.learned.lock().unwrap_or_else(PoisonError::into_inner).remove(&Kind::of(request));
+    }
+
+    /// Forgets every kind (a new bundle asks its own questions).
+    pub(crate) fn clear(&self) {
+        self.learned.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
     /// Remembers what `request`'s decision asked, for the next of its kind.
     pub(crate) fn learn(&self, request: &Request, asked: &ReadSet) {
         let run = &request.principal.run;
@@ -109,8 +132,11 @@ impl Forecasts {
         };
         let mut all = self.learned.lock().unwrap_or_else(PoisonError::into_inner);
         let kind = Kind::of(request);
-        if all.len() >= MAX_KINDS && !all.contains_key(&kind) {
-            all.clear();
+        if all.len() >= MAX_KINDS
+            && !all.contains_key(&kind)
+            && let Some(evicted) = all.keys().next().cloned()
+        {
+            all.remove(&evicted);
         }
         all.insert(kind, learned);
     }
@@ -166,15 +192,18 @@ mod tests {
             forecasts.learn(&call(&format!("tool-{n}"), "r"), &ReadSet::default());
         }
         let kept = forecasts.learned.lock().map(|all| all.len()).unwrap_or_default();
-        assert!((1..=MAX_KINDS).contains(&kept), "{kept} kinds kept");
+        assert_eq!(kept, MAX_KINDS);
+        // The newest is kept.
+        let last = call(&format!("tool-{}", MAX_KINDS * 2), "r");
+        assert!(forecasts.learned.lock().is_ok_and(|all| all.contains_key(&super::Kind::of(&last))));
     }
 
     #[test]
     fn a_run_id_becomes_a_hole_filled_by_the_next_run() {
         let scope = RunTemplate::of("run:orders_daily/r-7", "r-7");
         assert_eq!(scope.render("r-8"), "run:orders_daily/r-8");
-        // Twice, or not at all, or an empty run id: still exact.
-        assert_eq!(RunTemplate::of("r1/r1", "r1").render("r2"), "r2/r2");
+        // Twice, or not at all, or an empty run id: kept whole.
+        assert_eq!(RunTemplate::of("r1/r1", "r1").render("r2"), "r1/r1");
         assert_eq!(RunTemplate::of("pipeline:orders_daily", "r1").render("r2"), "pipeline:orders_daily");
         assert_eq!(RunTemplate::of("run:p/", "").render("x"), "run:p/");
     }

@@ -79,12 +79,10 @@ for i, cap in ipairs(plan.caps) do
   end
 end
 
--- One call where the sum stays at or above zero (every booking, most
--- reconciliations); Lua calls are most of what a script costs.
 local function add(key, field, delta)
-  if redis.call('HINCRBY', key, field, string.format('%.0f', delta)) < 0 then
-    redis.call('HSET', key, field, '0')
-  end
+  local value = tonumber(redis.call('HGET', key, field) or '0') + delta
+  if value < 0 then value = 0 end
+  redis.call('HSET', key, field, string.format('%.0f', value))
 end
 
 for _, charge in ipairs(plan.charges) do
