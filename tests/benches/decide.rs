@@ -375,15 +375,17 @@ fn p50_micros(mut timed: impl FnMut() -> Duration) -> f64 {
 /// A decision on Redis against the loopback round trip it is made of: a
 /// raw `PING` (the floor), an LLM request with three charges (once its
 /// kind is known, and each of a new kind: every read as asked) and a 1 KB
-/// tool call, each decided alone (its report made after the clock stops). Under `cargo bench`, also prints each one's p50
-/// of 2,000, the exchanges it took and its ratio to the `PING`.
+/// tool call, each decided alone (its report made after the clock stops).
+/// Under `cargo bench`, also prints each one's p50 of 2,000, the exchanges
+/// it took and its ratio to the `PING`, and one replica's throughput
+/// against two's.
 fn redis_round_trips(c: &mut Criterion) {
     let server = RedisServer::start_with_fsync("everysec");
     let store = Arc::new(
         RedisStore::connect(&RedisConfig::new(server.url()), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}")),
     );
     let bundle = Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")));
-    let decider = Decider::new(bundle, Arc::clone(&store) as Arc<dyn StateStore>);
+    let decider = Decider::new(Arc::clone(&bundle), Arc::clone(&store) as Arc<dyn StateStore>);
     let mut ping = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap_or_else(|e| panic!("{e}"));
     ping.set_nodelay(true).unwrap_or_else(|e| panic!("{e}"));
     let mut pong = move || {
@@ -456,6 +458,43 @@ fn redis_round_trips(c: &mut Criterion) {
                 median / floor
             );
         }
+        replicas_on_one_redis(&server, &bundle);
+    }
+}
+
+/// Decisions a second (LLM requests with three charges, each with its
+/// usage report) by one replica and by two, each a thread with its own
+/// store on the same Redis, for two seconds each (printed: a scaling row).
+fn replicas_on_one_redis(server: &RedisServer, bundle: &Arc<Bundle>) {
+    let mut rates = Vec::new();
+    for replicas in [1, 2] {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let decided: u64 = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..replicas)
+                .map(|replica| {
+                    scope.spawn(move || {
+                        let config =
+                            RedisConfig { namespace: format!("replicas-{replicas}"), ..RedisConfig::new(server.url()) };
+                        let store =
+                            RedisStore::connect(&config, StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+                        let decider = Decider::new(Arc::clone(bundle), Arc::new(store));
+                        let mut n = 0;
+                        while Instant::now() < deadline {
+                            let id = format!("replica-{replica}-{n}");
+                            let decision = decider.decide(&llm_request(&id, 5200, 1024), 0);
+                            assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
+                            decider.report_usage(&id, 0, 0, 0).unwrap_or_else(|e| panic!("{e}"));
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|worker| worker.join().unwrap_or_else(|_| panic!("a replica failed"))).sum()
+        });
+        let rate = decided as f64 / 2.0;
+        rates.push(rate);
+        println!("redis_round_trips/replicas_{replicas}: {rate:.0} decisions/s, {:.2}× one replica", rate / rates[0]);
     }
 }
 
