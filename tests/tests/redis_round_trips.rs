@@ -31,6 +31,15 @@ fn on_redis_and_in_memory(server: &RedisServer, namespace: &str) -> (Decider, De
     (on_redis, Decider::new(bundle, Arc::new(InMemoryStore::in_memory(StoreConfig::default()))))
 }
 
+/// Two replicas sharing one namespace: the first's store (to count its
+/// exchanges), then both deciders.
+fn two_replicas(server: &RedisServer, namespace: &str) -> (Arc<RedisStore>, Decider, Decider) {
+    let (store_a, store_b) = (redis_store(server, namespace), redis_store(server, namespace));
+    let bundle = bundle();
+    let a = Decider::new(Arc::clone(&bundle), Arc::clone(&store_a) as Arc<dyn StateStore>);
+    (store_a, a, Decider::new(bundle, store_b as Arc<dyn StateStore>))
+}
+
 /// A decision and the exchanges it took.
 fn decide_counted(decider: &Decider, store: &RedisStore, request: &Request) -> (Decision, u64) {
     let before = store.exchanges();
@@ -139,9 +148,7 @@ fn trip_query_breaker(replica: &Decider) {
 #[test]
 fn a_breaker_opened_between_the_read_and_the_commit_is_not_passed() {
     let server = RedisServer::start();
-    let (store_a, store_b) = (redis_store(&server, "race"), redis_store(&server, "race"));
-    let bundle = bundle();
-    let a = Decider::new(Arc::clone(&bundle), Arc::clone(&store_a) as Arc<dyn StateStore>);
+    let (store_a, a, b) = two_replicas(&server, "race");
     let first = warehouse_query("a-0");
     let allowed = a.decide(&first, at(&first));
     let [guard] = allowed.breakers.as_slice() else { panic!("one breaker: {:?}", allowed.breakers) };
@@ -151,7 +158,7 @@ fn a_breaker_opened_between_the_read_and_the_commit_is_not_passed() {
     let read = store_a.prefetch(&forecast, &run, at(&first)).unwrap_or_else(|e| panic!("{e}"));
     let read = read.unwrap_or_else(|| panic!("Redis prefetches"));
     // ...replica B opens it...
-    trip_query_breaker(&Decider::new(bundle, store_b as Arc<dyn StateStore>));
+    trip_query_breaker(&b);
     // ...and A's commit, expecting the closed record it read, is refused.
     let commit = Commit {
         request_id: "a-1".into(),
@@ -172,10 +179,7 @@ fn a_breaker_opened_between_the_read_and_the_commit_is_not_passed() {
 #[test]
 fn another_replica_tripping_a_breaker_is_seen_by_a_forecast_read() {
     let server = RedisServer::start();
-    let (store_a, store_b) = (redis_store(&server, "replicas"), redis_store(&server, "replicas"));
-    let bundle = bundle();
-    let a = Decider::new(Arc::clone(&bundle), Arc::clone(&store_a) as Arc<dyn StateStore>);
-    let b = Decider::new(bundle, store_b as Arc<dyn StateStore>);
+    let (store_a, a, b) = two_replicas(&server, "replicas");
     // Replica A learns the kind: its next decision is forecast.
     for n in 0..2 {
         let request = warehouse_query(&format!("a-{n}"));
