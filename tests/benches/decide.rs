@@ -312,9 +312,10 @@ fn run_of(calls: usize) -> Arc<dyn StateStore> {
 
 /// A run's next search after 0, 100 and 1,000 allowed ones (the history
 /// cap is 1,024), through the whole bench bundle (every policy, limits
-/// lifted) and through retrieval-thrash alone, as released on contract
+/// lifted), through retrieval-thrash alone, as released on contract
 /// 0.2.0 (every earlier query copied into the sandbox and compared there)
-/// and on 0.3.0 (the host answers `count-similar`). Under `cargo bench`,
+/// and on 0.3.0 (the host answers `count-similar`), and through tool-storm
+/// alone (two `count-tool-calls` a call). Under `cargo bench`,
 /// also prints p50 of 2,000 evaluations of each and its ratio to the run's
 /// first call.
 fn run_length(c: &mut Criterion) {
@@ -325,10 +326,22 @@ fn run_length(c: &mut Criterion) {
         single_policy_bundle(&engine(), component, settings, vec![Capability::History], FailMode::Closed)
             .unwrap_or_else(|e| panic!("{e}"))
     };
+    let storm = {
+        let settings = json!({"max_per_run": 1_000_000_000, "burst": {"calls": 1_000_000_000, "within_seconds": 10}});
+        single_policy_bundle(
+            &engine(),
+            &reference_component("tool-storm"),
+            settings,
+            vec![Capability::History],
+            FailMode::Closed,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
     let bundles = [
         ("bench_bundle", bench),
         ("thrash_0_2_0", thrash(&root().join("tests/fixtures/contract-0.2.0/retrieval-thrash-0.2.1.wasm"))),
         ("thrash_0_3_0", thrash(&reference_component("retrieval-thrash"))),
+        ("tool_storm", storm),
     ];
     let next = tool_call("next", "docs.search", json!({"query": "orders daily partition late arrival runbook"}));
     let runs: Vec<(usize, Arc<dyn StateStore>)> = [0, 100, 1_000].into_iter().map(|n| (n, run_of(n))).collect();
