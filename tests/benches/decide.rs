@@ -359,15 +359,11 @@ fn run_length(c: &mut Criterion) {
     if std::env::args().any(|a| a == "--bench") {
         for (name, bundle) in &bundles {
             let p50 = |state: &Arc<dyn StateStore>| {
-                let mut micros: Vec<f64> = (0..2000)
-                    .map(|_| {
-                        let started = std::time::Instant::now();
-                        black_box(bundle.evaluate(&next, 2_000, state));
-                        started.elapsed().as_secs_f64() * 1e6
-                    })
-                    .collect();
-                micros.sort_unstable_by(f64::total_cmp);
-                micros[1000]
+                p50_micros(|| {
+                    let started = Instant::now();
+                    black_box(bundle.evaluate(&next, 2_000, state));
+                    started.elapsed()
+                })
             };
             let first = p50(&runs[0].1);
             for (calls, state) in &runs {

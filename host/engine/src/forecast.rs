@@ -5,8 +5,9 @@
 //! A kind is who asks (pipeline, agent, team) and what for (action kind
 //! and its tool, model or server; and the environment): the policies'
 //! questions follow from those. A run id in a question (a run budget's
-//! scope) is kept as a hole, filled with the next decision's run. The forecast only says what
-//! to fetch: answers always come from the decision's own exchange.
+//! scope) is kept as a hole, filled with the next decision's run. The
+//! forecast only says what to fetch: answers always come from the
+//! decision's own exchange.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

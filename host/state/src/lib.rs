@@ -104,7 +104,7 @@ pub use journal::JournalStore;
 pub use ledger::BudgetGauge;
 pub use memory::InMemoryStore;
 pub use ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, UsageReport};
-pub use prefetch::{BudgetRead, DecisionReads, MAX_FORECAST_READS, Prefetched, ReadSet};
+pub use prefetch::{BudgetRead, DecisionReads, Prefetched, ReadSet};
 pub use redis::{BadNamespace, RedisConfig, RedisStore};
 pub use spend::{ModelPrice, SpendDimension, SpendEntry, SpendRow, aggregate};
 pub use store::{Gauges, StateStore, StoreConfig};

@@ -24,7 +24,7 @@ use crate::tools::ToolView;
 
 /// Budget questions and breaker keys a forecast holds at most: a
 /// decision asking more has the rest read as asked.
-pub const MAX_FORECAST_READS: usize = 32;
+const MAX_FORECAST_READS: usize = 32;
 
 /// A budget question: units booked on a scope in a window.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,7 +62,7 @@ impl ReadSet {
 
 /// The answers to a [`ReadSet`], read in one exchange. Made by a store
 /// (see [`StateStore::prefetch`]); opaque to everyone else.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Prefetched {
     pub(crate) halts: Vec<Halt>,
     pub(crate) used: HashMap<BudgetRead, u64>,
@@ -108,11 +108,6 @@ impl DecisionReads {
         Ok(DecisionReads { store, read, asked: Mutex::default() })
     }
 
-    /// The store behind it.
-    pub fn store(&self) -> &Arc<dyn StateStore> {
-        &self.store
-    }
-
     /// What the decision asked, when it prefetched (`None` for a store
     /// whose reads cost no round trip: nothing to forecast).
     pub fn asked(&self) -> Option<ReadSet> {
@@ -134,8 +129,10 @@ impl DecisionReads {
     }
 
     pub fn used(&self, scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Result<u64, StateError> {
+        // Read as asked, nothing is noted: no question is built.
+        let Some(read) = &self.read else { return self.store.used(scope, window, unit, now_ms) };
         let question = BudgetRead { scope: scope.to_owned(), window, unit };
-        let known = self.read.as_ref().and_then(|read| read.used.get(&question).copied());
+        let known = read.used.get(&question).copied();
         self.ask(|asked| asked.add_budget(question));
         match known {
             Some(used) => Ok(used),
