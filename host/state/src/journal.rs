@@ -22,7 +22,7 @@
 //! error naming the file and line: never a silent reset.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -50,10 +50,13 @@ struct Header {
     version: u32,
 }
 
+/// Read owned (`Snapshot<StateData>`), written borrowed
+/// (`Snapshot<&StateData>`): a snapshot streams the state to disk without
+/// a copy of it or of its JSON text.
 #[derive(Debug, Serialize, Deserialize)]
-struct Snapshot {
+struct Snapshot<S> {
     seq: u64,
-    state: StateData,
+    state: S,
 }
 
 /// The journal file and where it stands.
@@ -144,7 +147,7 @@ fn read_snapshot(path: &Path) -> Result<(StateData, u64, u64), StateError> {
     };
     let (header, body) = text.split_once('\n').unwrap_or((&text, ""));
     check_header(path, header)?;
-    let snapshot: Snapshot = serde_json::from_str(body).map_err(|e| StateError::Corrupt {
+    let snapshot: Snapshot<StateData> = serde_json::from_str(body).map_err(|e| StateError::Corrupt {
         path: path.to_owned(),
         line: 2,
         detail: e.to_string(),
@@ -262,12 +265,19 @@ impl Journal {
     fn snapshot(&mut self, data: &StateData) -> Result<(), StateError> {
         let path = self.dir.join(SNAPSHOT);
         let tmp = self.dir.join(format!("{SNAPSHOT}.tmp"));
-        let body = serde_json::to_string(&Snapshot { seq: self.seq, state: data.clone() })
-            .map_err(|e| StateError::Corrupt { path: path.clone(), line: 0, detail: e.to_string() })?;
-        let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
-        let text = format!("{}\n{body}\n", header_line());
-        file.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
+        let mut out = BufWriter::new(File::create(&tmp).map_err(io("create", &tmp))?);
+        writeln!(out, "{}", header_line()).map_err(io("write", &tmp))?;
+        serde_json::to_writer(&mut out, &Snapshot { seq: self.seq, state: data }).map_err(|e| {
+            if e.is_io() {
+                io("write", &tmp)(e.into())
+            } else {
+                StateError::Corrupt { path: path.clone(), line: 0, detail: e.to_string() }
+            }
+        })?;
+        out.write_all(b"\n").map_err(io("write", &tmp))?;
+        let file = out.into_inner().map_err(|e| io("write", &tmp)(e.into_error()))?;
         file.sync_all().map_err(io("sync", &tmp))?;
+        let bytes = file.metadata().map_err(io("stat", &tmp))?.len();
         std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
         // The rename must be on disk before the journal it replaces is cut.
         sync_dir(&self.dir)?;
@@ -277,7 +287,7 @@ impl Journal {
         self.sync.snapshotted(Arc::clone(&self.file), self.seq);
         self.since_snapshot = 0;
         self.journal_bytes = 0;
-        self.snapshot_bytes = text.len() as u64;
+        self.snapshot_bytes = bytes;
         Ok(())
     }
 }
