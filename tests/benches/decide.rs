@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arbiter_engine::{Bundle, Capability, Decider, FailMode, Manifest};
+use arbiter_engine::{Bundle, Capability, Decider, FailMode, Manifest, ManifestPolicy, Scope, digest_of};
 use arbiter_state::{
     Commit, InMemoryStore, JournalStore, OutcomeStatus, RedisConfig, RedisStore, RunKey, StateStore, StoreConfig,
 };
 use arbiter_tests::{
-    RedisServer, engine, llm_request, orders_daily_bundle, reference_component, root, single_policy_bundle, tool_call,
+    RedisServer, engine, llm_request, orders_daily_bundle, reference_component, renamed_component, root, scratch_dir,
+    single_policy_bundle, tool_call,
 };
-use arbiter_types::{Charge, ChargeUnit, Request, VerdictKind, Window};
+use arbiter_types::{ActionKind, Charge, ChargeUnit, Request, VerdictKind, Window};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
@@ -544,14 +545,49 @@ fn with_open_reservations(open: usize) -> Arc<dyn StateStore> {
     Arc::new(state)
 }
 
+/// The reference bundle's tool-scope `copies` times, each a component of
+/// its own name (`tool-sco01`…, as long as `tool-scope`); the first
+/// `judging` copies judge tool calls, the others only LLM requests (so a
+/// tool call passes them by: scope selection).
+fn tool_scope_copies(copies: usize, judging: usize) -> Bundle {
+    let path = orders_daily_bundle();
+    let manifest = Manifest::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let original = manifest.policies.iter().find(|p| p.name == "tool-scope").cloned().expect("tool-scope");
+    let base = path.parent().expect("the manifest's folder");
+    let bytes = std::fs::read(base.join(&original.component)).unwrap_or_else(|e| panic!("tool-scope: {e}"));
+    let dir = scratch_dir().join("policy-count");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let policies = (1..=copies)
+        .map(|n| {
+            let name = format!("tool-sco{n:02}");
+            let renamed = renamed_component(&bytes, "tool-scope", &name);
+            let component = dir.join(format!("{name}.wasm"));
+            std::fs::write(&component, &renamed).unwrap_or_else(|e| panic!("{}: {e}", component.display()));
+            let kind = if n <= judging { ActionKind::ToolCall } else { ActionKind::LlmRequest };
+            let scope = Scope { actions: Some(vec![kind]), ..original.scope.clone() };
+            let sha256 = digest_of(&renamed).trim_start_matches("sha256:").to_owned();
+            ManifestPolicy { name, component, sha256, scope, ..original.clone() }
+        })
+        .collect();
+    let manifest = Manifest { policies, ..manifest };
+    Bundle::from_manifest(&engine(), manifest, &dir, &path).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Scaling rows (docs/benchmarks.md): a decision's cost against the size
 /// of a free-text argument (100 B … 64 KiB, evaluated through the
 /// reference bundle) and against the unreconciled reservations the store
-/// holds (0 … 100k; an LLM request decided and its usage reported). Under
-/// `cargo bench`, also prints each one's p50 of 2,000 and its ratio to the
+/// holds (0 … 100k; an LLM request decided and its usage reported), and
+/// against the number of policies (1, 9, 50 copies of tool-scope judging
+/// the 1 KB tool call; and 50 of which one judges it). Under `cargo
+/// bench`, also prints each one's p50 of 2,000 and its ratio to the
 /// smallest case.
 fn scaling(c: &mut Criterion) {
     let bundle = Arc::new(Bundle::load(&engine(), &orders_daily_bundle()).unwrap_or_else(|e| panic!("{e}")));
+    let counted: Vec<(String, Bundle)> = [(1, 1), (9, 9), (50, 50), (50, 1)]
+        .into_iter()
+        .map(|(copies, judging)| (format!("policies_{copies}_judging_{judging}"), tool_scope_copies(copies, judging)))
+        .collect();
+    let tool = tool_call_1kb();
     let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
     let messages: Vec<(usize, Request)> =
         [100, 1 << 10, 8 << 10, 64 << 10].into_iter().map(|n| (n, message_of(n))).collect();
@@ -568,18 +604,22 @@ fn scaling(c: &mut Criterion) {
         assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
         started.elapsed()
     };
-    let evaluate = |request: &Request| {
+    let evaluate_by = |bundle: &Bundle, request: &Request| {
         let started = Instant::now();
         let decision = bundle.evaluate(request, 0, &state);
         assert_eq!(decision.decision, VerdictKind::Allow, "{:?}", decision.reasons);
         started.elapsed()
     };
+    let evaluate = |request: &Request| evaluate_by(&bundle, request);
     let mut group = c.benchmark_group("scaling");
     for (bytes, request) in &messages {
         group.bench_function(format!("argument_{bytes}_bytes"), |b| b.iter(|| evaluate(black_box(request))));
     }
     for (open, decider) in &held {
         group.bench_function(format!("open_reservations_{open}"), |b| b.iter(|| llm(decider)));
+    }
+    for (name, counted) in &counted {
+        group.bench_function(name, |b| b.iter(|| evaluate_by(counted, black_box(&tool))));
     }
     group.finish();
     if std::env::args().any(|a| a == "--bench") {
@@ -592,6 +632,11 @@ fn scaling(c: &mut Criterion) {
         for (open, decider) in &held {
             let median = p50_micros(|| llm(decider));
             println!("scaling/open_reservations_{open}: p50 {median:.1} µs, {:.2}× none", median / first);
+        }
+        let first = p50_micros(|| evaluate_by(&counted[0].1, &tool));
+        for (name, counted) in &counted {
+            let median = p50_micros(|| evaluate_by(counted, &tool));
+            println!("scaling/{name}: p50 {median:.1} µs, {:.2}× one policy", median / first);
         }
     }
 }

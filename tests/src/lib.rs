@@ -125,6 +125,23 @@ pub fn component_from_core_wat(wat_text: &str) -> Vec<u8> {
     arbiter_build::componentize(&module).unwrap_or_else(|e| panic!("componentize: {e}"))
 }
 
+/// A copy of a policy component whose embedded identity says `new`
+/// instead of `old`: many distinct policies from one build. The names
+/// must be of one length, since the bytes are swapped in place (no section
+/// changes size).
+pub fn renamed_component(bytes: &[u8], old: &str, new: &str) -> Vec<u8> {
+    assert_eq!(old.len(), new.len(), "`{new}` must be as long as `{old}`");
+    let identity = format!("{{\"name\":\"{old}\",");
+    let at = bytes
+        .windows(identity.len())
+        .position(|w| w == identity.as_bytes())
+        .unwrap_or_else(|| panic!("the component embeds no identity {identity}"));
+    let mut renamed = bytes.to_vec();
+    let name_at = at + "{\"name\":\"".len();
+    renamed[name_at..name_at + new.len()].copy_from_slice(new.as_bytes());
+    renamed
+}
+
 /// A bundle of one component, named and versioned as it says it is.
 pub fn single_policy_bundle(
     engine: &PolicyEngine,

@@ -11,6 +11,8 @@ mod rego;
 mod served;
 mod wasm;
 
+use served::{Filter, State};
+
 /// A combined verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,14 +75,16 @@ impl Settings {
 }
 
 /// The engines in table order, with what each decides and how.
-pub const ENGINES: [(&str, &str); 10] = [
+pub const ENGINES: [(&str, &str); 12] = [
     ("native", "5 rules"),
     ("arbiter", "5 rules"),
     ("arbiter-no-fuel", "5 rules, deadline only (no fuel)"),
     ("arbiter-full-bundle", "all 9 orders_daily policies (5 apply to tool calls)"),
     ("arbiter-http", "5 rules, over HTTP (/v1/decide)"),
     ("arbiter-http-journal", "5 rules, over HTTP, state in the embedded journal (fsync'd)"),
+    ("arbiter-http-redis", "5 rules, over HTTP, state in Redis (AOF fsync'd on every write)"),
     ("arbiter-envoy", "5 rules, Envoy ext_authz (gRPC), MCP tools/call"),
+    ("arbiter-envoy-ext-proc", "5 rules, Envoy ext_proc (gRPC), MCP tools/call and its result"),
     ("regorus", "5 rules"),
     ("regorus-vm", "5 rules"),
     ("cedar", "2 of 5 rules"),
@@ -89,6 +93,11 @@ pub const ENGINES: [(&str, &str); 10] = [
 /// The repository checkout this harness belongs to.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Envoy's configuration for the gateway rows.
+fn envoy_config() -> PathBuf {
+    repo().join("scripts/bench/envoy-bench.yaml")
 }
 
 /// Where the harness keeps compiled components.
@@ -105,9 +114,11 @@ pub fn build(name: &str, bundle: &Path, rules_dir: &Path) -> anyhow::Result<Engi
         "arbiter" => wasm::engine(bundle, true),
         "arbiter-no-fuel" => wasm::engine(bundle, false),
         "arbiter-full-bundle" => wasm::engine(&repo().join("examples/orders_daily/bundle.toml"), true),
-        "arbiter-http" => served::http(bundle, false),
-        "arbiter-http-journal" => served::http(bundle, true),
-        "arbiter-envoy" => served::envoy(bundle, &repo().join("scripts/bench/envoy-bench.yaml")),
+        "arbiter-http" => served::http(bundle, State::Memory),
+        "arbiter-http-journal" => served::http(bundle, State::Journal),
+        "arbiter-http-redis" => served::http(bundle, State::Redis),
+        "arbiter-envoy" => served::envoy(bundle, &envoy_config(), Filter::ExtAuthz),
+        "arbiter-envoy-ext-proc" => served::envoy(bundle, &envoy_config(), Filter::ExtProc),
         "regorus" => rego::interpreter(&settings, rules_dir),
         "regorus-vm" => rego::vm(&settings, rules_dir),
         "cedar" => cedar::engine(&settings, rules_dir),

@@ -130,11 +130,20 @@ fn table(results: &[(&str, &'static str, Figures)]) {
             vm / f.p50_ns,
         );
     }
-    let arbiter = p50("arbiter");
+    let (arbiter, full_bundle) = (p50("arbiter"), p50("arbiter-full-bundle"));
     let verdict = |ok: bool| if ok { "met" } else { "missed" };
     println!();
-    println!("goals for arbiter in-process on these rules and input:");
-    println!("- ≤ 2× the native floor: {:.2}× — {}", arbiter / native, verdict(arbiter <= 2.0 * native));
+    println!("goals for arbiter in-process on this input (issue #16):");
+    println!(
+        "- the five rules ≤ 1.5× the native floor: {:.2}× — {}",
+        arbiter / native,
+        verdict(arbiter <= 1.5 * native)
+    );
+    println!(
+        "- the full bundle ≤ 2× the native floor: {:.2}× — {}",
+        full_bundle / native,
+        verdict(full_bundle <= 2.0 * native)
+    );
     println!(
         "- ≥ 10× faster than the regorus interpreter: {:.1}× — {}",
         regorus / arbiter,

@@ -65,6 +65,10 @@ pub enum InspectError {
     /// The review section does not parse as a review description.
     #[error("the `{REVIEW_SECTION}` section is not a valid review description: {0}")]
     BadReview(String),
+    /// A section that says what the policy is appears twice: which one
+    /// counts would depend on the reader, so none does.
+    #[error("the component embeds more than one `{0}` section")]
+    DuplicateSection(&'static str),
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -105,11 +109,17 @@ impl ComponentInfo {
                     }
                 }
                 Payload::CustomSection(section) if section.name() == METADATA_SECTION => {
+                    if metadata.is_some() {
+                        return Err(InspectError::DuplicateSection(METADATA_SECTION));
+                    }
                     let parsed: PolicyMetadata =
                         serde_json::from_slice(section.data()).map_err(|e| InspectError::BadMetadata(e.to_string()))?;
                     metadata = Some(parsed);
                 }
                 Payload::CustomSection(section) if section.name() == REVIEW_SECTION => {
+                    if review.is_some() {
+                        return Err(InspectError::DuplicateSection(REVIEW_SECTION));
+                    }
                     let text = std::str::from_utf8(section.data())
                         .map_err(|_| InspectError::BadReview("not UTF-8 text".to_owned()))?;
                     review = Some(Review::parse(text).map_err(|e| InspectError::BadReview(e.to_string()))?);
@@ -163,6 +173,27 @@ mod tests {
         assert_eq!(info.contract_version.as_deref(), Some("0.1.0"));
         assert!(info.metadata.is_none());
         assert!(info.review.is_none());
+    }
+
+    #[test]
+    fn refuses_a_second_identity_or_review_even_in_a_nested_module() {
+        let identity =
+            |name: &str| format!(r#"(@custom "arbiter-policy" "{{\"name\":\"{name}\",\"version\":\"1.0.0\"}}")"#);
+        let review = r#"(@custom "arbiter-review" "[settings]")"#;
+        let one = format!("(component {})", identity("tool-scope"));
+        assert_eq!(ComponentInfo::read(&wat::parse_str(&one).unwrap()).unwrap().metadata.unwrap().name, "tool-scope");
+        let cases = [
+            (format!("(component {} {})", identity("tool-scope"), identity("allow-all")), "arbiter-policy"),
+            (
+                format!("(component {} (core module {}))", identity("tool-scope"), identity("allow-all")),
+                "arbiter-policy",
+            ),
+            (format!("(component {review} (core module {review}))"), "arbiter-review"),
+        ];
+        for (text, section) in cases {
+            let err = ComponentInfo::read(&wat::parse_str(&text).unwrap()).unwrap_err();
+            assert_eq!(err.to_string(), format!("the component embeds more than one `{section}` section"), "{text}");
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! arbiter as a server, started by the harness: `arbiter serve` answering
-//! `POST /v1/decide`, and the same server behind a real Envoy as its gRPC
-//! ext_authz, the tool call arriving as an MCP `tools/call` (Envoy answers
-//! allowed calls itself: the row is the cost of the check, not of a tool).
+//! `POST /v1/decide` (state in memory, the embedded journal or a Redis of
+//! its own), and the same server behind a real Envoy as its gRPC ext_authz
+//! or ext_proc, the tool call arriving as an MCP `tools/call` (Envoy answers
+//! allowed calls itself: the row is the cost of the guard, not of a tool).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -41,11 +43,69 @@ fn arbiter_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts `arbiter serve` (state in memory, or in a fresh journal at
-/// `journal`); returns it with its HTTP and gRPC ports. The harness
-/// decides anonymously (loopback only): the rows measure deciding, and a
-/// key lookup is one SHA-256 of a short token.
-fn serve(bundle: &Path, journal: Option<&Path>) -> anyhow::Result<(Child, u16, u16)> {
+/// Where the served decider keeps its state.
+#[derive(Clone, Copy)]
+pub enum State {
+    Memory,
+    /// A fresh embedded journal: every allow is fsync'd before it is
+    /// answered (group commit).
+    Journal,
+    /// A `redis-server` of the engine's own, AOF fsync'd on every write.
+    Redis,
+}
+
+/// A fresh directory of the harness's, named for this process.
+fn fresh_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = super::work_dir().join(format!("{name}-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Polls `ready` until it holds, for at most 20 s.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        anyhow::ensure!(Instant::now() < deadline, "{what} did not become ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Whether a Redis on `port` answers `PING` (not while it loads its AOF).
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let mut answer = [0u8; 7];
+    stream.set_read_timeout(Some(Duration::from_secs(1))).is_ok()
+        && stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut answer).is_ok()
+        && &answer == b"+PONG\r\n"
+}
+
+/// Starts a `redis-server` on a free loopback port; returns it and its URL.
+fn redis() -> anyhow::Result<(Child, String)> {
+    let (dir, port) = (fresh_dir("redis")?, free_port()?);
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start redis-server ({e}): apt install redis-server"))?;
+    let started = Processes(vec![child]);
+    wait_until("redis-server", || answers_ping(port))?;
+    let child = started.0.into_iter().next().ok_or_else(|| anyhow::anyhow!("redis-server vanished"))?;
+    Ok((child, format!("redis://127.0.0.1:{port}")))
+}
+
+/// Starts `arbiter serve` with its state as asked (and the Redis it needs);
+/// returns the processes, arbiter first, with its HTTP and gRPC ports. The
+/// harness decides anonymously (loopback only): the rows measure deciding,
+/// and a key lookup is one SHA-256 of a short token.
+fn serve(bundle: &Path, state: State) -> anyhow::Result<(Processes, u16, u16)> {
     let cache = super::work_dir().join("cache");
     let mut command = Command::new(arbiter_binary()?);
     command
@@ -53,22 +113,30 @@ fn serve(bundle: &Path, journal: Option<&Path>) -> anyhow::Result<(Child, u16, u
         .arg(bundle)
         .arg("--cache-dir")
         .arg(cache);
-    if let Some(dir) = journal {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
+    let mut processes = Processes(Vec::new());
+    match state {
+        State::Memory => {}
+        State::Journal => {
+            command.arg("--state").arg(fresh_dir("journal")?);
         }
-        command.arg("--state").arg(dir);
+        State::Redis => {
+            let (redis, url) = redis()?;
+            processes.0.push(redis);
+            command.arg("--state").arg(url);
+        }
     }
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let stdout = child.stdout.take();
+    processes.0.insert(0, child);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
+    BufReader::new(stdout.ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
     let port = |key: &str| -> anyhow::Result<u16> {
         let field = line.split_whitespace().find_map(|f| f.strip_prefix(key));
         let port = field.and_then(|addr| addr.rsplit(':').next()).and_then(|p| p.parse().ok());
         port.ok_or_else(|| anyhow::anyhow!("arbiter did not start: {line:?}"))
     };
     let (http, grpc) = (port("http=")?, port("grpc=")?);
-    Ok((child, http, grpc))
+    Ok((processes, http, grpc))
 }
 
 /// How a client reaches the server.
@@ -80,7 +148,8 @@ enum Route {
     Envoy,
 }
 
-/// An engine whose decisions come from the processes it started.
+/// An engine whose decisions come from the processes it started (the
+/// first one's peak memory is the row's).
 fn served(route: Route, url: String, processes: Processes) -> Engine {
     let server_pid = processes.0.first().map(Child::id);
     let processes = Arc::new(processes);
@@ -95,13 +164,11 @@ fn served(route: Route, url: String, processes: Processes) -> Engine {
     }
 }
 
-/// `POST /v1/decide`, state in memory or (`journal`) in the embedded
-/// journal: every allow is fsync'd before it is answered (group commit).
-pub fn http(bundle: &Path, journal: bool) -> anyhow::Result<Engine> {
-    let dir = super::work_dir().join(format!("journal-{}", std::process::id()));
-    let (child, port, _) = serve(bundle, journal.then_some(dir.as_path()))?;
+/// `POST /v1/decide`, state as asked.
+pub fn http(bundle: &Path, state: State) -> anyhow::Result<Engine> {
+    let (processes, port, _) = serve(bundle, state)?;
     let url = format!("http://127.0.0.1:{port}/v1/decide");
-    Ok(served(Route::Api, url, Processes(vec![child])))
+    Ok(served(Route::Api, url, processes))
 }
 
 struct Client {
@@ -128,13 +195,24 @@ fn outcome(decision: &Value) -> anyhow::Result<Outcome> {
     Ok(serde_json::from_value(decision.clone())?)
 }
 
-pub fn envoy(bundle: &Path, config_template: &Path) -> anyhow::Result<Engine> {
-    let (arbiter, _, grpc) = serve(bundle, None)?;
-    let mut processes = Processes(vec![arbiter]);
-    let (with, without, admin) = (free_port()?, free_port()?, free_port()?);
+/// How Envoy asks arbiter.
+#[derive(Clone, Copy)]
+pub enum Filter {
+    /// gRPC ext_authz: the request is checked, the answer passes unread.
+    ExtAuthz,
+    /// gRPC ext_proc: every message passes arbiter, the tool's result is
+    /// held and decided too.
+    ExtProc,
+}
+
+/// The server, state in memory, behind a real Envoy started with
+/// `config_template`'s ports filled in.
+pub fn envoy(bundle: &Path, config_template: &Path, filter: Filter) -> anyhow::Result<Engine> {
+    let (mut processes, _, grpc) = serve(bundle, State::Memory)?;
+    let (ext_authz, ext_proc, admin) = (free_port()?, free_port()?, free_port()?);
     let config = std::fs::read_to_string(config_template)?
-        .replace("${WITH_PORT}", &with.to_string())
-        .replace("${WITHOUT_PORT}", &without.to_string())
+        .replace("${EXT_AUTHZ_PORT}", &ext_authz.to_string())
+        .replace("${EXT_PROC_PORT}", &ext_proc.to_string())
         .replace("${ADMIN_PORT}", &admin.to_string())
         .replace("${ARBITER_GRPC_PORT}", &grpc.to_string());
     let config_path = std::env::temp_dir().join(format!("arbiter-compare-envoy-{}.yaml", std::process::id()));
@@ -157,20 +235,20 @@ pub fn envoy(bundle: &Path, config_template: &Path) -> anyhow::Result<Engine> {
         })?;
     processes.0.push(envoy);
     let ready = format!("http://127.0.0.1:{admin}/ready");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !agent().get(&ready).call().is_ok_and(|r| r.status() == 200) {
-        anyhow::ensure!(Instant::now() < deadline, "envoy did not become ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let url = format!("http://127.0.0.1:{with}/mcp");
-    Ok(served(Route::Envoy, url, processes))
+    wait_until("envoy", || agent().get(&ready).call().is_ok_and(|r| r.status() == 200))?;
+    let port = match filter {
+        Filter::ExtAuthz => ext_authz,
+        Filter::ExtProc => ext_proc,
+    };
+    Ok(served(Route::Envoy, format!("http://127.0.0.1:{port}/mcp"), processes))
 }
 
 impl Client {
     fn through_envoy(&mut self, request_json: &[u8]) -> anyhow::Result<Outcome> {
         let request: Value = serde_json::from_slice(request_json)?;
         let (p, action) = (&request["principal"], &request["action"]);
-        let call = json!({"jsonrpc": "2.0", "id": request["id"], "method": "tools/call",
+        // Id 1: the direct response behind Envoy answers that id.
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                           "params": {"name": action["tool"], "arguments": action["arguments"]}});
         let mut post = self.agent.post(&self.url).header("content-type", "application/json");
         for key in ["pipeline", "agent", "team", "environment", "run"] {
@@ -178,12 +256,12 @@ impl Client {
         }
         let mut response = post.send(call.to_string().as_bytes())?;
         let body = response.body_mut().read_to_string()?;
-        // Allowed calls reach Envoy's direct response; refusals come back
-        // as JSON-RPC errors carrying the decision.
-        if body == "ok" {
+        // Allowed calls reach Envoy's direct response (a result); refusals
+        // come back as JSON-RPC errors carrying the decision.
+        let answer: Value = serde_json::from_str(&body)?;
+        if answer.get("result").is_some() {
             return Ok(Outcome::Allow);
         }
-        let answer: Value = serde_json::from_str(&body)?;
         outcome(&answer["error"]["data"]["decision"]["decision"])
     }
 }
