@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use serde::Deserialize;
 
@@ -82,7 +83,9 @@ fn check(cases: &[Case]) -> anyhow::Result<()> {
                 _ => Some(case.expect),
             };
             let Some(expected) = expected else { continue };
-            let got = decider.decide(&serde_json::to_vec(&case.request)?)?;
+            let got = decider
+                .decide(&serde_json::to_vec(&case.request)?)
+                .with_context(|| format!("{name} cannot decide {}", case.name))?;
             if got != expected {
                 wrong.push(format!("{name}: {}: expected {expected:?}, got {got:?}", case.name));
             }

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde_json::{Value, json};
 use ureq::Agent;
 
@@ -84,8 +85,9 @@ fn answers_ping(port: u16) -> bool {
         && &answer == b"+PONG\r\n"
 }
 
-/// Starts a `redis-server` on a free loopback port; returns it and its URL.
-fn redis() -> anyhow::Result<(Child, String)> {
+/// Starts a `redis-server` on a free loopback port, kept with
+/// `processes`; returns its URL once it answers.
+fn redis(processes: &mut Processes) -> anyhow::Result<String> {
     let (dir, port) = (fresh_dir("redis")?, free_port()?);
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
@@ -95,10 +97,9 @@ fn redis() -> anyhow::Result<(Child, String)> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start redis-server ({e}): apt install redis-server"))?;
-    let started = Processes(vec![child]);
+    processes.0.push(child);
     wait_until("redis-server", || answers_ping(port))?;
-    let child = started.0.into_iter().next().ok_or_else(|| anyhow::anyhow!("redis-server vanished"))?;
-    Ok((child, format!("redis://127.0.0.1:{port}")))
+    Ok(format!("redis://127.0.0.1:{port}"))
 }
 
 /// Starts `arbiter serve` with its state as asked (and the Redis it needs);
@@ -120,9 +121,7 @@ fn serve(bundle: &Path, state: State) -> anyhow::Result<(Processes, u16, u16)> {
             command.arg("--state").arg(fresh_dir("journal")?);
         }
         State::Redis => {
-            let (redis, url) = redis()?;
-            processes.0.push(redis);
-            command.arg("--state").arg(url);
+            command.arg("--state").arg(redis(&mut processes)?);
         }
     }
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
@@ -255,13 +254,16 @@ impl Client {
             post = post.header(format!("x-arbiter-{key}"), p[key].as_str().unwrap_or_default());
         }
         let mut response = post.send(call.to_string().as_bytes())?;
+        let status = response.status();
         let body = response.body_mut().read_to_string()?;
         // Allowed calls reach Envoy's direct response (a result); refusals
         // come back as JSON-RPC errors carrying the decision.
-        let answer: Value = serde_json::from_str(&body)?;
+        let answer: Value =
+            serde_json::from_str(&body).with_context(|| format!("Envoy answered {status} with {body:?}"))?;
         if answer.get("result").is_some() {
             return Ok(Outcome::Allow);
         }
         outcome(&answer["error"]["data"]["decision"]["decision"])
+            .with_context(|| format!("Envoy answered {status} with {body:?}"))
     }
 }
