@@ -128,17 +128,21 @@ pub fn component_from_core_wat(wat_text: &str) -> Vec<u8> {
 /// A copy of a policy component whose embedded identity says `new`
 /// instead of `old`: many distinct policies from one build. The names
 /// must be of one length, since the bytes are swapped in place (no section
-/// changes size).
+/// changes size); every copy of the identity is swapped (the SDK's static
+/// is in the data segment too).
 pub fn renamed_component(bytes: &[u8], old: &str, new: &str) -> Vec<u8> {
     assert_eq!(old.len(), new.len(), "`{new}` must be as long as `{old}`");
-    let identity = format!("{{\"name\":\"{old}\",");
-    let at = bytes
-        .windows(identity.len())
-        .position(|w| w == identity.as_bytes())
-        .unwrap_or_else(|| panic!("the component embeds no identity {identity}"));
+    let (identity, renamed_identity) = (format!("{{\"name\":\"{old}\","), format!("{{\"name\":\"{new}\","));
     let mut renamed = bytes.to_vec();
-    let name_at = at + "{\"name\":\"".len();
-    renamed[name_at..name_at + new.len()].copy_from_slice(new.as_bytes());
+    let mut swapped = 0;
+    let mut at = 0;
+    while let Some(found) = renamed[at..].windows(identity.len()).position(|w| w == identity.as_bytes()) {
+        let start = at + found;
+        renamed[start..start + identity.len()].copy_from_slice(renamed_identity.as_bytes());
+        swapped += 1;
+        at = start + identity.len();
+    }
+    assert!(swapped > 0, "the component embeds no identity {identity}");
     renamed
 }
 
