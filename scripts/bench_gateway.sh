@@ -89,8 +89,12 @@ fi
 serve ""
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 with=$(free_port); ext_proc=$(free_port); without=$(free_port); admin=$(free_port)
-# The stand-in runs until its stdin closes: a pipe from a long sleep.
-sleep 3600 | python3 tests/e2e/fake_llm.py >"$work/llm.port" &
+# The stand-in runs until its stdin closes: a FIFO this script holds open
+# (fd 9) until it exits. (A pipe from a long sleep left the sleep behind,
+# holding the script's stderr open, after every run.)
+mkfifo "$work/llm.stdin"
+exec 9<>"$work/llm.stdin"
+python3 tests/e2e/fake_llm.py <"$work/llm.stdin" >"$work/llm.port" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/llm.port" ] && break; sleep 0.1; done
 WITH_PORT=$with EXT_PROC_PORT=$ext_proc WITHOUT_PORT=$without ADMIN_PORT=$admin ARBITER_GRPC_PORT=$grpc \
