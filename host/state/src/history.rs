@@ -163,6 +163,12 @@ struct RunHistory {
     /// Bytes of its calls (derived, rebuilt on load).
     #[serde(skip)]
     bytes: usize,
+    /// Whether some call was recorded with an event time earlier than the
+    /// one before it (derived, rebuilt on load). Until then the calls are in
+    /// time order and a time window is found by binary search; after, by a
+    /// scan (bounded by the per-run cap), since a caller's clock may go back.
+    #[serde(skip)]
+    out_of_order: bool,
     /// What earlier-mention questions found in each call, one slot per
     /// call: the marker index, by question (`questions`). Derived, like
     /// what follows: made on first ask, never journaled, never counted in
@@ -201,6 +207,7 @@ impl Clone for RunHistory {
             touched: self.touched,
             calls: self.calls.clone(),
             bytes: self.bytes,
+            out_of_order: self.out_of_order,
             mentions: VecDeque::new(),
             questions: Vec::new(),
             first_seq: self.first_seq,
@@ -210,6 +217,26 @@ impl Clone for RunHistory {
 }
 
 impl RunHistory {
+    fn has_out_of_order(calls: &VecDeque<PastToolCall>) -> bool {
+        calls.iter().zip(calls.iter().skip(1)).any(|(a, b)| b.timestamp_ms < a.timestamp_ms)
+    }
+
+    /// Where the calls at or after `since_ms` begin: every call from there
+    /// on is in the window while the calls are in time order; otherwise 0,
+    /// and the caller must filter.
+    fn window_start(&self, since_ms: i64) -> usize {
+        if self.out_of_order { 0 } else { self.calls.partition_point(|c| c.timestamp_ms < since_ms) }
+    }
+
+    /// How many calls are at or after `since_ms`.
+    fn count_since(&self, since_ms: i64) -> usize {
+        if self.out_of_order {
+            self.calls.iter().filter(|c| c.timestamp_ms >= since_ms).count()
+        } else {
+            self.calls.len() - self.window_start(since_ms)
+        }
+    }
+
     /// Each call with its slot of mention findings.
     fn with_mentions(&mut self) -> impl Iterator<Item = (&PastToolCall, &mut Found)> {
         if self.mentions.len() != self.calls.len() {
@@ -234,6 +261,7 @@ impl From<StoredHistory> for History {
         let mut runs = stored.runs;
         for run in runs.values_mut() {
             run.bytes = run.calls.iter().map(size).sum();
+            run.out_of_order = RunHistory::has_out_of_order(&run.calls);
             run.mentions = run.calls.iter().map(|_| Vec::new()).collect();
         }
         let bytes = runs.values().map(|r| r.bytes).sum();
@@ -277,6 +305,9 @@ impl History {
         let added = size(&call);
         entry.bytes += added;
         self.bytes += added;
+        if entry.calls.back().is_some_and(|last| call.timestamp_ms < last.timestamp_ms) {
+            entry.out_of_order = true;
+        }
         entry.calls.push_back(call);
         entry.mentions.push_back(Vec::new());
         while entry.calls.len() > config.history_per_run
@@ -327,7 +358,8 @@ impl History {
     }
 
     pub(crate) fn count(&self, run: &RunKey, since_ms: i64) -> u32 {
-        u32::try_from(self.calls(run, None, since_ms).count()).unwrap_or(u32::MAX)
+        let counted = self.runs.get(&key(run)).map_or(0, |r| r.count_since(since_ms));
+        u32::try_from(counted).unwrap_or(u32::MAX)
     }
 
     /// Answers a near-duplicate question from the run's index for its
@@ -390,7 +422,11 @@ impl History {
         tool: Option<&'a str>,
         since_ms: i64,
     ) -> impl Iterator<Item = &'a PastToolCall> {
-        self.runs.get(&key(run)).into_iter().flat_map(|r| r.calls.iter()).filter(move |c| c.matches(tool, since_ms))
+        self.runs
+            .get(&key(run))
+            .into_iter()
+            .flat_map(move |r| r.calls.range(r.window_start(since_ms)..))
+            .filter(move |c| c.matches(tool, since_ms))
     }
 
     /// Forgets runs with no activity since `cutoff_ms`.
@@ -464,6 +500,38 @@ mod tests {
                 };
                 let scanned = h.calls(&run, None, i64::MIN).filter(|c| query.answers(c)).count();
                 proptest::prop_assert_eq!(h.count_similar(&run, &query) as usize, scanned, "step {}", n);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Time windows (counts and listed calls) answer as a scan of every
+        /// kept call does: calls in time order, a caller's clock stepping
+        /// back (one step back must not hide calls from a window, or a
+        /// storm would pass uncounted), the per-run cap forgetting the
+        /// oldest, and a snapshot reloaded halfway.
+        #[test]
+        fn time_windows_answer_as_a_full_scan(
+            steps in proptest::collection::vec((-3..20i64, 0..2usize, -5..60i64), 1..40),
+            reload_at in 0..40usize,
+        ) {
+            let config = StoreConfig { history_per_run: 9, ..StoreConfig::default() };
+            let mut h = History::default();
+            let run = run(0);
+            let mut clock = 0i64;
+            for (n, (step, tool, since)) in steps.into_iter().enumerate() {
+                clock += step;
+                let tool = ["docs.search", "web.search"][tool];
+                let call = PastToolCall { timestamp_ms: clock, tool: tool.into(), ..call(n, 0) };
+                h.record(&run, call, &config);
+                if n == reload_at {
+                    h = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+                }
+                let kept = &h.runs[&key(&run)].calls;
+                let in_window = |t: Option<&str>| kept.iter().filter(|c| c.matches(t, since)).cloned().collect::<Vec<_>>();
+                proptest::prop_assert_eq!(h.count(&run, since) as usize, in_window(None).len(), "step {}", n);
+                proptest::prop_assert_eq!(h.tool_calls(&run, Some(tool), since), in_window(Some(tool)), "step {}", n);
+                proptest::prop_assert_eq!(h.tool_calls(&run, None, since), in_window(None), "step {}", n);
             }
         }
     }
