@@ -9,16 +9,17 @@
 #     the e2e provider stand-in, with and without ext_proc).
 # Prints a table; numbers go to docs/benchmarks.md by hand.
 #
-# Options: --hop-only runs part 2 alone; --pinned runs arbiter on CPU 1
-# and Envoy (one worker) and the load generator on CPU 0, so that arbiter
-# never waits for a core behind its own load.
+# Options: --hop-only runs part 2 alone; --pinned (which implies
+# --hop-only) runs arbiter on CPU 1 and Envoy (one worker) and the load
+# generator on CPU 0, so that arbiter never waits for a core behind its
+# own load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hop_only=false pinned=false
 for arg in "$@"; do
     case $arg in
         --hop-only) hop_only=true ;;
-        --pinned) pinned=true ;;
+        --pinned) pinned=true hop_only=true ;;
         *) echo "usage: $0 [--hop-only] [--pinned]" >&2; exit 2 ;;
     esac
 done
@@ -89,13 +90,14 @@ fi
 serve ""
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 with=$(free_port); ext_proc=$(free_port); without=$(free_port); admin=$(free_port)
-# The stand-in runs until its stdin closes: a FIFO this script holds open
-# (fd 9) until it exits. (A pipe from a long sleep left the sleep behind,
-# holding the script's stderr open, after every run.)
+# The stand-in runs until its stdin closes: a FIFO whose writing end this
+# script opens (fd 9) once the stand-in holds the reading end, and holds
+# until it exits. (A pipe from a long sleep left the sleep behind, holding
+# the script's stderr open, after every run.)
 mkfifo "$work/llm.stdin"
-exec 9<>"$work/llm.stdin"
 python3 tests/e2e/fake_llm.py <"$work/llm.stdin" >"$work/llm.port" &
 pids+=($!)
+exec 9>"$work/llm.stdin"
 for _ in $(seq 100); do [ -s "$work/llm.port" ] && break; sleep 0.1; done
 WITH_PORT=$with EXT_PROC_PORT=$ext_proc WITHOUT_PORT=$without ADMIN_PORT=$admin ARBITER_GRPC_PORT=$grpc \
 LLM_PORT=$(cat "$work/llm.port") \

@@ -140,7 +140,7 @@ impl Breaker {
                         }
                     }
                     BreakerWindow::Seconds(s) => {
-                        let from = now_ms - i64::from(s) * 1000;
+                        let from = now_ms.saturating_sub(i64::from(s) * 1000);
                         while self.window.front().is_some_and(|r| r.at_ms <= from) {
                             self.window.pop_front();
                         }

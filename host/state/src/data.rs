@@ -101,7 +101,7 @@ impl StateData {
         self.usage_reported.expire(now_ms, ttl);
         self.breakers.expire(now_ms, config.outcome_ttl_ms);
         self.outcome_reported.expire(now_ms, config.outcome_ttl_ms);
-        self.history.age_out(now_ms - config.history_ttl_ms);
+        self.history.age_out(now_ms.saturating_sub(config.history_ttl_ms));
         self.escalations.expire(now_ms);
     }
 

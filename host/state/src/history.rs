@@ -163,12 +163,13 @@ struct RunHistory {
     /// Bytes of its calls (derived, rebuilt on load).
     #[serde(skip)]
     bytes: usize,
-    /// Whether some call was recorded with an event time earlier than the
-    /// one before it (derived, rebuilt on load). Until then the calls are in
-    /// time order and a time window is found by binary search; after, by a
-    /// scan (bounded by the per-run cap), since a caller's clock may go back.
+    /// Kept calls whose event time is earlier than the call before them
+    /// (derived, rebuilt on load). While there are none the calls are in
+    /// time order and a time window is found by binary search; otherwise by
+    /// a scan (bounded by the per-run cap): a caller's clock may go back,
+    /// and decisions made at once may commit in either order.
     #[serde(skip)]
-    out_of_order: bool,
+    inversions: usize,
     /// What earlier-mention questions found in each call, one slot per
     /// call: the marker index, by question (`questions`). Derived, like
     /// what follows: made on first ask, never journaled, never counted in
@@ -207,7 +208,7 @@ impl Clone for RunHistory {
             touched: self.touched,
             calls: self.calls.clone(),
             bytes: self.bytes,
-            out_of_order: self.out_of_order,
+            inversions: self.inversions,
             mentions: VecDeque::new(),
             questions: Vec::new(),
             first_seq: self.first_seq,
@@ -217,20 +218,38 @@ impl Clone for RunHistory {
 }
 
 impl RunHistory {
-    fn has_out_of_order(calls: &VecDeque<PastToolCall>) -> bool {
-        calls.iter().zip(calls.iter().skip(1)).any(|(a, b)| b.timestamp_ms < a.timestamp_ms)
+    fn inversions_in(calls: &VecDeque<PastToolCall>) -> usize {
+        calls.iter().zip(calls.iter().skip(1)).filter(|(a, b)| b.timestamp_ms < a.timestamp_ms).count()
+    }
+
+    fn push(&mut self, call: PastToolCall) {
+        if self.calls.back().is_some_and(|last| call.timestamp_ms < last.timestamp_ms) {
+            self.inversions += 1;
+        }
+        self.calls.push_back(call);
+        self.mentions.push_back(Vec::new());
+    }
+
+    fn pop_oldest(&mut self) -> Option<PastToolCall> {
+        let oldest = self.calls.pop_front()?;
+        self.mentions.pop_front();
+        self.first_seq += 1;
+        if self.calls.front().is_some_and(|next| next.timestamp_ms < oldest.timestamp_ms) {
+            self.inversions -= 1;
+        }
+        Some(oldest)
     }
 
     /// Where the calls at or after `since_ms` begin: every call from there
     /// on is in the window while the calls are in time order; otherwise 0,
     /// and the caller must filter.
     fn window_start(&self, since_ms: i64) -> usize {
-        if self.out_of_order { 0 } else { self.calls.partition_point(|c| c.timestamp_ms < since_ms) }
+        if self.inversions > 0 { 0 } else { self.calls.partition_point(|c| c.timestamp_ms < since_ms) }
     }
 
     /// How many calls are at or after `since_ms`.
     fn count_since(&self, since_ms: i64) -> usize {
-        if self.out_of_order {
+        if self.inversions > 0 {
             self.calls.iter().filter(|c| c.timestamp_ms >= since_ms).count()
         } else {
             self.calls.len() - self.window_start(since_ms)
@@ -261,7 +280,7 @@ impl From<StoredHistory> for History {
         let mut runs = stored.runs;
         for run in runs.values_mut() {
             run.bytes = run.calls.iter().map(size).sum();
-            run.out_of_order = RunHistory::has_out_of_order(&run.calls);
+            run.inversions = RunHistory::inversions_in(&run.calls);
             run.mentions = run.calls.iter().map(|_| Vec::new()).collect();
         }
         let bytes = runs.values().map(|r| r.bytes).sum();
@@ -305,17 +324,11 @@ impl History {
         let added = size(&call);
         entry.bytes += added;
         self.bytes += added;
-        if entry.calls.back().is_some_and(|last| call.timestamp_ms < last.timestamp_ms) {
-            entry.out_of_order = true;
-        }
-        entry.calls.push_back(call);
-        entry.mentions.push_back(Vec::new());
+        entry.push(call);
         while entry.calls.len() > config.history_per_run
             || (entry.bytes > config.history_bytes && entry.calls.len() > 1)
         {
-            let Some(oldest) = entry.calls.pop_front() else { break };
-            entry.mentions.pop_front();
-            entry.first_seq += 1;
+            let Some(oldest) = entry.pop_oldest() else { break };
             let freed = size(&oldest);
             entry.bytes = entry.bytes.saturating_sub(freed);
             self.bytes = self.bytes.saturating_sub(freed);
@@ -509,7 +522,8 @@ mod tests {
         /// kept call does: calls in time order, a caller's clock stepping
         /// back (one step back must not hide calls from a window, or a
         /// storm would pass uncounted), the per-run cap forgetting the
-        /// oldest, and a snapshot reloaded halfway.
+        /// oldest (and with it an inversion, when the run is in order
+        /// again), and a snapshot reloaded halfway.
         #[test]
         fn time_windows_answer_as_a_full_scan(
             steps in proptest::collection::vec((-3..20i64, 0..2usize, -5..60i64), 1..40),
@@ -519,8 +533,10 @@ mod tests {
             let mut h = History::default();
             let run = run(0);
             let mut clock = 0i64;
-            for (n, (step, tool, since)) in steps.into_iter().enumerate() {
+            for (n, (step, tool, back)) in steps.into_iter().enumerate() {
                 clock += step;
+                // Windows reaching back over the kept calls, and beyond either end.
+                let since = match back { -5 => i64::MIN, -4 => i64::MAX, back => clock - back };
                 let tool = ["docs.search", "web.search"][tool];
                 let call = PastToolCall { timestamp_ms: clock, tool: tool.into(), ..call(n, 0) };
                 h.record(&run, call, &config);
@@ -534,6 +550,21 @@ mod tests {
                 proptest::prop_assert_eq!(h.tool_calls(&run, None, since), in_window(None), "step {}", n);
             }
         }
+    }
+
+    #[test]
+    fn a_run_is_searched_again_once_its_inverted_calls_are_forgotten() {
+        // Two decisions made at once may commit in either order: one
+        // inversion turns the run to scans only while the pair is kept.
+        let config = StoreConfig { history_per_run: 3, ..StoreConfig::default() };
+        let mut h = History::default();
+        let run = run(0);
+        for (n, at) in [10, 5, 20, 30, 40].into_iter().enumerate() {
+            h.record(&run, PastToolCall { timestamp_ms: at, ..call(n, 0) }, &config);
+            let inversions = h.runs[&key(&run)].inversions;
+            assert_eq!(inversions, usize::from((1..=2).contains(&n)), "after the call at {at}");
+        }
+        assert_eq!(h.count(&run, 25), 2);
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Ledger {
         match (place_of(scope, window, unit, now_ms), window) {
             (Place::Total(key), _) => self.totals.get(&key).map_or(0, |t| t.used),
             (Place::Rolling { series, .. }, Window::RollingSeconds(secs)) => {
-                let from = now_ms - i64::from(secs) * 1000;
+                let from = now_ms.saturating_sub(i64::from(secs) * 1000);
                 self.rolling
                     .get(&series)
                     .map_or(0, |s| s.entries.iter().filter(|(at, _)| *at > from && *at <= now_ms).map(|(_, a)| a).sum())
@@ -225,7 +225,7 @@ impl Ledger {
         self.reservations.retain(|_, r| r.created_ms + ttl_ms >= now_ms);
         self.totals.retain(|_, t| t.last_ms + TOTAL_RETENTION_MS >= now_ms);
         for series in self.rolling.values_mut() {
-            let from = now_ms - series.max_window_ms;
+            let from = now_ms.saturating_sub(series.max_window_ms);
             while series.entries.front().is_some_and(|(at, _)| *at <= from) {
                 series.entries.pop_front();
             }

