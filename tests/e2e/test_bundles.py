@@ -1,6 +1,7 @@
 """Signed bundles, hot reload and rollback on a running server, with a
 client deciding throughout."""
 
+import hashlib
 import os
 import re
 import shutil
@@ -63,6 +64,17 @@ def test_signatures_are_checked_by_verify_and_by_the_server(tmp_path, keys):
         tamper()
         out = cli("verify", "--key", str(public), str(good), check=False)
         assert out.returncode == 1 and "INVALID" in out.stdout, (what, out.stdout)
+
+    # A signed manifest whose pin matches a file that is no policy component:
+    # the signature and the pin hold, the component does not.
+    pinned_junk = copy_bundle(tmp_path / "junk", "1.0.0", '["claude-sonnet-4-5-20250929"]')
+    component = pinned_junk.parent / "components/model-pin.wasm"
+    old_pin, junk = hashlib.sha256(component.read_bytes()).hexdigest(), b"\0asm not a component"
+    component.write_bytes(junk)
+    pinned_junk.write_text(pinned_junk.read_text().replace(old_pin, hashlib.sha256(junk).hexdigest()))
+    cli("sign", "--key", str(secret), str(pinned_junk))
+    out = cli("verify", "--key", str(public), str(pinned_junk), check=False)
+    assert out.returncode == 1 and "model-pin" in out.stdout and "is not a policy component" in out.stdout, out.stdout
 
     foreign = copy_bundle(tmp_path / "foreign", "1.0.0", '["claude-sonnet-4-5-20250929"]')
     cli("sign", "--key", str(other), str(foreign))

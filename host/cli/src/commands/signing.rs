@@ -8,7 +8,7 @@ use arbiter_engine::signature::{
     generate_key, public_key_text, read_public_key, read_secret_key, secret_key_text, sign_manifest, signature_path,
     verify_manifest,
 };
-use arbiter_engine::{Manifest, digest_of};
+use arbiter_engine::{ComponentInfo, Manifest, digest_of};
 
 /// Generate an ed25519 key pair: <out> (secret, mode 0600) and <out>.pub.
 #[derive(clap::Args, Debug)]
@@ -87,9 +87,10 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let path = base.join(&policy.component);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let digest = digest_of(&bytes);
-                if digest.trim_start_matches("sha256:") != policy.sha256 {
+                if digest_of(&bytes).trim_start_matches("sha256:") != policy.sha256 {
                     bad.push(format!("{}: {} does not match the pinned sha256", policy.name, path.display()));
+                } else if let Err(e) = ComponentInfo::read(&bytes) {
+                    bad.push(format!("{}: {} is not a policy component: {e}", policy.name, path.display()));
                 }
             }
             Err(e) => bad.push(format!("{}: cannot read {}: {e}", policy.name, path.display())),
