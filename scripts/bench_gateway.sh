@@ -40,12 +40,14 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
+# Runs a command every 0.1 s until it succeeds, for at most 10 s.
+poll() { for _ in $(seq 100); do "$@" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
 serve() { # $1: extra args; sets $http and $grpc, appends to $pids
     # Anonymous on loopback: the figures are of deciding, not of key lookups.
     "${on_arbiter[@]}" $arbiter serve --anonymous --bundle examples/bench/bundle.toml --http 127.0.0.1:0 --grpc 127.0.0.1:0 $1 >"$work/serve.out" 2>"$work/serve.err" &
     pids+=($!)
-    for _ in $(seq 100); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-    grep -q serving "$work/serve.out" || { echo "arbiter did not start: $(cat "$work/serve.err")" >&2; exit 1; }
+    poll grep -q serving "$work/serve.out" || { echo "arbiter did not start: $(cat "$work/serve.err")" >&2; exit 1; }
     http=$(sed -nE 's/.*http=[^ ]+:([0-9]+).*/\1/p' "$work/serve.out")
     grpc=$(sed -nE 's/.*grpc=[^ ]+:([0-9]+).*/\1/p' "$work/serve.out")
 }
@@ -99,16 +101,14 @@ mkfifo "$work/llm.stdin"
 python3 tests/e2e/fake_llm.py <"$work/llm.stdin" >"$work/llm.port" &
 pids+=($!)
 exec 9>"$work/llm.stdin"
-for _ in $(seq 100); do [ -s "$work/llm.port" ] && break; sleep 0.1; done
-[ -s "$work/llm.port" ] || { echo "the LLM stand-in did not start" >&2; exit 1; }
+poll test -s "$work/llm.port" || { echo "the LLM stand-in did not start" >&2; exit 1; }
 WITH_PORT=$with EXT_PROC_PORT=$ext_proc WITHOUT_PORT=$without ADMIN_PORT=$admin ARBITER_GRPC_PORT=$grpc \
 LLM_PORT=$(cat "$work/llm.port") \
     python3 -c 'import os,string,sys;print(string.Template(open(sys.argv[1]).read()).substitute(os.environ))' \
     scripts/bench/envoy-gateway-bench.yaml >"$work/envoy.yaml"
 "${on_envoy[@]}" envoy "${envoy_workers[@]}" -c "$work/envoy.yaml" --log-level error --disable-hot-restart --base-id $((RANDOM % 10000 + 1000)) &
 pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$admin/ready" >/dev/null || { echo "envoy did not become ready" >&2; exit 1; }
+poll curl -sf -o /dev/null "http://127.0.0.1:$admin/ready" || { echo "envoy did not become ready" >&2; exit 1; }
 body='{"model":"claude-sonnet-4-5-20250929","max_completion_tokens":256,"messages":[{"role":"user","content":"How many orders arrived yesterday?"}]}'
 headers=(-H "x-arbiter-pipeline: orders_daily" -H "x-arbiter-agent: monitor" -H "x-arbiter-team: data-platform" -H "x-arbiter-environment: prod" -H "x-arbiter-run: bench")
 for target in without ext_authz ext_proc; do

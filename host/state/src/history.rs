@@ -250,7 +250,7 @@ impl RunHistory {
     /// How many calls are at or after `since_ms`.
     fn count_since(&self, since_ms: i64) -> usize {
         if self.inversions > 0 {
-            self.calls.iter().filter(|c| c.timestamp_ms >= since_ms).count()
+            self.calls.iter().filter(|c| c.matches(None, since_ms)).count()
         } else {
             self.calls.len() - self.window_start(since_ms)
         }

@@ -271,14 +271,13 @@ impl Client {
         let mut response = post.send(call.to_string().as_bytes())?;
         let status = response.status();
         let body = response.body_mut().read_to_string()?;
+        let answered = || format!("Envoy answered {status} with {body:?}");
         // Allowed calls reach Envoy's direct response (a result); refusals
         // come back as JSON-RPC errors carrying the decision.
-        let answer: Value =
-            serde_json::from_str(&body).with_context(|| format!("Envoy answered {status} with {body:?}"))?;
+        let answer: Value = serde_json::from_str(&body).with_context(answered)?;
         if answer.get("result").is_some() {
             return Ok(Outcome::Allow);
         }
-        outcome(&answer["error"]["data"]["decision"]["decision"])
-            .with_context(|| format!("Envoy answered {status} with {body:?}"))
+        outcome(&answer["error"]["data"]["decision"]["decision"]).with_context(answered)
     }
 }
