@@ -102,25 +102,51 @@ fn glue() -> impl Strategy<Value = &'static str> {
 fn respelled(seed: Seed) -> impl Strategy<Value = (Seed, String)> {
     let count = tokens(seed.dialect, &seed.sql).map_or(0, |t| t.len());
     (prop::collection::vec((glue(), any::<u64>()), count + 1), Just(seed)).prop_map(|(edits, seed)| {
-        let Some(all) = tokens(seed.dialect, &seed.sql) else { return (seed.clone(), seed.sql) };
-        let mut out = String::new();
-        for ((token, text), (glue, case)) in all.iter().zip(&edits) {
-            // Glue is added only where the text has no comment to extend:
-            // `--` glued onto a token would start a comment.
-            if !matches!(token, Token::Whitespace(Whitespace::SingleLineComment { .. })) {
-                out.push_str(glue);
-            }
-            match token {
-                Token::Word(word) if word.quote_style.is_none() && word.keyword != Keyword::NoKeyword => {
-                    out.extend(text.chars().enumerate().map(|(i, c)| {
-                        if case >> (i % 64) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }
-                    }));
-                }
-                _ => out.push_str(text),
-            }
-        }
-        (seed, out)
+        let sql = respell(&seed, &edits);
+        (seed, sql)
     })
+}
+
+/// `seed` with `edits[i]` (glue, and the case bits of a keyword) applied
+/// before its `i`-th token.
+fn respell(seed: &Seed, edits: &[(&str, u64)]) -> String {
+    let Some(all) = tokens(seed.dialect, &seed.sql) else { return seed.sql.clone() };
+    let mut out = String::new();
+    for ((token, text), (glue, case)) in all.iter().zip(edits) {
+        // Glue is added only where it cannot start or extend a comment:
+        // not onto a comment, and not after `--`, which MySQL reads as two
+        // minus signs unless whitespace follows (`--1` is not `-- 1`).
+        if !matches!(token, Token::Whitespace(Whitespace::SingleLineComment { .. })) && !out.ends_with("--") {
+            out.push_str(glue);
+        }
+        match token {
+            Token::Word(word) if word.quote_style.is_none() && word.keyword != Keyword::NoKeyword => {
+                out.extend(text.chars().enumerate().map(|(i, c)| {
+                    if case >> (i % 64) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }
+                }));
+            }
+            _ => out.push_str(text),
+        }
+    }
+    out
+}
+
+/// Found by `respelling_keeps_the_verdict`: a space glued after MySQL's
+/// `--1` (two minus signs) turned the stacked `drop` into a comment, a
+/// different statement, not a respelling of it.
+#[test]
+fn respelling_never_turns_mysql_double_minus_into_a_comment() {
+    let seed = Seed { sql: "select 1 --1; drop table t".into(), dialect: "mysql", read_only: false };
+    assert_eq!(read_only(seed.dialect, &seed.sql), Some(false));
+    // Each glue before each token in turn.
+    for glue in [" ", "\n", "\t", "/**/", " -- x\n"] {
+        for at in 0..16 {
+            let mut edits = [("", 0); 16];
+            edits[at].0 = glue;
+            let sql = respell(&seed, &edits);
+            assert_eq!(read_only(seed.dialect, &sql), Some(false), "{sql:?}");
+        }
+    }
 }
 
 fn read_only(dialect: &str, sql: &str) -> Option<bool> {
