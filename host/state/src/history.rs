@@ -518,6 +518,9 @@ mod tests {
     }
 
     proptest::proptest! {
+        // A failure becomes a named test, not a seed file (docs/fuzzing.md).
+        #![proptest_config(proptest::test_runner::Config { failure_persistence: None, ..Default::default() })]
+
         /// Time windows (counts and listed calls) answer as a scan of every
         /// kept call does: calls in time order, a caller's clock stepping
         /// back (one step back must not hide calls from a window, or a
