@@ -1,7 +1,8 @@
 //! Cost of one decision through the orders_daily reference bundle,
 //! in-process (`cargo bench -p arbiter-tests --bench decide`), and how it
 //! grows with a run's length (`-- run_length`), and on Redis against the
-//! loopback round trip (`-- redis_round_trips`).
+//! loopback round trip (`-- redis_round_trips`), and what a rolling-window
+//! budget costs as its window fills (`-- rolling_window`).
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -641,6 +642,101 @@ fn scaling(c: &mut Criterion) {
     }
 }
 
+/// A rolling-window budget holding `held` bookings when a decision reads
+/// and books it: a series of bookings `window / held` apart, so each one
+/// booked pushes one out and the window stays at `held` (one budget check
+/// and one booking a step: what a decision's budget costs the store).
+struct RollingWindow {
+    store: Arc<dyn StateStore>,
+    spacing_ms: i64,
+    now_ms: i64,
+}
+
+const ROLLING_BENCH_WINDOW: Window = Window::RollingSeconds(100);
+
+impl RollingWindow {
+    fn holding(store: Arc<dyn StateStore>, held: usize) -> Self {
+        let spacing_ms = 100_000 / i64::try_from(held).unwrap_or(i64::MAX).max(1);
+        let mut window = RollingWindow { store, spacing_ms, now_ms: 0 };
+        for _ in 0..held {
+            window.step();
+        }
+        window
+    }
+
+    /// Reads the window and books one token on it; its time.
+    fn step(&mut self) -> Duration {
+        self.now_ms += self.spacing_ms;
+        let charge = Charge {
+            scope: "team:t".into(),
+            window: ROLLING_BENCH_WINDOW,
+            unit: ChargeUnit::Tokens,
+            amount: 1,
+            limit: u64::MAX,
+        };
+        let commit = Commit {
+            request_id: format!("roll-{}", self.now_ms),
+            now_ms: self.now_ms,
+            run: RunKey { pipeline: "p".into(), run: "r".into() },
+            agent: "a".into(),
+            team: "t".into(),
+            charges: vec![charge],
+            breakers: Vec::new(),
+            tool_call: None,
+            llm: None,
+            approval: None,
+        };
+        let started = Instant::now();
+        let used = self.store.used("team:t", ROLLING_BENCH_WINDOW, ChargeUnit::Tokens, self.now_ms);
+        black_box(used.unwrap_or_else(|e| panic!("{e}")));
+        self.store.commit(commit).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}"));
+        started.elapsed()
+    }
+}
+
+/// A rolling-window budget's cost against the bookings its window holds
+/// (1 … 100k; in memory and on Redis). Under `cargo bench`, also prints
+/// each one's p50 of 2,000 and its ratio to one booking; otherwise (a
+/// smoke run) holds at most 100.
+fn rolling_window(c: &mut Criterion) {
+    let timed = std::env::args().any(|a| a == "--bench");
+    let sizes: &[usize] = if timed { &[1, 1_000, 10_000, 100_000] } else { &[1, 100] };
+    let server = RedisServer::start();
+    let mut group = c.benchmark_group("rolling_window");
+    for backend in ["memory", "redis"] {
+        let mut windows: Vec<(usize, RollingWindow)> = sizes
+            .iter()
+            .map(|&held| {
+                let store: Arc<dyn StateStore> = match backend {
+                    "memory" => Arc::new(InMemoryStore::in_memory(StoreConfig::default())),
+                    _ => {
+                        let config =
+                            RedisConfig { namespace: format!("rolling-{held}"), ..RedisConfig::new(server.url()) };
+                        Arc::new(RedisStore::connect(&config, StoreConfig::default()).unwrap_or_else(|e| panic!("{e}")))
+                    }
+                };
+                (held, RollingWindow::holding(store, held))
+            })
+            .collect();
+        for (held, window) in &mut windows {
+            group.bench_function(format!("{backend}_holding_{held}"), |b| {
+                b.iter_custom(|iters| (0..iters).map(|_| window.step()).sum())
+            });
+        }
+        if timed {
+            let first = p50_micros(|| windows[0].1.step());
+            for (held, window) in &mut windows {
+                let median = p50_micros(|| window.step());
+                println!(
+                    "rolling_window/{backend}_holding_{held}: p50 {median:.1} µs, {:.2}× one booking",
+                    median / first
+                );
+            }
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     evaluate,
@@ -650,6 +746,7 @@ criterion_group!(
     mcp_answers,
     run_length,
     redis_round_trips,
-    scaling
+    scaling,
+    rolling_window
 );
 criterion_main!(benches);

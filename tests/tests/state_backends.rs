@@ -148,6 +148,97 @@ fn every_backend_answers_as_the_in_memory_store_does() {
     assert_eq!(answer(&answers, "usage again"), format!("{:?}", Ok::<_, ()>(Err::<(), _>(already_reported("l1")))));
 }
 
+const MINUTE: Window = Window::RollingSeconds(60);
+
+/// Two rolling windows on one series (limits on the same tokens looking
+/// back 10 s and 60 s), bookings forward and back in time, usage reports
+/// rescaling bookings in and out of each window, reads between bookings.
+fn rolling(store: &dyn StateStore) -> Vec<String> {
+    let mut out = Vec::new();
+    let tokens = ChargeUnit::Tokens;
+    let on = |window, amount| vec![charge("s", window, tokens, amount, if window == ROLLING { 1_000 } else { 5_000 })];
+    let read = |what: &str, at: i64, out: &mut Vec<String>| {
+        for (name, window) in [("10 s", ROLLING), ("60 s", MINUTE)] {
+            out.push(format!("{what} {name}: {:?}", store.used("s", window, tokens, T0 + at)));
+        }
+    };
+    let bookings =
+        [(0, MINUTE), (1_000, ROLLING), (2_000, MINUTE), (9_000, ROLLING), (12_000, ROLLING), (30_000, MINUTE)];
+    for (i, (at, window)) in bookings.into_iter().enumerate() {
+        let booked = store.commit(commit(&format!("b{i}"), T0 + at, on(window, 100), Some((50, 50)), None));
+        out.push(format!("book at {at}: {booked:?}"));
+        read(&format!("after {at}"), at, &mut out);
+    }
+    read("between", 31_000, &mut out);
+    // Reports for bookings the 10 s window has passed (b4 at 12 s, b0 at
+    // 0 s): only the minute's total changes.
+    let usage = |id: &str, at: i64, prompt_tokens| UsageReport {
+        request_id: id.into(),
+        now_ms: T0 + at,
+        prompt_tokens,
+        output_tokens: 0,
+    };
+    out.push(format!("usage b4: {:?}", store.reconcile(usage("b4", 32_000, 25))));
+    out.push(format!("usage b0: {:?}", store.reconcile(usage("b0", 32_000, 300))));
+    read("reported", 32_000, &mut out);
+    // The clock set back: a booking between earlier ones.
+    out.push(format!("back to 5000: {:?}", store.commit(commit("back", T0 + 5_000, on(ROLLING, 7), None, None))));
+    read("set back", 13_000, &mut out);
+    read("forward again", 33_000, &mut out);
+    out.push(format!(
+        "over the 10 s limit: {:?}",
+        store.commit(commit("big", T0 + 33_000, on(ROLLING, 901), None, None))
+    ));
+    read("refused", 33_000, &mut out);
+    read("aged out", 100_000, &mut out);
+    out.push(format!("after aging: {:?}", store.commit(commit("late", T0 + 100_000, on(MINUTE, 1), None, None))));
+    read("late", 100_000, &mut out);
+    out
+}
+
+#[test]
+fn rolling_windows_answer_alike_on_every_backend() {
+    let answers = on_every_backend(StoreConfig::default(), rolling);
+    let expected = [
+        ("after 9000 10 s", 400),
+        ("after 12000 10 s", 200),
+        ("after 12000 60 s", 500),
+        ("between 10 s", 100),
+        ("between 60 s", 600),
+        // b4 (12 s) scaled to 25 of 100, b0 (0 s) to 300.
+        ("reported 10 s", 100),
+        ("reported 60 s", 725),
+        // At 13 s the 10 s window holds 9 s, 12 s and the 7 booked at 5 s.
+        ("set back 10 s", 132),
+        ("set back 60 s", 632),
+        ("forward again 60 s", 732),
+        ("refused 10 s", 100),
+        ("aged out 60 s", 0),
+        ("late 60 s", 1),
+    ];
+    for (what, total) in expected {
+        assert_eq!(answer(&answers, what), format!("{:?}", Ok::<u64, ()>(total)), "{what}: {answers:#?}");
+    }
+    assert!(answer(&answers, "over the 10 s limit").contains("BudgetExhausted"), "{answers:#?}");
+}
+
+#[test]
+fn a_rolling_series_written_before_its_stamps_is_read_and_booked_whole() {
+    let redis = RedisServer::start();
+    let key = "{arbiter}:rolling:tokens|s";
+    let old = [T0.to_string(), (T0 + 4_000).to_string()];
+    assert_eq!(redis_command(&redis, &["HSET", key, &old[0], "30", &old[1], "40", "window_ms", "10000"]), "3");
+    let store = RedisStore::connect(&RedisConfig::new(redis.url()), StoreConfig::default()).unwrap();
+    let tokens = ChargeUnit::Tokens;
+    assert_eq!(store.used("s", ROLLING, tokens, T0 + 5_000).unwrap(), 70, "read by a scan");
+    let over = store.commit(commit("c1", T0 + 5_000, vec![charge("s", ROLLING, tokens, 31, 100)], None, None));
+    assert!(matches!(over, Ok(Err(CommitRefused::BudgetExhausted { used: 70, .. }))), "{over:?}");
+    store.commit(commit("c2", T0 + 5_000, vec![charge("s", ROLLING, tokens, 30, 100)], None, None)).unwrap().unwrap();
+    assert_eq!(redis_command(&redis, &["ZCARD", "{arbiter}:rolling_stamps:tokens|s"]), "3", "stamped");
+    assert_eq!(store.used("s", ROLLING, tokens, T0 + 5_000).unwrap(), 100);
+    assert_eq!(store.used("s", ROLLING, tokens, T0 + 12_000).unwrap(), 70, "the first booking aged out");
+}
+
 fn already_reported(id: &str) -> UsageRejected {
     UsageRejected::AlreadyReported(id.into())
 }
@@ -871,18 +962,28 @@ fn hostile_names_and_sizes_are_refused_or_kept_exactly() {
     );
 }
 
-/// Redis's count of changes since its last save.
-fn redis_changes(redis: &RedisServer) -> u64 {
+/// Sends one command to `redis` (RESP) and returns its reply: a bulk
+/// string's text, or a status or integer line without its type byte.
+fn redis_command(redis: &RedisServer, args: &[&str]) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
-    stream.write_all(b"INFO persistence\r\n").unwrap();
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes()).unwrap();
     let mut reader = BufReader::new(stream);
     let mut header = String::new();
     reader.read_line(&mut header).unwrap();
-    let length: usize = header.trim_start_matches('$').trim_end().parse().unwrap();
-    let mut body = vec![0u8; length];
+    let Some(length) = header.strip_prefix('$') else { return header[1..].trim_end().to_owned() };
+    let mut body = vec![0u8; length.trim_end().parse().unwrap()];
     reader.read_exact(&mut body).unwrap();
-    let body = String::from_utf8(body).unwrap();
-    let line = body.lines().find_map(|l| l.strip_prefix("rdb_changes_since_last_save:")).unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+/// Redis's count of changes since its last save.
+fn redis_changes(redis: &RedisServer) -> u64 {
+    let info = redis_command(redis, &["INFO", "persistence"]);
+    let line = info.lines().find_map(|l| l.strip_prefix("rdb_changes_since_last_save:")).unwrap();
     line.parse().unwrap()
 }
 

@@ -1,12 +1,13 @@
 //! Budgets: windowed totals and the reservations booked against them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use arbiter_types::{CalendarUnit, Charge, ChargeUnit, Window};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::period_start;
 use crate::ops::CommitRefused;
+use crate::rolling::{RollingSeries, add_floored};
 
 /// Run and calendar totals are kept this long after their last booking.
 pub(crate) const TOTAL_RETENTION_MS: i64 = 62 * 86_400_000;
@@ -16,7 +17,7 @@ pub(crate) struct Ledger {
     /// Run- and calendar-window totals.
     totals: HashMap<String, Total>,
     /// Rolling-window bookings per series (unit and scope).
-    rolling: HashMap<String, Series>,
+    rolling: HashMap<String, RollingSeries>,
     /// Unreconciled reservations by request id.
     reservations: HashMap<String, Reservation>,
 }
@@ -44,13 +45,6 @@ pub struct BudgetGauge {
     /// alert fires once per, and where the burn rate is measured from.
     #[serde(default)]
     pub period_start_ms: i64,
-}
-
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct Series {
-    /// Longest window asked of this series: older bookings can go.
-    max_window_ms: i64,
-    entries: VecDeque<(i64, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,9 +110,7 @@ impl Ledger {
             (Place::Total(key), _) => self.totals.get(&key).map_or(0, |t| t.used),
             (Place::Rolling { series, .. }, Window::RollingSeconds(secs)) => {
                 let from = now_ms.saturating_sub(i64::from(secs) * 1000);
-                self.rolling
-                    .get(&series)
-                    .map_or(0, |s| s.entries.iter().filter(|(at, _)| *at > from && *at <= now_ms).map(|(_, a)| a).sum())
+                self.rolling.get(&series).map_or(0, |s| s.total(from, now_ms))
             }
             (Place::Rolling { .. }, _) => 0,
         }
@@ -155,7 +147,7 @@ impl Ledger {
         }
         let mut bookings = Vec::with_capacity(pending.len());
         for (place, charge, amount) in pending {
-            self.add(&place, charge.window, amount as i128, now_ms);
+            self.book(&place, charge.window, amount, now_ms);
             if let Place::Total(key) = &place
                 && let Some(total) = self.totals.get_mut(key)
             {
@@ -170,22 +162,27 @@ impl Ledger {
         Ok(())
     }
 
-    fn add(&mut self, place: &Place, window: Window, delta: i128, now_ms: i64) {
-        let apply = |v: u64| u64::try_from((i128::from(v) + delta).max(0)).unwrap_or(u64::MAX);
+    /// Books `amount` at `place` for a charge on `window`.
+    fn book(&mut self, place: &Place, window: Window, amount: u64, now_ms: i64) {
+        match (place, window) {
+            (Place::Rolling { series, at_ms }, Window::RollingSeconds(secs)) => {
+                self.rolling.entry(series.clone()).or_default().book(*at_ms, amount, i64::from(secs) * 1000);
+            }
+            _ => self.add(place, i128::from(amount), now_ms),
+        }
+    }
+
+    /// Adds `delta` to what is booked at `place`, floored at zero.
+    fn add(&mut self, place: &Place, delta: i128, now_ms: i64) {
         match place {
             Place::Total(key) => {
                 let total = self.totals.entry(key.clone()).or_default();
-                total.used = apply(total.used);
+                total.used = add_floored(total.used, delta);
                 total.last_ms = total.last_ms.max(now_ms);
             }
             Place::Rolling { series, at_ms } => {
-                let s = self.rolling.entry(series.clone()).or_default();
-                if let Window::RollingSeconds(secs) = window {
-                    s.max_window_ms = s.max_window_ms.max(i64::from(secs) * 1000);
-                }
-                match s.entries.iter_mut().find(|(at, _)| at == at_ms) {
-                    Some(entry) => entry.1 = apply(entry.1),
-                    None => s.entries.push_back((*at_ms, apply(0))),
+                if let Some(series) = self.rolling.get_mut(series) {
+                    series.adjust(*at_ms, delta);
                 }
             }
         }
@@ -214,7 +211,7 @@ impl Ledger {
         let reservation = self.reservations.remove(request_id)?;
         for booking in &reservation.bookings {
             let delta = booking.reconciliation_delta(actual_tokens, reservation.reserved_tokens);
-            self.add(&booking.place, Window::Run, delta, now_ms);
+            self.add(&booking.place, delta, now_ms);
         }
         Some((actual_tokens, reservation.reserved_tokens.max(1)))
     }
@@ -224,13 +221,7 @@ impl Ledger {
     pub(crate) fn expire(&mut self, now_ms: i64, ttl_ms: i64) {
         self.reservations.retain(|_, r| r.created_ms + ttl_ms >= now_ms);
         self.totals.retain(|_, t| t.last_ms + TOTAL_RETENTION_MS >= now_ms);
-        for series in self.rolling.values_mut() {
-            let from = now_ms.saturating_sub(series.max_window_ms);
-            while series.entries.front().is_some_and(|(at, _)| *at <= from) {
-                series.entries.pop_front();
-            }
-        }
-        self.rolling.retain(|_, s| !s.entries.is_empty());
+        self.rolling.retain(|_, series| !series.forget_before_window(now_ms));
     }
 }
 

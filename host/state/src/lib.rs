@@ -89,6 +89,7 @@ mod ops;
 mod prefetch;
 mod redis;
 mod reported;
+mod rolling;
 mod similar_index;
 mod spend;
 mod store;

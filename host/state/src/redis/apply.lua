@@ -13,11 +13,13 @@
 --            changing them (a closed breaker admitting a call): compared
 --            like swaps, never written, so a hot breaker is not rewritten
 --            by every call that passes it
---   charges  [{key, scope, amount, limit, window_ms?}]  budget bookings:
---            checked together (charges on one key add up), booked only if
---            every one stays within its limit; window_ms marks a rolling
---            series (a hash of booking time -> amount)
+--   charges  [{key, scope, amount, limit, window_ms?, stamps?}]  budget
+--            bookings: checked together (charges on one key add up),
+--            booked only if every one stays within its limit; window_ms
+--            and stamps mark a rolling series (rolling.lua)
 --   adds     [{key, field, delta}]  counter changes, floored at zero
+--   rolling_adds [{key, stamps, at, delta}]  changes to a rolling series'
+--            booking at `at`, floored at zero (rolling.lua)
 --   sets     [{key, value, ttl_ms}]  records written unconditionally
 --   pushes   [{key, value, max, ttl_ms}]  bounded lists (run history)
 --   indexes  [{key, member, score, drop_below?}]  sorted sets that list
@@ -42,30 +44,17 @@ for _, list in ipairs({plan.swaps, plan.checks}) do
   end
 end
 
-local function rolling_used(key, window_ms)
-  local used = 0
-  local entries = redis.call('HGETALL', key)
-  for i = 1, #entries, 2 do
-    local at = tonumber(entries[i])
-    if at and at > now - window_ms and at <= now then
-      used = used + tonumber(entries[i + 1])
-    end
-  end
-  return used
-end
-
 local pending = {}
 for _, charge in ipairs(plan.charges) do
   local used
   if charge.window_ms then
-    used = rolling_used(charge.key, charge.window_ms)
+    used = rolling.used(charge.key, charge.stamps, charge.window_ms, now)
   else
     used = tonumber(redis.call('HGET', charge.key, 'used') or '0')
   end
   used = used + (pending[charge.key] or 0)
   if used + charge.amount > charge.limit then
-    local n = function(x) return string.format('%.0f', x) end
-    return {'budget', charge.scope, n(used), n(charge.amount), n(charge.limit)}
+    return {'budget', charge.scope, num(used), num(charge.amount), num(charge.limit)}
   end
   pending[charge.key] = (pending[charge.key] or 0) + charge.amount
 end
@@ -73,7 +62,7 @@ end
 -- Dropping expired members changes nothing a cap counts, so it may happen
 -- even when a later cap refuses.
 for i, cap in ipairs(plan.caps) do
-  redis.call('ZREMRANGEBYSCORE', cap.key, '-inf', string.format('%.0f', now))
+  redis.call('ZREMRANGEBYSCORE', cap.key, '-inf', num(now))
   if redis.call('ZCARD', cap.key) >= cap.max then
     return {'full', tostring(i - 1)}
   end
@@ -82,30 +71,25 @@ end
 local function add(key, field, delta)
   local value = tonumber(redis.call('HGET', key, field) or '0') + delta
   if value < 0 then value = 0 end
-  redis.call('HSET', key, field, string.format('%.0f', value))
+  redis.call('HSET', key, field, num(value))
 end
 
 for _, charge in ipairs(plan.charges) do
   if charge.window_ms then
-    add(charge.key, tostring(now), charge.amount)
-    -- Bookings older than the longest window asked of the series go.
-    local longest = math.max(tonumber(redis.call('HGET', charge.key, 'window_ms') or '0'), charge.window_ms)
-    redis.call('HSET', charge.key, 'window_ms', longest)
-    local fields = redis.call('HKEYS', charge.key)
-    for _, field in ipairs(fields) do
-      local at = tonumber(field)
-      if at and at <= now - longest then redis.call('HDEL', charge.key, field) end
-    end
-    redis.call('PEXPIRE', charge.key, longest + 60000)
+    rolling.book(charge.key, charge.stamps, charge.window_ms, now, charge.amount)
   else
     add(charge.key, 'used', charge.amount)
-    redis.call('HSET', charge.key, 'limit', string.format('%.0f', charge.limit))
+    redis.call('HSET', charge.key, 'limit', num(charge.limit))
     redis.call('PEXPIRE', charge.key, plan.total_ttl_ms)
   end
 end
 
 for _, change in ipairs(plan.adds) do
   add(change.key, change.field, change.delta)
+end
+
+for _, change in ipairs(plan.rolling_adds) do
+  rolling.adjust(change.key, change.stamps, change.at, change.delta)
 end
 
 for _, swap in ipairs(plan.swaps) do
@@ -125,7 +109,7 @@ end
 for _, index in ipairs(plan.indexes) do
   redis.call('ZADD', index.key, index.score, index.member)
   if index.drop_below then
-    redis.call('ZREMRANGEBYSCORE', index.key, '-inf', '(' .. string.format('%.0f', index.drop_below))
+    redis.call('ZREMRANGEBYSCORE', index.key, '-inf', '(' .. num(index.drop_below))
   end
 end
 

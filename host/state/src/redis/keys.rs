@@ -32,12 +32,17 @@ impl Keys {
     }
 
     /// A run or calendar total (hash: `used`, `limit`), or a rolling series
-    /// (hash: booking time → amount, and `window_ms`).
+    /// (hash: booking time → amount, and its windows' sums: `rolling.lua`).
     pub(crate) fn budget(&self, place: &Place) -> String {
         match place {
             Place::Total(key) => self.key("total", key),
             Place::Rolling { series, .. } => self.key("rolling", series),
         }
+    }
+
+    /// A rolling series' booking times (sorted set), beside its hash.
+    pub(crate) fn rolling_stamps(&self, series: &str) -> String {
+        self.key("rolling_stamps", series)
     }
 
     /// Calendar totals by last booking time, for gauges.

@@ -109,7 +109,7 @@ impl RedisStore {
         Ok(RedisStore {
             runtime: Driver(Some(runtime)),
             connection,
-            script: redis::Script::new(include_str!("apply.lua")),
+            script: redis::Script::new(concat!(include_str!("rolling.lua"), include_str!("apply.lua"))),
             listing: redis::Script::new(include_str!("listing.lua")),
             keys,
             config,

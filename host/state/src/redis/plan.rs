@@ -14,6 +14,7 @@ pub(crate) struct Plan {
     pub(crate) checks: Vec<Check>,
     pub(crate) charges: Vec<ChargePlan>,
     pub(crate) adds: Vec<Add>,
+    pub(crate) rolling_adds: Vec<RollingAdd>,
     pub(crate) sets: Vec<Set>,
     pub(crate) pushes: Vec<Push>,
     pub(crate) indexes: Vec<IndexEntry>,
@@ -48,15 +49,26 @@ pub(crate) struct ChargePlan {
     pub(crate) scope: String,
     pub(crate) amount: u64,
     pub(crate) limit: u64,
-    /// Set for rolling windows.
+    /// Set for rolling windows, with the series' stamps key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) window_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stamps: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Add {
     pub(crate) key: String,
     pub(crate) field: String,
+    pub(crate) delta: i128,
+}
+
+/// A change to a rolling series' booking at `at`, floored at zero.
+#[derive(Debug, Serialize)]
+pub(crate) struct RollingAdd {
+    pub(crate) key: String,
+    pub(crate) stamps: String,
+    pub(crate) at: i64,
     pub(crate) delta: i128,
 }
 
@@ -129,7 +141,9 @@ impl Plan {
         keys.extend(self.swaps.iter().map(|s| s.key.as_str()));
         keys.extend(self.checks.iter().map(|c| c.key.as_str()));
         keys.extend(self.charges.iter().map(|c| c.key.as_str()));
+        keys.extend(self.charges.iter().filter_map(|c| c.stamps.as_deref()));
         keys.extend(self.adds.iter().map(|a| a.key.as_str()));
+        keys.extend(self.rolling_adds.iter().flat_map(|a| [a.key.as_str(), a.stamps.as_str()]));
         keys.extend(self.sets.iter().map(|s| s.key.as_str()));
         keys.extend(self.pushes.iter().map(|p| p.key.as_str()));
         keys.extend(self.indexes.iter().map(|i| i.key.as_str()));

@@ -11,10 +11,14 @@ use super::store::{breaker_records, parse};
 use crate::error::StateError;
 use crate::halt::Halt;
 use crate::history::{PastToolCall, RunKey};
-use crate::ledger::place_of;
+use crate::ledger::{Place, place_of};
 use crate::prefetch::{BudgetRead, Prefetched, ReadSet};
 use crate::tools::ToolView;
 use arbiter_types::Window;
+
+/// Reads a rolling window's total (EVAL: it is read inside a `MULTI`,
+/// where a script not yet cached could not be loaded and retried).
+const ROLLING_READ: &str = concat!(include_str!("rolling.lua"), include_str!("rolling_read.lua"));
 
 /// The answers of one exchange, taken in the order their reads were queued.
 pub(super) struct Answers(std::vec::IntoIter<Value>);
@@ -25,11 +29,11 @@ impl Answers {
         redis::from_redis_value(value).map_err(|e| StateError::Unexpected(format!("unreadable {what} from Redis: {e}")))
     }
 
-    pub(super) fn used(&mut self, window: Window, now_ms: i64) -> Result<u64, StateError> {
+    pub(super) fn used(&mut self, window: Window) -> Result<u64, StateError> {
         match window {
-            Window::RollingSeconds(secs) => {
-                let entries: HashMap<String, u64> = self.take("rolling budget")?;
-                Ok(rolling_sum(&entries, now_ms - i64::from(secs) * 1000, now_ms))
+            Window::RollingSeconds(_) => {
+                let total: String = self.take("rolling budget")?;
+                total.parse().map_err(|_| StateError::Unexpected(format!("rolling budget total `{total}` from Redis")))
             }
             Window::Run | Window::Calendar(_) => Ok(self.take::<Option<u64>>("budget total")?.unwrap_or(0)),
         }
@@ -81,13 +85,6 @@ fn record<T: for<'de> serde::Deserialize<'de>>(what: &str, json: Option<String>)
     json.map(|json| parse(what, &json)).transpose()
 }
 
-fn rolling_sum(entries: &HashMap<String, u64>, from_ms: i64, now_ms: i64) -> u64 {
-    entries
-        .iter()
-        .filter_map(|(at, amount)| at.parse::<i64>().ok().filter(|at| *at > from_ms && *at <= now_ms).map(|_| amount))
-        .sum()
-}
-
 impl RedisStore {
     /// Runs `pipe` as one exchange.
     pub(super) fn query(&self, pipe: Pipeline) -> Result<Answers, StateError> {
@@ -96,10 +93,14 @@ impl RedisStore {
     }
 
     pub(super) fn queue_used(&self, pipe: &mut Pipeline, read: &BudgetRead, now_ms: i64) {
-        let key = self.keys.budget(&place_of(&read.scope, read.window, read.unit, now_ms));
-        match read.window {
-            Window::RollingSeconds(_) => pipe.cmd("HGETALL").arg(key),
-            Window::Run | Window::Calendar(_) => pipe.cmd("HGET").arg(key).arg("used"),
+        let place = place_of(&read.scope, read.window, read.unit, now_ms);
+        let key = self.keys.budget(&place);
+        match (&place, read.window) {
+            (Place::Rolling { series, .. }, Window::RollingSeconds(secs)) => {
+                let stamps = self.keys.rolling_stamps(series);
+                pipe.cmd("EVAL").arg(ROLLING_READ).arg(2).arg(key).arg(stamps).arg(i64::from(secs) * 1000).arg(now_ms)
+            }
+            _ => pipe.cmd("HGET").arg(key).arg("used"),
         };
     }
 
@@ -164,7 +165,7 @@ impl RedisStore {
         let halts = answers.halts()?;
         let mut used = HashMap::with_capacity(forecast.budgets.len());
         for read in &forecast.budgets {
-            used.insert(read.clone(), answers.used(read.window, now_ms)?);
+            used.insert(read.clone(), answers.used(read.window)?);
         }
         let breakers = if breaker_keys.is_empty() {
             HashMap::new()

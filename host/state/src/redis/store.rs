@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::RedisStore;
-use super::plan::{Cap, ChargePlan, Check, IndexEntry, Plan, Push, Refusal, Set, Swap, Unindex};
+use super::plan::{Cap, ChargePlan, Check, IndexEntry, Plan, Push, Refusal, RollingAdd, Set, Swap, Unindex};
 use super::reads::Answers;
 use crate::breaker::{Breaker, BreakerState};
 use crate::calendar::day_start;
@@ -254,18 +254,20 @@ impl RedisStore {
         for charge in &commit.charges {
             let place = place_of(&charge.scope, charge.window, charge.unit, now);
             let key = self.keys.budget(&place);
-            let window_ms = match charge.window {
-                Window::RollingSeconds(secs) => Some(i64::from(secs) * 1000),
-                Window::Calendar(_) => {
+            let (window_ms, stamps) = match (&place, charge.window) {
+                (Place::Rolling { series, .. }, Window::RollingSeconds(secs)) => {
+                    (Some(i64::from(secs) * 1000), Some(self.keys.rolling_stamps(series)))
+                }
+                (_, Window::Calendar(_)) => {
                     plan.indexes.push(IndexEntry {
                         key: self.keys.totals_index(),
                         member: key.clone(),
                         score: now,
                         drop_below: Some(now - TOTAL_RETENTION_MS),
                     });
-                    None
+                    (None, None)
                 }
-                Window::Run => None,
+                _ => (None, None),
             };
             plan.charges.push(ChargePlan {
                 key,
@@ -273,6 +275,7 @@ impl RedisStore {
                 amount: charge.amount,
                 limit: charge.limit,
                 window_ms,
+                stamps,
             });
             bookings.push(Booking { place, amount: charge.amount });
         }
@@ -346,11 +349,17 @@ impl RedisStore {
         let actual = usage.prompt_tokens.saturating_add(usage.output_tokens);
         for booking in &record.bookings {
             let delta = booking.reconciliation_delta(actual, record.reserved_tokens);
-            let field = match &booking.place {
-                Place::Total(_) => "used".to_owned(),
-                Place::Rolling { at_ms, .. } => at_ms.to_string(),
-            };
-            plan.add(self.keys.budget(&booking.place), field, delta);
+            let key = self.keys.budget(&booking.place);
+            match &booking.place {
+                Place::Total(_) => plan.add(key, "used", delta),
+                Place::Rolling { series, at_ms } if delta != 0 => plan.rolling_adds.push(RollingAdd {
+                    key,
+                    stamps: self.keys.rolling_stamps(series),
+                    at: *at_ms,
+                    delta,
+                }),
+                Place::Rolling { .. } => {}
+            }
         }
         if let Some(open) = &record.spend {
             let delta = open.reconciliation(usage.prompt_tokens, usage.output_tokens);
@@ -486,7 +495,7 @@ fn unexpected<E>(refusal: Refusal) -> Result<E, StateError> {
 impl StateStore for RedisStore {
     fn used(&self, scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Result<u64, StateError> {
         let read = BudgetRead { scope: scope.to_owned(), window, unit };
-        self.read_one(|pipe| self.queue_used(pipe, &read, now_ms), |answers| answers.used(window, now_ms))
+        self.read_one(|pipe| self.queue_used(pipe, &read, now_ms), |answers| answers.used(window))
     }
 
     fn breaker_state(&self, key: &str, config: &BreakerConfig, now_ms: i64) -> Result<BreakerState, StateError> {
