@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use arbiter_engine::{Bundle, Capability, Decider, FailMode, Manifest, ManifestPolicy, Scope, digest_of};
 use arbiter_state::{
-    Commit, InMemoryStore, JournalStore, OutcomeStatus, RedisConfig, RedisStore, RunKey, StateStore, StoreConfig,
+    Commit, InMemoryStore, JournalStore, LlmUsage, OutcomeStatus, RedisConfig, RedisStore, RunKey, StateStore,
+    StoreConfig, UsageReport,
 };
 use arbiter_tests::{
     RedisServer, engine, llm_request, orders_daily_bundle, reference_component, renamed_component, root, scratch_dir,
@@ -645,7 +646,9 @@ fn scaling(c: &mut Criterion) {
 /// A rolling-window budget holding `held` bookings when a decision reads
 /// and books it: a series of bookings `window / held` apart, so each one
 /// booked pushes one out and the window stays at `held` (one budget check
-/// and one booking a step: what a decision's budget costs the store).
+/// and one booking a step: what a decision's budget costs the store). Each
+/// is an LLM request's, reconciled by its usage report after the clock
+/// stops, as token-budget's are: no reservation is left open.
 struct RollingWindow {
     store: Arc<dyn StateStore>,
     spacing_ms: i64,
@@ -683,14 +686,18 @@ impl RollingWindow {
             charges: vec![charge],
             breakers: Vec::new(),
             tool_call: None,
-            llm: None,
+            llm: Some(LlmUsage { model: "m".into(), prompt_tokens: 1, output_tokens: 0 }),
             approval: None,
         };
+        let request_id = commit.request_id.clone();
         let started = Instant::now();
         let used = self.store.used("team:t", ROLLING_BENCH_WINDOW, ChargeUnit::Tokens, self.now_ms);
         black_box(used.unwrap_or_else(|e| panic!("{e}")));
         self.store.commit(commit).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}"));
-        started.elapsed()
+        let took = started.elapsed();
+        let usage = UsageReport { request_id, now_ms: self.now_ms, prompt_tokens: 1, output_tokens: 0 };
+        self.store.reconcile(usage).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}"));
+        took
     }
 }
 

@@ -1,6 +1,8 @@
 //! The embedded journal store survives restarts (budgets, breakers,
-//! history, escalations, the tool registry), and refuses damaged or
-//! foreign files with a clear error rather than starting empty.
+//! history, escalations, the tool registry) and stops mid-snapshot, loses
+//! nothing acknowledged to snapshots taken while writers commit, and
+//! refuses damaged or foreign files with a clear error rather than
+//! starting empty.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,11 +10,11 @@ use std::sync::Arc;
 
 use arbiter_engine::{Bundle, Decider};
 use arbiter_state::{
-    Escalation, EscalationRefused, EscalationStatus, JournalStore, ListedToolInput, ListingRefused, OutcomeStatus,
-    Resolution, StateError, StateStore, StoreConfig,
+    Commit, Escalation, EscalationRefused, EscalationStatus, JournalStore, ListedToolInput, ListingRefused,
+    OutcomeStatus, Resolution, RunKey, StateError, StateStore, StoreConfig,
 };
 use arbiter_tests::{engine, orders_daily_bundle, tool_call};
-use arbiter_types::{ChargeUnit, Request, VerdictKind, Window};
+use arbiter_types::{Charge, ChargeUnit, Request, VerdictKind, Window};
 use serde_json::json;
 
 const T0: i64 = 1_795_658_400_000;
@@ -243,4 +245,97 @@ fn a_server_changing_its_listing_on_every_request_keeps_the_journal_bounded() {
     assert_eq!(after, before);
     assert_eq!(after[0].current.as_ref().map(|c| c.digest.as_str()), Some("d1"));
     assert_eq!(after[0].first.as_ref().map(|f| (f.digest.as_str(), f.at_ms)), Some(("d0", T0)));
+}
+
+/// `n` one-token charges on one run budget, each its own request.
+fn charge_tokens(store: &dyn StateStore, ids: std::ops::Range<usize>) {
+    for n in ids {
+        let charge = Charge {
+            scope: "run:p/r".into(),
+            window: Window::Run,
+            unit: ChargeUnit::Tokens,
+            amount: 1,
+            limit: u64::MAX,
+        };
+        let commit = Commit {
+            request_id: format!("c{n}"),
+            now_ms: T0,
+            run: RunKey { pipeline: "p".into(), run: "r".into() },
+            agent: "a".into(),
+            team: "t".into(),
+            charges: vec![charge],
+            breakers: Vec::new(),
+            tool_call: None,
+            llm: None,
+            approval: None,
+        };
+        store.commit(commit).unwrap().unwrap();
+    }
+}
+
+fn tokens_charged(dir: &Path, config: StoreConfig) -> u64 {
+    let store = JournalStore::open(dir, config).unwrap_or_else(|e| panic!("{e}"));
+    store.used("run:p/r", Window::Run, ChargeUnit::Tokens, T0).unwrap()
+}
+
+#[test]
+fn snapshots_taken_while_writers_commit_lose_no_acknowledged_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig { snapshot_every: 16, ..StoreConfig::default() };
+    let store = JournalStore::open(dir.path(), config).unwrap();
+    std::thread::scope(|scope| {
+        for writer in 0..4 {
+            let store = &store;
+            scope.spawn(move || charge_tokens(store, writer * 250..(writer + 1) * 250));
+        }
+    });
+    assert_eq!(store.used("run:p/r", Window::Run, ChargeUnit::Tokens, T0).unwrap(), 1_000);
+    drop(store);
+    assert!(!dir.path().join("journal.next.log").exists(), "every snapshot was put in place");
+    assert_eq!(tokens_charged(dir.path(), config), 1_000);
+}
+
+/// The lines of a journal written by one store: its header, then one line
+/// per operation.
+fn journal_lines(ops: usize) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    charge_tokens(&JournalStore::open(dir.path(), StoreConfig::default()).unwrap(), 0..ops);
+    let text = std::fs::read_to_string(dir.path().join("journal.log")).unwrap();
+    text.lines().map(|line| format!("{line}\n")).collect()
+}
+
+/// A state directory as a stop between a snapshot's start and its end
+/// leaves it: the journal before (`first`) and the one after (`next`).
+fn interrupted(first: &[String], next: &[String]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("journal.log"), first.concat()).unwrap();
+    std::fs::write(dir.path().join("journal.next.log"), next.concat()).unwrap();
+    dir
+}
+
+#[test]
+fn a_stop_before_a_snapshot_was_in_place_keeps_both_journals() {
+    let lines = journal_lines(10);
+    let (header, ops) = (&lines[..1], &lines[1..]);
+    let config = StoreConfig::default();
+    let dir = interrupted(&lines[..6], &[header, &ops[5..]].concat());
+    assert_eq!(tokens_charged(dir.path(), config), 10, "both journals read, one after the other");
+    assert!(!dir.path().join("journal.next.log").exists(), "turned back into one journal");
+    assert_eq!(tokens_charged(dir.path(), config), 10, "and kept");
+
+    // The first journal's tail never reached the disk (torn): nothing after
+    // it was acknowledged, so the next journal is dropped, not an error.
+    let mut torn = lines[..5].to_vec();
+    torn.push(lines[5][..20].to_owned());
+    let dir = interrupted(&torn, &[header, &ops[5..]].concat());
+    assert_eq!(tokens_charged(dir.path(), config), 4);
+
+    // A gap inside the next journal is damage, named.
+    let skipping = [header, &ops[5..6], &ops[7..]].concat();
+    let dir = interrupted(&lines[..6], &skipping);
+    let err = JournalStore::open(dir.path(), config).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        err.contains("journal.next.log is corrupt at line 3") && err.contains("sequence jumps from 6 to 8"),
+        "{err}"
+    );
 }

@@ -10,11 +10,12 @@
 //! is itself a change that waits.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::StateError;
+use crate::journal::SnapshotInFlight;
 
 /// The journal's durability: what has been written and what is on disk.
 #[derive(Debug)]
@@ -31,6 +32,11 @@ struct Progress {
     /// The journal file appends go to (replaced by a snapshot).
     file: Arc<File>,
     path: PathBuf,
+    /// Files appends went to before `file`, not yet synced since: the next
+    /// `fsync` covers them first.
+    retiring: Vec<Arc<File>>,
+    /// `file` is new: its name must reach the disk with its first `fsync`.
+    fresh: bool,
     /// The last sequence number written to `file`.
     written: u64,
     /// Every sequence number up to this one is on disk.
@@ -42,18 +48,29 @@ struct Progress {
     failed: Option<String>,
 }
 
-/// An append written but not yet known to be on disk.
+/// An append written but not yet known to be on disk; with the snapshot
+/// its append started, which the appender finishes outside the lock.
 #[derive(Debug)]
 #[must_use = "an append is acknowledged only once it is durable"]
 pub struct Pending {
     seq: u64,
     sync: Arc<GroupSync>,
+    snapshot: Option<SnapshotInFlight>,
 }
 
 impl GroupSync {
     /// `file` holds everything up to `seq`, durably.
     pub(crate) fn new(file: Arc<File>, path: PathBuf, seq: u64) -> Arc<Self> {
-        let progress = Progress { file, path, written: seq, synced: seq, syncing: false, failed: None };
+        let progress = Progress {
+            file,
+            path,
+            retiring: Vec::new(),
+            fresh: false,
+            written: seq,
+            synced: seq,
+            syncing: false,
+            failed: None,
+        };
         Arc::new(GroupSync { state: Mutex::new(progress), synced: Condvar::new(), stopped: AtomicBool::new(false) })
     }
 
@@ -67,17 +84,41 @@ impl GroupSync {
     /// in sequence order).
     pub(crate) fn written(self: &Arc<Self>, seq: u64) -> Pending {
         self.progress().written = seq;
-        Pending { seq, sync: Arc::clone(self) }
+        Pending { seq, sync: Arc::clone(self), snapshot: None }
     }
 
     /// A snapshot made everything up to `seq` durable and appends now go to
-    /// `file`.
+    /// `file`, whose name is on disk.
     pub(crate) fn snapshotted(&self, file: Arc<File>, seq: u64) {
         let mut progress = self.progress();
         progress.file = file;
+        progress.retiring.clear();
+        progress.fresh = false;
         progress.written = seq;
         progress.synced = progress.synced.max(seq);
         drop(progress);
+        self.synced.notify_all();
+    }
+
+    /// Appends now go to `file`, new at `path`; what was written before is
+    /// synced with the next `fsync`, before it.
+    pub(crate) fn rotated(&self, file: Arc<File>, path: PathBuf) {
+        let mut progress = self.progress();
+        let before = std::mem::replace(&mut progress.file, file);
+        progress.retiring.push(before);
+        progress.path = path;
+        progress.fresh = true;
+    }
+
+    /// The current journal file was renamed to `path`.
+    pub(crate) fn renamed(&self, path: PathBuf) {
+        self.progress().path = path;
+    }
+
+    /// Stops the journal: nothing is acknowledged from now on.
+    fn fail(&self, reason: String) {
+        self.progress().failed = Some(reason);
+        self.stopped.store(true, Ordering::Release);
         self.synced.notify_all();
     }
 
@@ -91,11 +132,25 @@ impl GroupSync {
 }
 
 impl Pending {
-    /// Returns once the append is on disk: the first writer to find no
-    /// `fsync` running starts one for everything written so far; the others
-    /// wait for it, and start the next if theirs came too late for it.
+    /// The snapshot this append started, to finish before it is acknowledged.
+    pub(crate) fn with_snapshot(self, snapshot: SnapshotInFlight) -> Pending {
+        Pending { snapshot: Some(snapshot), ..self }
+    }
+
+    /// Returns once the append is on disk (and the snapshot it started, if
+    /// any): the first writer to find no `fsync` running starts one for
+    /// everything written so far; the others wait for it, and start the
+    /// next if theirs came too late for it.
     pub fn wait(self) -> Result<(), StateError> {
         let sync = &self.sync;
+        if let Some(snapshot) = self.snapshot {
+            // A snapshot not put in place leaves two journals: the store
+            // stops rather than start a third.
+            if let Err(e) = snapshot.finish(sync) {
+                sync.fail(e.to_string());
+                return Err(e);
+            }
+        }
         let mut progress = sync.progress();
         loop {
             if let Some(reason) = &progress.failed {
@@ -110,8 +165,9 @@ impl Pending {
             }
             progress.syncing = true;
             let (file, target, path) = (Arc::clone(&progress.file), progress.written, progress.path.clone());
+            let (retiring, fresh) = (std::mem::take(&mut progress.retiring), std::mem::take(&mut progress.fresh));
             drop(progress);
-            let result = file.sync_data();
+            let result = sync_journal(&retiring, &file, fresh.then(|| path.parent()).flatten());
             progress = sync.progress();
             progress.syncing = false;
             match result {
@@ -123,6 +179,19 @@ impl Pending {
             }
             sync.synced.notify_all();
         }
+    }
+}
+
+/// Syncs the files appends went to before `file`, then `file`, then the
+/// directory holding a new `file`'s name.
+fn sync_journal(retiring: &[Arc<File>], file: &File, new_in: Option<&Path>) -> std::io::Result<()> {
+    for before in retiring {
+        before.sync_data()?;
+    }
+    file.sync_data()?;
+    match new_in {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 

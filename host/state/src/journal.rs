@@ -13,6 +13,14 @@
 //! listing on every request must not grow the journal, and the replay on
 //! restart, past the size of the state itself.
 //!
+//! A snapshot is written under the state lock but made durable outside it
+//! (docs/decisions/0022-snapshots-off-the-lock.md): the state is streamed
+//! to `snapshot.json.tmp` and appends move to a new `journal.next.log`,
+//! both without an `fsync`; the append that started it then syncs the
+//! snapshot, renames it into place and the new journal over the old, with
+//! no lock held. Until then the directory holds two journals, which a
+//! restart reads one after the other (and turns back into one).
+//!
 //! Appends are written under the state lock and made durable outside it,
 //! one `fsync` for every append written meanwhile (group commit,
 //! `group_sync.rs`); an operation is acknowledged only once it is on disk.
@@ -25,6 +33,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,6 +50,8 @@ const FORMAT: &str = "arbiter-state";
 const VERSION: u32 = 1;
 const SNAPSHOT: &str = "snapshot.json";
 const JOURNAL: &str = "journal.log";
+/// Appends go here while a snapshot is being made durable.
+const NEXT_JOURNAL: &str = "journal.next.log";
 /// The journal may grow to this many bytes however small the snapshot.
 const JOURNAL_FLOOR_BYTES: u64 = 64 << 20;
 
@@ -73,6 +84,16 @@ pub struct Journal {
     journal_bytes: u64,
     /// Bytes of the last snapshot.
     snapshot_bytes: u64,
+    /// A snapshot is written but not yet in place: no other starts.
+    snapshot_in_flight: Arc<AtomicBool>,
+}
+
+/// A snapshot written and its journal started, both not yet durable.
+#[derive(Debug)]
+pub(crate) struct SnapshotInFlight {
+    dir: PathBuf,
+    file: File,
+    in_flight: Arc<AtomicBool>,
 }
 
 /// State kept in a directory, surviving restarts.
@@ -84,23 +105,39 @@ impl JournalStore {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let (mut data, snapshot_seq, snapshot_bytes) = read_snapshot(&dir.join(SNAPSHOT))?;
         let journal_path = dir.join(JOURNAL);
-        let (seq, valid_len) = replay_journal(&journal_path, snapshot_seq, &mut data, &config)?;
+        let read = Replay { snapshot_seq, seq: snapshot_seq, gap_ends_it: false };
+        let (seq, valid_len) = replay_journal(&journal_path, read, &mut data, &config)?;
+        // A snapshot not put in place before a stop: its journal follows.
+        let next_path = dir.join(NEXT_JOURNAL);
+        let interrupted = next_path.exists();
+        let seq = if interrupted {
+            // Nothing in it was acknowledged unless all of the first was
+            // on disk: after a gap, the rest was never acknowledged.
+            let read = Replay { snapshot_seq, seq, gap_ends_it: true };
+            replay_journal(&next_path, read, &mut data, &config)?.0
+        } else {
+            seq
+        };
         let file = Arc::new(open_journal(&journal_path, valid_len)?);
         let sync = GroupSync::new(Arc::clone(&file), journal_path, seq);
-        Ok(Locked::new(
-            data,
-            Journal {
-                dir: dir.to_owned(),
-                snapshot_every: config.snapshot_every.max(1),
-                file,
-                sync,
-                seq,
-                since_snapshot: seq - snapshot_seq,
-                journal_bytes: valid_len,
-                snapshot_bytes,
-            },
-            config,
-        ))
+        let mut journal = Journal {
+            dir: dir.to_owned(),
+            snapshot_every: config.snapshot_every.max(1),
+            file,
+            sync,
+            seq,
+            since_snapshot: seq - snapshot_seq,
+            journal_bytes: valid_len,
+            snapshot_bytes,
+            snapshot_in_flight: Arc::new(AtomicBool::new(false)),
+        };
+        if interrupted {
+            // One snapshot of both, then one journal again.
+            journal.snapshot(&data)?;
+            std::fs::remove_file(&next_path).map_err(io("remove", &next_path))?;
+            sync_dir(dir)?;
+        }
+        Ok(Locked::new(data, journal, config))
     }
 }
 
@@ -155,21 +192,36 @@ fn read_snapshot(path: &Path) -> Result<(StateData, u64, u64), StateError> {
     Ok((snapshot.state, snapshot.seq, text.len() as u64))
 }
 
-/// Re-applies the journal's operations after `snapshot_seq`; returns the
-/// last sequence number and the length of the intact prefix of the file.
+/// Where a journal's replay starts.
+#[derive(Debug, Clone, Copy)]
+struct Replay {
+    /// Operations up to this one are in the snapshot.
+    snapshot_seq: u64,
+    /// The last operation applied so far.
+    seq: u64,
+    /// A gap before this journal's first operation to apply ends the
+    /// replay (the journal after one not all on disk) instead of being
+    /// corruption.
+    gap_ends_it: bool,
+}
+
+/// Re-applies the journal's operations after `read.snapshot_seq`; returns
+/// the last sequence number and the length of the intact prefix of the
+/// file.
 fn replay_journal(
     path: &Path,
-    snapshot_seq: u64,
+    read: Replay,
     data: &mut StateData,
     config: &StoreConfig,
 ) -> Result<(u64, u64), StateError> {
+    let Replay { snapshot_seq, mut seq, gap_ends_it } = read;
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((snapshot_seq, 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((seq, 0)),
         Err(e) => return Err(io("open", path)(e)),
     };
     let mut reader = BufReader::new(file);
-    let (mut seq, mut valid_len, mut number) = (snapshot_seq, 0u64, 0usize);
+    let (mut valid_len, mut number, first) = (0u64, 0usize, seq);
     let mut line = String::new();
     loop {
         line.clear();
@@ -196,6 +248,9 @@ fn replay_journal(
             }
             let n: u64 = n.parse().map_err(|_| corrupt(format!("bad sequence number `{n}`")))?;
             if n > snapshot_seq {
+                if n != seq + 1 && gap_ends_it && seq == first {
+                    break;
+                }
                 if n != seq + 1 {
                     return Err(corrupt(format!("sequence jumps from {seq} to {n}")));
                 }
@@ -246,10 +301,10 @@ impl Append for Journal {
         let pending = self.sync.written(seq);
         self.since_snapshot += 1;
         self.journal_bytes += line.len() as u64;
-        if self.since_snapshot >= self.snapshot_every
-            || self.journal_bytes > self.snapshot_bytes.max(JOURNAL_FLOOR_BYTES)
-        {
-            self.snapshot(data)?;
+        let due = self.since_snapshot >= self.snapshot_every
+            || self.journal_bytes > self.snapshot_bytes.max(JOURNAL_FLOOR_BYTES);
+        if due && !self.snapshot_in_flight.load(Ordering::Acquire) {
+            return Ok(Some(pending.with_snapshot(self.start_snapshot(data)?)));
         }
         Ok(Some(pending))
     }
@@ -260,10 +315,9 @@ impl Append for Journal {
 }
 
 impl Journal {
-    /// Writes the state as of `seq` and starts a fresh journal. A crash in
-    /// between is safe: replay skips operations the snapshot holds.
-    fn snapshot(&mut self, data: &StateData) -> Result<(), StateError> {
-        let path = self.dir.join(SNAPSHOT);
+    /// Streams the state as of `seq` to `snapshot.json.tmp`, unsynced; its
+    /// file and size.
+    fn write_snapshot(&self, data: &StateData) -> Result<(File, u64), StateError> {
         let tmp = self.dir.join(format!("{SNAPSHOT}.tmp"));
         let mut out = BufWriter::new(File::create(&tmp).map_err(io("create", &tmp))?);
         writeln!(out, "{}", header_line()).map_err(io("write", &tmp))?;
@@ -271,16 +325,21 @@ impl Journal {
             if e.is_io() {
                 io("write", &tmp)(e.into())
             } else {
-                StateError::Corrupt { path: path.clone(), line: 0, detail: e.to_string() }
+                StateError::Corrupt { path: self.dir.join(SNAPSHOT), line: 0, detail: e.to_string() }
             }
         })?;
         out.write_all(b"\n").map_err(io("write", &tmp))?;
         let file = out.into_inner().map_err(|e| io("write", &tmp)(e.into_error()))?;
-        file.sync_all().map_err(io("sync", &tmp))?;
         let bytes = file.metadata().map_err(io("stat", &tmp))?.len();
-        std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-        // The rename must be on disk before the journal it replaces is cut.
-        sync_dir(&self.dir)?;
+        Ok((file, bytes))
+    }
+
+    /// Writes the state as of `seq` and starts a fresh journal, durably,
+    /// before returning (on open, with nothing waiting). A crash in between
+    /// is safe: replay skips operations the snapshot holds.
+    fn snapshot(&mut self, data: &StateData) -> Result<(), StateError> {
+        let (file, bytes) = self.write_snapshot(data)?;
+        put_snapshot_in_place(&self.dir, &file)?;
         let journal = self.dir.join(JOURNAL);
         self.file = Arc::new(open_journal(&journal, 0)?);
         // The snapshot holds every operation so far, on disk.
@@ -288,6 +347,50 @@ impl Journal {
         self.since_snapshot = 0;
         self.journal_bytes = 0;
         self.snapshot_bytes = bytes;
+        Ok(())
+    }
+
+    /// Writes the state as of `seq` and moves appends to a new journal,
+    /// neither synced: what makes them durable runs outside the lock
+    /// ([`SnapshotInFlight::finish`]).
+    fn start_snapshot(&mut self, data: &StateData) -> Result<SnapshotInFlight, StateError> {
+        let (file, bytes) = self.write_snapshot(data)?;
+        let next = self.dir.join(NEXT_JOURNAL);
+        let mut journal =
+            OpenOptions::new().create(true).write(true).truncate(true).open(&next).map_err(io("create", &next))?;
+        let header = format!("{}\n", header_line());
+        journal.write_all(header.as_bytes()).map_err(io("write", &next))?;
+        self.file = Arc::new(journal);
+        self.sync.rotated(Arc::clone(&self.file), next);
+        self.since_snapshot = 0;
+        self.journal_bytes = header.len() as u64;
+        self.snapshot_bytes = bytes;
+        self.snapshot_in_flight.store(true, Ordering::Release);
+        Ok(SnapshotInFlight { dir: self.dir.clone(), file, in_flight: Arc::clone(&self.snapshot_in_flight) })
+    }
+}
+
+/// Syncs the snapshot written to `snapshot.json.tmp` (open as `file`) and
+/// renames it into place, durably.
+fn put_snapshot_in_place(dir: &Path, file: &File) -> Result<(), StateError> {
+    let (tmp, path) = (dir.join(format!("{SNAPSHOT}.tmp")), dir.join(SNAPSHOT));
+    file.sync_all().map_err(io("sync", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+    // The rename must be on disk before the journal it replaces is cut.
+    sync_dir(dir)
+}
+
+impl SnapshotInFlight {
+    /// Puts the snapshot in place, then the new journal over the old one
+    /// (whose operations the snapshot holds), with no lock held; another
+    /// snapshot may start once this returns.
+    pub(crate) fn finish(self, sync: &GroupSync) -> Result<(), StateError> {
+        put_snapshot_in_place(&self.dir, &self.file)?;
+        let (next, journal) = (self.dir.join(NEXT_JOURNAL), self.dir.join(JOURNAL));
+        std::fs::rename(&next, &journal).map_err(io("rename", &journal))?;
+        sync_dir(&self.dir)?;
+        sync.renamed(journal);
+        self.in_flight.store(false, Ordering::Release);
         Ok(())
     }
 }
