@@ -16,8 +16,8 @@ use arbiter_state::{
     StoreConfig, UsageReport,
 };
 use arbiter_tests::{
-    RedisServer, engine, llm_request, orders_daily_bundle, reference_component, renamed_component, root, scratch_dir,
-    single_policy_bundle, tool_call,
+    RedisServer, charge_commit, engine, llm_request, orders_daily_bundle, reference_component, renamed_component, root,
+    scratch_dir, single_policy_bundle, tool_call,
 };
 use arbiter_types::{ActionKind, Charge, ChargeUnit, Request, VerdictKind, Window};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -531,16 +531,10 @@ fn with_open_reservations(open: usize) -> Arc<dyn StateStore> {
             limit: u64::MAX,
         };
         let commit = Commit {
-            request_id: format!("held-{n}"),
-            now_ms: 0,
             run: RunKey { pipeline: "load".into(), run: format!("run-{n}") },
             agent: "load".into(),
             team: "load".into(),
-            charges: vec![charge],
-            breakers: Vec::new(),
-            tool_call: None,
-            llm: None,
-            approval: None,
+            ..charge_commit(format!("held-{n}"), 0, charge)
         };
         state.commit(commit).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}"));
     }
@@ -678,16 +672,8 @@ impl RollingWindow {
             limit: u64::MAX,
         };
         let commit = Commit {
-            request_id: format!("roll-{}", self.now_ms),
-            now_ms: self.now_ms,
-            run: RunKey { pipeline: "p".into(), run: "r".into() },
-            agent: "a".into(),
-            team: "t".into(),
-            charges: vec![charge],
-            breakers: Vec::new(),
-            tool_call: None,
             llm: Some(LlmUsage { model: "m".into(), prompt_tokens: 1, output_tokens: 0 }),
-            approval: None,
+            ..charge_commit(format!("roll-{}", self.now_ms), self.now_ms, charge)
         };
         let request_id = commit.request_id.clone();
         let started = Instant::now();

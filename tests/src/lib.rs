@@ -183,6 +183,23 @@ fn monitor_request(id: &str, action: serde_json::Value) -> arbiter_types::Reques
     arbiter_types::Request::from_json_value(&body).unwrap_or_else(|e| panic!("request: {e}"))
 }
 
+/// A commit of one charge alone (run `p/r`, agent `a`, team `t`; no
+/// breaker, tool call or LLM usage), to load a store directly.
+pub fn charge_commit(request_id: String, now_ms: i64, charge: arbiter_types::Charge) -> arbiter_state::Commit {
+    arbiter_state::Commit {
+        request_id,
+        now_ms,
+        run: arbiter_state::RunKey { pipeline: "p".into(), run: "r".into() },
+        agent: "a".into(),
+        team: "t".into(),
+        charges: vec![charge],
+        breakers: Vec::new(),
+        tool_call: None,
+        llm: None,
+        approval: None,
+    }
+}
+
 /// The reference scenario's traces (`ARBITER_TRACES` names another folder).
 pub fn orders_daily_traces_dir() -> PathBuf {
     std::env::var_os("ARBITER_TRACES").map(PathBuf::from).unwrap_or_else(|| root().join("examples/orders_daily/traces"))

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use arbiter_engine::{Bundle, Decider};
 use arbiter_state::{
-    Commit, Escalation, EscalationRefused, EscalationStatus, JournalStore, ListedToolInput, ListingRefused,
-    OutcomeStatus, Resolution, RunKey, StateError, StateStore, StoreConfig,
+    Escalation, EscalationRefused, EscalationStatus, JournalStore, ListedToolInput, ListingRefused, OutcomeStatus,
+    Resolution, StateError, StateStore, StoreConfig,
 };
-use arbiter_tests::{engine, orders_daily_bundle, tool_call};
+use arbiter_tests::{charge_commit, engine, orders_daily_bundle, tool_call};
 use arbiter_types::{Charge, ChargeUnit, Request, VerdictKind, Window};
 use serde_json::json;
 
@@ -257,19 +257,7 @@ fn charge_tokens(store: &dyn StateStore, ids: std::ops::Range<usize>) {
             amount: 1,
             limit: u64::MAX,
         };
-        let commit = Commit {
-            request_id: format!("c{n}"),
-            now_ms: T0,
-            run: RunKey { pipeline: "p".into(), run: "r".into() },
-            agent: "a".into(),
-            team: "t".into(),
-            charges: vec![charge],
-            breakers: Vec::new(),
-            tool_call: None,
-            llm: None,
-            approval: None,
-        };
-        store.commit(commit).unwrap().unwrap();
+        store.commit(charge_commit(format!("c{n}"), T0, charge)).unwrap().unwrap();
     }
 }
 
