@@ -225,18 +225,37 @@ fn rolling_windows_answer_alike_on_every_backend() {
 #[test]
 fn a_rolling_series_written_before_its_stamps_is_read_and_booked_whole() {
     let redis = RedisServer::start();
-    let key = "{arbiter}:rolling:tokens|s";
+    let (key, stamps) = ("{arbiter}:rolling:tokens|s", "{arbiter}:rolling_stamps:tokens|s");
+    // Written by a host before the stamps: two bookings, and the longest
+    // window asked of the series then (a minute; a 10 s one shares it).
     let old = [T0.to_string(), (T0 + 4_000).to_string()];
-    assert_eq!(redis_command(&redis, &["HSET", key, &old[0], "30", &old[1], "40", "window_ms", "10000"]), "3");
+    assert_eq!(redis_command(&redis, &["HSET", key, &old[0], "30", &old[1], "40", "window_ms", "60000"]), "3");
+    assert_eq!(redis_command(&redis, &["PEXPIRE", key, "120000"]), "1");
     let store = RedisStore::connect(&RedisConfig::new(redis.url()), StoreConfig::default()).unwrap();
     let tokens = ChargeUnit::Tokens;
-    assert_eq!(store.used("s", ROLLING, tokens, T0 + 5_000).unwrap(), 70, "read by a scan");
+    let used = |window, at| store.used("s", window, tokens, T0 + at).unwrap();
+    assert_eq!(used(ROLLING, 5_000), 70, "read by a scan");
     let over = store.commit(commit("c1", T0 + 5_000, vec![charge("s", ROLLING, tokens, 31, 100)], None, None));
     assert!(matches!(over, Ok(Err(CommitRefused::BudgetExhausted { used: 70, .. }))), "{over:?}");
     store.commit(commit("c2", T0 + 5_000, vec![charge("s", ROLLING, tokens, 30, 100)], None, None)).unwrap().unwrap();
-    assert_eq!(redis_command(&redis, &["ZCARD", "{arbiter}:rolling_stamps:tokens|s"]), "3", "stamped");
-    assert_eq!(store.used("s", ROLLING, tokens, T0 + 5_000).unwrap(), 100);
-    assert_eq!(store.used("s", ROLLING, tokens, T0 + 12_000).unwrap(), 70, "the first booking aged out");
+    assert_eq!(redis_command(&redis, &["ZCARD", stamps]), "3", "stamped");
+    assert_eq!(used(ROLLING, 5_000), 100);
+    assert_eq!(used(ROLLING, 12_000), 70, "the first booking aged out of 10 s");
+    // A 10 s booking later must not drop what the minute still reads.
+    let llm = Some((1, 0));
+    store.commit(commit("c3", T0 + 20_000, vec![charge("s", ROLLING, tokens, 1, 100)], llm, None)).unwrap().unwrap();
+    assert_eq!(used(MINUTE, 20_000), 101, "the minute keeps the old bookings");
+    // A usage report on a series whose stamps are gone stamps it again,
+    // expiring with it.
+    assert_eq!(redis_command(&redis, &["DEL", stamps]), "1");
+    let report = UsageReport { request_id: "c3".into(), now_ms: T0 + 21_000, prompt_tokens: 0, output_tokens: 0 };
+    store.reconcile(report).unwrap().unwrap();
+    assert_eq!(used(MINUTE, 21_000), 100, "rescaled to nothing");
+    let ttl: i64 = redis_command(&redis, &["PTTL", stamps]).parse().unwrap();
+    assert!(ttl > 0, "the stamps expire: {ttl}");
+    // A sum no host of this version could leave below zero reads as none.
+    assert_eq!(redis_command(&redis, &["HSET", key, "sum:60000", "-500"]), "0");
+    assert_eq!(used(MINUTE, 21_000), 0);
 }
 
 fn already_reported(id: &str) -> UsageRejected {

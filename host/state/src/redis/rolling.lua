@@ -84,7 +84,8 @@ local function window(key, stamps, w, now)
   elseif edge > edge_to then
     sum = sum + between(key, stamps, edge_to, num(edge))
   end
-  return sum - between(key, stamps, now, '+inf'), sum
+  -- Floored: sums changed by hosts older than the sums cannot read below 0.
+  return math.max(sum - between(key, stamps, now, '+inf'), 0), sum
 end
 
 -- The total booked in (now - w, now].
@@ -93,7 +94,9 @@ function rolling.used(key, stamps, w, now)
   return (window(key, stamps, w, now))
 end
 
--- Gives a series written before the stamps existed its stamps.
+-- Gives a series written before the stamps existed its stamps, expiring
+-- with it, and its longest window as the first one it keeps a sum of (so
+-- a shorter window booked first cannot drop what the longer one reads).
 local function migrate(key, stamps)
   if stamped(stamps) then return end
   local times = {}
@@ -107,6 +110,12 @@ local function migrate(key, stamps)
       args[#args + 1] = times[j]
     end
     redis.call('ZADD', stamps, unpack(args))
+  end
+  local ttl = redis.call('PTTL', key)
+  if ttl > 0 then redis.call('PEXPIRE', stamps, ttl) end
+  local longest = redis.call('HGET', key, 'window_ms')
+  if longest and tonumber(longest) > 0 and not redis.call('HGET', key, 'windows') then
+    redis.call('HSET', key, 'windows', longest)
   end
 end
 
@@ -129,7 +138,8 @@ function rolling.book(key, stamps, w, now, amount)
     redis.call('HSET', key, 'sum:' .. num(length), num(sum + amount), 'edge:' .. num(length), num(now - length))
     longest = math.max(longest, length)
   end
-  redis.call('HINCRBY', key, num(now), num(amount))
+  -- Not HINCRBY: amounts are u64, past its i64.
+  redis.call('HSET', key, num(now), num((tonumber(redis.call('HGET', key, num(now))) or 0) + amount))
   redis.call('ZADD', stamps, num(now), num(now))
   -- Every edge is at now - its length, so these are in no sum.
   drop_through(key, stamps, now - longest)
