@@ -280,6 +280,8 @@ fn snapshots_taken_while_writers_commit_lose_no_acknowledged_change() {
     assert_eq!(store.used("run:p/r", Window::Run, ChargeUnit::Tokens, T0).unwrap(), 1_000);
     drop(store);
     assert!(!dir.path().join("journal.next.log").exists(), "every snapshot was put in place");
+    let journal = std::fs::read_to_string(dir.path().join("journal.log")).unwrap();
+    assert!(journal.lines().next().is_some_and(|header| header.contains(r#""follows":"#)), "a snapshot's journal");
     assert_eq!(tokens_charged(dir.path(), config), 1_000);
 }
 
@@ -304,22 +306,26 @@ fn interrupted(first: &[String], next: &[String]) -> tempfile::TempDir {
 #[test]
 fn a_stop_before_a_snapshot_was_in_place_keeps_both_journals() {
     let lines = journal_lines(10);
-    let (header, ops) = (&lines[..1], &lines[1..]);
+    let ops = &lines[1..];
+    // The header a snapshot at operation 5 gives the journal it starts.
+    let follows_5 = [lines[0].replacen('}', r#","follows":5}"#, 1)];
     let config = StoreConfig::default();
-    let dir = interrupted(&lines[..6], &[header, &ops[5..]].concat());
+    let dir = interrupted(&lines[..6], &[&follows_5[..], &ops[5..]].concat());
     assert_eq!(tokens_charged(dir.path(), config), 10, "both journals read, one after the other");
     assert!(!dir.path().join("journal.next.log").exists(), "turned back into one journal");
     assert_eq!(tokens_charged(dir.path(), config), 10, "and kept");
 
     // The first journal's tail never reached the disk (torn): nothing after
-    // it was acknowledged, so the next journal is dropped, not an error.
+    // it was acknowledged, so the next journal is skipped, not an error,
+    // whatever it holds.
     let mut torn = lines[..5].to_vec();
     torn.push(lines[5][..20].to_owned());
-    let dir = interrupted(&torn, &[header, &ops[5..]].concat());
+    let garbage = ["999 0000000000000000 {}\n".to_owned()];
+    let dir = interrupted(&torn, &[&follows_5[..], &ops[5..], &garbage[..]].concat());
     assert_eq!(tokens_charged(dir.path(), config), 4);
 
     // A gap inside the next journal is damage, named.
-    let skipping = [header, &ops[5..6], &ops[7..]].concat();
+    let skipping = [&follows_5[..], &ops[5..6], &ops[7..]].concat();
     let dir = interrupted(&lines[..6], &skipping);
     let err = JournalStore::open(dir.path(), config).map(|_| ()).unwrap_err().to_string();
     assert!(

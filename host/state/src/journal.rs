@@ -59,6 +59,10 @@ const JOURNAL_FLOOR_BYTES: u64 = 64 << 20;
 struct Header {
     format: String,
     version: u32,
+    /// A journal started by a snapshot: the operation its first one
+    /// follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    follows: Option<u64>,
 }
 
 /// Read owned (`Snapshot<StateData>`), written borrowed
@@ -105,15 +109,13 @@ impl JournalStore {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let (mut data, snapshot_seq, snapshot_bytes) = read_snapshot(&dir.join(SNAPSHOT))?;
         let journal_path = dir.join(JOURNAL);
-        let read = Replay { snapshot_seq, seq: snapshot_seq, gap_ends_it: false };
+        let read = Replay { snapshot_seq, seq: snapshot_seq, after_unsynced: false };
         let (seq, valid_len) = replay_journal(&journal_path, read, &mut data, &config)?;
         // A snapshot not put in place before a stop: its journal follows.
         let next_path = dir.join(NEXT_JOURNAL);
         let interrupted = next_path.exists();
         let seq = if interrupted {
-            // Nothing in it was acknowledged unless all of the first was
-            // on disk: after a gap, the rest was never acknowledged.
-            let read = Replay { snapshot_seq, seq, gap_ends_it: true };
+            let read = Replay { snapshot_seq, seq, after_unsynced: true };
             replay_journal(&next_path, read, &mut data, &config)?.0
         } else {
             seq
@@ -151,11 +153,11 @@ fn sync_dir(dir: &Path) -> Result<(), StateError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync", dir))
 }
 
-fn header_line() -> String {
-    serde_json::json!({"format": FORMAT, "version": VERSION}).to_string()
+fn header_line(follows: Option<u64>) -> String {
+    serde_json::json!(Header { format: FORMAT.to_owned(), version: VERSION, follows }).to_string()
 }
 
-fn check_header(path: &Path, line: &str) -> Result<(), StateError> {
+fn check_header(path: &Path, line: &str) -> Result<Header, StateError> {
     let header: Header = serde_json::from_str(line).map_err(|e| StateError::Corrupt {
         path: path.to_owned(),
         line: 1,
@@ -168,7 +170,7 @@ fn check_header(path: &Path, line: &str) -> Result<(), StateError> {
             expected: format!("{FORMAT} v{VERSION}"),
         });
     }
-    Ok(())
+    Ok(header)
 }
 
 fn checksum(json: &str) -> String {
@@ -199,10 +201,11 @@ struct Replay {
     snapshot_seq: u64,
     /// The last operation applied so far.
     seq: u64,
-    /// A gap before this journal's first operation to apply ends the
-    /// replay (the journal after one not all on disk) instead of being
-    /// corruption.
-    gap_ends_it: bool,
+    /// The journal a snapshot started, perhaps before the one it follows
+    /// was all on disk: if it follows an operation the replay has not
+    /// reached, that one's tail was lost, so nothing in this journal was
+    /// acknowledged and it is skipped.
+    after_unsynced: bool,
 }
 
 /// Re-applies the journal's operations after `read.snapshot_seq`; returns
@@ -214,14 +217,14 @@ fn replay_journal(
     data: &mut StateData,
     config: &StoreConfig,
 ) -> Result<(u64, u64), StateError> {
-    let Replay { snapshot_seq, mut seq, gap_ends_it } = read;
+    let Replay { snapshot_seq, mut seq, after_unsynced } = read;
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((seq, 0)),
         Err(e) => return Err(io("open", path)(e)),
     };
     let mut reader = BufReader::new(file);
-    let (mut valid_len, mut number, first) = (0u64, 0usize, seq);
+    let (mut valid_len, mut number) = (0u64, 0usize);
     let mut line = String::new();
     loop {
         line.clear();
@@ -237,7 +240,10 @@ fn replay_journal(
         let text = line.trim_end_matches('\n');
         let corrupt = |detail: String| StateError::Corrupt { path: path.to_owned(), line: number, detail };
         if number == 1 {
-            check_header(path, text)?;
+            let header = check_header(path, text)?;
+            if after_unsynced && header.follows.is_some_and(|follows| follows > seq) {
+                return Ok((seq, 0));
+            }
         } else {
             let mut parts = text.splitn(3, ' ');
             let (Some(n), Some(sum), Some(json)) = (parts.next(), parts.next(), parts.next()) else {
@@ -248,9 +254,6 @@ fn replay_journal(
             }
             let n: u64 = n.parse().map_err(|_| corrupt(format!("bad sequence number `{n}`")))?;
             if n > snapshot_seq {
-                if n != seq + 1 && gap_ends_it && seq == first {
-                    break;
-                }
                 if n != seq + 1 {
                     return Err(corrupt(format!("sequence jumps from {seq} to {n}")));
                 }
@@ -273,7 +276,7 @@ fn open_journal(path: &Path, valid_len: u64) -> Result<File, StateError> {
         OpenOptions::new().create(true).read(true).write(true).truncate(false).open(path).map_err(io("open", path))?;
     file.set_len(valid_len).map_err(io("truncate", path))?;
     if valid_len == 0 {
-        writeln!(file, "{}", header_line()).map_err(io("write", path))?;
+        writeln!(file, "{}", header_line(None)).map_err(io("write", path))?;
         file.sync_all().map_err(io("sync", path))?;
         // A new file's name is the directory's: synced too, or appends
         // acknowledged through it could vanish with it.
@@ -320,7 +323,7 @@ impl Journal {
     fn write_snapshot(&self, data: &StateData) -> Result<(File, u64), StateError> {
         let tmp = self.dir.join(format!("{SNAPSHOT}.tmp"));
         let mut out = BufWriter::new(File::create(&tmp).map_err(io("create", &tmp))?);
-        writeln!(out, "{}", header_line()).map_err(io("write", &tmp))?;
+        writeln!(out, "{}", header_line(None)).map_err(io("write", &tmp))?;
         serde_json::to_writer(&mut out, &Snapshot { seq: self.seq, state: data }).map_err(|e| {
             if e.is_io() {
                 io("write", &tmp)(e.into())
@@ -358,7 +361,7 @@ impl Journal {
         let next = self.dir.join(NEXT_JOURNAL);
         let mut journal =
             OpenOptions::new().create(true).write(true).truncate(true).open(&next).map_err(io("create", &next))?;
-        let header = format!("{}\n", header_line());
+        let header = format!("{}\n", header_line(Some(self.seq)));
         journal.write_all(header.as_bytes()).map_err(io("write", &next))?;
         self.file = Arc::new(journal);
         self.sync.rotated(Arc::clone(&self.file), next);
