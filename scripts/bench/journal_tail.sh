@@ -34,16 +34,17 @@ measure() {
     local out
     out=$(wrk -t2 -c64 -d"${seconds}s" --latency -s scripts/bench/decide.lua "http://127.0.0.1:$http/v1/decide")
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-    local rps p50 p99
+    local rps p50 p99 max
     rps=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
     p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
     p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-    echo "| $label | $rps | $p50 | $p99 |"
+    max=$(echo "$out" | awk '$1 == "Latency" {print $4; exit}')
+    echo "| $label | $rps | $p50 | $p99 | $max |"
 }
 
 "$arbiter" build policies/* --out examples/orders_daily/components >/dev/null
-echo "| state | req/s | p50 | p99 |"
-echo "|---|---|---|---|"
+echo "| state | req/s | p50 | p99 | max |"
+echo "|---|---|---|---|---|"
 for _ in 1 2; do
     measure "$arbiter" memory "in memory"
     measure "$arbiter" journal "journal"
