@@ -92,13 +92,13 @@ impl RollingSeries {
     /// Adds `delta` to the booking at `at_ms`, floored at zero. A booking
     /// no longer kept (it aged out of every window) is not brought back.
     pub(crate) fn adjust(&mut self, at_ms: i64, delta: i128) {
-        if self.entries.binary_search_by_key(&at_ms, |e| e.at_ms).is_ok() {
-            self.change(at_ms, delta);
+        if let Ok(index) = self.entries.binary_search_by_key(&at_ms, |e| e.at_ms) {
+            self.shift(index, delta);
         }
     }
 
     /// Adds `delta` to the entry at `at_ms` (made if absent), floored at
-    /// zero, and shifts the running totals after it.
+    /// zero.
     fn change(&mut self, at_ms: i64, delta: i128) {
         let index = match self.entries.binary_search_by_key(&at_ms, |e| e.at_ms) {
             Ok(index) => index,
@@ -108,6 +108,12 @@ impl RollingSeries {
                 index
             }
         };
+        self.shift(index, delta);
+    }
+
+    /// Adds `delta` to the entry at `index`, floored at zero, and shifts
+    /// the running totals from it on.
+    fn shift(&mut self, index: usize, delta: i128) {
         let entry = &mut self.entries[index];
         let amount = add_floored(entry.amount, delta);
         let shift = i128::from(amount) - i128::from(entry.amount);

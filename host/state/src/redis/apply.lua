@@ -68,12 +68,6 @@ for i, cap in ipairs(plan.caps) do
   end
 end
 
-local function add(key, field, delta)
-  local value = tonumber(redis.call('HGET', key, field) or '0') + delta
-  if value < 0 then value = 0 end
-  redis.call('HSET', key, field, num(value))
-end
-
 for _, charge in ipairs(plan.charges) do
   if charge.window_ms then
     rolling.book(charge.key, charge.stamps, charge.window_ms, now, charge.amount)

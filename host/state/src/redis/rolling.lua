@@ -21,6 +21,16 @@ local function num(x)
   return string.format('%.0f', x)
 end
 
+-- Adds delta to a hash field, floored at zero (not HINCRBY: amounts are
+-- u64, past its i64); its value before and after. apply.lua's counters
+-- use it too.
+local function add(key, field, delta)
+  local before = tonumber(redis.call('HGET', key, field) or '0')
+  local after = math.max(before + delta, 0)
+  redis.call('HSET', key, field, num(after))
+  return before, after
+end
+
 -- Booking times are read and dropped this many at a time (unpack's limit).
 local CHUNK = 1000
 
@@ -138,8 +148,7 @@ function rolling.book(key, stamps, w, now, amount)
     redis.call('HSET', key, 'sum:' .. num(length), num(sum + amount), 'edge:' .. num(length), num(now - length))
     longest = math.max(longest, length)
   end
-  -- Not HINCRBY: amounts are u64, past its i64.
-  redis.call('HSET', key, num(now), num((tonumber(redis.call('HGET', key, num(now))) or 0) + amount))
+  add(key, num(now), amount)
   redis.call('ZADD', stamps, num(now), num(now))
   -- Every edge is at now - its length, so these are in no sum.
   drop_through(key, stamps, now - longest)
@@ -152,10 +161,8 @@ end
 -- that counts it. A booking no longer kept is not brought back.
 function rolling.adjust(key, stamps, at, delta)
   migrate(key, stamps)
-  local old = tonumber(redis.call('HGET', key, num(at)))
-  if not old then return end
-  local new = math.max(old + delta, 0)
-  redis.call('HSET', key, num(at), num(new))
+  if redis.call('HEXISTS', key, num(at)) == 0 then return end
+  local old, new = add(key, num(at), delta)
   for _, length in ipairs(windows_of(key)) do
     local kept = redis.call('HMGET', key, 'sum:' .. num(length), 'edge:' .. num(length))
     local sum, edge = tonumber(kept[1]), tonumber(kept[2])
