@@ -247,17 +247,15 @@ fn a_server_changing_its_listing_on_every_request_keeps_the_journal_bounded() {
     assert_eq!(after[0].first.as_ref().map(|f| (f.digest.as_str(), f.at_ms)), Some(("d0", T0)));
 }
 
+/// One token on the run budget these tests read.
+fn one_token() -> Charge {
+    Charge { scope: "run:p/r".into(), window: Window::Run, unit: ChargeUnit::Tokens, amount: 1, limit: u64::MAX }
+}
+
 /// `n` one-token charges on one run budget, each its own request.
 fn charge_tokens(store: &dyn StateStore, ids: std::ops::Range<usize>) {
     for n in ids {
-        let charge = Charge {
-            scope: "run:p/r".into(),
-            window: Window::Run,
-            unit: ChargeUnit::Tokens,
-            amount: 1,
-            limit: u64::MAX,
-        };
-        store.commit(charge_commit(format!("c{n}"), T0, charge)).unwrap().unwrap();
+        store.commit(charge_commit(format!("c{n}"), T0, one_token())).unwrap().unwrap();
     }
 }
 
@@ -332,4 +330,30 @@ fn a_stop_before_a_snapshot_was_in_place_keeps_both_journals() {
         err.contains("journal.next.log is corrupt at line 3") && err.contains("sequence jumps from 6 to 8"),
         "{err}"
     );
+}
+
+#[test]
+fn a_snapshot_that_cannot_be_put_in_place_stops_the_store_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig { snapshot_every: 4, ..StoreConfig::default() };
+    let store = JournalStore::open(dir.path(), config).unwrap();
+    // A directory in the snapshot's place: its rename is refused.
+    std::fs::create_dir_all(dir.path().join("snapshot.json").join("in-the-way")).unwrap();
+    charge_tokens(&store, 0..3);
+    let commit =
+        |n: usize| store.commit(charge_commit(format!("c{n}"), T0, one_token())).map(|_| ()).unwrap_err().to_string();
+    let failed = commit(3);
+    assert!(failed.contains("cannot rename state file") && failed.contains("snapshot.json"), "{failed}");
+    let after = commit(4);
+    assert!(after.contains("state store stopped") && after.contains("snapshot.json"), "{after}");
+    let read = store.used("run:p/r", Window::Run, ChargeUnit::Tokens, T0).map(|_| ()).unwrap_err();
+    assert!(matches!(read, StateError::Stopped(_)), "reads stop too: {read}");
+    drop(store);
+
+    // Restarted once the cause is gone: every acknowledged change is there,
+    // and the one whose snapshot failed, written before it, once.
+    std::fs::remove_dir_all(dir.path().join("snapshot.json")).unwrap();
+    assert_eq!(tokens_charged(dir.path(), config), 4);
+    assert!(!dir.path().join("journal.next.log").exists());
+    assert_eq!(tokens_charged(dir.path(), config), 4);
 }
