@@ -649,11 +649,12 @@ struct RollingWindow {
     now_ms: i64,
 }
 
-const ROLLING_BENCH_WINDOW: Window = Window::RollingSeconds(100);
+const ROLLING_BENCH_SECS: u32 = 100;
+const ROLLING_BENCH_WINDOW: Window = Window::RollingSeconds(ROLLING_BENCH_SECS);
 
 impl RollingWindow {
     fn holding(store: Arc<dyn StateStore>, held: usize) -> Self {
-        let spacing_ms = 100_000 / i64::try_from(held).unwrap_or(i64::MAX).max(1);
+        let spacing_ms = i64::from(ROLLING_BENCH_SECS) * 1000 / i64::try_from(held).unwrap_or(i64::MAX).max(1);
         let mut window = RollingWindow { store, spacing_ms, now_ms: 0 };
         for _ in 0..held {
             window.step();

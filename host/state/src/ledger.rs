@@ -91,6 +91,11 @@ fn unit_name(unit: ChargeUnit) -> &'static str {
     }
 }
 
+/// A rolling window's length in ms.
+pub(crate) fn rolling_window_ms(secs: u32) -> i64 {
+    i64::from(secs) * 1000
+}
+
 /// Where a charge made at `now_ms` is booked.
 pub(crate) fn place_of(scope: &str, window: Window, unit: ChargeUnit, now_ms: i64) -> Place {
     let unit = unit_name(unit);
@@ -109,7 +114,7 @@ impl Ledger {
         match (place_of(scope, window, unit, now_ms), window) {
             (Place::Total(key), _) => self.totals.get(&key).map_or(0, |t| t.used),
             (Place::Rolling { series, .. }, Window::RollingSeconds(secs)) => {
-                let from = now_ms.saturating_sub(i64::from(secs) * 1000);
+                let from = now_ms.saturating_sub(rolling_window_ms(secs));
                 self.rolling.get(&series).map_or(0, |s| s.total(from, now_ms))
             }
             (Place::Rolling { .. }, _) => 0,
@@ -166,7 +171,7 @@ impl Ledger {
     fn book(&mut self, place: &Place, window: Window, amount: u64, now_ms: i64) {
         match (place, window) {
             (Place::Rolling { series, at_ms }, Window::RollingSeconds(secs)) => {
-                self.rolling.entry(series.clone()).or_default().book(*at_ms, amount, i64::from(secs) * 1000);
+                self.rolling.entry(series.clone()).or_default().book(*at_ms, amount, rolling_window_ms(secs));
             }
             _ => self.add(place, i128::from(amount), now_ms),
         }

@@ -11,7 +11,7 @@ use super::store::{breaker_records, parse};
 use crate::error::StateError;
 use crate::halt::Halt;
 use crate::history::{PastToolCall, RunKey};
-use crate::ledger::{Place, place_of};
+use crate::ledger::{Place, place_of, rolling_window_ms};
 use crate::prefetch::{BudgetRead, Prefetched, ReadSet};
 use crate::tools::ToolView;
 use arbiter_types::Window;
@@ -98,7 +98,7 @@ impl RedisStore {
         match (&place, read.window) {
             (Place::Rolling { series, .. }, Window::RollingSeconds(secs)) => {
                 let stamps = self.keys.rolling_stamps(series);
-                pipe.cmd("EVAL").arg(ROLLING_READ).arg(2).arg(key).arg(stamps).arg(i64::from(secs) * 1000).arg(now_ms)
+                pipe.cmd("EVAL").arg(ROLLING_READ).arg(2).arg(key).arg(stamps).arg(rolling_window_ms(secs)).arg(now_ms)
             }
             _ => pipe.cmd("HGET").arg(key).arg("used"),
         };

@@ -17,7 +17,9 @@ use crate::error::{OutcomeRejected, StateError, UsageRejected};
 use crate::escalation::{Escalation, EscalationRefused, EscalationStatus, Resolution, sort_oldest_first};
 use crate::halt::{Halt, HaltScope};
 use crate::history::{PastToolCall, RunKey};
-use crate::ledger::{Booking, BudgetGauge, Place, TOTAL_RETENTION_MS, calendar_gauge, place_of, sort_gauges};
+use crate::ledger::{
+    Booking, BudgetGauge, Place, TOTAL_RETENTION_MS, calendar_gauge, place_of, rolling_window_ms, sort_gauges,
+};
 use crate::ops::{Commit, CommitRefused, LlmUsage, OutcomeReport, OutcomeStatus, UsageReport};
 use crate::prefetch::{BudgetRead, Prefetched, ReadSet};
 use crate::reported::within;
@@ -256,7 +258,7 @@ impl RedisStore {
             let key = self.keys.budget(&place);
             let (window_ms, stamps) = match (&place, charge.window) {
                 (Place::Rolling { series, .. }, Window::RollingSeconds(secs)) => {
-                    (Some(i64::from(secs) * 1000), Some(self.keys.rolling_stamps(series)))
+                    (Some(rolling_window_ms(secs)), Some(self.keys.rolling_stamps(series)))
                 }
                 (_, Window::Calendar(_)) => {
                     plan.indexes.push(IndexEntry {
