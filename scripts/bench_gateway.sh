@@ -3,7 +3,8 @@
 #  1. HTTP /v1/decide throughput with wrk (closed loop): state in memory,
 #     in the embedded journal, on Redis (AOF fsync always), and two
 #     replicas sharing that Redis (one wrk each, summed);
-#  2. latency Envoy's ext_authz and ext_proc add at a fixed 2,000
+#  2. latency Envoy's ext_authz and ext_proc (the tested modes, and the
+#     buffered modes of earlier configs) add at a fixed 2,000
 #     requests/s (hey), against the same Envoy answering directly;
 #  3. what ext_proc adds per streamed chunk (sequential streamed answers of
 #     the e2e provider stand-in, with and without ext_proc).
@@ -12,15 +13,20 @@
 # Options: --hop-only runs part 2 alone; --pinned (which implies
 # --hop-only) runs arbiter on CPU 1 and Envoy (one worker) and the load
 # generator on CPU 0, so that arbiter never waits for a core behind its
-# own load.
+# own load; --sequential (which implies --hop-only) sends part 2's
+# requests one at a time, as fast as they are answered, instead of at
+# 2,000 req/s: what each hop costs without queueing behind other requests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hop_only=false pinned=false
+# 20 workers × 100 req/s = 2,000 req/s.
+load=(-c 20 -q 100) offered="2,000 req/s offered"
 for arg in "$@"; do
     case $arg in
         --hop-only) hop_only=true ;;
         --pinned) pinned=true hop_only=true ;;
-        *) echo "usage: $0 [--hop-only] [--pinned]" >&2; exit 2 ;;
+        --sequential) hop_only=true load=(-c 1) offered="one request at a time" ;;
+        *) echo "usage: $0 [--hop-only] [--pinned] [--sequential]" >&2; exit 2 ;;
     esac
 done
 # Commands prefixed per side: arbiter's, and Envoy's with its load's.
@@ -92,7 +98,7 @@ fi
 
 serve ""
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-with=$(free_port); ext_proc=$(free_port); without=$(free_port); admin=$(free_port)
+with=$(free_port); ext_proc=$(free_port); ext_proc_buffered=$(free_port); without=$(free_port); admin=$(free_port)
 # The stand-in runs until its stdin closes: a FIFO whose writing end this
 # script opens (fd 9) once the stand-in holds the reading end, and holds
 # until it exits. (A pipe from a long sleep left the sleep behind, holding
@@ -102,7 +108,7 @@ python3 tests/e2e/fake_llm.py <"$work/llm.stdin" >"$work/llm.port" &
 pids+=($!)
 exec 9>"$work/llm.stdin"
 poll test -s "$work/llm.port" || { echo "the LLM stand-in did not start" >&2; exit 1; }
-WITH_PORT=$with EXT_PROC_PORT=$ext_proc WITHOUT_PORT=$without ADMIN_PORT=$admin ARBITER_GRPC_PORT=$grpc \
+WITH_PORT=$with EXT_PROC_PORT=$ext_proc EXT_PROC_BUFFERED_PORT=$ext_proc_buffered WITHOUT_PORT=$without ADMIN_PORT=$admin ARBITER_GRPC_PORT=$grpc \
 LLM_PORT=$(cat "$work/llm.port") \
     python3 -c 'import os,string,sys;print(string.Template(open(sys.argv[1]).read()).substitute(os.environ))' \
     scripts/bench/envoy-gateway-bench.yaml >"$work/envoy.yaml"
@@ -111,16 +117,19 @@ pids+=($!)
 poll curl -sf -o /dev/null "http://127.0.0.1:$admin/ready" || { echo "envoy did not become ready" >&2; exit 1; }
 body='{"model":"claude-sonnet-4-5-20250929","max_completion_tokens":256,"messages":[{"role":"user","content":"How many orders arrived yesterday?"}]}'
 headers=(-H "x-arbiter-pipeline: orders_daily" -H "x-arbiter-agent: monitor" -H "x-arbiter-team: data-platform" -H "x-arbiter-environment: prod" -H "x-arbiter-run: bench")
-for target in without ext_authz ext_proc; do
-    case $target in without) port=$without ;; ext_authz) port=$with ;; ext_proc) port=$ext_proc ;; esac
-    # 20 workers × 100 req/s = 2,000 req/s for 10 s, after a 2 s warm-up.
-    "${on_envoy[@]}" hey -z 2s -c 20 -q 100 -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
-    out=$("${on_envoy[@]}" hey -z 10s -c 20 -q 100 -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions")
+for target in without ext_authz ext_proc ext_proc_buffered; do
+    case $target in
+        without) port=$without ;; ext_authz) port=$with ;; ext_proc) port=$ext_proc ;;
+        ext_proc_buffered) port=$ext_proc_buffered ;;
+    esac
+    # 10 s after a 2 s warm-up.
+    "${on_envoy[@]}" hey -z 2s "${load[@]}" -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
+    out=$("${on_envoy[@]}" hey -z 10s "${load[@]}" -m POST -T application/json "${headers[@]}" -d "$body" "http://127.0.0.1:$port/v1/chat/completions")
     p50=$(echo "$out" | awk '/50% in/ {print $3*1000}')
     p99=$(echo "$out" | awk '/99% in/ {print $3*1000}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     codes=$(echo "$out" | awk '/Status code distribution/,0' | grep -E '\[[0-9]+\]' | tr -s ' ' | tr '\n' ' ')
-    echo "| Envoy, $target, LLM request, 2,000 req/s offered | p50 ${p50} ms, p99 ${p99} ms, ${rps} req/s; ${codes}|"
+    echo "| Envoy, $target, LLM request, $offered | p50 ${p50} ms, p99 ${p99} ms, ${rps} req/s; ${codes}|"
 done
 $hop_only && exit 0
 for target in without ext_proc; do

@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import string
@@ -276,9 +277,19 @@ MONITOR_CLAIMS = {"sub": "orders-monitor", "pipeline": "orders_daily", "agent": 
 AGENT_HEADERS = {"x-agent-token": agent_token(MONITOR_CLAIMS)}
 
 
+def with_settings(config: str, settings: dict[str, str]) -> str:
+    """The config with each `name: value` line of these names given another value."""
+    for name, value in settings.items():
+        config, found = re.subn(rf"(?m)^(\s+{name}: )\S+$", rf"\g<1>{value}", config)
+        assert found, f"{name} is not in the config"
+    return config
+
+
 def envoy_config(template_name: str, listen: int, admin: int, arbiter, fake_llm_port: int, mcp_port: int,
-                 tmp_path: pathlib.Path, failure_mode_allow: bool = False, **upstreams: int) -> pathlib.Path:
-    template = string.Template((ROOT / "examples" / "envoy" / template_name).read_text())
+                 tmp_path: pathlib.Path, failure_mode_allow: bool = False, settings: dict[str, str] | None = None,
+                 **upstreams: int) -> pathlib.Path:
+    text = with_settings((ROOT / "examples" / "envoy" / template_name).read_text(), settings or {})
+    template = string.Template(text)
     jwks = json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "kid": "e2e", "k": b64url(JWT_SECRET)}]})
     config = tmp_path / template_name
     config.write_text(template.substitute(LISTEN_PORT=listen, ADMIN_PORT=admin, ARBITER_GRPC_PORT=arbiter.grpc_port,
@@ -292,11 +303,12 @@ def envoy_config(template_name: str, listen: int, admin: int, arbiter, fake_llm_
 
 
 def start_envoy(template_name: str, arbiter, fake_llm_port: int, mcp_port: int, tmp_path: pathlib.Path,
-                failure_mode_allow: bool = False, **upstreams: int):
-    """A real Envoy on one of the example configs; returns (process, base URL)."""
+                failure_mode_allow: bool = False, settings: dict[str, str] | None = None, **upstreams: int):
+    """A real Envoy on one of the example configs (`settings`: values
+    changed from the example's, by name); returns (process, base URL)."""
     listen, admin = free_port(), free_port()
     config = envoy_config(template_name, listen, admin, arbiter, fake_llm_port, mcp_port, tmp_path,
-                          failure_mode_allow, **upstreams)
+                          failure_mode_allow, settings, **upstreams)
     proc = subprocess.Popen(["envoy", "-c", str(config), "--log-level", "warn", "--disable-hot-restart",
                              "--base-id", str(uuid.uuid4().int % 100000)], stdout=subprocess.DEVNULL, stderr=sys.stderr)
     wait_for_port(listen, proc, "envoy")

@@ -58,14 +58,35 @@ def settled_at(arbiter, expected):
     return eventually(lambda: used(arbiter) == expected or None, f"never settled at {expected}: {used(arbiter)}")
 
 
-def test_the_provider_gets_the_reserved_limit_in_its_own_field(envoy_proc, fake_llm):
+# The request mode of earlier configs (one turn more per exchange):
+# decided and rewritten alike.
+BUFFERED = {"request_body_mode": "BUFFERED", "request_trailer_mode": "SKIP",
+            "send_body_without_waiting_for_header_response": "false"}
+
+
+@pytest.fixture(params=["full-duplex", "buffered"])
+def envoy_proc_either_mode(request, arbiter, fake_llm, mcp_upstream, tmp_path):
+    """Envoy as in the example (full-duplex request), and with a buffered request body."""
+    settings = BUFFERED if request.param == "buffered" else {}
+    proc, url = start_envoy("envoy-ext-proc.yaml", arbiter, fake_llm[1], mcp_upstream.port, tmp_path,
+                            settings=settings)
+    yield url
+    stop(proc)
+
+
+def test_the_provider_gets_the_reserved_limit_in_its_own_field(envoy_proc_either_mode, fake_llm):
     recorder, _ = fake_llm
-    c = openai_client(envoy_proc, "run-fields")
+    url = envoy_proc_either_mode
+    c = openai_client(url, "run-fields")
     before = len(recorder.received)
     c.chat.completions.create(model=CLAUDE, messages=MESSAGES)
     c.chat.completions.create(model=CLAUDE, messages=MESSAGES, max_tokens=300)
     c.responses.create(model=GPT, input="How many rows arrived yesterday?")
-    anthropic_client(envoy_proc, "run-fields").messages.create(model=CLAUDE, max_tokens=700, messages=MESSAGES)
+    anthropic_client(url, "run-fields").messages.create(model=CLAUDE, max_tokens=700, messages=MESSAGES)
+    # A model the bundle does not allow never reaches the provider.
+    with pytest.raises(openai.PermissionDeniedError):
+        c.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(recorder.received) == before + 4
     bodies = [r["body"] for r in recorder.received[before:]]
     # No limit sent: the provider is told the reserved default.
     assert bodies[0]["max_completion_tokens"] == 4096 and "max_tokens" not in bodies[0]
@@ -229,16 +250,23 @@ def test_a_failing_mcp_tool_opens_its_breaker_with_no_report(envoy_proc, mcp_ups
     assert mcp_upstream.calls().count("docs.search") >= 5
 
 
-@pytest.mark.parametrize("failure_mode_allow", [False, True])
-def test_envoy_failure_mode_when_arbiter_is_down(arbiter, fake_llm, mcp_upstream, tmp_path, failure_mode_allow):
+@pytest.mark.parametrize("failure_mode_allow,settings,passes", [
+    (False, {}, False),
+    # Full duplex fails open only if the failure is known before Envoy has
+    # streamed any of the body (a race): the mode to fail open in is BUFFERED.
+    (True, BUFFERED, True),
+], ids=["closed", "allow-buffered"])
+def test_envoy_failure_mode_when_arbiter_is_down(arbiter, fake_llm, mcp_upstream, tmp_path, failure_mode_allow,
+                                                 settings, passes):
     recorder, port = fake_llm
-    proc, url = start_envoy("envoy-ext-proc.yaml", arbiter, port, mcp_upstream.port, tmp_path, failure_mode_allow)
+    proc, url = start_envoy("envoy-ext-proc.yaml", arbiter, port, mcp_upstream.port, tmp_path, failure_mode_allow,
+                            settings=settings)
     try:
         stop(arbiter.proc)
         before = len(recorder.received)
         r = httpx.post(f"{url}/v1/chat/completions", headers={**AGENT_HEADERS, "x-arbiter-run": "run-down"},
                        json={"model": "gpt-4o", "messages": MESSAGES}, timeout=10)
-        if failure_mode_allow:
+        if passes:
             # Unguarded: even a model the bundle would deny goes through.
             assert r.status_code == 200 and len(recorder.received) == before + 1
         else:
@@ -259,6 +287,57 @@ def test_a_body_over_the_limit_is_refused_before_the_provider(arbiter_factory, f
         assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large", r.text
         assert len(recorder.received) == before
     finally:
+        stop(proc)
+
+
+def test_a_prompt_in_many_chunks_reaches_the_provider_whole(envoy_proc, fake_llm):
+    # Envoy streams it to arbiter in pieces; arbiter answers with the
+    # rewritten body in pieces of its own (64 KiB), its length set.
+    recorder, _ = fake_llm
+    long = [{"role": "user", "content": " ".join(f"row{i}" for i in range(12000))}]
+    openai_client(envoy_proc, "run-long").chat.completions.create(model=CLAUDE, messages=long,
+                                                                   max_completion_tokens=100)
+    received = recorder.received[-1]
+    assert received["body"]["messages"] == long and received["body"]["max_completion_tokens"] == 100
+    assert int(received["headers"]["content-length"]) > 64 * 1024
+
+
+@pytest.mark.parametrize("settings", [
+    {"request_body_mode": "STREAMED", "request_trailer_mode": "SKIP"},
+    {"request_body_mode": "NONE", "request_trailer_mode": "SKIP"},
+    {"response_body_mode": "NONE"},
+], ids=["request-streamed", "request-none", "response-none"])
+def test_a_mode_that_lets_a_body_pass_unread_is_refused(arbiter, fake_llm, mcp_upstream, tmp_path, settings):
+    recorder, port = fake_llm
+    proc, url = start_envoy("envoy-ext-proc.yaml", arbiter, port, mcp_upstream.port, tmp_path, settings=settings)
+    try:
+        before = len(recorder.received)
+        r = httpx.post(f"{url}/v1/chat/completions", headers={**AGENT_HEADERS, "x-arbiter-run": "run-modes"},
+                       json={"model": CLAUDE, "messages": MESSAGES, "max_completion_tokens": 100}, timeout=10)
+        assert r.status_code == 500 and r.json()["error"]["code"] == "ext_proc_misconfigured", r.text
+        mode = next(iter(settings))
+        assert f"{mode} {settings[mode]} lets" in r.json()["error"]["message"], r.text
+        assert len(recorder.received) == before
+    finally:
+        stop(proc)
+
+
+def test_observability_mode_fails_the_stream(arbiter, fake_llm, mcp_upstream, tmp_path):
+    # Envoy forwards before any answer in this mode, so arbiter cannot keep
+    # the provider from being called (docs/ext-proc.md): it fails the
+    # stream, and the client gets a 500 instead of the answer.
+    recorder, port = fake_llm
+    proc, url = start_envoy("envoy-ext-proc.yaml", arbiter, port, mcp_upstream.port, tmp_path,
+                            settings={"observability_mode": "true"})
+    recorder.release.clear()
+    try:
+        r = httpx.post(f"{url}/v1/chat/completions",
+                       headers={**AGENT_HEADERS, "x-arbiter-run": "run-observed", "x-fake": "hold"},
+                       json={"model": CLAUDE, "messages": MESSAGES, "max_completion_tokens": 100}, timeout=10)
+        assert r.status_code == 500, r.text
+        assert used(arbiter) == 0, "nothing was decided or booked"
+    finally:
+        recorder.release.set()
         stop(proc)
 
 

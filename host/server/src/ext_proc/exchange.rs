@@ -5,59 +5,158 @@ use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request a
 use envoy_types::pb::envoy::service::ext_proc::v3::{HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse};
 use tonic::Status;
 
-use super::messages::{Phase, header_map, header_mutation, immediate, proceed};
+use super::messages::{Phase, header_map, header_mutation, immediate, proceed, streamed};
+use super::modes::{BodyMode, Modes};
 use crate::ext_authz::grpc::GatewayMetadata;
 use crate::ext_authz::{Refusal, error_answer};
 use crate::gateway::{Admission, Exchange as GatewayExchange};
 use crate::state::AppState;
 use crate::wire::Protocol;
 
+/// Where the request stands.
+enum Request {
+    /// Its headers are not yet decided on.
+    Open,
+    /// `FULL_DUPLEX_STREAMED`: the body received so far. The headers' answer
+    /// is held until the body is whole, then both are answered in one turn.
+    Receiving(Vec<u8>),
+    /// Decided or refused: nothing more of it needs an answer.
+    Done,
+}
+
 pub(super) struct Exchange {
     exchange: GatewayExchange,
+    /// Known from Envoy's first message.
+    modes: Option<Modes>,
+    request: Request,
 }
 
 impl Exchange {
     pub(super) fn new(state: AppState, metadata: GatewayMetadata) -> Self {
-        Exchange { exchange: GatewayExchange::new(state, metadata, "ext_proc") }
+        Exchange { exchange: GatewayExchange::new(state, metadata, "ext_proc"), modes: None, request: Request::Open }
     }
 
-    /// The answer to one message of Envoy's.
-    pub(super) async fn on(&mut self, message: ProcessingRequest) -> Result<ProcessingResponse, Status> {
+    /// The answers to one message of Envoy's, in order: none while a
+    /// full-duplex body is still arriving, two (the headers', the body's)
+    /// when it is whole.
+    pub(super) async fn on(&mut self, message: ProcessingRequest) -> Result<Vec<ProcessingResponse>, Status> {
+        if message.observability_mode {
+            // Envoy would not wait for any answer: failing the stream is the
+            // one refusal it honours (a 500 unless failure_mode_allow).
+            return Err(Status::failed_precondition(
+                "ext_proc_misconfigured: observability_mode forwards every request before arbiter answers",
+            ));
+        }
+        let modes = *self.modes.get_or_insert_with(|| Modes::of(message.protocol_config.as_ref()));
         match message.request {
-            Some(Message::RequestHeaders(headers)) => Ok(self.request_headers(&headers).await),
+            Some(Message::RequestHeaders(headers)) => Ok(self.request_headers(modes, &headers).await),
             Some(Message::RequestBody(body)) => Ok(self.request_body(body).await),
-            Some(Message::ResponseHeaders(headers)) => Ok(self.response_headers(&headers).await),
+            Some(Message::RequestTrailers(_)) => Ok(self.request_trailers().await),
+            Some(Message::ResponseHeaders(headers)) => Ok(vec![self.response_headers(&headers).await]),
             Some(Message::ResponseBody(body)) => {
                 let forward = self.exchange.response_body(&body.body, body.end_of_stream).await;
-                Ok(proceed(Phase::ResponseBody, None, forward))
+                Ok(match modes.response {
+                    BodyMode::FullDuplex => {
+                        streamed(Phase::ResponseBody, forward.unwrap_or(body.body), body.end_of_stream)
+                    }
+                    _ => vec![proceed(Phase::ResponseBody, None, forward)],
+                })
             }
-            Some(Message::RequestTrailers(_)) => Ok(proceed(Phase::RequestTrailers, None, None)),
-            Some(Message::ResponseTrailers(_)) => Ok(proceed(Phase::ResponseTrailers, None, None)),
+            Some(Message::ResponseTrailers(_)) => {
+                let mut answers = Vec::new();
+                if modes.response == BodyMode::FullDuplex {
+                    // Trailers end a full-duplex answer whose last chunk did not.
+                    let rest = self.exchange.response_body(&[], true).await.unwrap_or_default();
+                    answers.extend(streamed(Phase::ResponseBody, rest, false));
+                }
+                answers.push(proceed(Phase::ResponseTrailers, None, None));
+                Ok(answers)
+            }
             None => Err(Status::invalid_argument("ProcessingRequest carries no message")),
         }
     }
 
-    async fn request_headers(&mut self, headers: &HttpHeaders) -> ProcessingResponse {
+    async fn request_headers(&mut self, modes: Modes, headers: &HttpHeaders) -> Vec<ProcessingResponse> {
         self.exchange.request_headers(header_map(Some(headers)));
-        if !headers.end_of_stream {
-            // The (buffered) body follows: the decision waits for it.
-            return proceed(Phase::RequestHeaders, None, None);
+        if let Some(problem) = modes.unguarded(headers.end_of_stream) {
+            self.request = Request::Done;
+            return vec![local_reply(misconfigured(&problem))];
         }
-        self.decide(Phase::RequestHeaders, &[]).await
+        if headers.end_of_stream {
+            self.request = Request::Done;
+            return vec![self.decide(Phase::RequestHeaders, &[]).await];
+        }
+        match modes.request {
+            BodyMode::FullDuplex => {
+                self.request = Request::Receiving(Vec::new());
+                vec![]
+            }
+            // The buffered body follows once the headers are answered.
+            _ => vec![proceed(Phase::RequestHeaders, None, None)],
+        }
     }
 
-    async fn request_body(&mut self, body: HttpBody) -> ProcessingResponse {
-        if !body.end_of_stream {
-            // A streamed body would reach the upstream before the decision.
-            let message = "arbiter's ext_proc needs request_body_mode: BUFFERED";
-            return local_reply(error_answer(&Protocol::Http, 500, "ext_proc_misconfigured", message));
-        }
+    async fn request_body(&mut self, body: HttpBody) -> Vec<ProcessingResponse> {
         let max = self.exchange.max_request_bytes();
-        if body.body.len() > max {
-            let message = format!("the request body is larger than {max} bytes");
-            return local_reply(error_answer(&Protocol::Http, 413, "body_too_large", &message));
+        match &mut self.request {
+            Request::Done => vec![],
+            Request::Receiving(received) => {
+                if received.len().saturating_add(body.body.len()) > max {
+                    self.request = Request::Done;
+                    return vec![too_large(max)];
+                }
+                if received.is_empty() {
+                    *received = body.body;
+                } else {
+                    received.extend_from_slice(&body.body);
+                }
+                if !body.end_of_stream {
+                    return vec![];
+                }
+                self.answer_whole_body(true).await
+            }
+            Request::Open => {
+                self.request = Request::Done;
+                if !body.end_of_stream {
+                    // A streamed body would reach the upstream before the decision.
+                    return vec![local_reply(misconfigured(
+                        "request_body_mode must be BUFFERED or FULL_DUPLEX_STREAMED",
+                    ))];
+                }
+                if body.body.len() > max {
+                    return vec![too_large(max)];
+                }
+                vec![self.decide(Phase::RequestBody, &body.body).await]
+            }
         }
-        self.decide(Phase::RequestBody, &body.body).await
+    }
+
+    /// Trailers end a full-duplex body whose last chunk did not.
+    async fn request_trailers(&mut self) -> Vec<ProcessingResponse> {
+        let mut answers = match self.request {
+            Request::Receiving(_) => self.answer_whole_body(false).await,
+            Request::Open | Request::Done => vec![],
+        };
+        answers.push(proceed(Phase::RequestTrailers, None, None));
+        answers
+    }
+
+    /// Full duplex: decides on the whole body, then answers the held headers
+    /// (with the length of what goes upstream: Envoy keeps it when
+    /// `allow_content_length_header` is set) and streams the body back.
+    async fn answer_whole_body(&mut self, end_of_stream: bool) -> Vec<ProcessingResponse> {
+        let Request::Receiving(received) = std::mem::replace(&mut self.request, Request::Done) else { return vec![] };
+        match self.exchange.decide(&received).await {
+            Admission::Refuse(refusal) => vec![local_reply(refusal)],
+            Admission::Forward { mut headers, remove, body } => {
+                let forward = body.unwrap_or(received);
+                headers.retain(|(name, _)| name != "content-length");
+                headers.push(("content-length".into(), forward.len().to_string()));
+                let mut answers = vec![proceed(Phase::RequestHeaders, header_mutation(headers, remove), None)];
+                answers.extend(streamed(Phase::RequestBody, forward, end_of_stream));
+                answers
+            }
+        }
     }
 
     async fn decide(&mut self, phase: Phase, body: &[u8]) -> ProcessingResponse {
@@ -81,6 +180,16 @@ impl Exchange {
     pub(super) async fn finish(self) {
         self.exchange.finish().await;
     }
+}
+
+fn misconfigured(problem: &str) -> Refusal {
+    let message = format!("arbiter's ext_proc cannot guard this exchange: {problem}");
+    error_answer(&Protocol::Http, 500, "ext_proc_misconfigured", &message)
+}
+
+fn too_large(max: usize) -> ProcessingResponse {
+    let message = format!("the request body is larger than {max} bytes");
+    local_reply(error_answer(&Protocol::Http, 413, "body_too_large", &message))
 }
 
 /// Envoy's local reply for a refusal; MCP errors keep status 200, in band.

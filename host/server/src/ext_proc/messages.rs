@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3::body_mutation::Mutation;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
     BodyMutation, BodyResponse, CommonResponse, HeaderMutation, HeadersResponse, HttpHeaders, ImmediateResponse,
-    ProcessingResponse, TrailersResponse,
+    ProcessingResponse, StreamedBodyResponse, TrailersResponse,
 };
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 
@@ -73,6 +73,39 @@ pub(super) fn proceed(phase: Phase, headers: Option<HeaderMutation>, body: Optio
         Phase::ResponseTrailers => Response::ResponseTrailers(TrailersResponse::default()),
     };
     ProcessingResponse { response: Some(response), ..ProcessingResponse::default() }
+}
+
+/// The largest piece of a full-duplex body in one answer: Envoy's
+/// recommended bound, below any gRPC message limit.
+const STREAMED_PIECE: usize = 64 * 1024;
+
+/// A full-duplex body answer (`FULL_DUPLEX_STREAMED`): `body` is what goes
+/// on in place of every chunk answered so far, in pieces; `end_of_stream`
+/// when it is the last of the body.
+pub(super) fn streamed(phase: Phase, body: Vec<u8>, end_of_stream: bool) -> Vec<ProcessingResponse> {
+    let answer = |body: Vec<u8>, end_of_stream: bool| {
+        let body_mutation = Some(BodyMutation {
+            mutation: Some(Mutation::StreamedResponse(StreamedBodyResponse {
+                body,
+                end_of_stream,
+                ..StreamedBodyResponse::default()
+            })),
+        });
+        let common = CommonResponse { body_mutation, ..CommonResponse::default() };
+        let response = match phase {
+            Phase::RequestBody => Response::RequestBody(BodyResponse { response: Some(common) }),
+            _ => Response::ResponseBody(BodyResponse { response: Some(common) }),
+        };
+        ProcessingResponse { response: Some(response), ..ProcessingResponse::default() }
+    };
+    if body.len() <= STREAMED_PIECE {
+        return vec![answer(body, end_of_stream)];
+    }
+    let pieces = body.len().div_ceil(STREAMED_PIECE);
+    body.chunks(STREAMED_PIECE)
+        .enumerate()
+        .map(|(i, piece)| answer(piece.to_vec(), end_of_stream && i + 1 == pieces))
+        .collect()
 }
 
 /// Answer the client now; nothing is forwarded upstream.

@@ -7,11 +7,14 @@
 //! provider reported and the circuit breakers are fed its outcome, with no
 //! report from the agent.
 //!
-//! Envoy must send request headers and the *buffered* request body, and the
-//! response headers and *streamed* response body (examples/envoy/envoy-ext-proc.yaml).
+//! Envoy must send the request headers and a `FULL_DUPLEX_STREAMED` (or
+//! `BUFFERED`) request body, and the response headers and a streamed
+//! response body (examples/envoy/envoy-ext-proc.yaml); modes that would let
+//! a body pass unread are refused (`modes.rs`).
 
 mod exchange;
 mod messages;
+mod modes;
 
 use std::pin::Pin;
 
@@ -64,8 +67,19 @@ impl ExternalProcessor for ExtProc {
                         break;
                     }
                 };
-                let response = exchange.on(message).await;
-                if tx.send(response).await.is_err() {
+                let answers = match exchange.on(message).await {
+                    Ok(answers) => answers,
+                    Err(status) => {
+                        // The status ends the stream.
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let mut open = true;
+                for answer in answers {
+                    open = open && tx.send(Ok(answer)).await.is_ok();
+                }
+                if !open {
                     break;
                 }
             }
