@@ -5,6 +5,7 @@ a real MCP server. No test posts /v1/usage or /v1/outcomes: what settles a
 reservation and feeds a breaker comes off the wire."""
 
 import asyncio
+import json
 import re
 import threading
 import time
@@ -60,8 +61,7 @@ def settled_at(arbiter, expected):
 
 # The request mode of earlier configs (one turn more per exchange):
 # decided and rewritten alike.
-BUFFERED = {"request_body_mode": "BUFFERED", "request_trailer_mode": "SKIP",
-            "send_body_without_waiting_for_header_response": "false"}
+BUFFERED = {"request_body_mode": "BUFFERED", "send_body_without_waiting_for_header_response": "false"}
 
 
 @pytest.fixture(params=["full-duplex", "buffered"])
@@ -291,15 +291,36 @@ def test_a_body_over_the_limit_is_refused_before_the_provider(arbiter_factory, f
 
 
 def test_a_prompt_in_many_chunks_reaches_the_provider_whole(envoy_proc, fake_llm):
-    # Envoy streams it to arbiter in pieces; arbiter answers with the
-    # rewritten body in pieces of its own (64 KiB), its length set.
+    # Sent in pieces, a pause between them: Envoy streams each to arbiter
+    # as it comes; arbiter answers with the rewritten body in pieces of its
+    # own (64 KiB), its length set (the client sent none: chunked).
     recorder, _ = fake_llm
     long = [{"role": "user", "content": " ".join(f"row{i}" for i in range(12000))}]
-    openai_client(envoy_proc, "run-long").chat.completions.create(model=CLAUDE, messages=long,
-                                                                   max_completion_tokens=100)
+    body = json.dumps({"model": CLAUDE, "messages": long, "max_completion_tokens": 100}).encode()
+
+    def pieces():
+        for start in range(0, len(body), 30000):
+            yield body[start:start + 30000]
+            time.sleep(0.05)
+
+    r = httpx.post(f"{envoy_proc}/v1/chat/completions", content=pieces(), timeout=30,
+                   headers={**AGENT_HEADERS, "x-arbiter-run": "run-long", "content-type": "application/json"})
+    assert r.status_code == 200, r.text
     received = recorder.received[-1]
     assert received["body"]["messages"] == long and received["body"]["max_completion_tokens"] == 100
     assert int(received["headers"]["content-length"]) > 64 * 1024
+
+
+def test_a_body_larger_than_a_grpc_message_is_decided(envoy_proc_either_mode, fake_llm):
+    # 5 MiB is past gRPC's usual 4 MiB message limit: were the stream to
+    # close on it, Envoy would forward the request undecided.
+    recorder, _ = fake_llm
+    before = len(recorder.received)
+    huge = [{"role": "user", "content": "x" * (5 << 20)}]
+    r = httpx.post(f"{envoy_proc_either_mode}/v1/chat/completions", timeout=30,
+                   headers={**AGENT_HEADERS, "x-arbiter-run": "run-5mib"}, json={"model": CLAUDE, "messages": huge})
+    assert r.status_code == 403, r.text
+    assert len(recorder.received) == before
 
 
 @pytest.mark.parametrize("settings", [

@@ -1,5 +1,10 @@
 //! One HTTP exchange through ext_proc: Envoy's messages, translated to the
 //! gateway exchange (`crate::gateway::Exchange`) and its answers back.
+//!
+//! An error ends the gRPC stream with that status, which Envoy answers
+//! with a 500 (unless `failure_mode_allow`): the one refusal left once an
+//! exchange is out of order, since an answer Envoy does not expect is
+//! dropped or fails the exchange anyway.
 
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Message;
 use envoy_types::pb::envoy::service::ext_proc::v3::{HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse};
@@ -15,11 +20,14 @@ use crate::wire::Protocol;
 
 /// Where the request stands.
 enum Request {
-    /// Its headers are not yet decided on.
-    Open,
-    /// `FULL_DUPLEX_STREAMED`: the body received so far. The headers' answer
-    /// is held until the body is whole, then both are answered in one turn.
-    Receiving(Vec<u8>),
+    /// No headers yet.
+    Expected,
+    /// `BUFFERED`: its headers answered, its decision waits for the body.
+    Buffering,
+    /// `FULL_DUPLEX_STREAMED`: the body received so far (`chunks`: whether
+    /// any chunk came). The headers' answer is held until the body is
+    /// whole, then both are answered in one turn.
+    Receiving { body: Vec<u8>, chunks: bool },
     /// Decided or refused: nothing more of it needs an answer.
     Done,
 }
@@ -29,11 +37,20 @@ pub(super) struct Exchange {
     /// Known from Envoy's first message.
     modes: Option<Modes>,
     request: Request,
+    /// Whether the answer's headers, and any chunk of its body, came.
+    response_headers: bool,
+    response_chunks: bool,
 }
 
 impl Exchange {
     pub(super) fn new(state: AppState, metadata: GatewayMetadata) -> Self {
-        Exchange { exchange: GatewayExchange::new(state, metadata, "ext_proc"), modes: None, request: Request::Open }
+        Exchange {
+            exchange: GatewayExchange::new(state, metadata, "ext_proc"),
+            modes: None,
+            request: Request::Expected,
+            response_headers: false,
+            response_chunks: false,
+        }
     }
 
     /// The answers to one message of Envoy's, in order: none while a
@@ -41,30 +58,19 @@ impl Exchange {
     /// when it is whole.
     pub(super) async fn on(&mut self, message: ProcessingRequest) -> Result<Vec<ProcessingResponse>, Status> {
         if message.observability_mode {
-            // Envoy would not wait for any answer: failing the stream is the
-            // one refusal it honours (a 500 unless failure_mode_allow).
-            return Err(Status::failed_precondition(
-                "ext_proc_misconfigured: observability_mode forwards every request before arbiter answers",
-            ));
+            // Envoy would not wait for any answer.
+            return Err(misconfigured_stream("observability_mode forwards every request before arbiter answers"));
         }
         let modes = *self.modes.get_or_insert_with(|| Modes::of(message.protocol_config.as_ref()));
         match message.request {
-            Some(Message::RequestHeaders(headers)) => Ok(self.request_headers(modes, &headers).await),
-            Some(Message::RequestBody(body)) => Ok(self.request_body(body).await),
+            Some(Message::RequestHeaders(headers)) => self.request_headers(modes, &headers).await,
+            Some(Message::RequestBody(body)) => Ok(self.request_body(modes, body).await),
             Some(Message::RequestTrailers(_)) => Ok(self.request_trailers().await),
             Some(Message::ResponseHeaders(headers)) => Ok(vec![self.response_headers(&headers).await]),
-            Some(Message::ResponseBody(body)) => {
-                let forward = self.exchange.response_body(&body.body, body.end_of_stream).await;
-                Ok(match modes.response {
-                    BodyMode::FullDuplex => {
-                        streamed(Phase::ResponseBody, forward.unwrap_or(body.body), body.end_of_stream)
-                    }
-                    _ => vec![proceed(Phase::ResponseBody, None, forward)],
-                })
-            }
+            Some(Message::ResponseBody(body)) => self.response_body(modes, body).await,
             Some(Message::ResponseTrailers(_)) => {
                 let mut answers = Vec::new();
-                if modes.response == BodyMode::FullDuplex {
+                if modes.response == BodyMode::FullDuplex && self.response_chunks {
                     // Trailers end a full-duplex answer whose last chunk did not.
                     let rest = self.exchange.response_body(&[], true).await.unwrap_or_default();
                     answers.extend(streamed(Phase::ResponseBody, rest, false));
@@ -76,31 +82,45 @@ impl Exchange {
         }
     }
 
-    async fn request_headers(&mut self, modes: Modes, headers: &HttpHeaders) -> Vec<ProcessingResponse> {
+    async fn request_headers(
+        &mut self,
+        modes: Modes,
+        headers: &HttpHeaders,
+    ) -> Result<Vec<ProcessingResponse>, Status> {
+        if !matches!(self.request, Request::Expected) {
+            return Err(Status::failed_precondition("a second request headers message in one exchange"));
+        }
         self.exchange.request_headers(header_map(Some(headers)));
+        self.request = Request::Done;
         if let Some(problem) = modes.unguarded(headers.end_of_stream) {
-            self.request = Request::Done;
-            return vec![local_reply(misconfigured(&problem))];
+            return Ok(vec![local_reply(misconfigured(&problem))]);
         }
         if headers.end_of_stream {
-            self.request = Request::Done;
-            return vec![self.decide(Phase::RequestHeaders, &[]).await];
+            return Ok(vec![self.decide(Phase::RequestHeaders, &[]).await]);
         }
-        match modes.request {
+        Ok(match modes.request {
             BodyMode::FullDuplex => {
-                self.request = Request::Receiving(Vec::new());
+                self.request = Request::Receiving { body: Vec::new(), chunks: false };
                 vec![]
             }
             // The buffered body follows once the headers are answered.
-            _ => vec![proceed(Phase::RequestHeaders, None, None)],
-        }
+            _ => {
+                self.request = Request::Buffering;
+                vec![proceed(Phase::RequestHeaders, None, None)]
+            }
+        })
     }
 
-    async fn request_body(&mut self, body: HttpBody) -> Vec<ProcessingResponse> {
+    async fn request_body(&mut self, modes: Modes, body: HttpBody) -> Vec<ProcessingResponse> {
         let max = self.exchange.max_request_bytes();
         match &mut self.request {
             Request::Done => vec![],
-            Request::Receiving(received) => {
+            Request::Expected => {
+                self.request = Request::Done;
+                vec![local_reply(misconfigured("request_header_mode must be SEND"))]
+            }
+            Request::Receiving { body: received, chunks } => {
+                *chunks = true;
                 if received.len().saturating_add(body.body.len()) > max {
                     self.request = Request::Done;
                     return vec![too_large(max)];
@@ -115,12 +135,15 @@ impl Exchange {
                 }
                 self.answer_whole_body(true).await
             }
-            Request::Open => {
+            Request::Buffering => {
                 self.request = Request::Done;
-                if !body.end_of_stream {
-                    // A streamed body would reach the upstream before the decision.
+                // Envoy buffers the whole body; it sends it without
+                // `end_of_stream` when trailers follow. An Envoy that does not
+                // name its modes may be streaming it: that would reach the
+                // upstream before the decision.
+                if !body.end_of_stream && !modes.stated {
                     return vec![local_reply(misconfigured(
-                        "request_body_mode must be BUFFERED or FULL_DUPLEX_STREAMED",
+                        "request_body_mode must be FULL_DUPLEX_STREAMED or BUFFERED",
                     ))];
                 }
                 if body.body.len() > max {
@@ -131,11 +154,19 @@ impl Exchange {
         }
     }
 
-    /// Trailers end a full-duplex body whose last chunk did not.
+    /// Trailers end a full-duplex body whose last chunk did not. A buffered
+    /// request whose trailers come with no body cannot have its headers
+    /// changed any more: it is refused.
     async fn request_trailers(&mut self) -> Vec<ProcessingResponse> {
         let mut answers = match self.request {
-            Request::Receiving(_) => self.answer_whole_body(false).await,
-            Request::Open | Request::Done => vec![],
+            Request::Receiving { .. } => self.answer_whole_body(false).await,
+            Request::Buffering => {
+                self.request = Request::Done;
+                let message =
+                    "a request with trailers and no body; send it with request_body_mode FULL_DUPLEX_STREAMED";
+                vec![local_reply(error_answer(&Protocol::Http, 400, "bad_request", message))]
+            }
+            Request::Expected | Request::Done => vec![],
         };
         answers.push(proceed(Phase::RequestTrailers, None, None));
         answers
@@ -143,9 +174,12 @@ impl Exchange {
 
     /// Full duplex: decides on the whole body, then answers the held headers
     /// (with the length of what goes upstream: Envoy keeps it when
-    /// `allow_content_length_header` is set) and streams the body back.
+    /// `allow_content_length_header` is set) and streams the body back
+    /// unless no chunk of it came (trailers alone end it).
     async fn answer_whole_body(&mut self, end_of_stream: bool) -> Vec<ProcessingResponse> {
-        let Request::Receiving(received) = std::mem::replace(&mut self.request, Request::Done) else { return vec![] };
+        let Request::Receiving { body: received, chunks } = std::mem::replace(&mut self.request, Request::Done) else {
+            return vec![];
+        };
         match self.exchange.decide(&received).await {
             Admission::Refuse(refusal) => vec![local_reply(refusal)],
             Admission::Forward { mut headers, remove, body } => {
@@ -153,7 +187,9 @@ impl Exchange {
                 headers.retain(|(name, _)| name != "content-length");
                 headers.push(("content-length".into(), forward.len().to_string()));
                 let mut answers = vec![proceed(Phase::RequestHeaders, header_mutation(headers, remove), None)];
-                answers.extend(streamed(Phase::RequestBody, forward, end_of_stream));
+                if chunks || !forward.is_empty() {
+                    answers.extend(streamed(Phase::RequestBody, forward, end_of_stream));
+                }
                 answers
             }
         }
@@ -167,12 +203,36 @@ impl Exchange {
     }
 
     async fn response_headers(&mut self, headers: &HttpHeaders) -> ProcessingResponse {
+        self.response_headers = true;
         let map = header_map(Some(headers));
-        let status = map.get(":status").and_then(|s| s.parse().ok());
+        let status: Option<u16> = map.get(":status").and_then(|s| s.parse().ok());
+        if matches!(self.request, Request::Buffering | Request::Receiving { .. } | Request::Expected)
+            && status.is_none_or(|s| s < 400)
+        {
+            // The request reached the upstream undecided (a buffered request
+            // whose trailers Envoy did not send): its answer does not reach
+            // the client. Envoy's own error answers pass.
+            self.request = Request::Done;
+            return local_reply(misconfigured("the request went upstream undecided; set request_trailer_mode: SEND"));
+        }
         let content_type = map.get("content-type").map_or("", String::as_str);
         let encoding = map.get("content-encoding").map(String::as_str);
         let remove = self.exchange.response_headers(status, content_type, encoding, headers.end_of_stream).await;
         proceed(Phase::ResponseHeaders, header_mutation(vec![], remove), None)
+    }
+
+    async fn response_body(&mut self, modes: Modes, body: HttpBody) -> Result<Vec<ProcessingResponse>, Status> {
+        if !self.response_headers {
+            // The answer would be read without its status and type: an MCP
+            // result to decide would pass undecided.
+            return Err(misconfigured_stream("response_header_mode must be SEND"));
+        }
+        self.response_chunks = true;
+        let forward = self.exchange.response_body(&body.body, body.end_of_stream).await;
+        Ok(match modes.response {
+            BodyMode::FullDuplex => streamed(Phase::ResponseBody, forward.unwrap_or(body.body), body.end_of_stream),
+            _ => vec![proceed(Phase::ResponseBody, None, forward)],
+        })
     }
 
     /// The stream closed: an exchange whose answer was not read to its end
@@ -185,6 +245,10 @@ impl Exchange {
 fn misconfigured(problem: &str) -> Refusal {
     let message = format!("arbiter's ext_proc cannot guard this exchange: {problem}");
     error_answer(&Protocol::Http, 500, "ext_proc_misconfigured", &message)
+}
+
+fn misconfigured_stream(problem: &str) -> Status {
+    Status::failed_precondition(format!("ext_proc_misconfigured: {problem}"))
 }
 
 fn too_large(max: usize) -> ProcessingResponse {

@@ -36,7 +36,12 @@ pub(crate) struct ExtProc {
 }
 
 pub(crate) fn service(state: AppState) -> ExternalProcessorServer<ExtProc> {
-    ExternalProcessorServer::new(ExtProc { state })
+    // A message too large to decode ends the stream with an error (below):
+    // large enough for the largest body arbiter reads, whose own bounds
+    // answer 413 or read no further.
+    let largest = state.ext_proc.max_request_bytes.max(state.ext_proc.max_response_read_bytes);
+    let max_message = largest.max(16 << 20).saturating_add(1 << 20);
+    ExternalProcessorServer::new(ExtProc { state }).max_decoding_message_size(max_message)
 }
 
 type Responses = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send>>;
@@ -50,41 +55,65 @@ impl ExternalProcessor for ExtProc {
         request: Request<Streaming<ProcessingRequest>>,
     ) -> Result<Response<Self::ProcessStream>, Status> {
         let metadata = gateway_metadata(&request);
-        let mut inbound = request.into_inner();
+        let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
-        let mut exchange = Exchange::new(self.state.clone(), metadata);
+        let exchange = Exchange::new(self.state.clone(), metadata);
         let max_exchange = self.state.ext_proc.max_exchange;
+        let on_panic = tx.clone();
         tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + max_exchange;
-            loop {
-                let message = match tokio::time::timeout_at(deadline, inbound.message()).await {
-                    Ok(Ok(Some(message))) => message,
-                    // Envoy closed the stream (the exchange ended or was cut).
-                    Ok(Ok(None) | Err(_)) => break,
-                    Err(_elapsed) => {
-                        let status = Status::deadline_exceeded("the exchange outlived --ext-proc-max-exchange-s");
-                        let _ = tx.send(Err(status)).await;
-                        break;
-                    }
-                };
-                let answers = match exchange.on(message).await {
-                    Ok(answers) => answers,
-                    Err(status) => {
-                        // The status ends the stream.
-                        let _ = tx.send(Err(status)).await;
-                        break;
-                    }
-                };
-                let mut open = true;
-                for answer in answers {
-                    open = open && tx.send(Ok(answer)).await.is_ok();
-                }
-                if !open {
-                    break;
-                }
+            // Envoy goes on with an exchange whose stream ends with OK, so
+            // it never does while Envoy may wait for an answer: a panic
+            // ends it with an error too.
+            if tokio::spawn(exchange_loop(exchange, inbound, tx, max_exchange)).await.is_err() {
+                let _ = on_panic.send(Err(Status::internal("the exchange failed"))).await;
             }
-            exchange.finish().await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Answers Envoy's messages in order until the stream ends; any failure
+/// ends it with an error status.
+async fn exchange_loop(
+    mut exchange: Exchange,
+    mut inbound: Streaming<ProcessingRequest>,
+    tx: mpsc::Sender<Result<ProcessingResponse, Status>>,
+    max_exchange: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + max_exchange;
+    let outlived = || Status::deadline_exceeded("the exchange outlived --ext-proc-max-exchange-s");
+    loop {
+        let message = match tokio::time::timeout_at(deadline, inbound.message()).await {
+            Ok(Ok(Some(message))) => message,
+            // Envoy closed the stream (the exchange ended or was cut).
+            Ok(Ok(None)) => break,
+            Ok(Err(status)) => {
+                let _ = tx.send(Err(Status::invalid_argument(format!("reading Envoy's message: {status}")))).await;
+                break;
+            }
+            Err(_elapsed) => {
+                let _ = tx.send(Err(outlived())).await;
+                break;
+            }
+        };
+        let answers = match tokio::time::timeout_at(deadline, exchange.on(message)).await {
+            Ok(Ok(answers)) => answers,
+            Ok(Err(status)) => {
+                let _ = tx.send(Err(status)).await;
+                break;
+            }
+            Err(_elapsed) => {
+                let _ = tx.send(Err(outlived())).await;
+                break;
+            }
+        };
+        let mut open = true;
+        for answer in answers {
+            open = open && tx.send(Ok(answer)).await.is_ok();
+        }
+        if !open {
+            break;
+        }
+    }
+    exchange.finish().await;
 }

@@ -35,18 +35,21 @@ impl BodyMode {
 pub(super) struct Modes {
     pub(super) request: BodyMode,
     pub(super) response: BodyMode,
+    /// Whether Envoy named them (else they are assumed).
+    pub(super) stated: bool,
 }
 
 impl Modes {
-    /// An Envoy that does not say (before 1.33) is taken to use the modes
+    /// An Envoy that does not say (before 1.34) is taken to use the modes
     /// this server was first tested with: a streamed request body is still
     /// refused when it shows itself, at its first chunk.
     pub(super) fn of(config: Option<&ProtocolConfiguration>) -> Self {
         match config {
-            None => Modes { request: BodyMode::Buffered, response: BodyMode::Streamed },
+            None => Modes { request: BodyMode::Buffered, response: BodyMode::Streamed, stated: false },
             Some(config) => Modes {
                 request: BodyMode::of(config.request_body_mode),
                 response: BodyMode::of(config.response_body_mode),
+                stated: true,
             },
         }
     }
@@ -122,6 +125,7 @@ mod tests {
 
     #[test]
     fn an_envoy_that_does_not_say_is_taken_at_the_tested_modes() {
-        assert_eq!(Modes::of(None), Modes { request: BodyMode::Buffered, response: BodyMode::Streamed });
+        let assumed = Modes { request: BodyMode::Buffered, response: BodyMode::Streamed, stated: false };
+        assert_eq!(Modes::of(None), assumed);
     }
 }
