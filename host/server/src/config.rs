@@ -90,7 +90,8 @@ impl Default for WireConfig {
 #[derive(Debug, Clone, Copy)]
 pub struct ExtProcConfig {
     /// Largest request body decided; larger ones are refused (413
-    /// `body_too_large`). Envoy buffers the body first: its listener's
+    /// `body_too_large`). In full duplex arbiter holds the body; with
+    /// `BUFFERED` Envoy does, and its listener's
     /// `per_connection_buffer_limit_bytes` must be at least this.
     pub max_request_bytes: usize,
     /// Most of an answer held to read its usage: a whole JSON body, or one

@@ -1,0 +1,243 @@
+//! The ext_proc service over real gRPC, driven message by message as a
+//! misconfigured or broken Envoy might drive it: a full-duplex body is
+//! answered once whole, with its headers and in pieces; every order arbiter
+//! cannot guard is refused, and no stream that Envoy may still be waiting
+//! on ends with OK (Envoy forwards such an exchange undecided).
+
+use std::sync::Arc;
+
+use arbiter_engine::{Bundle, Decider};
+use arbiter_server::{Credentials, ExtProcConfig, Server, ServerConfig};
+use arbiter_state::{InMemoryStore, StateStore, StoreConfig};
+use arbiter_tests::{engine, orders_daily_bundle, root};
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
+use envoy_types::pb::envoy::service::ext_proc::v3::body_mutation::Mutation;
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Message;
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Answer;
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    HttpBody, HttpHeaders, HttpTrailers, ProcessingRequest, ProcessingResponse, ProtocolConfiguration,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+const CLAUDE: &str = "claude-sonnet-4-5-20250929";
+
+/// A running server on loopback (state in memory) and its gRPC address.
+async fn serve(ext_proc: ExtProcConfig) -> String {
+    let bundle = Bundle::load(&engine(), &orders_daily_bundle()).unwrap();
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
+    let credentials = Credentials::load(&root().join("examples/orders_daily/credentials.toml")).unwrap();
+    let config = ServerConfig {
+        http: "127.0.0.1:0".parse().unwrap(),
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        credentials: Arc::new(credentials),
+        ext_proc,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(config, Decider::new(Arc::new(bundle), state), None).await.unwrap();
+    let url = format!("http://{}", server.grpc_addr().unwrap());
+    tokio::spawn(server.run(std::future::pending()));
+    url
+}
+
+/// One exchange: messages go in as the test sends them, answers come out.
+struct Stream {
+    to_arbiter: mpsc::Sender<ProcessingRequest>,
+    answers: Streaming<ProcessingResponse>,
+}
+
+impl Stream {
+    async fn open(url: &str) -> Stream {
+        let mut client =
+            ExternalProcessorClient::connect(url.to_owned()).await.unwrap().max_encoding_message_size(64 << 20);
+        let (to_arbiter, messages) = mpsc::channel(16);
+        let answers = client.process(ReceiverStream::new(messages)).await.unwrap().into_inner();
+        Stream { to_arbiter, answers }
+    }
+
+    async fn send(&self, message: Message, modes: Option<(BodySendMode, BodySendMode)>) {
+        let protocol_config = modes.map(|(request, response)| ProtocolConfiguration {
+            request_body_mode: request.into(),
+            response_body_mode: response.into(),
+            ..ProtocolConfiguration::default()
+        });
+        let message = ProcessingRequest { request: Some(message), protocol_config, ..ProcessingRequest::default() };
+        self.to_arbiter.send(message).await.unwrap();
+    }
+
+    /// The next answer, or the status the stream ended with (`Ok(None)`:
+    /// ended with OK).
+    async fn next(&mut self) -> Result<Option<Answer>, tonic::Status> {
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(30), self.answers.message()).await;
+        Ok(answer.expect("an answer within 30 s")?.map(|a| a.response.expect("an answer carries a response")))
+    }
+}
+
+const FULL_DUPLEX: Option<(BodySendMode, BodySendMode)> =
+    Some((BodySendMode::FullDuplexStreamed, BodySendMode::Streamed));
+const BUFFERED: Option<(BodySendMode, BodySendMode)> = Some((BodySendMode::Buffered, BodySendMode::Streamed));
+
+/// The monitor's chat completion headers (its own key: no gateway).
+fn request_headers(end_of_stream: bool) -> Message {
+    let headers = [
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("content-type", "application/json"),
+        ("x-arbiter-key", "example-monitor-key"),
+        ("x-arbiter-pipeline", "orders_daily"),
+        ("x-arbiter-agent", "monitor"),
+        ("x-arbiter-team", "data-platform"),
+        ("x-arbiter-environment", "prod"),
+        ("x-arbiter-run", "run-stream"),
+    ];
+    Message::RequestHeaders(header_message(&headers, end_of_stream))
+}
+
+fn header_message(headers: &[(&str, &str)], end_of_stream: bool) -> HttpHeaders {
+    let headers = headers
+        .iter()
+        .map(|(key, value)| HeaderValue {
+            key: (*key).to_owned(),
+            raw_value: value.as_bytes().to_vec(),
+            ..HeaderValue::default()
+        })
+        .collect();
+    HttpHeaders { headers: Some(HeaderMap { headers }), end_of_stream, ..HttpHeaders::default() }
+}
+
+fn body(bytes: &[u8], end_of_stream: bool) -> Message {
+    Message::RequestBody(HttpBody { body: bytes.to_vec(), end_of_stream, ..HttpBody::default() })
+}
+
+/// An ImmediateResponse's status and its error code.
+fn refusal(answer: Option<Answer>) -> (i32, String) {
+    let Some(Answer::ImmediateResponse(reply)) = answer else { panic!("a local reply, not {answer:?}") };
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    (reply.status.unwrap().code, body["error"]["code"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn a_full_duplex_body_is_answered_once_whole_with_its_headers_and_in_pieces() {
+    let url = serve(ExtProcConfig::default()).await;
+    let mut stream = Stream::open(&url).await;
+    let words: Vec<String> = (0..12_000).map(|i| format!("row{i}")).collect();
+    let request = json!({"model": CLAUDE, "max_completion_tokens": 100,
+                         "messages": [{"role": "user", "content": words.join(" ")}]})
+    .to_string()
+    .into_bytes();
+    stream.send(request_headers(false), FULL_DUPLEX).await;
+    let (first, rest) = request.split_at(20_000);
+    stream.send(body(first, false), None).await;
+    stream.send(body(rest, true), None).await;
+
+    // The headers' answer comes only now, with the length of the body.
+    let Some(Answer::RequestHeaders(headers)) = stream.next().await.unwrap() else {
+        panic!("the headers' answer first")
+    };
+    let set = headers.response.unwrap().header_mutation.unwrap().set_headers;
+    let length = set.iter().find(|h| h.header.as_ref().unwrap().key == "content-length").expect("content-length");
+    let length: usize = String::from_utf8(length.header.as_ref().unwrap().raw_value.clone()).unwrap().parse().unwrap();
+    let (mut forwarded, mut pieces) = (Vec::new(), Vec::new());
+    while forwarded.len() < length {
+        let Some(Answer::RequestBody(piece)) = stream.next().await.unwrap() else { panic!("body pieces") };
+        let Some(Mutation::StreamedResponse(piece)) = piece.response.unwrap().body_mutation.unwrap().mutation else {
+            panic!("a streamed body in full duplex")
+        };
+        assert!(piece.body.len() <= 64 * 1024);
+        forwarded.extend_from_slice(&piece.body);
+        pieces.push(piece.end_of_stream);
+    }
+    assert_eq!(forwarded.len(), length);
+    assert!(pieces.len() >= 2, "a body over 64 KiB goes in pieces: {}", pieces.len());
+    assert_eq!(pieces.iter().filter(|end| **end).count(), 1);
+    assert!(pieces.last().unwrap(), "end_of_stream on the last piece only");
+    let forwarded: Value = serde_json::from_slice(&forwarded).unwrap();
+    assert_eq!(forwarded["max_completion_tokens"], 100);
+    assert_eq!(forwarded["messages"][0]["content"].as_str().unwrap().len(), words.join(" ").len());
+}
+
+#[tokio::test]
+async fn a_message_too_large_to_decode_ends_the_stream_with_an_error() {
+    let url = serve(ExtProcConfig { max_request_bytes: 1 << 20, ..ExtProcConfig::default() }).await;
+    let mut stream = Stream::open(&url).await;
+    stream.send(request_headers(false), BUFFERED).await;
+    assert!(matches!(stream.next().await.unwrap(), Some(Answer::RequestHeaders(_))));
+    // Past the largest message arbiter decodes (17 MiB here).
+    stream.send(body(&vec![b'x'; 18 << 20], true), None).await;
+    let ended = stream.next().await;
+    assert!(ended.is_err(), "the stream must not end with OK: {ended:?}");
+}
+
+#[tokio::test]
+async fn a_second_request_headers_message_ends_the_stream_with_an_error() {
+    let url = serve(ExtProcConfig::default()).await;
+    let mut stream = Stream::open(&url).await;
+    stream.send(request_headers(false), FULL_DUPLEX).await;
+    stream.send(request_headers(false), None).await;
+    let status = stream.next().await.expect_err("an error status");
+    assert!(status.message().contains("second request headers"), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_body_before_its_headers_is_refused() {
+    let url = serve(ExtProcConfig::default()).await;
+    let mut stream = Stream::open(&url).await;
+    stream.send(body(br#"{"model":"gpt-4o"}"#, true), BUFFERED).await;
+    assert_eq!(refusal(stream.next().await.unwrap()), (500, "ext_proc_misconfigured".to_owned()));
+}
+
+#[tokio::test]
+async fn buffered_trailers_without_a_body_are_refused() {
+    let url = serve(ExtProcConfig::default()).await;
+    let mut stream = Stream::open(&url).await;
+    stream.send(request_headers(false), BUFFERED).await;
+    assert!(matches!(stream.next().await.unwrap(), Some(Answer::RequestHeaders(_))));
+    stream.send(Message::RequestTrailers(HttpTrailers::default()), None).await;
+    assert_eq!(refusal(stream.next().await.unwrap()), (400, "bad_request".to_owned()));
+}
+
+#[tokio::test]
+async fn the_answer_to_a_request_that_went_upstream_undecided_is_withheld() {
+    let url = serve(ExtProcConfig::default()).await;
+    let mut stream = Stream::open(&url).await;
+    stream.send(request_headers(false), BUFFERED).await;
+    assert!(matches!(stream.next().await.unwrap(), Some(Answer::RequestHeaders(_))));
+    // No body and no trailers reached arbiter, yet the upstream answers.
+    let answer = header_message(&[(":status", "200"), ("content-type", "application/json")], false);
+    stream.send(Message::ResponseHeaders(answer), None).await;
+    assert_eq!(refusal(stream.next().await.unwrap()), (500, "ext_proc_misconfigured".to_owned()));
+}
+
+#[tokio::test]
+async fn an_answer_body_without_its_headers_ends_the_stream_with_an_error() {
+    let url = serve(ExtProcConfig::default()).await;
+    let mut stream = Stream::open(&url).await;
+    stream.send(request_headers(true), FULL_DUPLEX).await;
+    let _decided = stream.next().await.unwrap();
+    stream
+        .send(
+            Message::ResponseBody(HttpBody { body: b"{}".to_vec(), end_of_stream: true, ..HttpBody::default() }),
+            None,
+        )
+        .await;
+    let status = stream.next().await.expect_err("an error status");
+    assert!(status.message().contains("response_header_mode"), "{status:?}");
+}
+
+#[tokio::test]
+async fn observability_mode_ends_the_stream_with_an_error() {
+    let url = serve(ExtProcConfig::default()).await;
+    let mut stream = Stream::open(&url).await;
+    let message = ProcessingRequest {
+        request: Some(request_headers(false)),
+        observability_mode: true,
+        ..ProcessingRequest::default()
+    };
+    stream.to_arbiter.send(message).await.unwrap();
+    let status = stream.next().await.expect_err("an error status");
+    assert!(status.message().contains("observability_mode"), "{status:?}");
+}
