@@ -101,6 +101,9 @@ pub struct ExtProcConfig {
     /// Longest exchange: the stream is then ended (the client's answer is
     /// cut) and settled as cut.
     pub max_exchange: Duration,
+    /// All full-duplex request bodies held at once for their decision;
+    /// a request that would pass it is refused (503 `ext_proc_busy`).
+    pub max_held_bytes: usize,
 }
 
 impl Default for ExtProcConfig {
@@ -109,6 +112,7 @@ impl Default for ExtProcConfig {
             max_request_bytes: 16 << 20,
             max_response_read_bytes: 8 << 20,
             max_exchange: Duration::from_secs(3600),
+            max_held_bytes: 256 << 20,
         }
     }
 }

@@ -241,3 +241,34 @@ async fn observability_mode_ends_the_stream_with_an_error() {
     let status = stream.next().await.expect_err("an error status");
     assert!(status.message().contains("observability_mode"), "{status:?}");
 }
+
+#[tokio::test]
+async fn bodies_held_at_once_are_bounded_and_given_back() {
+    let url = serve(ExtProcConfig { max_held_bytes: 1 << 20, ..ExtProcConfig::default() }).await;
+    // 700 KiB of whitespace, then the request: one valid JSON body.
+    let padding = vec![b' '; 700 << 10];
+    let request = json!({"model": CLAUDE, "max_completion_tokens": 10,
+                         "messages": [{"role": "user", "content": "How many rows?"}]})
+    .to_string();
+    let (mut first, mut second) = (Stream::open(&url).await, Stream::open(&url).await);
+    for stream in [&first, &second] {
+        stream.send(request_headers(false), FULL_DUPLEX).await;
+        stream.send(body(&padding, false), None).await;
+    }
+    // Two do not fit in 1 MiB: whichever came second is refused; the other
+    // is still held, unanswered.
+    let (refused, mut holding) = tokio::select! {
+        answer = first.next() => (answer, second),
+        answer = second.next() => (answer, first),
+    };
+    assert_eq!(refusal(refused.unwrap()), (503, "ext_proc_busy".to_owned()));
+    // The one holding ends its body: decided, and its share given back.
+    holding.send(body(request.as_bytes(), true), None).await;
+    assert!(matches!(holding.next().await.unwrap(), Some(Answer::RequestHeaders(_))));
+    let mut third = Stream::open(&url).await;
+    third.send(request_headers(false), FULL_DUPLEX).await;
+    third.send(body(&padding, false), None).await;
+    third.send(body(request.as_bytes(), true), None).await;
+    let answer = third.next().await.unwrap();
+    assert!(matches!(answer, Some(Answer::RequestHeaders(_))), "room again once answered: {answer:?}");
+}

@@ -101,8 +101,9 @@ pub struct Args {
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
-    /// ext_proc: largest request body decided, in MiB (larger: 413). Envoy's
-    /// listener must buffer at least as much (per_connection_buffer_limit_bytes).
+    /// ext_proc: largest request body decided, in MiB (larger: 413). With
+    /// BUFFERED, Envoy's listener must buffer at least as much
+    /// (per_connection_buffer_limit_bytes).
     #[arg(long, default_value_t = 16)]
     ext_proc_max_request_mib: usize,
     /// ext_proc: most of an answer read for its usage (a JSON body, one
@@ -112,6 +113,10 @@ pub struct Args {
     /// ext_proc: longest exchange, in seconds; the stream is then cut.
     #[arg(long, default_value_t = 3600)]
     ext_proc_max_exchange_s: u64,
+    /// ext_proc: all request bodies held at once for their decision (full
+    /// duplex), in MiB; a request that would pass it is refused (503).
+    #[arg(long, default_value_t = 256)]
+    ext_proc_max_held_mib: usize,
     /// Output tokens reserved for (and, through ext_proc, imposed on) gateway
     /// LLM calls that state no limit.
     #[arg(long, default_value_t = 4096)]
@@ -206,6 +211,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
             max_request_bytes: args.ext_proc_max_request_mib.saturating_mul(1 << 20),
             max_response_read_bytes: args.ext_proc_max_read_mib.saturating_mul(1 << 20),
             max_exchange: Duration::from_secs(args.ext_proc_max_exchange_s),
+            max_held_bytes: args.ext_proc_max_held_mib.saturating_mul(1 << 20),
         },
         ..ServerConfig::default()
     };

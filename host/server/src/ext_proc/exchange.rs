@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request a
 use envoy_types::pb::envoy::service::ext_proc::v3::{HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse};
 use tonic::Status;
 
+use super::held::Held;
 use super::messages::{Phase, header_map, header_mutation, immediate, proceed, streamed};
 use super::modes::{BodyMode, Modes};
 use crate::ext_authz::grpc::GatewayMetadata;
@@ -37,17 +38,20 @@ pub(super) struct Exchange {
     /// Known from Envoy's first message.
     modes: Option<Modes>,
     request: Request,
+    /// The full-duplex body's share of what all exchanges hold.
+    held: Held,
     /// Whether the answer's headers, and any chunk of its body, came.
     response_headers: bool,
     response_chunks: bool,
 }
 
 impl Exchange {
-    pub(super) fn new(state: AppState, metadata: GatewayMetadata) -> Self {
+    pub(super) fn new(state: AppState, metadata: GatewayMetadata, held: Held) -> Self {
         Exchange {
             exchange: GatewayExchange::new(state, metadata, "ext_proc"),
             modes: None,
             request: Request::Expected,
+            held,
             response_headers: false,
             response_chunks: false,
         }
@@ -123,7 +127,14 @@ impl Exchange {
                 *chunks = true;
                 if received.len().saturating_add(body.body.len()) > max {
                     self.request = Request::Done;
+                    self.held.release();
                     return vec![too_large(max)];
+                }
+                if !self.held.take(body.body.len()) {
+                    self.request = Request::Done;
+                    self.held.release();
+                    let message = "too many request bodies are held for their decision; retry";
+                    return vec![local_reply(error_answer(&Protocol::Http, 503, "ext_proc_busy", message))];
                 }
                 if received.is_empty() {
                     *received = body.body;
@@ -180,6 +191,8 @@ impl Exchange {
         let Request::Receiving { body: received, chunks } = std::mem::replace(&mut self.request, Request::Done) else {
             return vec![];
         };
+        // Answered at once: what is held now goes to Envoy.
+        self.held.release();
         match self.exchange.decide(&received).await {
             Admission::Refuse(refusal) => vec![local_reply(refusal)],
             Admission::Forward { mut headers, remove, body } => {

@@ -13,6 +13,7 @@
 //! a body pass unread are refused (`modes.rs`).
 
 mod exchange;
+mod held;
 mod messages;
 mod modes;
 
@@ -30,9 +31,11 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::ext_authz::grpc::gateway_metadata;
 use crate::state::AppState;
 use exchange::Exchange;
+use held::HeldBodies;
 
 pub(crate) struct ExtProc {
     state: AppState,
+    held: HeldBodies,
 }
 
 pub(crate) fn service(state: AppState) -> ExternalProcessorServer<ExtProc> {
@@ -41,7 +44,8 @@ pub(crate) fn service(state: AppState) -> ExternalProcessorServer<ExtProc> {
     // answer 413 or read no further.
     let largest = state.ext_proc.max_request_bytes.max(state.ext_proc.max_response_read_bytes);
     let max_message = largest.max(16 << 20).saturating_add(1 << 20);
-    ExternalProcessorServer::new(ExtProc { state }).max_decoding_message_size(max_message)
+    let held = HeldBodies::new(state.ext_proc.max_held_bytes);
+    ExternalProcessorServer::new(ExtProc { state, held }).max_decoding_message_size(max_message)
 }
 
 type Responses = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send>>;
@@ -57,7 +61,7 @@ impl ExternalProcessor for ExtProc {
         let metadata = gateway_metadata(&request);
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
-        let exchange = Exchange::new(self.state.clone(), metadata);
+        let exchange = Exchange::new(self.state.clone(), metadata, self.held.share());
         let max_exchange = self.state.ext_proc.max_exchange;
         let on_panic = tx.clone();
         tokio::spawn(async move {
