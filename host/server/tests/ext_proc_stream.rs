@@ -190,22 +190,26 @@ async fn a_body_before_its_headers_is_refused() {
     assert_eq!(refusal(stream.next().await.unwrap()), (500, "ext_proc_misconfigured".to_owned()));
 }
 
-#[tokio::test]
-async fn buffered_trailers_without_a_body_are_refused() {
+/// A buffered exchange whose request headers were answered: its decision
+/// waits for the body.
+async fn buffered_headers_answered() -> Stream {
     let url = serve(ExtProcConfig::default()).await;
     let mut stream = Stream::open(&url).await;
     stream.send(request_headers(false), BUFFERED).await;
     assert!(matches!(stream.next().await.unwrap(), Some(Answer::RequestHeaders(_))));
+    stream
+}
+
+#[tokio::test]
+async fn buffered_trailers_without_a_body_are_refused() {
+    let mut stream = buffered_headers_answered().await;
     stream.send(Message::RequestTrailers(HttpTrailers::default()), None).await;
     assert_eq!(refusal(stream.next().await.unwrap()), (400, "bad_request".to_owned()));
 }
 
 #[tokio::test]
 async fn the_answer_to_a_request_that_went_upstream_undecided_is_withheld() {
-    let url = serve(ExtProcConfig::default()).await;
-    let mut stream = Stream::open(&url).await;
-    stream.send(request_headers(false), BUFFERED).await;
-    assert!(matches!(stream.next().await.unwrap(), Some(Answer::RequestHeaders(_))));
+    let mut stream = buffered_headers_answered().await;
     // No body and no trailers reached arbiter, yet the upstream answers.
     let answer = header_message(&[(":status", "200"), ("content-type", "application/json")], false);
     stream.send(Message::ResponseHeaders(answer), None).await;
