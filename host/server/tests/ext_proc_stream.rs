@@ -113,6 +113,16 @@ fn body(bytes: &[u8], end_of_stream: bool) -> Message {
     Message::RequestBody(HttpBody { body: bytes.to_vec(), end_of_stream, ..HttpBody::default() })
 }
 
+/// A small allowed chat completion after `padding` bytes of whitespace:
+/// one valid JSON body of any size.
+fn padded_request(padding: usize) -> Vec<u8> {
+    let request = json!({"model": CLAUDE, "max_completion_tokens": 10,
+                         "messages": [{"role": "user", "content": "How many rows?"}]});
+    let mut body = vec![b' '; padding];
+    body.extend_from_slice(request.to_string().as_bytes());
+    body
+}
+
 /// An ImmediateResponse's status and its error code.
 fn refusal(answer: Option<Answer>) -> (i32, String) {
     let Some(Answer::ImmediateResponse(reply)) = answer else { panic!("a local reply, not {answer:?}") };
@@ -173,13 +183,56 @@ async fn a_message_too_large_to_decode_ends_the_stream_with_an_error() {
 }
 
 #[tokio::test]
+async fn a_buffered_body_past_grpcs_usual_message_limit_is_decided() {
+    // 5 MiB: past the 4 MiB a gRPC server decodes by default.
+    let mut stream = buffered_headers_answered().await;
+    stream.send(body(&padded_request(5 << 20), true), None).await;
+    assert!(matches!(stream.next().await.unwrap(), Some(Answer::RequestBody(_))));
+}
+
+#[tokio::test]
 async fn a_second_request_headers_message_ends_the_stream_with_an_error() {
     let url = serve(ExtProcConfig::default()).await;
+    let holding = Stream::open(&url).await;
+    holding.send(request_headers(false), FULL_DUPLEX).await;
+    holding.send(request_headers(false), None).await;
+    let buffering = buffered_headers_answered().await;
+    buffering.send(request_headers(false), None).await;
+    for mut stream in [holding, buffering] {
+        let status = stream.next().await.expect_err("an error status");
+        assert!(status.message().contains("second request headers"), "{status:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_exchange_past_its_time_limit_ends_with_an_error() {
+    let url =
+        serve(ExtProcConfig { max_exchange: std::time::Duration::from_secs(1), ..ExtProcConfig::default() }).await;
     let mut stream = Stream::open(&url).await;
     stream.send(request_headers(false), FULL_DUPLEX).await;
-    stream.send(request_headers(false), None).await;
+    stream.send(body(b"{", false), None).await;
     let status = stream.next().await.expect_err("an error status");
-    assert!(status.message().contains("second request headers"), "{status:?}");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+}
+
+#[tokio::test]
+async fn replies_without_the_request_and_answers_to_decided_requests_pass() {
+    let url = serve(ExtProcConfig::default()).await;
+    // A filter before ext_proc answered (a health check, a redirect):
+    // arbiter never saw the request.
+    let mut local = Stream::open(&url).await;
+    let redirect = header_message(&[(":status", "302"), ("location", "/login")], true);
+    local.send(Message::ResponseHeaders(redirect), FULL_DUPLEX).await;
+    assert!(matches!(local.next().await.unwrap(), Some(Answer::ResponseHeaders(_))));
+    // A decided request's answer.
+    let mut decided = Stream::open(&url).await;
+    decided.send(request_headers(false), FULL_DUPLEX).await;
+    decided.send(body(&padded_request(0), true), None).await;
+    assert!(matches!(decided.next().await.unwrap(), Some(Answer::RequestHeaders(_))));
+    assert!(matches!(decided.next().await.unwrap(), Some(Answer::RequestBody(_))));
+    let ok = header_message(&[(":status", "200"), ("content-type", "application/json")], false);
+    decided.send(Message::ResponseHeaders(ok), None).await;
+    assert!(matches!(decided.next().await.unwrap(), Some(Answer::ResponseHeaders(_))));
 }
 
 #[tokio::test]
@@ -248,12 +301,9 @@ async fn observability_mode_ends_the_stream_with_an_error() {
 
 #[tokio::test]
 async fn bodies_held_at_once_are_bounded_and_given_back() {
-    let url = serve(ExtProcConfig { max_held_bytes: 1 << 20, ..ExtProcConfig::default() }).await;
-    // 700 KiB of whitespace, then the request: one valid JSON body.
+    let config = ExtProcConfig { max_held_bytes: 1 << 20, max_request_bytes: 800 << 10, ..ExtProcConfig::default() };
+    let url = serve(config).await;
     let padding = vec![b' '; 700 << 10];
-    let request = json!({"model": CLAUDE, "max_completion_tokens": 10,
-                         "messages": [{"role": "user", "content": "How many rows?"}]})
-    .to_string();
     let (mut first, mut second) = (Stream::open(&url).await, Stream::open(&url).await);
     for stream in [&first, &second] {
         stream.send(request_headers(false), FULL_DUPLEX).await;
@@ -266,13 +316,36 @@ async fn bodies_held_at_once_are_bounded_and_given_back() {
         answer = second.next() => (answer, first),
     };
     assert_eq!(refusal(refused.unwrap()), (503, "ext_proc_busy".to_owned()));
-    // The one holding ends its body: decided, and its share given back.
-    holding.send(body(request.as_bytes(), true), None).await;
-    assert!(matches!(holding.next().await.unwrap(), Some(Answer::RequestHeaders(_))));
-    let mut third = Stream::open(&url).await;
-    third.send(request_headers(false), FULL_DUPLEX).await;
-    third.send(body(&padding, false), None).await;
-    third.send(body(request.as_bytes(), true), None).await;
-    let answer = third.next().await.unwrap();
-    assert!(matches!(answer, Some(Answer::RequestHeaders(_))), "room again once answered: {answer:?}");
+    // Past its own limit: refused, and its share given back.
+    holding.send(body(&padding, false), None).await;
+    assert_eq!(refusal(holding.next().await.unwrap()), (413, "body_too_large".to_owned()));
+    assert_decided_with_room(&url).await;
+    // One that holds and goes away gives its share back when its stream ends.
+    let leaving = Stream::open(&url).await;
+    leaving.send(request_headers(false), FULL_DUPLEX).await;
+    leaving.send(body(&padding, false), None).await;
+    drop(leaving);
+    for attempt in 0.. {
+        let mut stream = Stream::open(&url).await;
+        stream.send(request_headers(false), FULL_DUPLEX).await;
+        stream.send(body(&padded_request(700 << 10), true), None).await;
+        match stream.next().await.unwrap() {
+            Some(Answer::RequestHeaders(_)) => break,
+            answer if attempt < 50 => {
+                assert_eq!(refusal(answer), (503, "ext_proc_busy".to_owned()));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            answer => panic!("the share of a stream that ended was never given back: {answer:?}"),
+        }
+    }
+}
+
+/// A 700 KiB body is held and decided: there is room for it.
+async fn assert_decided_with_room(url: &str) {
+    let mut stream = Stream::open(url).await;
+    stream.send(request_headers(false), FULL_DUPLEX).await;
+    stream.send(body(&vec![b' '; 700 << 10], false), None).await;
+    stream.send(body(&padded_request(0), true), None).await;
+    let answer = stream.next().await.unwrap();
+    assert!(matches!(answer, Some(Answer::RequestHeaders(_))), "room again: {answer:?}");
 }

@@ -219,13 +219,16 @@ impl Exchange {
         self.response_headers = true;
         let map = header_map(Some(headers));
         let status: Option<u16> = map.get(":status").and_then(|s| s.parse().ok());
-        if matches!(self.request, Request::Buffering | Request::Receiving { .. } | Request::Expected)
-            && status.is_none_or(|s| s < 400)
-        {
-            // The request reached the upstream undecided (a buffered request
-            // whose trailers Envoy did not send): its answer does not reach
-            // the client. Envoy's own error answers pass.
+        if matches!(self.request, Request::Buffering | Request::Receiving { .. }) && status.is_none_or(|s| s < 400) {
+            // arbiter saw the request's headers but never decided it, yet
+            // it reached the upstream (a buffered request whose trailers
+            // Envoy did not send): its answer does not reach the client.
+            // Error answers pass (Envoy's own: a timeout, a buffer limit).
+            // Without the request's headers (`Expected`) this is a local
+            // reply of a filter before this one (a health check, CORS), which
+            // passes as it is.
             self.request = Request::Done;
+            self.held.release();
             return local_reply(misconfigured("the request went upstream undecided; set request_trailer_mode: SEND"));
         }
         let content_type = map.get("content-type").map_or("", String::as_str);
