@@ -72,16 +72,7 @@ impl Exchange {
             Some(Message::RequestTrailers(_)) => Ok(self.request_trailers().await),
             Some(Message::ResponseHeaders(headers)) => Ok(vec![self.response_headers(&headers).await]),
             Some(Message::ResponseBody(body)) => self.response_body(modes, body).await,
-            Some(Message::ResponseTrailers(_)) => {
-                let mut answers = Vec::new();
-                if modes.response == BodyMode::FullDuplex && self.response_chunks {
-                    // Trailers end a full-duplex answer whose last chunk did not.
-                    let rest = self.exchange.response_body(&[], true).await.unwrap_or_default();
-                    answers.extend(streamed(Phase::ResponseBody, rest, false));
-                }
-                answers.push(proceed(Phase::ResponseTrailers, None, None));
-                Ok(answers)
-            }
+            Some(Message::ResponseTrailers(_)) => Ok(self.response_trailers(modes).await),
             None => Err(Status::invalid_argument("ProcessingRequest carries no message")),
         }
     }
@@ -126,13 +117,11 @@ impl Exchange {
             Request::Receiving { body: received, chunks } => {
                 *chunks = true;
                 if received.len().saturating_add(body.body.len()) > max {
-                    self.request = Request::Done;
-                    self.held.release();
+                    self.end_request();
                     return vec![too_large(max)];
                 }
                 if !self.held.take(body.body.len()) {
-                    self.request = Request::Done;
-                    self.held.release();
+                    self.end_request();
                     let message = "too many request bodies are held for their decision; retry";
                     return vec![local_reply(error_answer(&Protocol::Http, 503, "ext_proc_busy", message))];
                 }
@@ -227,8 +216,7 @@ impl Exchange {
             // Without the request's headers (`Expected`) this is a local
             // reply of a filter before this one (a health check, CORS), which
             // passes as it is.
-            self.request = Request::Done;
-            self.held.release();
+            self.end_request();
             return local_reply(misconfigured("the request went upstream undecided; set request_trailer_mode: SEND"));
         }
         let content_type = map.get("content-type").map_or("", String::as_str);
@@ -249,6 +237,24 @@ impl Exchange {
             BodyMode::FullDuplex => streamed(Phase::ResponseBody, forward.unwrap_or(body.body), body.end_of_stream),
             _ => vec![proceed(Phase::ResponseBody, None, forward)],
         })
+    }
+
+    /// Trailers end a full-duplex answer whose last chunk did not.
+    async fn response_trailers(&mut self, modes: Modes) -> Vec<ProcessingResponse> {
+        let mut answers = Vec::new();
+        if modes.response == BodyMode::FullDuplex && self.response_chunks {
+            let rest = self.exchange.response_body(&[], true).await.unwrap_or_default();
+            answers.extend(streamed(Phase::ResponseBody, rest, false));
+        }
+        answers.push(proceed(Phase::ResponseTrailers, None, None));
+        answers
+    }
+
+    /// Nothing more of the request needs an answer: what it held is given
+    /// back.
+    fn end_request(&mut self) {
+        self.request = Request::Done;
+        self.held.release();
     }
 
     /// The stream closed: an exchange whose answer was not read to its end

@@ -85,39 +85,40 @@ async fn exchange_loop(
     max_exchange: std::time::Duration,
 ) {
     let deadline = tokio::time::Instant::now() + max_exchange;
-    let outlived = || Status::deadline_exceeded("the exchange outlived --ext-proc-max-exchange-s");
     loop {
-        let message = match tokio::time::timeout_at(deadline, inbound.message()).await {
-            Ok(Ok(Some(message))) => message,
+        match next_answers(&mut exchange, &mut inbound, deadline).await {
+            Ok(Some(answers)) => {
+                let mut open = true;
+                for answer in answers {
+                    open = open && tx.send(Ok(answer)).await.is_ok();
+                }
+                if !open {
+                    break;
+                }
+            }
             // Envoy closed the stream (the exchange ended or was cut).
-            Ok(Ok(None)) => break,
-            Ok(Err(status)) => {
-                let _ = tx.send(Err(Status::invalid_argument(format!("reading Envoy's message: {status}")))).await;
-                break;
-            }
-            Err(_elapsed) => {
-                let _ = tx.send(Err(outlived())).await;
-                break;
-            }
-        };
-        let answers = match tokio::time::timeout_at(deadline, exchange.on(message)).await {
-            Ok(Ok(answers)) => answers,
-            Ok(Err(status)) => {
+            Ok(None) => break,
+            Err(status) => {
                 let _ = tx.send(Err(status)).await;
                 break;
             }
-            Err(_elapsed) => {
-                let _ = tx.send(Err(outlived())).await;
-                break;
-            }
-        };
-        let mut open = true;
-        for answer in answers {
-            open = open && tx.send(Ok(answer)).await.is_ok();
-        }
-        if !open {
-            break;
         }
     }
     exchange.finish().await;
+}
+
+/// The answers to Envoy's next message, within the exchange's time;
+/// `None` once Envoy closed the stream.
+async fn next_answers(
+    exchange: &mut Exchange,
+    inbound: &mut Streaming<ProcessingRequest>,
+    deadline: tokio::time::Instant,
+) -> Result<Option<Vec<ProcessingResponse>>, Status> {
+    let outlived = |_| Status::deadline_exceeded("the exchange outlived --ext-proc-max-exchange-s");
+    let message = tokio::time::timeout_at(deadline, inbound.message())
+        .await
+        .map_err(outlived)?
+        .map_err(|status| Status::invalid_argument(format!("reading Envoy's message: {status}")))?;
+    let Some(message) = message else { return Ok(None) };
+    tokio::time::timeout_at(deadline, exchange.on(message)).await.map_err(outlived)?.map(Some)
 }
