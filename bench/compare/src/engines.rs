@@ -79,7 +79,7 @@ pub const ENGINES: [(&str, &str); 12] = [
     ("native", "5 rules"),
     ("arbiter", "5 rules"),
     ("arbiter-no-fuel", "5 rules, deadline only (no fuel)"),
-    ("arbiter-full-bundle", "all 9 orders_daily policies (5 apply to tool calls)"),
+    ("arbiter-full-bundle", "all 11 orders_daily policies (8 apply to tool calls)"),
     ("arbiter-http", "5 rules, over HTTP (/v1/decide)"),
     ("arbiter-http-journal", "5 rules, over HTTP, state in the embedded journal (fsync'd)"),
     ("arbiter-http-redis", "5 rules, over HTTP, state in Redis (AOF fsync'd on every write)"),

@@ -104,6 +104,10 @@ pub struct ExtProcConfig {
     /// All full-duplex request bodies held at once for their decision;
     /// a request that would pass it is refused (503 `ext_proc_busy`).
     pub max_held_bytes: usize,
+    /// The share of those one caller's requests may hold together (a
+    /// gateway credential's per pipeline and agent it vouches for); past
+    /// it, 429 `ext_proc_caller_busy`.
+    pub max_held_per_caller_bytes: usize,
 }
 
 impl Default for ExtProcConfig {
@@ -113,6 +117,7 @@ impl Default for ExtProcConfig {
             max_response_read_bytes: 8 << 20,
             max_exchange: Duration::from_secs(3600),
             max_held_bytes: 256 << 20,
+            max_held_per_caller_bytes: 64 << 20,
         }
     }
 }

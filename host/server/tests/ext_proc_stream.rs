@@ -52,10 +52,19 @@ struct Stream {
 
 impl Stream {
     async fn open(url: &str) -> Stream {
+        Stream::open_as(url, None).await
+    }
+
+    /// An exchange of the Envoy whose credential is `gateway_key`, if any.
+    async fn open_as(url: &str, gateway_key: Option<&str>) -> Stream {
         let mut client =
             ExternalProcessorClient::connect(url.to_owned()).await.unwrap().max_encoding_message_size(64 << 20);
         let (to_arbiter, messages) = mpsc::channel(16);
-        let answers = client.process(ReceiverStream::new(messages)).await.unwrap().into_inner();
+        let mut request = tonic::Request::new(ReceiverStream::new(messages));
+        if let Some(key) = gateway_key {
+            request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+        }
+        let answers = client.process(request).await.unwrap().into_inner();
         Stream { to_arbiter, answers }
     }
 
@@ -83,17 +92,24 @@ const BUFFERED: Option<(BodySendMode, BodySendMode)> = Some((BodySendMode::Buffe
 
 /// The monitor's chat completion headers (its own key: no gateway).
 fn request_headers(end_of_stream: bool) -> Message {
+    request_headers_as("example-monitor-key", "monitor", end_of_stream)
+}
+
+/// A chat completion's headers with this agent key (empty: none, as
+/// behind a gateway) and agent name.
+fn request_headers_as(key: &str, agent: &str, end_of_stream: bool) -> Message {
     let headers = [
         (":method", "POST"),
         (":path", "/v1/chat/completions"),
         ("content-type", "application/json"),
-        ("x-arbiter-key", "example-monitor-key"),
+        ("x-arbiter-key", key),
         ("x-arbiter-pipeline", "orders_daily"),
-        ("x-arbiter-agent", "monitor"),
+        ("x-arbiter-agent", agent),
         ("x-arbiter-team", "data-platform"),
         ("x-arbiter-environment", "prod"),
         ("x-arbiter-run", "run-stream"),
     ];
+    let headers: Vec<_> = headers.into_iter().filter(|(_, value)| !value.is_empty()).collect();
     Message::RequestHeaders(header_message(&headers, end_of_stream))
 }
 
@@ -338,6 +354,71 @@ async fn bodies_held_at_once_are_bounded_and_given_back() {
             answer => panic!("the share of a stream that ended was never given back: {answer:?}"),
         }
     }
+}
+
+/// Streams whose bodies are held, waiting for an answer (none comes while
+/// the test runs); dropping them gives their shares back.
+type Holding = tokio::task::JoinSet<(Result<Option<Answer>, tonic::Status>, Stream)>;
+
+/// Sends `bodies` 700 KiB bodies, one stream each, with the headers
+/// `headers` makes, of the gateway whose key is `gateway_key`, if any:
+/// the first answer (held bodies get none) must be a refusal; returns it
+/// and the streams still holding.
+async fn hold_until_refused(
+    url: &str,
+    gateway_key: Option<&str>,
+    headers: impl Fn(usize) -> Message,
+    bodies: usize,
+) -> ((i32, String), Holding) {
+    let padding = vec![b' '; 700 << 10];
+    let mut holding = Holding::new();
+    for i in 0..bodies {
+        let mut stream = Stream::open_as(url, gateway_key).await;
+        stream.send(headers(i), FULL_DUPLEX).await;
+        stream.send(body(&padding, false), None).await;
+        holding.spawn(async move { (stream.next().await, stream) });
+    }
+    let (answer, _refused) = holding.join_next().await.unwrap().unwrap();
+    (refusal(answer.unwrap()), holding)
+}
+
+#[tokio::test]
+async fn one_caller_cannot_hold_what_the_others_need() {
+    // Room for five 700 KiB bodies at once; for two of any one caller.
+    let config = ExtProcConfig {
+        max_held_bytes: 3600 << 10,
+        max_held_per_caller_bytes: 1500 << 10,
+        max_request_bytes: 800 << 10,
+        ..ExtProcConfig::default()
+    };
+    let url = serve(config).await;
+    let caller_busy = (429, "ext_proc_caller_busy".to_owned());
+    // The monitor's own key over three exchanges: the third is its own
+    // share's, not the server's.
+    let (refused, monitor) = hold_until_refused(&url, None, |_| request_headers(false), 3).await;
+    assert_eq!(refused, caller_busy);
+    // A new forged key per request gains no new share: keys that do not
+    // authenticate share one.
+    let forged = |i: usize| request_headers_as(&format!("forged-key-{i}"), "monitor", false);
+    let (refused, forgers) = hold_until_refused(&url, None, forged, 3).await;
+    assert_eq!(refused, caller_busy);
+    // The server holds four of its five: one more of anyone else's fits and
+    // is decided while the monitor and the forgers hold theirs.
+    assert_eq!((monitor.len(), forgers.len()), (2, 2));
+    let mut stream = Stream::open_as(&url, Some("example-envoy-key")).await;
+    stream.send(request_headers_as("", "monitor", false), FULL_DUPLEX).await;
+    stream.send(body(&padded_request(700 << 10), true), None).await;
+    let answer = stream.next().await.unwrap();
+    assert!(matches!(answer, Some(Answer::RequestHeaders(_))), "another caller's body is decided: {answer:?}");
+
+    // Behind one gateway, each agent it vouches for has a share of its own:
+    // six agents' bodies are held until the server's bound (503), where one
+    // share would have refused the third (429).
+    let url = serve(config).await;
+    let agents = |i: usize| request_headers_as("", &format!("agent-{i}"), false);
+    let (refused, agents) = hold_until_refused(&url, Some("example-envoy-key"), agents, 6).await;
+    assert_eq!(refused, (503, "ext_proc_busy".to_owned()));
+    assert_eq!(agents.len(), 5);
 }
 
 /// A 700 KiB body is held and decided: there is room for it.

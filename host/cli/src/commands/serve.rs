@@ -117,6 +117,11 @@ pub struct Args {
     /// duplex), in MiB; a request that would pass it is refused (503).
     #[arg(long, default_value_t = 256)]
     ext_proc_max_held_mib: usize,
+    /// ext_proc: what one caller's request bodies may hold of those at once,
+    /// in MiB (a gateway credential's: per pipeline and agent); past it,
+    /// its next one is refused (429).
+    #[arg(long, default_value_t = 64)]
+    ext_proc_max_held_per_caller_mib: usize,
     /// Output tokens reserved for (and, through ext_proc, imposed on) gateway
     /// LLM calls that state no limit.
     #[arg(long, default_value_t = 4096)]
@@ -212,6 +217,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
             max_response_read_bytes: args.ext_proc_max_read_mib.saturating_mul(1 << 20),
             max_exchange: Duration::from_secs(args.ext_proc_max_exchange_s),
             max_held_bytes: args.ext_proc_max_held_mib.saturating_mul(1 << 20),
+            max_held_per_caller_bytes: args.ext_proc_max_held_per_caller_mib.saturating_mul(1 << 20),
         },
         ..ServerConfig::default()
     };

@@ -4,6 +4,7 @@
 pub(crate) mod grpc;
 pub(crate) mod http;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arbiter_types::{Action, Decision, Principal, Redaction, ToolCall, VerdictKind};
@@ -50,16 +51,34 @@ pub(crate) struct Refusal {
 /// agent's key, in `<prefix>key`, names the caller.
 fn gateway_caller(
     state: &AppState,
-    request: &GatewayRequest<'_>,
+    headers: &HashMap<String, String>,
     gateway_key: Option<&str>,
 ) -> Result<Caller, ApiError> {
     let (key, role) = match gateway_key {
         Some(key) => (Some(key), Role::Gateway),
-        None => (request.headers.get(&format!("{}key", state.wire.header_prefix)).map(String::as_str), Role::Decide),
+        None => (headers.get(&format!("{}key", state.wire.header_prefix)).map(String::as_str), Role::Decide),
     };
     match identify(&state.credentials, key)? {
         Caller::Credential(c) if !c.has(role) => Err(lacks(&c, role)),
         caller => Ok(caller),
+    }
+}
+
+/// Whose share of the bodies ext_proc holds a request draws on, from its
+/// headers alone (the body has not come): a gateway credential's, per
+/// pipeline and agent it vouches for; an agent credential's, its own. Keys
+/// that do not authenticate share one holder, so a new forged key per
+/// request gains no new share (their requests are refused once decided).
+pub(crate) fn holder(state: &AppState, headers: &HashMap<String, String>, gateway_key: Option<&str>) -> String {
+    match gateway_caller(state, headers, gateway_key) {
+        Ok(Caller::Credential(credential)) if gateway_key.is_some() => {
+            let prefix = &state.wire.header_prefix;
+            let header = |name: &str| headers.get(&format!("{prefix}{name}")).map_or("", String::as_str);
+            format!("gateway {:?} {:?} {:?}", credential.name, header("pipeline"), header("agent"))
+        }
+        Ok(Caller::Credential(credential)) => format!("agent {:?}", credential.name),
+        Ok(Caller::Anonymous) => "anonymous".to_owned(),
+        Err(_) => "unidentified".to_owned(),
     }
 }
 
@@ -116,7 +135,7 @@ pub(crate) async fn check(
     gateway_key: Option<&str>,
     source: &'static str,
 ) -> Checked {
-    let caller = gateway_caller(state, &request, gateway_key);
+    let caller = gateway_caller(state, request.headers, gateway_key);
     let credential: Option<Arc<Credential>> = match &caller {
         Ok(Caller::Credential(c)) => Some(Arc::clone(c)),
         _ => None,

@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request a
 use envoy_types::pb::envoy::service::ext_proc::v3::{HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse};
 use tonic::Status;
 
-use super::held::Held;
+use super::held::{Held, HeldBodies, Refused};
 use super::messages::{Phase, header_map, header_mutation, immediate, proceed, streamed};
 use super::modes::{BodyMode, Modes};
 use crate::ext_authz::grpc::GatewayMetadata;
@@ -26,9 +26,10 @@ enum Request {
     /// `BUFFERED`: its headers answered, its decision waits for the body.
     Buffering,
     /// `FULL_DUPLEX_STREAMED`: the body received so far (`chunks`: whether
-    /// any chunk came). The headers' answer is held until the body is
-    /// whole, then both are answered in one turn.
-    Receiving { body: Vec<u8>, chunks: bool },
+    /// any chunk came) and its share of what all exchanges hold, given
+    /// back when the request leaves this state. The headers' answer is
+    /// held until the body is whole, then both are answered in one turn.
+    Receiving { body: Vec<u8>, chunks: bool, held: Held },
     /// Decided or refused: nothing more of it needs an answer.
     Done,
 }
@@ -38,20 +39,20 @@ pub(super) struct Exchange {
     /// Known from Envoy's first message.
     modes: Option<Modes>,
     request: Request,
-    /// The full-duplex body's share of what all exchanges hold.
-    held: Held,
+    /// What all exchanges' full-duplex bodies hold.
+    bodies: HeldBodies,
     /// Whether the answer's headers, and any chunk of its body, came.
     response_headers: bool,
     response_chunks: bool,
 }
 
 impl Exchange {
-    pub(super) fn new(state: AppState, metadata: GatewayMetadata, held: Held) -> Self {
+    pub(super) fn new(state: AppState, metadata: GatewayMetadata, bodies: HeldBodies) -> Self {
         Exchange {
             exchange: GatewayExchange::new(state, metadata, "ext_proc"),
             modes: None,
             request: Request::Expected,
-            held,
+            bodies,
             response_headers: false,
             response_chunks: false,
         }
@@ -95,7 +96,8 @@ impl Exchange {
         }
         Ok(match modes.request {
             BodyMode::FullDuplex => {
-                self.request = Request::Receiving { body: Vec::new(), chunks: false };
+                let held = self.bodies.share(self.exchange.holder().into());
+                self.request = Request::Receiving { body: Vec::new(), chunks: false, held };
                 vec![]
             }
             // The buffered body follows once the headers are answered.
@@ -114,16 +116,15 @@ impl Exchange {
                 self.request = Request::Done;
                 vec![local_reply(misconfigured("request_header_mode must be SEND"))]
             }
-            Request::Receiving { body: received, chunks } => {
+            Request::Receiving { body: received, chunks, held } => {
                 *chunks = true;
                 if received.len().saturating_add(body.body.len()) > max {
                     self.end_request();
                     return vec![too_large(max)];
                 }
-                if !self.held.take(body.body.len()) {
+                if let Err(refused) = held.take(body.body.len()) {
                     self.end_request();
-                    let message = "too many request bodies are held for their decision; retry";
-                    return vec![local_reply(error_answer(&Protocol::Http, 503, "ext_proc_busy", message))];
+                    return vec![local_reply(busy(refused))];
                 }
                 if received.is_empty() {
                     *received = body.body;
@@ -177,11 +178,12 @@ impl Exchange {
     /// `allow_content_length_header` is set) and streams the body back
     /// unless no chunk of it came (trailers alone end it).
     async fn answer_whole_body(&mut self, end_of_stream: bool) -> Vec<ProcessingResponse> {
-        let Request::Receiving { body: received, chunks } = std::mem::replace(&mut self.request, Request::Done) else {
+        let Request::Receiving { body: received, chunks, held } = std::mem::replace(&mut self.request, Request::Done)
+        else {
             return vec![];
         };
         // Answered at once: what is held now goes to Envoy.
-        self.held.release();
+        drop(held);
         match self.exchange.decide(&received).await {
             Admission::Refuse(refusal) => vec![local_reply(refusal)],
             Admission::Forward { mut headers, remove, body } => {
@@ -251,10 +253,9 @@ impl Exchange {
     }
 
     /// Nothing more of the request needs an answer: what it held is given
-    /// back.
+    /// back with it.
     fn end_request(&mut self) {
         self.request = Request::Done;
-        self.held.release();
     }
 
     /// The stream closed: an exchange whose answer was not read to its end
@@ -271,6 +272,22 @@ fn misconfigured(problem: &str) -> Refusal {
 
 fn misconfigured_stream(problem: &str) -> Status {
     Status::failed_precondition(format!("ext_proc_misconfigured: {problem}"))
+}
+
+/// A body that cannot be held: 503 when the server holds all it may
+/// (anyone's retry may pass), 429 when it is this caller's own share.
+fn busy(refused: Refused) -> Refusal {
+    match refused {
+        Refused::ServerFull => {
+            let message = "too many request bodies are held for their decision; retry";
+            error_answer(&Protocol::Http, 503, "ext_proc_busy", message)
+        }
+        Refused::CallerFull => {
+            let message =
+                "this caller's request bodies held for their decision reach its share; retry when they are decided";
+            error_answer(&Protocol::Http, 429, "ext_proc_caller_busy", message)
+        }
+    }
 }
 
 fn too_large(max: usize) -> ProcessingResponse {

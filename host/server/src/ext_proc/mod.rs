@@ -44,7 +44,7 @@ pub(crate) fn service(state: AppState) -> ExternalProcessorServer<ExtProc> {
     // answer 413 or read no further.
     let largest = state.ext_proc.max_request_bytes.max(state.ext_proc.max_response_read_bytes);
     let max_message = largest.max(16 << 20).saturating_add(1 << 20);
-    let held = HeldBodies::new(state.ext_proc.max_held_bytes);
+    let held = HeldBodies::new(state.ext_proc.max_held_bytes, state.ext_proc.max_held_per_caller_bytes);
     ExternalProcessorServer::new(ExtProc { state, held }).max_decoding_message_size(max_message)
 }
 
@@ -61,7 +61,7 @@ impl ExternalProcessor for ExtProc {
         let metadata = gateway_metadata(&request);
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
-        let exchange = Exchange::new(self.state.clone(), metadata, self.held.share());
+        let exchange = Exchange::new(self.state.clone(), metadata, self.held.clone());
         let max_exchange = self.state.ext_proc.max_exchange;
         let on_panic = tx.clone();
         tokio::spawn(async move {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::settle::{Ending, settle};
 use super::watch::decide_answer;
 use crate::ext_authz::grpc::GatewayMetadata;
-use crate::ext_authz::{Admitted, Answer, Checked, Refusal, Watch, check, error_answer};
+use crate::ext_authz::{Admitted, Answer, Checked, Refusal, Watch, check, error_answer, holder};
 use crate::state::{AppState, now_ms};
 use crate::wire::{GatewayRequest, HeldAnswer, Protocol, ResponseReader, SessionStream};
 
@@ -81,6 +81,12 @@ impl Exchange {
             self.session_stream = Some(SessionStream::new(self.state.ext_proc.max_response_read_bytes));
         }
         self.request_headers = headers;
+    }
+
+    /// Whose share of held request bodies this request draws on, from the
+    /// headers given to [`Exchange::request_headers`].
+    pub(crate) fn holder(&self) -> String {
+        holder(&self.state, &self.request_headers, self.metadata.key.as_deref())
     }
 
     /// Decides on the request, whose whole body is `body`.
