@@ -50,3 +50,5 @@ python3 -m pytest tests/e2e -q -p no:cacheprovider --durations=15
 # timed; then each is measured for a twentieth of a second, a smoke run
 # of the measuring code (no figure is asserted: this is a debug build).
 target/debug/arbiter-compare --seconds 0.05
+# And the per-policy attribution of the full bundle, the same way.
+target/debug/arbiter-compare --per-policy --seconds 0.05

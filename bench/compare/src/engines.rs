@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 mod cedar;
-mod native;
+pub mod native;
 mod rego;
 mod served;
-mod wasm;
+pub mod wasm;
 
+use native::Rules;
 use served::{Filter, State};
 
 /// A combined verdict.
@@ -50,8 +51,8 @@ impl Engine {
     }
 }
 
-/// The five rules' settings by policy name, read from the comparison bundle,
-/// so that every engine decides with the same settings.
+/// A bundle's policy settings by policy name, so that every engine decides
+/// with the settings the sandboxed rows load.
 pub struct Settings {
     pub by_policy: serde_json::Map<String, Value>,
 }
@@ -75,8 +76,9 @@ impl Settings {
 }
 
 /// The engines in table order, with what each decides and how.
-pub const ENGINES: [(&str, &str); 12] = [
+pub const ENGINES: [(&str, &str); 13] = [
     ("native", "5 rules"),
+    ("native-full-bundle", "all 11 orders_daily policies, natively, empty state"),
     ("arbiter", "5 rules"),
     ("arbiter-no-fuel", "5 rules, deadline only (no fuel)"),
     ("arbiter-full-bundle", "all 11 orders_daily policies (8 apply to tool calls)"),
@@ -95,6 +97,11 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The reference bundle, every policy of it, for the full-bundle rows.
+pub fn full_bundle() -> PathBuf {
+    repo().join("examples/orders_daily/bundle.toml")
+}
+
 /// Envoy's configuration for the gateway rows.
 fn envoy_config() -> PathBuf {
     repo().join("scripts/bench/envoy-bench.yaml")
@@ -110,10 +117,11 @@ fn work_dir() -> PathBuf {
 pub fn build(name: &str, bundle: &Path, rules_dir: &Path) -> anyhow::Result<Engine> {
     let settings = Settings::read(bundle)?;
     match name {
-        "native" => native::engine(&settings),
+        "native" => native::engine(&settings, Rules::Five),
+        "native-full-bundle" => native::engine(&Settings::read(&full_bundle())?, Rules::FullBundle),
         "arbiter" => wasm::engine(bundle, true),
         "arbiter-no-fuel" => wasm::engine(bundle, false),
-        "arbiter-full-bundle" => wasm::engine(&repo().join("examples/orders_daily/bundle.toml"), true),
+        "arbiter-full-bundle" => wasm::engine(&full_bundle(), true),
         "arbiter-http" => served::http(bundle, State::Memory),
         "arbiter-http-journal" => served::http(bundle, State::Journal),
         "arbiter-http-redis" => served::http(bundle, State::Redis),

@@ -10,26 +10,54 @@ use serde_json::Value;
 
 use super::{Decide, Engine, Outcome, Settings};
 
-struct Rules {
-    tool_scope: tool_scope::ToolScope,
-    human_review: human_review::HumanReview,
-    model_pin: model_pin::ModelPin,
-    context_bloat: context_bloat::ContextBloat,
-    data_residency: data_residency::DataResidency,
+/// One policy, ready to evaluate.
+type Rule = Box<dyn Fn(&SdkRequest) -> Verdict + Send + Sync>;
+
+/// Which policies the floor calls.
+#[derive(Debug, Clone, Copy)]
+pub enum Rules {
+    /// The five stateless rules of the comparison bundle.
+    Five,
+    /// Every policy of the orders_daily bundle. Natively the stateful ones
+    /// read the SDK's native host, empty, as the sandboxed row reads an
+    /// empty store; each is called on every request, where the host calls
+    /// only those whose scope matches (a policy out of its scope allows at
+    /// once, so the floor does no less than the host).
+    FullBundle,
 }
 
-fn load<P: Policy>(settings: &Settings, name: &str) -> anyhow::Result<P> {
-    policy_from_json(&settings.of(name)?.to_string()).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+/// A policy by its name in the bundle.
+pub type NamedRule = (&'static str, Rule);
+
+fn rule<P: Policy>(settings: &Settings, name: &'static str) -> anyhow::Result<NamedRule> {
+    let policy: P = policy_from_json(&settings.of(name)?.to_string()).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    Ok((name, Box::new(move |request| policy.evaluate(request))))
 }
 
-pub fn engine(settings: &Settings) -> anyhow::Result<Engine> {
-    let rules = Arc::new(Rules {
-        tool_scope: load(settings, "tool-scope")?,
-        human_review: load(settings, "human-review")?,
-        model_pin: load(settings, "model-pin")?,
-        context_bloat: load(settings, "context-bloat")?,
-        data_residency: load(settings, "data-residency")?,
-    });
+/// The policies `which` names, with the settings of `settings`.
+pub fn rules(settings: &Settings, which: Rules) -> anyhow::Result<Vec<NamedRule>> {
+    let mut rules = vec![
+        rule::<tool_scope::ToolScope>(settings, "tool-scope")?,
+        rule::<human_review::HumanReview>(settings, "human-review")?,
+        rule::<model_pin::ModelPin>(settings, "model-pin")?,
+        rule::<context_bloat::ContextBloat>(settings, "context-bloat")?,
+        rule::<data_residency::DataResidency>(settings, "data-residency")?,
+    ];
+    if let Rules::FullBundle = which {
+        rules.extend([
+            rule::<token_budget::TokenBudget>(settings, "token-budget")?,
+            rule::<tool_storm::ToolStorm>(settings, "tool-storm")?,
+            rule::<retrieval_thrash::RetrievalThrash>(settings, "retrieval-thrash")?,
+            rule::<circuit_breaker::CircuitBreaker>(settings, "circuit-breaker")?,
+            rule::<tool_pin::ToolPin>(settings, "tool-pin")?,
+            rule::<secret_scan::SecretScan>(settings, "secret-scan")?,
+        ]);
+    }
+    Ok(rules)
+}
+
+pub fn engine(settings: &Settings, which: Rules) -> anyhow::Result<Engine> {
+    let rules = Arc::new(rules(settings, which)?);
     Ok(Engine {
         cedar_subset: false,
         envoy_subset: false,
@@ -38,23 +66,22 @@ pub fn engine(settings: &Settings) -> anyhow::Result<Engine> {
     })
 }
 
-struct Native(Arc<Rules>);
+struct Native(Arc<Vec<NamedRule>>);
 
 impl Decide for Native {
     fn decide(&mut self, request_json: &[u8]) -> anyhow::Result<Outcome> {
-        let request = sdk_request(&Request::from_json_slice(request_json)?)?;
-        let r = &self.0;
-        let verdicts: [Verdict; 5] = [
-            r.tool_scope.evaluate(&request),
-            r.human_review.evaluate(&request),
-            r.model_pin.evaluate(&request),
-            r.context_bloat.evaluate(&request),
-            r.data_residency.evaluate(&request),
-        ];
-        let has = |kind: fn(&Decision) -> bool| verdicts.iter().any(|v| kind(&v.decision));
-        Ok(if has(|d| matches!(d, Decision::Deny)) {
+        let request = sdk_request(request_json)?;
+        let (mut deny, mut escalate) = (false, false);
+        for (_, rule) in self.0.iter() {
+            match rule(&request).decision {
+                Decision::Deny => deny = true,
+                Decision::Escalate(_) => escalate = true,
+                _ => {}
+            }
+        }
+        Ok(if deny {
             Outcome::Deny
-        } else if has(|d| matches!(d, Decision::Escalate(_))) {
+        } else if escalate {
             Outcome::Escalate
         } else {
             Outcome::Allow
@@ -62,9 +89,10 @@ impl Decide for Native {
     }
 }
 
-/// The request as a policy sees it (the harness's cases are tool calls
-/// and LLM requests).
-fn sdk_request(request: &Request) -> anyhow::Result<SdkRequest> {
+/// The request as a policy sees it, parsed as the host parses it (the
+/// harness's cases are tool calls and LLM requests).
+pub fn sdk_request(request_json: &[u8]) -> anyhow::Result<SdkRequest> {
+    let request = &Request::from_json_slice(request_json)?;
     let builder = match &request.action {
         HostAction::ToolCall(call) => call
             .arguments

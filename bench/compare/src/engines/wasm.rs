@@ -13,16 +13,7 @@ use super::{Decide, Engine, Outcome};
 /// With the default sandbox: fuel metering and a wall-clock deadline; or,
 /// `metered: false`, the deadline alone (no fuel checks compiled in).
 pub fn engine(bundle_path: &Path, metered: bool) -> anyhow::Result<Engine> {
-    let cache_dir = Some(super::work_dir().join(if metered { "cache" } else { "cache-unmetered" }));
-    let mut limits = SandboxLimits::default();
-    if !metered {
-        limits.fuel = None;
-    }
-    let engine = PolicyEngine::new(EngineConfig { cache_dir, limits, ..EngineConfig::default() })?;
-    let bundle = Arc::new(Bundle::load(&engine, bundle_path)?);
-    // Fresh, empty state: the stateful policies of the full bundle read it
-    // (and find nothing); nothing is committed.
-    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
+    let (bundle, state) = load(bundle_path, metered)?;
     Ok(Engine {
         cedar_subset: false,
         envoy_subset: false,
@@ -31,6 +22,21 @@ pub fn engine(bundle_path: &Path, metered: bool) -> anyhow::Result<Engine> {
             Ok(Box::new(Wasm { bundle: Arc::clone(&bundle), state: Arc::clone(&state) }) as Box<dyn Decide>)
         }),
     })
+}
+
+/// The bundle at `bundle_path`, loaded as [`engine`] loads it, and fresh,
+/// empty state: the stateful policies of the full bundle read it (and find
+/// nothing); nothing is committed.
+pub fn load(bundle_path: &Path, metered: bool) -> anyhow::Result<(Arc<Bundle>, Arc<dyn StateStore>)> {
+    let cache_dir = Some(super::work_dir().join(if metered { "cache" } else { "cache-unmetered" }));
+    let mut limits = SandboxLimits::default();
+    if !metered {
+        limits.fuel = None;
+    }
+    let engine = PolicyEngine::new(EngineConfig { cache_dir, limits, ..EngineConfig::default() })?;
+    let bundle = Arc::new(Bundle::load(&engine, bundle_path)?);
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
+    Ok((bundle, state))
 }
 
 struct Wasm {
