@@ -430,6 +430,24 @@ fn readiness_scores_what_the_bundle_contains() {
 }
 
 #[test]
+fn serve_refuses_a_held_body_share_that_bounds_nothing_or_refuses_every_large_body() {
+    for (share, held, request) in [("300", "256", "16"), ("8", "256", "16"), ("0", "256", "16")] {
+        let out = arbiter(&[
+            "serve",
+            "--ext-proc-max-held-per-caller-mib",
+            share,
+            "--ext-proc-max-held-mib",
+            held,
+            "--ext-proc-max-request-mib",
+            request,
+        ]);
+        assert!(!out.status.success(), "a share of {share} MiB is accepted");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&format!("--ext-proc-max-held-per-caller-mib ({share}) must lie between")), "{stderr}");
+    }
+}
+
+#[test]
 fn a_bundle_serves_only_its_environments() {
     let dir = tempfile::tempdir().unwrap();
     let request: Value = serde_json::from_str(

@@ -137,6 +137,12 @@ impl Grant {
         if outside.is_empty() { Ok(()) } else { Err(outside.join("; ")) }
     }
 
+    /// Whether the grant allows `value` as `field` (a field it does not
+    /// name it allows whatever its value).
+    pub fn allows(&self, field: &str, value: &str) -> bool {
+        self.fields.iter().filter(|(name, _)| *name == field).all(|(_, allowed)| allowed.allows(value))
+    }
+
     /// The one value of `field` the grant allows, if it allows only one.
     pub fn only(&self, field: &str) -> Option<&str> {
         self.fields.iter().find(|(name, _)| *name == field).and_then(|(_, allowed)| allowed.only())

@@ -28,9 +28,13 @@ const CLAUDE: &str = "claude-sonnet-4-5-20250929";
 
 /// A running server on loopback (state in memory) and its gRPC address.
 async fn serve(ext_proc: ExtProcConfig) -> String {
+    serve_with(ext_proc, Credentials::load(&root().join("examples/orders_daily/credentials.toml")).unwrap()).await
+}
+
+/// The same with these credentials.
+async fn serve_with(ext_proc: ExtProcConfig, credentials: Credentials) -> String {
     let bundle = Bundle::load(&engine(), &orders_daily_bundle()).unwrap();
     let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
-    let credentials = Credentials::load(&root().join("examples/orders_daily/credentials.toml")).unwrap();
     let config = ServerConfig {
         http: "127.0.0.1:0".parse().unwrap(),
         grpc: Some("127.0.0.1:0".parse().unwrap()),
@@ -395,13 +399,15 @@ async fn one_caller_cannot_hold_what_the_others_need() {
     let caller_busy = (429, "ext_proc_caller_busy".to_owned());
     // The monitor's own key over three exchanges: the third is its own
     // share's, not the server's.
-    let (refused, monitor) = hold_until_refused(&url, None, |_| request_headers(false), 3).await;
+    let (refused, mut monitor) = hold_until_refused(&url, None, |_| request_headers(false), 3).await;
     assert_eq!(refused, caller_busy);
+    assert!(monitor.try_join_next().is_none(), "the monitor's first two bodies are still held");
     // A new forged key per request gains no new share: keys that do not
     // authenticate share one.
     let forged = |i: usize| request_headers_as(&format!("forged-key-{i}"), "monitor", false);
-    let (refused, forgers) = hold_until_refused(&url, None, forged, 3).await;
+    let (refused, mut forgers) = hold_until_refused(&url, None, forged, 3).await;
     assert_eq!(refused, caller_busy);
+    assert!(forgers.try_join_next().is_none(), "the first two forged bodies are still held");
     // The server holds four of its five: one more of anyone else's fits and
     // is decided while the monitor and the forgers hold theirs.
     assert_eq!((monitor.len(), forgers.len()), (2, 2));
@@ -419,6 +425,21 @@ async fn one_caller_cannot_hold_what_the_others_need() {
     let (refused, agents) = hold_until_refused(&url, Some("example-envoy-key"), agents, 6).await;
     assert_eq!(refused, (503, "ext_proc_busy".to_owned()));
     assert_eq!(agents.len(), 5);
+
+    // Agents its grant does not allow gain no share each: behind a gateway
+    // granted two agents, invented ones share the gateway's one share.
+    let narrow = r#"
+        [[credential]]
+        name = "envoy-narrow"
+        key_sha256 = "92f36e743db9bfee084214460265b6dd8a27ae8f482b3ecfdd23bc788ae3f4f0"
+        roles = ["gateway"]
+        grant = { pipelines = ["orders_daily"], agents = ["agent-a", "agent-b"], teams = ["*"], environments = ["prod"] }
+    "#;
+    let credentials = Credentials::from_toml(narrow, std::path::Path::new("narrow.toml")).unwrap();
+    let url = serve_with(config, credentials).await;
+    let invented = |i: usize| request_headers_as("", &format!("invented-{i}"), false);
+    let (refused, _invented) = hold_until_refused(&url, Some("narrow-envoy-key"), invented, 3).await;
+    assert_eq!(refused, caller_busy);
 }
 
 /// A 700 KiB body is held and decided: there is room for it.

@@ -147,6 +147,16 @@ enum Unrecognized {
 }
 
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    // Before the bundle loads. A caller's share below one largest body would
+    // refuse that body forever; above the server's bound it bounds nothing.
+    anyhow::ensure!(
+        args.ext_proc_max_request_mib <= args.ext_proc_max_held_per_caller_mib
+            && args.ext_proc_max_held_per_caller_mib <= args.ext_proc_max_held_mib,
+        "--ext-proc-max-held-per-caller-mib ({}) must lie between --ext-proc-max-request-mib ({}) and --ext-proc-max-held-mib ({})",
+        args.ext_proc_max_held_per_caller_mib,
+        args.ext_proc_max_request_mib,
+        args.ext_proc_max_held_mib
+    );
     let demo = args.bundle.is_none();
     let manifest = match &args.bundle {
         Some(path) => path.clone(),

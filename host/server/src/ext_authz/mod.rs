@@ -7,7 +7,7 @@ pub(crate) mod http;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arbiter_types::{Action, Decision, Principal, Redaction, ToolCall, VerdictKind};
+use arbiter_types::{Action, Decision, Principal, Redaction, ToolCall, VerdictKind, excerpt};
 use serde_json::{Value, json};
 
 use crate::api::auth::{identify, lacks};
@@ -66,21 +66,38 @@ fn gateway_caller(
 
 /// Whose share of the bodies ext_proc holds a request draws on, from its
 /// headers alone (the body has not come): a gateway credential's, per
-/// pipeline and agent it vouches for; an agent credential's, its own. Keys
-/// that do not authenticate share one holder, so a new forged key per
-/// request gains no new share (their requests are refused once decided).
+/// pipeline and agent it vouches for (read as the principal reads them)
+/// and its grant allows, else one share for the rest of its traffic; an
+/// agent credential's, its own. Every key that does not authenticate (or
+/// lacks the role) shares one holder, so a new forged key per request
+/// gains no new share.
 pub(crate) fn holder(state: &AppState, headers: &HashMap<String, String>, gateway_key: Option<&str>) -> String {
     match gateway_caller(state, headers, gateway_key) {
         Ok(Caller::Credential(credential)) if gateway_key.is_some() => {
             let prefix = &state.wire.header_prefix;
-            let header = |name: &str| headers.get(&format!("{prefix}{name}")).map_or("", String::as_str);
-            format!("gateway {:?} {:?} {:?}", credential.name, header("pipeline"), header("agent"))
+            let grant = credential.grant();
+            let field = |name: &str| {
+                let value = headers.get(&format!("{prefix}{name}")).map(String::as_str).filter(|v| !v.is_empty());
+                value.or_else(|| grant.and_then(|g| g.only(name))).filter(|v| grant.is_some_and(|g| g.allows(name, v)))
+            };
+            match (field("pipeline"), field("agent")) {
+                // Bounded: the name is held while the body is, uncounted.
+                (Some(pipeline), Some(agent)) => {
+                    let (pipeline, agent) = (excerpt(pipeline, HOLDER_FIELD_CHARS), excerpt(agent, HOLDER_FIELD_CHARS));
+                    format!("gateway {:?} {pipeline:?} {agent:?}", credential.name)
+                }
+                _ => format!("gateway {:?}", credential.name),
+            }
         }
         Ok(Caller::Credential(credential)) => format!("agent {:?}", credential.name),
         Ok(Caller::Anonymous) => "anonymous".to_owned(),
         Err(_) => "unidentified".to_owned(),
     }
 }
+
+/// What of a pipeline or agent name names a held-body share: longer names
+/// that agree this far share one.
+const HOLDER_FIELD_CHARS: usize = 128;
 
 /// A request the gateway lets through, and what it must do after: hold the
 /// upstream to the decision (ext_proc) and report how the call ended.

@@ -182,9 +182,9 @@ impl Exchange {
         else {
             return vec![];
         };
-        // Answered at once: what is held now goes to Envoy.
-        drop(held);
-        match self.exchange.decide(&received).await {
+        // `held` counts the body until its answer is built, the decision
+        // included: it is in memory until then.
+        let answers = match self.exchange.decide(&received).await {
             Admission::Refuse(refusal) => vec![local_reply(refusal)],
             Admission::Forward { mut headers, remove, body } => {
                 let forward = body.unwrap_or(received);
@@ -196,7 +196,9 @@ impl Exchange {
                 }
                 answers
             }
-        }
+        };
+        drop(held);
+        answers
     }
 
     async fn decide(&mut self, phase: Phase, body: &[u8]) -> ProcessingResponse {

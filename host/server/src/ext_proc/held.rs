@@ -58,15 +58,17 @@ pub(super) struct Held {
 }
 
 impl Held {
-    /// Counts `more` bytes, if every exchange's together stay within the
-    /// server's bound and this caller's within its share.
+    /// Counts `more` bytes, if this caller's together stay within its share
+    /// and every exchange's within the server's bound. The caller's share
+    /// is checked first: a caller past it must wait for its own bodies,
+    /// whether or not the server is also full.
     pub(super) fn take(&mut self, more: usize) -> Result<(), Refused> {
         let mut counts = self.bodies.counts();
-        let total = counts.total.checked_add(more).filter(|after| *after <= self.bodies.max);
-        let Some(total) = total else { return Err(Refused::ServerFull) };
         let caller = counts.by_caller.get(&self.caller).copied().unwrap_or(0);
         let caller = caller.checked_add(more).filter(|after| *after <= self.bodies.max_per_caller);
         let Some(caller) = caller else { return Err(Refused::CallerFull) };
+        let total = counts.total.checked_add(more).filter(|after| *after <= self.bodies.max);
+        let Some(total) = total else { return Err(Refused::ServerFull) };
         counts.total = total;
         if caller > 0 {
             counts.by_caller.insert(self.caller.clone(), caller);
@@ -113,7 +115,9 @@ mod tests {
         assert_eq!(first.take(40), Ok(()));
         drop(first);
         assert_eq!(bodies.share("c".into()).take(100), Ok(()));
-        assert_eq!(bodies.share("c".into()).take(usize::MAX), Err(Refused::ServerFull), "no overflow");
+        assert_eq!(bodies.share("c".into()).take(usize::MAX), Err(Refused::CallerFull), "no overflow");
+        let wide = HeldBodies::new(100, usize::MAX);
+        assert_eq!(wide.share("c".into()).take(usize::MAX), Err(Refused::ServerFull), "no overflow");
         assert_eq!(callers_held(&bodies), 0, "nothing is held, so no caller is counted");
     }
 
@@ -129,6 +133,8 @@ mod tests {
         let mut other = bodies.share("other".into());
         assert_eq!(other.take(40), Ok(()));
         assert_eq!(bodies.share("third".into()).take(21), Err(Refused::ServerFull));
+        // Past its own share and the server's at once: its own is named.
+        assert_eq!(other.take(21), Err(Refused::CallerFull));
         // What the flood gives back is its own again.
         flood.truncate(1);
         assert_eq!(flood[0].take(10), Ok(()));
