@@ -85,6 +85,11 @@ struct SourceLabels {
     source: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BoundLabels {
+    bound: &'static str,
+}
+
 /// The label value of the series that values beyond the cap fold into.
 const OTHER: &str = "_other";
 
@@ -209,6 +214,7 @@ pub(crate) struct Metrics {
     state_up: Gauge,
     webhook_dropped: Counter,
     overloaded: Family<SourceLabels, Counter>,
+    held_refused: Family<BoundLabels, Counter>,
     in_flight: Gauge,
     audit_write_failures: Counter,
 }
@@ -293,6 +299,12 @@ impl Metrics {
             overloaded.clone(),
         );
         registry.register("evaluations_in_flight", "Evaluations and reports running now", in_flight.clone());
+        let held_refused = Family::<BoundLabels, Counter>::default();
+        registry.register(
+            "ext_proc_held_refused",
+            "ext_proc request bodies refused because held bodies reached a bound (server, caller)",
+            held_refused.clone(),
+        );
         let audit_write_failures = Counter::default();
         registry.register(
             "audit_write_failures",
@@ -319,6 +331,7 @@ impl Metrics {
             state_up,
             webhook_dropped,
             overloaded,
+            held_refused,
             in_flight,
             audit_write_failures,
         }
@@ -340,6 +353,12 @@ impl Metrics {
 
     pub(crate) fn overloaded(&self, source: &str) {
         self.overloaded.get_or_create(&SourceLabels { source: source.to_owned() }).inc();
+    }
+
+    /// An ext_proc body refused at the held bound `bound` (`server` or
+    /// `caller`).
+    pub(crate) fn held_refused(&self, bound: &'static str) {
+        self.held_refused.get_or_create(&BoundLabels { bound }).inc();
     }
 
     pub(crate) fn state_up(&self, up: bool) {

@@ -28,11 +28,21 @@ const CLAUDE: &str = "claude-sonnet-4-5-20250929";
 
 /// A running server on loopback (state in memory) and its gRPC address.
 async fn serve(ext_proc: ExtProcConfig) -> String {
-    serve_with(ext_proc, Credentials::load(&root().join("examples/orders_daily/credentials.toml")).unwrap()).await
+    serve_with(ext_proc, example_credentials()).await.grpc
+}
+
+fn example_credentials() -> Credentials {
+    Credentials::load(&root().join("examples/orders_daily/credentials.toml")).unwrap()
+}
+
+/// A running server's gRPC and HTTP addresses.
+struct Served {
+    grpc: String,
+    http: std::net::SocketAddr,
 }
 
 /// The same with these credentials.
-async fn serve_with(ext_proc: ExtProcConfig, credentials: Credentials) -> String {
+async fn serve_with(ext_proc: ExtProcConfig, credentials: Credentials) -> Served {
     let bundle = Bundle::load(&engine(), &orders_daily_bundle()).unwrap();
     let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::in_memory(StoreConfig::default()));
     let config = ServerConfig {
@@ -43,9 +53,19 @@ async fn serve_with(ext_proc: ExtProcConfig, credentials: Credentials) -> String
         ..ServerConfig::default()
     };
     let server = Server::bind(config, Decider::new(Arc::new(bundle), state), None).await.unwrap();
-    let url = format!("http://{}", server.grpc_addr().unwrap());
+    let served = Served { grpc: format!("http://{}", server.grpc_addr().unwrap()), http: server.http_addr().unwrap() };
     tokio::spawn(server.run(std::future::pending()));
-    url
+    served
+}
+
+/// The value of one series of the server's `/metrics`.
+async fn metric(http: std::net::SocketAddr, series: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut connection = tokio::net::TcpStream::connect(http).await.unwrap();
+    connection.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut page = String::new();
+    connection.read_to_string(&mut page).await.unwrap();
+    page.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// One exchange: messages go in as the test sends them, answers come out.
@@ -395,7 +415,8 @@ async fn one_caller_cannot_hold_what_the_others_need() {
         max_request_bytes: 800 << 10,
         ..ExtProcConfig::default()
     };
-    let url = serve(config).await;
+    let served = serve_with(config, example_credentials()).await;
+    let url = served.grpc.clone();
     let caller_busy = (429, "ext_proc_caller_busy".to_owned());
     // The monitor's own key over three exchanges: the third is its own
     // share's, not the server's.
@@ -416,6 +437,10 @@ async fn one_caller_cannot_hold_what_the_others_need() {
     stream.send(body(&padded_request(700 << 10), true), None).await;
     let answer = stream.next().await.unwrap();
     assert!(matches!(answer, Some(Answer::RequestHeaders(_))), "another caller's body is decided: {answer:?}");
+    // The on-call human sees which bound refused them.
+    let refused = r#"arbiter_ext_proc_held_refused_total{bound="caller"}"#;
+    assert_eq!(metric(served.http, refused).await, Some(2.0));
+    assert_eq!(metric(served.http, r#"arbiter_ext_proc_held_refused_total{bound="server"}"#).await, None);
 
     // Behind one gateway, each agent it vouches for has a share of its own:
     // six agents' bodies are held until the server's bound (503), where one
@@ -436,7 +461,7 @@ async fn one_caller_cannot_hold_what_the_others_need() {
         grant = { pipelines = ["orders_daily"], agents = ["agent-a", "agent-b"], teams = ["*"], environments = ["prod"] }
     "#;
     let credentials = Credentials::from_toml(narrow, std::path::Path::new("narrow.toml")).unwrap();
-    let url = serve_with(config, credentials).await;
+    let url = serve_with(config, credentials).await.grpc;
     let invented = |i: usize| request_headers_as("", &format!("invented-{i}"), false);
     let (refused, _invented) = hold_until_refused(&url, Some("narrow-envoy-key"), invented, 3).await;
     assert_eq!(refused, caller_busy);

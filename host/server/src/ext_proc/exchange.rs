@@ -124,6 +124,7 @@ impl Exchange {
                 }
                 if let Err(refused) = held.take(body.body.len()) {
                     self.end_request();
+                    self.exchange.metrics().held_refused(refused.bound());
                     return vec![local_reply(busy(refused))];
                 }
                 if received.is_empty() {

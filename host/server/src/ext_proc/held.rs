@@ -32,6 +32,16 @@ pub(super) enum Refused {
     CallerFull,
 }
 
+impl Refused {
+    /// The bound, as metrics label it.
+    pub(super) fn bound(&self) -> &'static str {
+        match self {
+            Refused::ServerFull => "server",
+            Refused::CallerFull => "caller",
+        }
+    }
+}
+
 impl HeldBodies {
     pub(super) fn new(max: usize, max_per_caller: usize) -> Self {
         HeldBodies { counts: Arc::default(), max, max_per_caller }

@@ -10,6 +10,7 @@ use super::settle::{Ending, settle};
 use super::watch::decide_answer;
 use crate::ext_authz::grpc::GatewayMetadata;
 use crate::ext_authz::{Admitted, Answer, Checked, Refusal, Watch, check, error_answer, holder};
+use crate::metrics::Metrics;
 use crate::state::{AppState, now_ms};
 use crate::wire::{GatewayRequest, HeldAnswer, Protocol, ResponseReader, SessionStream};
 
@@ -81,6 +82,11 @@ impl Exchange {
             self.session_stream = Some(SessionStream::new(self.state.ext_proc.max_response_read_bytes));
         }
         self.request_headers = headers;
+    }
+
+    /// The server's metrics.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.state.metrics
     }
 
     /// Whose share of held request bodies this request draws on, from the
