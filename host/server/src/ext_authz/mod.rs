@@ -14,7 +14,7 @@ use crate::api::auth::{identify, lacks};
 use crate::api::{ApiError, Caller};
 use crate::credentials::{Credential, Role};
 use crate::state::{AppState, public_decision};
-use crate::wire::{Classified, GatewayRequest, Protocol, classify};
+use crate::wire::{Classified, GatewayRequest, Protocol, classify, principal_field};
 
 /// HTTP status of an escalated (approval needed) LLM request.
 pub(crate) const ESCALATED_STATUS: u16 = 428;
@@ -77,8 +77,7 @@ pub(crate) fn holder(state: &AppState, headers: &HashMap<String, String>, gatewa
             let prefix = &state.wire.header_prefix;
             let grant = credential.grant();
             let field = |name: &str| {
-                let value = headers.get(&format!("{prefix}{name}")).map(String::as_str).filter(|v| !v.is_empty());
-                value.or_else(|| grant.and_then(|g| g.only(name))).filter(|v| grant.is_some_and(|g| g.allows(name, v)))
+                principal_field(headers, prefix, grant, name).filter(|v| grant.is_some_and(|g| g.allows(name, v)))
             };
             match (field("pipeline"), field("agent")) {
                 // Bounded: the name is held while the body is, uncounted.

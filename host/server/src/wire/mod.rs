@@ -22,7 +22,7 @@ pub(crate) use llm::Api;
 pub(crate) use llm::LlmCall;
 pub use mcp_answer::mcp_response;
 pub(crate) use mcp_answer::{HeldAnswer, SessionStream};
-pub(crate) use principal::request_id;
+pub(crate) use principal::{principal_field, request_id};
 pub(crate) use response::{ReportedUsage, ResponseReader};
 
 /// An HTTP request as the gateway saw it.

@@ -1,9 +1,12 @@
 //! The principal and request id, from headers.
 
+use std::collections::HashMap;
+
 use arbiter_types::{Environment, Principal};
 
 use super::GatewayRequest;
 use crate::config::WireConfig;
+use crate::credentials::Grant;
 
 /// Builds the principal from `<prefix>pipeline`, `-agent`, `-team`,
 /// `-environment` and `-run` headers; a field the caller's grant allows
@@ -11,10 +14,7 @@ use crate::config::WireConfig;
 /// session. Whether the caller may act as the result is checked after.
 pub(super) fn principal(req: &GatewayRequest<'_>, config: &WireConfig) -> Result<Principal, String> {
     let prefix = &config.header_prefix;
-    let granted = |name: &str| req.grant.and_then(|g| g.only(name)).map(str::to_owned);
-    let header = |name: &str| {
-        req.headers.get(&format!("{prefix}{name}")).filter(|v| !v.is_empty()).cloned().or_else(|| granted(name))
-    };
+    let header = |name: &str| principal_field(req.headers, prefix, req.grant, name).map(str::to_owned);
     let environment = header("environment").or_else(|| config.default_environment.clone());
     let run = header("run").or_else(|| req.headers.get("mcp-session-id").cloned());
     let fields = [header("pipeline"), header("agent"), header("team"), environment, run];
@@ -32,6 +32,18 @@ pub(super) fn principal(req: &GatewayRequest<'_>, config: &WireConfig) -> Result
         format!("header {prefix}environment: `{shown}` is not dev, staging or prod")
     })?;
     Ok(Principal { pipeline, agent, team, environment, run })
+}
+
+/// One field of the principal as the caller states it: its
+/// `<prefix><name>` header, or, left out or empty, the grant's one value.
+pub(crate) fn principal_field<'a>(
+    headers: &'a HashMap<String, String>,
+    prefix: &str,
+    grant: Option<&'a Grant>,
+    name: &str,
+) -> Option<&'a str> {
+    let stated = headers.get(&format!("{prefix}{name}")).map(String::as_str).filter(|v| !v.is_empty());
+    stated.or_else(|| grant.and_then(|g| g.only(name)))
 }
 
 fn parse_environment(text: &str) -> Option<Environment> {
